@@ -1,0 +1,129 @@
+"""Two-sided CUSUM on residuals from an EWMA baseline."""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+from detectors.base import check_int, check_nonnegative, check_positive, clamp_score
+
+__all__ = ["EwmaCusum"]
+
+_Z_MAX = 1e6  # clip standardised residuals so the sums stay finite after overflow-sized jumps
+
+
+class EwmaCusum:
+    """Two-sided CUSUM of standardised residuals from an EWMA baseline.
+
+    For slow drifts a z-score misses: crack growth on a bridge strain gauge, a chlorine analyser
+    drifting out of calibration. Each reading is standardised against the baseline *before* it is
+    learned, ``z = (x - mean) / sd``, and accumulated with allowance ``k``::
+
+        S+ = max(0, S+ + z - k)        S- = max(0, S- - z - k)        score = max(S+, S-)
+
+    ``threshold = h``. After a hit (score >= h) both sums restart from 0 (the standard CUSUM
+    restart), so an ongoing drift produces a hit every few dozen readings rather than one endless
+    alarm. The baseline keeps learning throughout, hits included: this is what makes the detector
+    adapt to a new level (a step scores once or twice, a sustained drift keeps scoring because the
+    EWMA lags behind it by about ``rate / alpha``).
+
+    The baseline is an exponentially weighted mean and variance with weight
+    ``max(alpha, 1/n)`` for the n-th reading, i.e. the plain running mean/variance for the first
+    ``1/alpha`` readings and an EWMA afterwards. ``update`` returns 0.0 for the first ``warmup``
+    readings (baseline only). Zero variance guard: ``sd >= max(1e-12, 1e-9 * |mean|)``, and ``z`` is
+    clipped to +/-1e6, so constant input scores 0 and a jump off a constant line scores high but
+    finite.
+
+    Parameters
+    ----------
+    alpha
+        EWMA weight of a new reading in the baseline, in (0, 1]; ~1/alpha readings of memory.
+    k
+        Allowance (slack) in standard deviations, >= 0: shifts smaller than about ``2k`` sigma are
+        not accumulated.
+    h
+        Decision threshold on the CUSUM (this is ``threshold``).
+    warmup
+        Readings used only to learn the baseline (>= 2).
+
+    Examples
+    --------
+    >>> det = EwmaCusum(warmup=5)
+    >>> scores = [det.update(float(t), x) for t, x in enumerate([1.0, 2.0] * 10 + [4.0] * 5)]
+    >>> [round(s, 2) for s in scores[-5:]]
+    [5.21, 0.0, 4.84, 8.58, 0.0]
+    """
+
+    name: ClassVar[str] = "cusum"
+
+    def __init__(self, alpha: float = 0.02, k: float = 0.5, h: float = 8.0, warmup: int = 30) -> None:
+        self.alpha = check_positive("alpha", alpha)
+        if self.alpha > 1.0:
+            raise ValueError(f"alpha must be in (0, 1], got {alpha!r}")
+        self.k = check_nonnegative("k", k)
+        self.h = check_positive("h", h)
+        self.warmup = check_int("warmup", warmup, 2)
+        # state: readings seen, baseline mean, baseline variance, S+, S-
+        self._n = 0
+        self._mean = 0.0
+        self._var = 0.0
+        self._pos = 0.0
+        self._neg = 0.0
+
+    @property
+    def threshold(self) -> float:
+        """A score >= h is a hit."""
+        return self.h
+
+    def update(self, t: float, x: float) -> float:
+        """Score ``x`` against the baseline (CUSUM step), then learn it into the baseline."""
+        if not math.isfinite(x):
+            return 0.0
+        x = float(x)
+        n = self._n
+        mean = self._mean
+        score = 0.0
+        if n >= self.warmup:
+            sd = math.sqrt(self._var)
+            floor = 1e-9 * abs(mean)
+            if floor < 1e-12:
+                floor = 1e-12
+            if not sd >= floor:
+                sd = floor
+            z = (x - mean) / sd
+            if not -_Z_MAX <= z <= _Z_MAX:
+                z = _Z_MAX if z > 0 else (-_Z_MAX if z < 0 else 0.0)
+            pos = self._pos + z - self.k
+            neg = self._neg - z - self.k
+            pos = pos if pos > 0.0 else 0.0
+            neg = neg if neg > 0.0 else 0.0
+            score = clamp_score(pos if pos > neg else neg)
+            if score >= self.h:  # restart after a hit
+                pos = neg = 0.0
+            self._pos = pos
+            self._neg = neg
+        # learn the baseline (West's exponentially weighted mean and variance)
+        n += 1
+        a = 1.0 / n if n * self.alpha < 1.0 else self.alpha
+        diff = x - mean
+        incr = a * diff
+        var = (1.0 - a) * (self._var + diff * incr)
+        self._mean = mean + incr
+        self._var = var if var < 1e300 else 1e300
+        self._n = n
+        return score
+
+    def to_state(self) -> tuple:
+        """``(n, mean, var, S+, S-)``."""
+        return (self._n, self._mean, self._var, self._pos, self._neg)
+
+    @classmethod
+    def from_state(cls, params: dict, state: tuple) -> EwmaCusum:
+        det = cls(**params)
+        n, mean, var, pos, neg = state
+        det._n = int(n)
+        det._mean, det._var, det._pos, det._neg = float(mean), float(var), float(pos), float(neg)
+        return det
+
+    def params(self) -> dict:
+        return {"alpha": self.alpha, "k": self.k, "h": self.h, "warmup": self.warmup}

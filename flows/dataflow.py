@@ -1,0 +1,110 @@
+"""The twinwatch dataflow: raw messages -> parse -> detect -> alert -> sinks.
+
+    build_flow(config, source) -> bytewax Dataflow
+
+    source ──► parse ──► dead letters ─────────────────────────────┬──► JSONL file
+                 │                                                 │
+                 ├──► records ─────────────────────────────────────┼──► InfluxDB
+                 │       └─► shard ─► detect (stateful) ─► scores ─┤
+                 │                          └──────────► alerts ───┼──► Alertmanager
+                 └──► latest time per series ─► liveness ─► alerts ┘
+
+Every item is a *batch* (a list of records) and series are routed to ``flow.shards`` shard
+keys: Bytewax's per-item cost is paid per batch, not per reading (see docs/architecture.md).
+The parse step never raises on bad input; dead letters carry the reason.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+
+from flows.detect import Plan, Shard, shard_of
+from flows.liveness import Liveness, latest_times
+from flows.parse import Parser
+from twinwatch.config import Config
+from twinwatch.schema import Alert
+
+__all__ = ["build_flow"]
+
+
+class _ShardLogic(op.StatefulBatchLogic):
+    def __init__(self, plan: Plan, state: dict | None):
+        self.shard = Shard(plan, state)
+
+    def on_batch(self, batches: list[list]) -> tuple[list, bool]:
+        records = batches[0] if len(batches) == 1 else [r for b in batches for r in b]
+        return [self.shard.process(records)], op.StatefulBatchLogic.RETAIN
+
+    def snapshot(self) -> dict:
+        return self.shard.to_state()
+
+
+class _LivenessLogic(op.StatefulBatchLogic):
+    def __init__(self, config: Config, state: tuple | None):
+        self.liveness = Liveness(config, state)
+
+    def on_batch(self, summaries: list[dict[str, float]]) -> tuple[list, bool]:
+        merged: dict[str, float] = {}
+        for s in summaries:
+            for k, t in s.items():
+                if t > merged.get(k, 0.0):
+                    merged[k] = t
+        alerts = self.liveness.process(merged)
+        return ([alerts] if alerts else []), op.StatefulBatchLogic.RETAIN
+
+    def snapshot(self) -> tuple:
+        return self.liveness.to_state()
+
+
+def _by_shard(records: list, shards: int) -> list[tuple[str, list]]:
+    groups: dict[str, list] = defaultdict(list)
+    for r in records:
+        groups[shard_of(r.series, shards)].append(r)
+    return list(groups.items())
+
+
+def build_flow(config: Config, source, *, influx_sink=None, alert_sink=None,
+               dead_letter_sink=None, flow_id: str = "twinwatch") -> Dataflow:
+    """Wire the flow. Sinks default to the configured services; tests may pass their own."""
+    from flows.sinks.alertmanager import AlertmanagerSink
+    from flows.sinks.deadletter import DeadLetterFileSink
+    from flows.sinks.influx import InfluxSink
+
+    services = config.services
+    if influx_sink is None:
+        influx_sink = InfluxSink(services.influxdb)
+    if alert_sink is None and services.alertmanager.url:
+        alert_sink = AlertmanagerSink(services.alertmanager)
+    if dead_letter_sink is None:
+        dead_letter_sink = DeadLetterFileSink(config.flow.dead_letter_path)
+
+    parser = Parser(config)
+    plan = Plan(config)
+    shards = config.flow.shards
+
+    flow = Dataflow(flow_id)
+    raw = op.input("source", flow, source)
+    parsed = op.map("parse", raw, parser.split)
+    records = op.filter_map("records", parsed, lambda p: p[0] or None)
+    dead = op.filter_map("dead_letters", parsed, lambda p: p[1] or None)
+    op.output("dead_letter_file", dead, dead_letter_sink)
+
+    keyed = op.flat_map("shard", records, lambda rs: _by_shard(rs, shards))
+    detected = op.stateful_batch("detect", keyed, lambda s: _ShardLogic(plan, s))
+    outputs = op.map("unkey", detected, lambda kv: kv[1])
+
+    latest = op.map("latest", records, lambda rs: ("liveness", latest_times(rs)))
+    stale = op.stateful_batch("liveness", latest, lambda s: _LivenessLogic(config, s))
+    stale_alerts = op.map("unkey_liveness", stale, lambda kv: kv[1])
+
+    op.output("influxdb", op.merge("to_influx", records, outputs, stale_alerts, dead),
+              influx_sink)
+    if alert_sink is not None:
+        alerts = op.filter_map(
+            "alerts", op.merge("all_alerts", outputs, stale_alerts),
+            lambda batch: [a for a in batch if type(a) is Alert] or None)
+        op.output("alertmanager", alerts, alert_sink)
+    return flow

@@ -1,0 +1,1 @@
+"""Bytewax sinks: InfluxDB (``influx``), Alertmanager (``alertmanager``), line protocol encoding."""

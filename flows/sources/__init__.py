@@ -1,0 +1,1 @@
+"""Bytewax sources. Each emits *batches*: one item is a list of (topic, payload bytes)."""

@@ -1,0 +1,91 @@
+"""MQTT as a Bytewax source: QoS 1, persistent session, reconnect with backoff.
+
+Each worker runs one paho client (its network thread fills a queue; ``next_batch`` drains it).
+With more than one worker, or with ``shared_group`` set, workers subscribe through an MQTT shared
+subscription (``$share/<group>/<prefix>/#``), so the broker splits the topics between the worker
+processes: the source partitions without any coordination of ours.
+
+``idle_timeout_s`` ends the stream after that long without a message (bounded runs such as the
+demo); ``None`` runs forever.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from datetime import datetime, timedelta, timezone
+
+from bytewax.inputs import DynamicSource, StatelessSourcePartition
+
+from twinwatch.config import MqttService
+from twinwatch.metrics import QUEUE_DEPTH, RECORDS_IN
+from twinwatch.mqtt import connect, make_client
+
+__all__ = ["MqttSource"]
+log = logging.getLogger(__name__)
+
+_POLL = timedelta(milliseconds=20)
+
+
+class _MqttPartition(StatelessSourcePartition):
+    def __init__(self, cfg: MqttService, topic: str, client_id: str, batch_size: int,
+                 idle_timeout_s: float | None):
+        self.batch_size = batch_size
+        self.idle_timeout_s = idle_timeout_s
+        self.queue: collections.deque = collections.deque()  # append/popleft are thread-safe
+        self.last_message = time.monotonic()
+        self.client = make_client(cfg, client_id)
+        self.client.on_connect = lambda c, u, flags, rc, props: self._on_connect(c, rc, topic, cfg)
+        self.client.on_message = self._on_message
+        self.client.on_disconnect = lambda c, u, flags, rc, props: (
+            log.warning("MQTT disconnected (%s); reconnecting with backoff", rc) if rc else None)
+        connect(self.client, cfg)
+        self.client.loop_start()
+
+    @staticmethod
+    def _on_connect(client, rc, topic: str, cfg: MqttService) -> None:
+        if rc.is_failure:
+            log.error("MQTT broker %s:%s refused the connection: %s", cfg.host, cfg.port, rc)
+            return
+        client.subscribe(topic, qos=cfg.qos)
+
+    def _on_message(self, client, userdata, msg) -> None:
+        self.queue.append((msg.topic, msg.payload))
+
+    def next_batch(self) -> list:
+        queue = self.queue
+        n = min(len(queue), self.batch_size)
+        QUEUE_DEPTH.labels("mqtt").set(len(queue))
+        if n == 0:
+            if (self.idle_timeout_s is not None
+                    and time.monotonic() - self.last_message > self.idle_timeout_s):
+                raise StopIteration
+            return []
+        self.last_message = time.monotonic()
+        batch = [queue.popleft() for _ in range(n)]
+        RECORDS_IN.labels("mqtt").inc(n)
+        return [batch]
+
+    def next_awake(self) -> datetime | None:
+        return None if self.queue else datetime.now(timezone.utc) + _POLL
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+class MqttSource(DynamicSource):
+    def __init__(self, cfg: MqttService, batch_size: int = 1000,
+                 idle_timeout_s: float | None = None):
+        self.cfg = cfg
+        self.batch_size = batch_size
+        self.idle_timeout_s = idle_timeout_s
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _MqttPartition:
+        topic = f"{self.cfg.topic_prefix}/#"
+        group = self.cfg.shared_group or ("twinwatch" if worker_count > 1 else None)
+        if group:
+            topic = f"$share/{group}/{topic}"
+        client_id = f"{self.cfg.client_id}-{worker_index}"
+        return _MqttPartition(self.cfg, topic, client_id, self.batch_size, self.idle_timeout_s)

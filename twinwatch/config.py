@@ -1,0 +1,350 @@
+"""The one config model of twinwatch: a YAML file plus environment overrides.
+
+    load_config(path) -> Config
+
+Layers, later wins: the YAML file, then environment variables named
+``TWINWATCH__<SECTION>__<KEY>`` (double underscore = one level down, values parsed as YAML
+scalars), e.g. ``TWINWATCH__SERVICES__INFLUXDB__URL=http://10.0.0.5:8086``.
+
+Secrets never live in the config: a password or token is a ``Secret`` that names an environment
+variable or a file (``{env: TWINWATCH_INFLUX_TOKEN}`` or ``{file: /run/secrets/influx}``); it is read
+only when a client connects and its repr never shows the value.
+
+The config is validated completely when it is built (types, references between sections,
+duplicate ids), so a typo fails at start-up with the path of the bad key, not hours later.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+import yaml
+
+from twinwatch.schema import DOMAINS, Domain, Severity
+
+__all__ = [
+    "Config", "ConfigError", "Secret", "Limits", "Sensor", "Asset", "Site", "DetectorSpec",
+    "AlertRule", "MqttService", "InfluxService", "AlertmanagerService", "MetricsService",
+    "Services", "FlowSettings", "SensorRef", "Incident", "Simulation", "load_config", "parse_config", "EXAMPLE_CONFIG",
+]
+
+EXAMPLE_CONFIG = Path(__file__).parent / "examples" / "pilot-city.yaml"
+ENV_PREFIX = "TWINWATCH__"
+BUILTIN_RULES = ("stale",)  # alert rules that are not detectors (flows.liveness)
+
+Id = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
+Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the offending key."""
+
+
+class Secret(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A reference to a secret in an environment variable or a file; never the value itself."""
+    env: str | None = None
+    file: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("a secret names exactly one of `env` or `file`")
+
+    def reveal(self) -> str:
+        """Read the secret now. Raises ConfigError if it is not there."""
+        if self.env is not None:
+            value = os.environ.get(self.env)
+            if value is None:
+                raise ConfigError(f"secret: environment variable {self.env} is not set")
+            return value
+        try:
+            return Path(self.file).read_text().strip()
+        except OSError as e:
+            raise ConfigError(f"secret: cannot read file {self.file}: {e.strerror}") from None
+
+    def __repr__(self) -> str:  # names where the secret is, never what it is
+        return f"Secret(env={self.env!r})" if self.env else f"Secret(file={self.file!r})"
+
+
+class Tls(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    enabled: bool = False
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    verify: bool = True
+
+
+# --- city model -------------------------------------------------------------------------------
+
+class Limits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Physical or regulatory limits of a sensor; ``source`` cites where they come from."""
+    low: float | None = None
+    high: float | None = None
+    severity: Severity = "alert"
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if self.low is None and self.high is None:
+            raise ValueError("limits need `low`, `high` or both")
+        if self.low is not None and self.high is not None and self.low >= self.high:
+            raise ValueError(f"limits: low {self.low} must be below high {self.high}")
+
+
+class Sensor(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    id: Id
+    quantity: Id
+    unit: str
+    interval_s: PositiveFloat
+    limits: Limits | None = None
+    detectors: list[str] | None = None  # None: the domain's defaults
+    kind: Literal["reading", "log", "firewall"] = "reading"
+    sim: dict[str, Any] = {}  # simulator parameters (see twinwatch.simulator)
+
+
+class Asset(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    id: Id
+    kind: str
+    name: str
+    sensors: list[Sensor]
+
+
+class Site(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    id: Id
+    name: str
+    domain: Domain
+    lat: float
+    lon: float
+    assets: list[Asset]
+
+
+class DetectorSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A named detector instance: a ``detectors.REGISTRY`` type with its parameters."""
+    type: str
+    params: dict[str, Any] = {}
+
+
+class AlertRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Turns hits of one detector into alerts. The first matching rule wins.
+
+    ``for_s``: the detector must keep hitting this long (event time) before the alert fires
+    (pending until then, as Prometheus' ``for``). ``clear_s``: a firing alert resolves after this
+    long without hits, so one quiet sample does not resolve it.
+    """
+    detector: str
+    severity: Severity
+    domain: Domain | None = None
+    for_s: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    clear_s: Annotated[float, msgspec.Meta(ge=0)] = 300.0
+    summary: str = "{detector} anomaly on {site}/{asset}/{sensor}: {value:g} {unit}"
+
+
+# --- services ---------------------------------------------------------------------------------
+
+class MqttService(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    host: str = "127.0.0.1"
+    port: Port = 1883
+    topic_prefix: Id = "city"
+    qos: Literal[0, 1] = 1
+    client_id: str = "twinwatch-flow"
+    # MQTT shared subscription group: several flow processes split the topics between them.
+    shared_group: str | None = None
+    keepalive_s: int = 30
+    username: str | None = None
+    password: Secret | None = None
+    tls: Tls = Tls()
+
+
+class InfluxService(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    url: str = "http://127.0.0.1:8086"
+    api: Literal["v1", "v2"] = "v1"
+    database: Id = "twinwatch"  # v1 database (also the DBRP name on InfluxDB 2.x/3.x)
+    retention_policy: str | None = None
+    org: str | None = None  # v2 only
+    bucket: str | None = None  # v2 only
+    username: str | None = None
+    password: Secret | None = None
+    token: Secret | None = None
+    batch_size: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 5000
+    flush_interval_s: PositiveFloat = 1.0
+    timeout_s: PositiveFloat = 10.0
+    max_retries: Annotated[int, msgspec.Meta(ge=0)] = 5
+    tls: Tls = Tls()
+
+
+class AlertmanagerService(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    url: str | None = "http://127.0.0.1:9093"  # None: alerts only go to InfluxDB
+    username: str | None = None
+    password: Secret | None = None
+    bearer_token: Secret | None = None
+    timeout_s: PositiveFloat = 5.0
+    max_retries: Annotated[int, msgspec.Meta(ge=0)] = 5
+    resend_interval_s: PositiveFloat = 60.0  # Alertmanager expects firing alerts to be re-sent
+    firing_ttl_s: PositiveFloat = 3600.0  # endsAt of a firing alert, renewed at each re-send
+    generator_url: str = "http://127.0.0.1:3000/d/twinwatch-alerts"
+    tls: Tls = Tls()
+
+
+class MetricsService(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    host: str = "127.0.0.1"
+    port: Port = 9108  # 0 disables the /metrics endpoint
+
+
+class Services(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    mqtt: MqttService = MqttService()
+    influxdb: InfluxService = InfluxService()
+    alertmanager: AlertmanagerService = AlertmanagerService()
+    metrics: MetricsService = MetricsService()
+
+
+class FlowSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    shards: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 16
+    batch_size: Annotated[int, msgspec.Meta(ge=1)] = 1000
+    max_payload_bytes: Annotated[int, msgspec.Meta(ge=64)] = 65536
+    dead_letter_path: str = "var/dead-letters.jsonl"
+    stale_factor: PositiveFloat = 5.0  # a series silent for factor x interval is stale
+
+
+class City(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    name: str
+    timezone: str = "Asia/Seoul"
+
+
+class Incident(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """An incident the simulator injects (and labels), at ``at_h`` hours into the run."""
+    kind: str  # see twinwatch.simulator.INCIDENT_KINDS
+    targets: list[str]  # "site/asset/sensor" paths the incident changes
+    at_h: Annotated[float, msgspec.Meta(ge=0)]
+    duration_h: PositiveFloat = 1.0
+    params: dict[str, Any] = {}
+
+
+class Simulation(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The built-in city simulator: seed, simulated span, speed-up, and the incidents to inject."""
+    seed: int = 42
+    duration_h: PositiveFloat = 24.0  # simulated hours; the run ends at "now" by default
+    speed: PositiveFloat = 720.0  # simulated seconds per wall-clock second
+    missing_rate: Annotated[float, msgspec.Meta(ge=0, le=0.5)] = 0.002
+    labels_path: str = "var/incidents.jsonl"
+    incidents: list[Incident] = []
+
+
+class SensorRef(msgspec.Struct, frozen=True):
+    """A sensor with its place in the city: what the parser and the detectors look up."""
+    domain: Domain
+    site: str
+    asset: str
+    sensor: Sensor
+
+
+class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, dict=True):
+    city: City
+    sites: list[Site]
+    detectors: dict[str, DetectorSpec]
+    domain_detectors: dict[Domain, list[str]]
+    alert_rules: list[AlertRule]
+    services: Services = Services()
+    flow: FlowSettings = FlowSettings()
+    simulation: Simulation = Simulation()
+
+    @cached_property
+    def catalog(self) -> dict[tuple[str, str, str, str], SensorRef]:
+        """(domain, site, asset, sensor) -> SensorRef, for every configured sensor."""
+        return {
+            (site.domain, site.id, asset.id, s.id): SensorRef(site.domain, site.id, asset.id, s)
+            for site in self.sites for asset in site.assets for s in asset.sensors
+        }
+
+    def detectors_for(self, ref: SensorRef) -> list[str]:
+        names = ref.sensor.detectors
+        return list(self.domain_detectors.get(ref.domain, [])) if names is None else names
+
+    def rule_for(self, domain: str, detector: str) -> AlertRule | None:
+        for rule in self.alert_rules:
+            if rule.detector == detector and rule.domain in (None, domain):
+                return rule
+        return None
+
+    def validate(self) -> "Config":
+        """Cross-section checks msgspec's types cannot express."""
+        from detectors import REGISTRY  # detectors is a leaf package; import late to keep this light
+
+        for name, spec in self.detectors.items():
+            if spec.type not in REGISTRY:
+                raise ConfigError(
+                    f"detectors.{name}.type: unknown detector type {spec.type!r}; "
+                    f"known: {', '.join(sorted(REGISTRY))}")
+        seen: set[tuple[str, ...]] = set()
+        for site in self.sites:
+            for asset in site.assets:
+                for s in asset.sensors:
+                    key = (site.id, asset.id, s.id)
+                    if key in seen:
+                        raise ConfigError(f"sites: duplicate sensor {'/'.join(key)}")
+                    seen.add(key)
+                    for name in self.detectors_for(SensorRef(site.domain, site.id, asset.id, s)):
+                        if name not in self.detectors:
+                            raise ConfigError(
+                                f"sites.{site.id}.{asset.id}.{s.id}.detectors: {name!r} is not "
+                                f"defined under `detectors`")
+        for domain, names in self.domain_detectors.items():
+            for name in names:
+                if name not in self.detectors:
+                    raise ConfigError(f"domain_detectors.{domain}: {name!r} is not defined")
+        for i, rule in enumerate(self.alert_rules):
+            if rule.detector not in self.detectors and rule.detector not in BUILTIN_RULES:
+                raise ConfigError(f"alert_rules[{i}].detector: {rule.detector!r} is not defined")
+        paths = {f"{site.id}/{a.id}/{s.id}" for site in self.sites for a in site.assets
+                 for s in a.sensors}
+        for i, inc in enumerate(self.simulation.incidents):
+            for target in inc.targets:
+                if target not in paths:
+                    raise ConfigError(f"simulation.incidents[{i}].targets: no sensor {target!r}")
+        if len({s.id for s in self.sites}) != len(self.sites):
+            raise ConfigError("sites: duplicate site id")
+        return self
+
+
+def _apply_env(raw: dict, environ: dict[str, str]) -> dict:
+    for key, text in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        path = [p.lower() for p in key[len(ENV_PREFIX):].split("__") if p]
+        node = raw
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{key}: {part} is not a section")
+        node[path[-1]] = yaml.safe_load(text) if text else text
+    return raw
+
+
+def parse_config(raw: dict, environ: dict[str, str] | None = None) -> Config:
+    """Build and validate a Config from parsed YAML (plus ``TWINWATCH__...`` overrides)."""
+    if not isinstance(raw, dict):
+        raise ConfigError("config: the top level must be a mapping")
+    raw = _apply_env(raw, dict(os.environ) if environ is None else environ)
+    try:
+        return msgspec.convert(raw, Config, strict=False).validate()
+    except msgspec.ValidationError as e:
+        raise ConfigError(f"config: {e}") from None
+
+
+def load_config(path: str | os.PathLike | None = None,
+                environ: dict[str, str] | None = None) -> Config:
+    """Load the YAML at ``path`` (default: $TWINWATCH_CONFIG, else the shipped example)."""
+    env = dict(os.environ) if environ is None else environ
+    path = Path(path or env.get("TWINWATCH_CONFIG") or EXAMPLE_CONFIG)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ConfigError(f"config: cannot read {path}: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config: {path} is not valid YAML: {e}") from None
+    return parse_config(raw, env)
+
+
+assert set(DOMAINS) == set(Domain.__args__)  # the two spellings of the domain set agree
