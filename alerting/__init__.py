@@ -1,1 +1,11 @@
+"""Alerting: alert lifecycle and delivery to Prometheus Alertmanager (knows nothing of Bytewax)."""
 
+from alerting.alertmanager import (
+    AlertmanagerClient, AlertmanagerError, AlertmanagerRejected, AlertmanagerUnavailable,
+    FiringSet, to_payload,
+)
+
+__all__ = [
+    "AlertmanagerClient", "AlertmanagerError", "AlertmanagerRejected", "AlertmanagerUnavailable",
+    "FiringSet", "to_payload",
+]

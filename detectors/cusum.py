@@ -22,10 +22,11 @@ class EwmaCusum:
         S+ = max(0, S+ + z - k)        S- = max(0, S- - z - k)        score = max(S+, S-)
 
     ``threshold = h``. After a hit (score >= h) both sums restart from 0 (the standard CUSUM
-    restart), so an ongoing drift produces a hit every few dozen readings rather than one endless
-    alarm. The baseline keeps learning throughout, hits included: this is what makes the detector
-    adapt to a new level (a step scores once or twice, a sustained drift keeps scoring because the
-    EWMA lags behind it by about ``rate / alpha``).
+    restart), so an ongoing drift produces repeated hits (every ~15-20 readings at 0.05 sd per
+    reading) rather than one endless alarm. The baseline keeps learning throughout, hits included:
+    this is what makes the detector adapt to a new level (a 5 sd step gives a handful of hits in
+    the next ~40 readings, then none), while a sustained drift keeps scoring because the EWMA lags
+    behind it by about ``rate / alpha``.
 
     The baseline is an exponentially weighted mean and variance with weight
     ``max(alpha, 1/n)`` for the n-th reading, i.e. the plain running mean/variance for the first
@@ -50,13 +51,15 @@ class EwmaCusum:
     --------
     >>> det = EwmaCusum(warmup=5)
     >>> scores = [det.update(float(t), x) for t, x in enumerate([1.0, 2.0] * 10 + [4.0] * 5)]
-    >>> [round(s, 2) for s in scores[-5:]]
-    [5.21, 0.0, 4.84, 8.58, 0.0]
+    >>> [round(s, 2) for s in scores[-5:]]  # a +5 sd step: hit on the 3rd reading, then restart
+    [5.05, 7.85, 9.99, 1.76, 3.27]
     """
 
     name: ClassVar[str] = "cusum"
 
-    def __init__(self, alpha: float = 0.02, k: float = 0.5, h: float = 8.0, warmup: int = 30) -> None:
+    def __init__(
+        self, alpha: float = 0.02, k: float = 0.5, h: float = 8.0, warmup: int = 30
+    ) -> None:
         self.alpha = check_positive("alpha", alpha)
         if self.alpha > 1.0:
             raise ValueError(f"alpha must be in (0, 1], got {alpha!r}")

@@ -67,12 +67,14 @@ class ScaledHST:
 
     Examples
     --------
-    >>> det = ScaledHST(n_trees=5, height=4, window_size=20, seed=1)
-    >>> scores = [det.update(float(t), 10.0 + (t % 5) * 0.1) for t in range(60)]
-    >>> scores[:20] == [0.0] * 20
-    True
-    >>> det.update(60.0, 50.0) >= det.threshold > max(scores)
-    True
+    >>> import numpy as np
+    >>> det = ScaledHST(seed=1)
+    >>> readings = np.random.default_rng(3).normal(20.0, 0.5, 600)
+    >>> scores = [det.update(float(t), x) for t, x in enumerate(readings)]
+    >>> set(scores[:250]), round(float(np.median(scores[250:])), 2), round(max(scores), 2)
+    ({0.0}, 0.45, 0.8)
+    >>> round(det.update(600.0, 30.0), 2)  # +20 sd
+    0.97
     """
 
     name: ClassVar[str] = "hst"
@@ -105,7 +107,10 @@ class ScaledHST:
         x = float(x)
         if self._model is None:
             self._model = HalfSpaceTrees(
-                n_trees=self.n_trees, height=self.height, window_size=self.window_size, seed=self.seed
+                n_trees=self.n_trees,
+                height=self.height,
+                window_size=self.window_size,
+                seed=self.seed,
             )
         if self._n == 0:
             d = 0.0

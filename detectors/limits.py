@@ -16,9 +16,10 @@ class PhysicalLimits:
 
     The score is ``0.0`` inside ``[low, high]``. Outside it is ``1.0 + excess / scale``, where
     ``excess`` is the distance to the breached limit and ``scale`` is ``high - low`` when both
-    limits are set, else ``max(|limit|, 1e-9)``. So any breach scores >= ``threshold = 1.0`` and
-    the score grows with the relative size of the breach (2.0 = one full band width / one limit
-    magnitude beyond it). Stateless: ``to_state()`` returns ``()``.
+    limits are set, else ``|limit|`` (or 1.0, in the series' units, for a limit of 0 such as
+    "PV output >= 0", where a relative excess means nothing). So any breach scores
+    >= ``threshold = 1.0`` and the score grows with the relative size of the breach (2.0 = one
+    full band width / one limit magnitude beyond it). Stateless: ``to_state()`` returns ``()``.
 
     Parameters
     ----------
@@ -48,7 +49,7 @@ class PhysicalLimits:
             self._scale = self.high - self.low
         else:
             limit = self.low if self.low is not None else self.high
-            self._scale = max(abs(limit), 1e-9)
+            self._scale = abs(limit) if limit != 0.0 else 1.0
 
     def update(self, t: float, x: float) -> float:
         """Score ``x`` against the limits (``t`` is unused; there is nothing to learn)."""

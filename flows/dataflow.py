@@ -69,16 +69,15 @@ def _by_shard(records: list, shards: int) -> list[tuple[str, list]]:
 def build_flow(config: Config, source, *, influx_sink=None, alert_sink=None,
                dead_letter_sink=None, flow_id: str = "twinwatch") -> Dataflow:
     """Wire the flow. Sinks default to the configured services; tests may pass their own."""
-    from flows.sinks.alertmanager import AlertmanagerSink
-    from flows.sinks.deadletter import DeadLetterFileSink
-    from flows.sinks.influx import InfluxSink
-
     services = config.services
     if influx_sink is None:
+        from flows.sinks.influx import InfluxSink
         influx_sink = InfluxSink(services.influxdb)
     if alert_sink is None and services.alertmanager.url:
+        from flows.sinks.alertmanager import AlertmanagerSink
         alert_sink = AlertmanagerSink(services.alertmanager)
     if dead_letter_sink is None:
+        from flows.sinks.deadletter import DeadLetterFileSink
         dead_letter_sink = DeadLetterFileSink(config.flow.dead_letter_path)
 
     parser = Parser(config)

@@ -80,6 +80,7 @@ def cmd_simulate(args) -> int:
 
 def cmd_services(args) -> int:
     from twinwatch import services
+    from twinwatch.demo import ports_from_config
 
     base = Path(args.var)
     if args.action == "down":
@@ -96,7 +97,7 @@ def cmd_services(args) -> int:
                           f"known: {', '.join(SERVICE_NAMES)}")
     config = load_config(args.config)
     started = services.up(args.names or ["influxdb", "mosquitto", "alertmanager"], base,
-                          services.ports_from_config(config))
+                          ports_from_config(config))
     for name, svc in started.items():
         print(f"{name:16} {svc.url}  (pid {svc.pid}, data in {svc.data_dir})")
     return 0
@@ -105,8 +106,8 @@ def cmd_services(args) -> int:
 def cmd_demo(args) -> int:
     from twinwatch.demo import run_demo
 
-    return run_demo(load_config(args.config), Path(args.var), sim_hours=args.sim_hours,
-                    speed=args.speed)
+    return run_demo(load_config(args.config), Path(args.var), config_path=args.config,
+                    sim_hours=args.sim_hours, speed=args.speed)
 
 
 def cmd_config(args) -> int:

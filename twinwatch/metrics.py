@@ -10,7 +10,7 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 __all__ = [
     "RECORDS_IN", "RECORDS_OUT", "DEAD_LETTERS", "DETECT_SECONDS", "SINK_WRITE_SECONDS",
-    "SINK_ERRORS", "SINK_RETRIES", "QUEUE_DEPTH", "ANOMALIES", "ALERTS", "serve",
+    "SINK_ERRORS", "SINK_RETRIES", "QUEUE_DEPTH", "SOURCE_READY", "ANOMALIES", "ALERTS", "serve",
 ]
 
 RECORDS_IN = Counter(
@@ -32,6 +32,8 @@ SINK_RETRIES = Counter(
 QUEUE_DEPTH = Gauge(
     "twinwatch_queue_depth", "Records received but not yet taken by the flow, by source.",
     ["source"])
+SOURCE_READY = Gauge(
+    "twinwatch_source_ready", "1 while the source is connected and subscribed.", ["source"])
 ANOMALIES = Counter(
     "twinwatch_anomalies", "Detector hits, by domain and detector.", ["domain", "detector"])
 ALERTS = Counter(

@@ -85,16 +85,31 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
-def _cmdline(pid: int) -> list[str] | None:
-    """argv of a live (non-zombie) process, else None."""
+def _alive(pid: int) -> bool:
+    """pid exists and is not a zombie (an unreaped zombie is dead for our purposes)."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] in ("Z", "X"):
-            return None
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
+
+
+def _cmdline(pid: int) -> list[str] | None:
+    """argv of a live process, else None (also None while it is exiting)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes() if _alive(pid) else b""
+    except OSError:
         return None
     return raw.decode(errors="replace").split("\0")[:-1] or None
+
+
+def _wait_gone(pid: int, wait: float) -> bool:
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        proc = _CHILDREN.get(pid)
+        if (proc.poll() is not None) if proc is not None else not _alive(pid):
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def _tail(path: Path, n: int = 40) -> str:
@@ -200,27 +215,22 @@ class Service:
     def stop(self, timeout: float = 10) -> None:
         """SIGTERM the process group, SIGKILL after timeout; only if the PID is still ours."""
         pid, self.pid = self.pid, None
-        if pid is not None and self._owns(pid):
+        if pid is not None:
             for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5)):
+                if not self._owns(pid):  # checked before every signal
+                    break
                 try:
                     os.killpg(pid, sig) if os.getpgid(pid) == pid else os.kill(pid, sig)
                 except ProcessLookupError:
                     break
-                if self._wait_gone(pid, wait):
+                if _wait_gone(pid, wait):
                     break
-        if pid is not None and (proc := _CHILDREN.pop(pid, None)) is not None:
-            proc.poll()  # reap
+            if (proc := _CHILDREN.pop(pid, None)) is not None:
+                try:
+                    proc.wait(5)  # reap our own child: no zombie, and /proc/<pid> is gone on return
+                except subprocess.TimeoutExpired:
+                    pass
         self.pid_file.unlink(missing_ok=True)
-
-    def _wait_gone(self, pid: int, wait: float) -> bool:
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if (proc := _CHILDREN.get(pid)) is not None:
-                proc.poll()  # reap our own child so it doesn't linger as a zombie
-            if not self._owns(pid):
-                return True
-            time.sleep(0.05)
-        return False
 
     @classmethod
     def from_pidfile(cls, data_dir: Path) -> Self | None:

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta, timezone
 from bytewax.inputs import DynamicSource, StatelessSourcePartition
 
 from twinwatch.config import MqttService
-from twinwatch.metrics import QUEUE_DEPTH, RECORDS_IN
+from twinwatch.metrics import QUEUE_DEPTH, RECORDS_IN, SOURCE_READY
 from twinwatch.mqtt import connect, make_client
 
 __all__ = ["MqttSource"]
@@ -38,8 +38,8 @@ class _MqttPartition(StatelessSourcePartition):
         self.client = make_client(cfg, client_id)
         self.client.on_connect = lambda c, u, flags, rc, props: self._on_connect(c, rc, topic, cfg)
         self.client.on_message = self._on_message
-        self.client.on_disconnect = lambda c, u, flags, rc, props: (
-            log.warning("MQTT disconnected (%s); reconnecting with backoff", rc) if rc else None)
+        self.client.on_subscribe = lambda *a: SOURCE_READY.labels("mqtt").set(1)
+        self.client.on_disconnect = self._on_disconnect
         connect(self.client, cfg)
         self.client.loop_start()
 
@@ -49,6 +49,12 @@ class _MqttPartition(StatelessSourcePartition):
             log.error("MQTT broker %s:%s refused the connection: %s", cfg.host, cfg.port, rc)
             return
         client.subscribe(topic, qos=cfg.qos)
+
+    @staticmethod
+    def _on_disconnect(client, userdata, flags, rc, props) -> None:
+        SOURCE_READY.labels("mqtt").set(0)
+        if rc.is_failure:
+            log.warning("MQTT disconnected (%s); reconnecting with backoff", rc)
 
     def _on_message(self, client, userdata, msg) -> None:
         self.queue.append((msg.topic, msg.payload))

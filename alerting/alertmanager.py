@@ -1,0 +1,308 @@
+"""Send alerts to Prometheus Alertmanager (API v2), and remember which ones to re-send.
+
+    AlertmanagerClient(url, ...)   .post(alerts, now, firing_ttl_s, generator_url) / .get_alerts()
+    to_payload(alerts, now, firing_ttl_s, generator_url) -> list[dict]   (pure)
+    FiringSet(resend_interval_s)   .update(alerts, sent_at=None) / .due(now)   (pure)
+
+Exceptions::
+
+    AlertmanagerError               anything that went wrong talking to Alertmanager
+     ├── AlertmanagerUnavailable    retryable (connection error, timeout, 5xx, 429); raised once
+     │                              the retries are used up
+     └── AlertmanagerRejected       any other non-2xx answer (400: invalid alert, 401/403: auth);
+                                    not retried; carries the response text
+
+Like Alertmanager's own notifiers: 2xx is success; 5xx, 429, timeouts and connection errors are
+retried with exponential backoff and jitter (a Retry-After header replaces the backoff); any
+other status gives up at once.
+
+Pending alerts are never sent. A firing alert is sent with ``endsAt = now + firing_ttl_s``: if
+we stop re-sending it (crash, partition), Alertmanager resolves it by itself after the TTL, so a
+firing alert must be re-sent well before then (``FiringSet``). A resolved alert is sent with its
+``ends_at`` (else its ``at``), clamped to ``now`` so Alertmanager does not keep it active until a
+future event time. Times are always passed in; nothing here reads the clock (except to turn an
+HTTP-date Retry-After into seconds) and nothing here knows Bytewax.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import random
+import ssl
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import httpx
+
+from twinwatch.config import AlertmanagerService, ConfigError, Tls
+from twinwatch.schema import SEVERITY_KO, Alert
+
+__all__ = [
+    "AlertmanagerError", "AlertmanagerUnavailable", "AlertmanagerRejected",
+    "AlertmanagerClient", "FiringSet", "to_payload", "rfc3339",
+]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+_MAX_ERROR_TEXT = 500
+
+
+class AlertmanagerError(Exception):
+    def __init__(self, message: str, *, status: int | None = None, text: str = "",
+                 retry_after: float | None = None):
+        super().__init__(message)
+        self.status = status
+        self.text = text
+        self.retry_after = retry_after
+
+
+class AlertmanagerUnavailable(AlertmanagerError):
+    """Retryable failure (connection, timeout, 5xx, 429)."""
+
+
+class AlertmanagerRejected(AlertmanagerError):
+    """Alertmanager refused the request (4xx other than 429); retrying will not help."""
+
+
+def rfc3339(t: datetime) -> str:
+    if t.tzinfo is None:
+        raise ValueError("datetime has no UTC offset")
+    return t.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def to_payload(alerts: Iterable[Alert], now: datetime, firing_ttl_s: float,
+               generator_url: str) -> list[dict[str, Any]]:
+    """The ``POST /api/v2/alerts`` body for the firing and resolved alerts (pending skipped)."""
+    out = []
+    for a in alerts:
+        if a.status == "firing":
+            ends = max(now + timedelta(seconds=firing_ttl_s), a.starts_at)
+        elif a.status == "resolved":
+            ends = max(min(a.ends_at or a.at, now), a.starts_at)
+        else:
+            continue
+        ko = SEVERITY_KO.get(a.severity, a.severity)
+        out.append({
+            "labels": {**a.labels, "alertname": a.labels.get("alertname") or a.rule},
+            "annotations": {
+                "summary": a.summary,
+                "description": (f"{a.rule} on {a.site}/{a.asset}/{a.sensor}: value "
+                                f"{a.value:g} {a.unit}; severity {a.severity} ({ko}); "
+                                f"{a.status}"),
+                "severity_ko": ko,
+                "fingerprint": a.fingerprint,
+            },
+            "startsAt": rfc3339(a.starts_at),
+            "endsAt": rfc3339(ends),
+            "generatorURL": generator_url,
+        })
+    return out
+
+
+def _ssl_context(tls: Tls) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=tls.ca_file)
+    if not tls.verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if tls.cert_file:
+        ctx.load_cert_chain(tls.cert_file, tls.key_file)
+    return ctx
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+def _error_text(r: httpx.Response) -> str:
+    text = r.text.strip()
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        doc = None
+    if isinstance(doc, dict) and doc.get("message"):
+        text = str(doc["message"])
+    elif isinstance(doc, str):
+        text = doc
+    return text[:_MAX_ERROR_TEXT]
+
+
+class AlertmanagerClient:
+    """Alertmanager API v2 client (httpx). Secrets live only in the auth header; the repr and
+    the errors never contain them."""
+
+    def __init__(self, url: str, *, username: str | None = None, password: str | None = None,
+                 bearer_token: str | None = None, timeout: float = 5.0, max_retries: int = 5,
+                 tls: Tls | None = None, client: httpx.Client | None = None,
+                 sleep: Callable[[float], Any] = time.sleep,
+                 on_retry: Callable[[int, float, AlertmanagerError], None] | None = None,
+                 backoff_s: float = 0.5, max_backoff_s: float = 30.0):
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"alertmanager.url: expected http(s)://host:port, got {url!r}")
+        if parts.username or parts.password:
+            raise ConfigError("alertmanager.url: put credentials in username/password, "
+                              "not in the URL")
+        if tls is not None and tls.enabled and parts.scheme != "https":
+            raise ConfigError("alertmanager.tls.enabled is set but alertmanager.url is not https")
+        if bearer_token is not None and username is not None:
+            raise ConfigError("alertmanager: give either a bearer token or username/password")
+        if max_retries < 0:
+            raise ValueError("max_retries must be >= 0")
+        self.url = url.rstrip("/")
+        self.username = username
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self._sleep = sleep
+        self._on_retry = on_retry
+        self._auth = httpx.BasicAuth(username, password or "") if username is not None else None
+        self._headers = {"Authorization": f"Bearer {bearer_token}"} if bearer_token else {}
+        self._own_client = client is None
+        if client is None:
+            verify: ssl.SSLContext | bool = True
+            if parts.scheme == "https" and tls is not None:
+                verify = _ssl_context(tls)
+            client = httpx.Client(timeout=timeout, verify=verify)
+        self._client = client
+
+    @classmethod
+    def from_config(cls, cfg: AlertmanagerService, **kw: Any) -> AlertmanagerClient:
+        if cfg.url is None:
+            raise ConfigError("alertmanager.url is not set")
+        return cls(cfg.url, username=cfg.username,
+                   password=cfg.password.reveal() if cfg.password is not None else None,
+                   bearer_token=(cfg.bearer_token.reveal() if cfg.bearer_token is not None
+                                 else None),
+                   timeout=cfg.timeout_s, max_retries=cfg.max_retries, tls=cfg.tls, **kw)
+
+    def __repr__(self) -> str:
+        auth = ("bearer" if self._headers else f"user={self.username!r}" if self._auth
+                else "none")
+        return f"<AlertmanagerClient {self.url} auth={auth}>"
+
+    def close(self) -> None:
+        if self._own_client:
+            self._client.close()
+
+    def __enter__(self) -> AlertmanagerClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _once(self, what: str, method: str, path: str, **kw: Any) -> httpx.Response:
+        try:
+            r = self._client.request(method, self.url + path, headers=self._headers,
+                                     auth=self._auth, **kw)
+        except httpx.TransportError as e:
+            raise AlertmanagerUnavailable(f"{what}: {type(e).__name__}: {e}") from None
+        if r.is_success:
+            return r
+        text = _error_text(r)
+        msg = f"{what}: HTTP {r.status_code}: {text}"
+        if r.status_code == 429 or r.status_code >= 500:
+            raise AlertmanagerUnavailable(msg, status=r.status_code, text=text,
+                                          retry_after=_retry_after(r.headers.get("Retry-After")))
+        raise AlertmanagerRejected(msg, status=r.status_code, text=text)
+
+    def _retry(self, call: Callable[[], T]) -> T:
+        attempt = 0
+        while True:
+            try:
+                return call()
+            except AlertmanagerUnavailable as e:
+                if attempt >= self.max_retries:
+                    raise
+                if e.retry_after is not None:
+                    delay = min(e.retry_after, self.max_backoff_s)
+                else:
+                    delay = min(self.max_backoff_s, self.backoff_s * 2 ** attempt)
+                    delay *= 0.5 + random.random() / 2
+                attempt += 1
+                log.warning("alertmanager: %s; retry %d/%d in %.2fs", e, attempt,
+                            self.max_retries, delay)
+                if self._on_retry is not None:
+                    self._on_retry(attempt, delay, e)
+                self._sleep(delay)
+
+    def post(self, alerts: Sequence[Alert], now: datetime, firing_ttl_s: float,
+             generator_url: str) -> None:
+        """POST the firing and resolved alerts (pending ones are skipped; nothing to send, no
+        request). Raises AlertmanagerUnavailable after the retries, AlertmanagerRejected on 4xx."""
+        payload = to_payload(alerts, now, firing_ttl_s, generator_url)
+        if not payload:
+            return
+        what = f"post {len(payload)} alerts to {self.url}"
+        self._retry(lambda: self._once(what, "POST", "/api/v2/alerts", json=payload))
+
+    def get_alerts(self, active: bool = True, *, filters: Sequence[str] = (),
+                   silenced: bool = True, inhibited: bool = True) -> list[dict]:
+        """GET /api/v2/alerts; ``filters`` are matchers such as ``'alertname="x"'``."""
+        params: list[tuple[str, str]] = [
+            ("active", str(active).lower()), ("silenced", str(silenced).lower()),
+            ("inhibited", str(inhibited).lower())]
+        params += [("filter", f) for f in filters]
+        r = self._retry(lambda: self._once(f"get alerts from {self.url}", "GET",
+                                           "/api/v2/alerts", params=params))
+        return r.json()
+
+
+class FiringSet:
+    """The currently firing alerts, by fingerprint, and which are due for a re-send.
+
+    ``update(alerts, sent_at)`` after posting: firing alerts are remembered (a newer state of
+    the same fingerprint replaces the older), resolved ones forgotten, pending ones ignored.
+    ``sent_at=None`` means "sent at the next ``due`` call". ``due(now)`` returns the alerts last
+    sent ``resend_interval_s`` or more before ``now`` and marks them as sent at ``now`` (the
+    caller sends them). No I/O, no clock.
+    """
+
+    def __init__(self, resend_interval_s: float):
+        if resend_interval_s <= 0:
+            raise ValueError("resend_interval_s must be > 0")
+        self.resend_interval_s = resend_interval_s
+        self._firing: dict[str, list] = {}  # fingerprint -> [alert, last_sent | None]
+
+    def __len__(self) -> int:
+        return len(self._firing)
+
+    def __contains__(self, fingerprint: object) -> bool:
+        return fingerprint in self._firing
+
+    def update(self, alerts: Iterable[Alert], sent_at: datetime | None = None) -> None:
+        for a in alerts:
+            if a.status == "firing":
+                self._firing[a.fingerprint] = [a, sent_at]
+            elif a.status == "resolved":
+                self._firing.pop(a.fingerprint, None)
+
+    def due(self, now: datetime) -> list[Alert]:
+        out = []
+        for entry in self._firing.values():
+            last = entry[1]
+            if last is None:
+                entry[1] = now
+            elif (now - last).total_seconds() >= self.resend_interval_s:
+                out.append(entry[0])
+                entry[1] = now
+        return out
+
+    def firing(self) -> list[Alert]:
+        return [entry[0] for entry in self._firing.values()]

@@ -1,0 +1,261 @@
+"""Records -> InfluxDB line protocol, timestamps in **milliseconds** (write with ``precision=ms``).
+
+    encode(record) -> list[str]            one record may give several lines
+    encode_many(records) -> list[str]
+    encode_by_measurement(records) -> dict[measurement, list[str]]
+
+Points (tags are a bounded set of identifiers; IPs, user names, fingerprints and free text are
+fields, never tags, so series cardinality stays bounded):
+
+    measurement     tags                                          fields
+    reading         asset domain quantity sensor site unit         value
+    security_event  asset domain kind outcome sensor site          user src_ip dst_port(i) message
+    anomaly_score   asset domain sensor site                       <detector>=score... value hits(i)
+    anomaly         asset detector domain sensor site              score value   (one per hit)
+    alert           asset domain rule sensor severity site status  fingerprint value unit summary
+                                                                   starts_at_ms(i)
+    dead_letter     reason source                                  topic detail payload
+
+Escaping, as InfluxDB 1.x (checked against 1.6.7) and 2.x parse it:
+
+* measurement: ``,`` and space; tag keys, tag values, field keys: ``,`` ``=`` and space, each
+  prefixed with a backslash.
+* A backslash in a name is kept literally and *not* doubled: InfluxDB 1.x never unescapes ``\\\\``
+  in names (``a\\\\b`` would be stored as two backslashes), and ``a\\,b`` -> ``a\\\\,b`` already
+  round-trips. A name cannot *end* in a backslash (the parser takes it as escaping the separator
+  and rejects the line), so a trailing backslash gets a ``_`` appended (``x\\`` -> ``x\\_``).
+* string field values: ``"`` and ``\\`` are backslash-escaped (unescaped by every version).
+* a newline anywhere becomes the two characters ``\\n`` (a raw newline ends the line on the wire;
+  1.x mis-parses it even inside quotes). It is not turned back into a newline when read.
+* empty tag values are omitted (InfluxDB rejects ``tag=``); ``None`` fields are omitted, so are
+  non-finite floats (InfluxDB rejects NaN/inf and would drop the whole request); a point left
+  without fields is dropped.
+* integers carry the ``i`` suffix, bools are ``true``/``false``, floats use ``repr``.
+* detector names that would collide with ``value``/``hits`` or InfluxDB 1.x's reserved ``time``
+  key are skipped as ``anomaly_score`` fields.
+
+Tag keys are written in sorted order (what InfluxDB stores anyway, so it need not sort). The
+escaped "measurement,tags" head of a point is cached per series (a bounded dict, cleared when
+full): series repeat, so the hot path is one dict lookup plus one f-string.
+
+Note: InfluxDB keeps one point per (measurement, tag set, timestamp); two events of the same
+series in the same millisecond overwrite each other's fields.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from twinwatch.schema import Alert, AnomalyScore, DeadLetter, Reading, SecurityEvent
+
+__all__ = [
+    "PRECISION", "MEASUREMENTS", "encode", "encode_many", "encode_by_measurement",
+    "escape_measurement", "escape_key", "escape_string", "format_line",
+]
+
+PRECISION = "ms"
+MEASUREMENTS: tuple[str, ...] = (
+    "reading", "security_event", "anomaly_score", "anomaly", "alert", "dead_letter")
+
+_NAME_TABLE = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ ", "\n": "\\n"})
+_MEASUREMENT_TABLE = str.maketrans({",": "\\,", " ": "\\ ", "\n": "\\n"})
+_STRING_TABLE = str.maketrans({'"': '\\"', "\\": "\\\\", "\n": "\\n"})
+_RESERVED_SCORE_KEYS = frozenset({"value", "hits", "time"})
+_CACHE_MAX = 65536
+
+
+def escape_measurement(name: str) -> str:
+    out = name.translate(_MEASUREMENT_TABLE)
+    return out + "_" if out.endswith("\\") else out
+
+
+def escape_key(name: str) -> str:
+    """Escape a tag key, tag value or field key."""
+    out = name.translate(_NAME_TABLE)
+    return out + "_" if out.endswith("\\") else out
+
+
+def escape_string(value: str) -> str:
+    """A string field value, with its double quotes."""
+    return '"' + value.translate(_STRING_TABLE) + '"'
+
+
+def _ms(t) -> int:
+    return round(t.timestamp() * 1000)
+
+
+def _field(value: Any) -> str | None:
+    """Format one field value; None if it must be omitted."""
+    if value is None:
+        return None
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        return f"{value}i"
+    if isinstance(value, str):
+        return escape_string(value)
+    value = float(value)
+    return repr(value) if math.isfinite(value) else None
+
+
+def _head(measurement: str, tags: Iterable[tuple[str, str]]) -> str:
+    parts = [escape_measurement(measurement)]
+    for k, v in sorted(tags):
+        if v:
+            parts.append(f"{escape_key(k)}={escape_key(v)}")
+    return ",".join(parts)
+
+
+def format_line(measurement: str, tags: dict[str, str], fields: dict[str, Any],
+                ms: int) -> str | None:
+    """The general (uncached) encoder: one point, or None if no field is left."""
+    body = []
+    for k, v in fields.items():
+        text = _field(v)
+        if text is not None:
+            body.append(f"{escape_key(k)}={text}")
+    if not body:
+        return None
+    return f"{_head(measurement, tags.items())} {','.join(body)} {ms}"
+
+
+# --- cached heads (one per series) -----------------------------------------------------------
+
+_heads: dict[tuple, str] = {}
+
+
+def _cached_head(measurement: str, names: tuple[str, ...], values: tuple) -> str:
+    key = (measurement, *values)
+    head = _heads.get(key)
+    if head is None:
+        if len(_heads) >= _CACHE_MAX:
+            _heads.clear()
+        head = _heads[key] = _head(measurement, zip(names, values))
+    return head
+
+
+_READING_TAGS = ("domain", "site", "asset", "sensor", "quantity", "unit")
+_EVENT_TAGS = ("domain", "site", "asset", "sensor", "kind", "outcome")
+_SCORE_TAGS = ("domain", "site", "asset", "sensor")
+_ANOMALY_TAGS = ("domain", "site", "asset", "sensor", "detector")
+_ALERT_TAGS = ("domain", "site", "asset", "sensor", "rule", "severity", "status")
+_DEAD_TAGS = ("source", "reason")
+
+
+def _reading(r: Reading) -> list[str]:
+    key = ("reading", r.domain, r.site, r.asset, r.sensor, r.quantity, r.unit)
+    head = _heads.get(key)
+    if head is None:
+        head = _cached_head("reading", _READING_TAGS, key[1:])
+    value = float(r.value)
+    if value - value != 0.0:  # nan or inf: InfluxDB rejects them (Reading forbids them anyway)
+        return []
+    return [f"{head} value={value!r} {round(r.time.timestamp() * 1000)}"]
+
+
+def _security_event(e: SecurityEvent) -> list[str]:
+    head = _cached_head("security_event", _EVENT_TAGS,
+                        (e.domain, e.site, e.asset, e.sensor, e.kind, e.outcome))
+    fields = [f"message={escape_string(e.message)}"]
+    if e.user is not None:
+        fields.append(f"user={escape_string(e.user)}")
+    if e.src_ip is not None:
+        fields.append(f"src_ip={escape_string(e.src_ip)}")
+    if e.dst_port is not None:
+        fields.append(f"dst_port={int(e.dst_port)}i")
+    return [f"{head} {','.join(fields)} {_ms(e.time)}"]
+
+
+def _anomaly_score(s: AnomalyScore) -> list[str]:
+    series = (s.domain, s.site, s.asset, s.sensor)
+    ms = _ms(s.time)
+    value = _field(float(s.value))
+    fields = []
+    for detector, score in s.scores.items():
+        if detector in _RESERVED_SCORE_KEYS:
+            continue
+        text = _field(float(score))
+        if text is not None:
+            fields.append(f"{escape_key(detector)}={text}")
+    if value is not None:
+        fields.append(f"value={value}")
+    fields.append(f"hits={len(s.hits)}i")
+    lines = [f"{_cached_head('anomaly_score', _SCORE_TAGS, series)} {','.join(fields)} {ms}"]
+    for detector in s.hits:
+        score = s.scores.get(detector)
+        parts = []
+        if score is not None and (text := _field(float(score))) is not None:
+            parts.append(f"score={text}")
+        if value is not None:
+            parts.append(f"value={value}")
+        if parts:
+            head = _cached_head("anomaly", _ANOMALY_TAGS, (*series, detector))
+            lines.append(f"{head} {','.join(parts)} {ms}")
+    return lines
+
+
+def _alert(a: Alert) -> list[str]:
+    head = _cached_head("alert", _ALERT_TAGS, (a.domain, a.site, a.asset, a.sensor, a.rule,
+                                               a.severity, a.status))
+    fields = [f"fingerprint={escape_string(a.fingerprint)}"]
+    if (value := _field(float(a.value))) is not None:
+        fields.append(f"value={value}")
+    fields.append(f"unit={escape_string(a.unit)}")
+    fields.append(f"summary={escape_string(a.summary)}")
+    fields.append(f"starts_at_ms={_ms(a.starts_at)}i")
+    return [f"{head} {','.join(fields)} {_ms(a.at)}"]
+
+
+def _dead_letter(d: DeadLetter) -> list[str]:
+    head = _cached_head("dead_letter", _DEAD_TAGS, (d.source, d.reason))
+    return [f"{head} topic={escape_string(d.topic)},detail={escape_string(d.detail)},"
+            f"payload={escape_string(d.payload)} {_ms(d.time)}"]
+
+
+_ENCODERS: dict[type, Callable[[Any], list[str]]] = {
+    Reading: _reading, SecurityEvent: _security_event, AnomalyScore: _anomaly_score,
+    Alert: _alert, DeadLetter: _dead_letter,
+}
+_MEASUREMENT_OF: dict[type, str] = {
+    Reading: "reading", SecurityEvent: "security_event", AnomalyScore: "anomaly_score",
+    Alert: "alert", DeadLetter: "dead_letter",
+}
+
+
+def encode(record: Any) -> list[str]:
+    """Lines for one record (a schema type); TypeError for anything else."""
+    try:
+        fn = _ENCODERS[type(record)]
+    except KeyError:
+        raise TypeError(f"cannot encode {type(record).__name__} as line protocol") from None
+    return fn(record)
+
+
+def encode_many(records: Iterable[Any]) -> list[str]:
+    out: list[str] = []
+    encoders = _ENCODERS
+    for r in records:
+        fn = encoders.get(type(r))
+        if fn is None:
+            encode(r)  # raises the TypeError
+        out += fn(r)
+    return out
+
+
+def encode_by_measurement(records: Iterable[Any]) -> dict[str, list[str]]:
+    """Lines grouped by measurement (for per-measurement counts); AnomalyScore hits go to
+    ``anomaly``."""
+    groups: dict[str, list[str]] = {}
+    for r in records:
+        lines = encode(r)
+        if not lines:
+            continue
+        m = _MEASUREMENT_OF[type(r)]
+        groups.setdefault(m, []).append(lines[0])
+        if len(lines) > 1:
+            groups.setdefault("anomaly", []).extend(lines[1:])
+    return groups
