@@ -47,12 +47,8 @@ class _LivenessLogic(op.StatefulBatchLogic):
         self.liveness = Liveness(config, state)
 
     def on_batch(self, summaries: list[dict[str, float]]) -> tuple[list, bool]:
-        merged: dict[str, float] = {}
-        for s in summaries:
-            for k, t in s.items():
-                if t > merged.get(k, 0.0):
-                    merged[k] = t
-        alerts = self.liveness.process(merged)
+        # One check per source batch, in order: the watermark advances as finely as the source.
+        alerts = [a for latest in summaries for a in self.liveness.process(latest)]
         return ([alerts] if alerts else []), op.StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> tuple:

@@ -4,6 +4,7 @@ strictest about backslashes and newlines)."""
 
 from __future__ import annotations
 
+import re
 import timeit
 from datetime import datetime, timedelta, timezone
 
@@ -19,7 +20,8 @@ MS0 = 1795395600123  # round(T0.timestamp() * 1000)
 # Every character that needs care somewhere, alone and mixed.
 HOSTILE = [
     "a,b", "a=b", "a b", 'q"uote', "back\\slash", "new\nline", "관리자 서버", " lead",
-    "trail\\", "\\,mix=ed \\ x", "=", ",", '"', "tab\there", "eq=,\" \\\\ 한글",
+    "trail\\", "\\,mix=ed \\ x", "=", ",", '"', "tab\there", "eq=,\" \\\\ 한글", 'a\\"b',
+    "two\\\\back", "cr\r\nlf",
 ]
 
 
@@ -27,6 +29,11 @@ def stored_name(s: str) -> str:
     """What InfluxDB keeps for a measurement/tag/field-key name (see lineprotocol docstring)."""
     s = s.replace("\n", "\\n")
     return s + "_" if s.endswith("\\") else s
+
+
+def stored_field_key(s: str) -> str:
+    """What InfluxDB keeps for a field key."""
+    return re.sub(r'\\(?=[\\,= "]|\Z)', r"\\_", s).replace("\n", "\\n")
 
 
 def stored_string(s: str) -> str:
@@ -62,6 +69,14 @@ def test_integer_valued_reading_is_still_a_float_field():
 ])
 def test_escape_key(raw, escaped):
     assert lp.escape_key(raw) == escaped
+
+
+@pytest.mark.parametrize("raw, escaped", [
+    ("a,b", "a\\,b"), ("a\\b", "a\\b"), ("a\\,b", "a\\_\\,b"), ('a\\"b', 'a\\_"b'),
+    ("a\\\\b", "a\\_\\b"), ("x\\", "x\\_"), ("a b", "a\\ b"), ("k=v", "k\\=v"),
+])
+def test_escape_field_key(raw, escaped):
+    assert lp.escape_field_key(raw) == escaped
 
 
 @pytest.mark.parametrize("raw, escaped", [
@@ -244,10 +259,10 @@ def test_round_trip_hostile_names_through_influxdb(influxdb, influx_db):
             assert (r["topic"], r["detail"], r["payload"]) == (stored_string(h),) * 3
 
         fields = {r["fieldKey"] for r in _rows(w.query("SHOW FIELD KEYS FROM anomaly_score"))}
-        assert fields == {stored_name(h) for h in HOSTILE} | {"value", "hits"}
+        assert fields == {stored_field_key(h) for h in HOSTILE} | {"value", "hits"}
         (score,) = _rows(w.query("SELECT * FROM anomaly_score"))
         for i, h in enumerate(HOSTILE):
-            assert score[stored_name(h)] == float(i)
+            assert score[stored_field_key(h)] == float(i)
         detectors_back = {r["value"] for r in _rows(w.query(
             'SHOW TAG VALUES FROM anomaly WITH KEY = "detector"'))}
         assert detectors_back == {stored_name(h) for h in HOSTILE[:3]}

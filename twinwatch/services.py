@@ -26,9 +26,9 @@ VictoriaMetrics and the InfluxDB v2 write API
 VictoriaMetrics accepts InfluxDB line protocol at ``POST {url}/api/v2/write?precision=s``
 (``org``/``bucket`` are accepted and ignored; also ``/write`` and ``/influx/write``), answers
 204. A line ``traffic,sensor=s1 speed=42.5,count=7i 1700000000`` becomes the series
-``traffic_speed{sensor="s1"}`` and ``traffic_count{sensor="s1"}`` (``<measurement>_<field>``;
-a field named ``value`` keeps just ``<measurement>``). Data is searchable ~1-2 s after the
-write (poll). Read it back with::
+``traffic_speed{sensor="s1"}`` and ``traffic_count{sensor="s1"}`` (always
+``<measurement>_<field>``, also for a field named ``value``; org/bucket add no label; default
+precision is ns). Data is searchable ~1-2 s after the write (poll). Read it back with::
 
     GET {url}/api/v1/export?match[]={__name__=~"traffic_.*"}
     -> one JSON object per line (JSON Lines, not a JSON array):

@@ -515,9 +515,13 @@ class _SensorSim:
         rated = _p(self.params, "rated")
         t, end, out = self.start_us / _US, self.end_us / _US, []
         while True:
-            t += rng.exponential(1 / rate)
+            t += rng.exponential(1 / (1.5 * rate))
             if t >= end:
                 return out
+            # thinning: few cars at night, most from late morning to evening (mean rate `rate`)
+            hour = (t + self.world.utcoffset(np.array([t]))) % 86400 / 3600
+            if rng.random() >= float(0.15 + 1.3 * np.mean(_plateau(hour, 7.5, 21.5, 1.0))) / 1.5:
+                continue
             dur = rng.uniform(12, 45) * 60
             out.append((t, t + dur, rated * rng.uniform(0.85, 1.0)))
             t += dur + 60  # the next car plugs in after this one has left

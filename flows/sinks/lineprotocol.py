@@ -1,4 +1,4 @@
-"""Records -> InfluxDB line protocol, timestamps in **milliseconds** (write with ``precision=ms``).
+r"""Records -> InfluxDB line protocol, timestamps in **milliseconds** (write with ``precision=ms``).
 
     encode(record) -> list[str]            one record may give several lines
     encode_many(records) -> list[str]
@@ -20,15 +20,19 @@ Escaping, as InfluxDB 1.x (checked against 1.6.7) and 2.x parse it:
 
 * measurement: ``,`` and space; tag keys, tag values, field keys: ``,`` ``=`` and space, each
   prefixed with a backslash.
-* A backslash in a name is kept literally and *not* doubled: InfluxDB 1.x never unescapes ``\\\\``
-  in names (``a\\\\b`` would be stored as two backslashes), and ``a\\,b`` -> ``a\\\\,b`` already
-  round-trips. A name cannot *end* in a backslash (the parser takes it as escaping the separator
-  and rejects the line), so a trailing backslash gets a ``_`` appended (``x\\`` -> ``x\\_``).
-* string field values: ``"`` and ``\\`` are backslash-escaped (unescaped by every version).
-* a newline anywhere becomes the two characters ``\\n`` (a raw newline ends the line on the wire;
+* A backslash in a name is kept literally and *not* doubled: InfluxDB 1.x never unescapes ``\\``
+  in names (``a\\b`` would be stored with two backslashes), and ``a\,b`` -> ``a\\,b`` already
+  round-trips in tags. A name cannot *end* in a backslash (the parser takes it as escaping the
+  separator and rejects the line), so a trailing backslash gets a ``_`` appended
+  (``x\`` -> ``x\_``). In field keys 1.x takes *any* backslash as escaping the next character,
+  so there a backslash before ``\``, ``,``, ``=``, ``"``, space or the end gets the ``_``
+  (``a\"b`` is stored as ``a\_"b``). With these rules no name can make a line unparseable
+  (which would fail the whole request).
+* string field values: ``"`` and ``\`` are backslash-escaped (unescaped by every version).
+* a newline anywhere becomes the two characters ``\n`` (a raw newline ends the line on the wire;
   1.x mis-parses it even inside quotes). It is not turned back into a newline when read.
 * empty tag values are omitted (InfluxDB rejects ``tag=``); ``None`` fields are omitted, so are
-  non-finite floats (InfluxDB rejects NaN/inf and would drop the whole request); a point left
+  non-finite floats (InfluxDB cannot store NaN/inf and rejects the line); a point left
   without fields is dropped.
 * integers carry the ``i`` suffix, bools are ``true``/``false``, floats use ``repr``.
 * detector names that would collide with ``value``/``hits`` or InfluxDB 1.x's reserved ``time``
@@ -45,6 +49,7 @@ series in the same millisecond overwrite each other's fields.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -52,7 +57,7 @@ from twinwatch.schema import Alert, AnomalyScore, DeadLetter, Reading, SecurityE
 
 __all__ = [
     "PRECISION", "MEASUREMENTS", "encode", "encode_many", "encode_by_measurement",
-    "escape_measurement", "escape_key", "escape_string", "format_line",
+    "escape_measurement", "escape_key", "escape_field_key", "escape_string", "format_line",
 ]
 
 PRECISION = "ms"
@@ -62,6 +67,7 @@ MEASUREMENTS: tuple[str, ...] = (
 _NAME_TABLE = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ ", "\n": "\\n"})
 _MEASUREMENT_TABLE = str.maketrans({",": "\\,", " ": "\\ ", "\n": "\\n"})
 _STRING_TABLE = str.maketrans({'"': '\\"', "\\": "\\\\", "\n": "\\n"})
+_FIELD_KEY_BACKSLASH = re.compile(r'\\(?=[\\,= "]|\Z)')
 _RESERVED_SCORE_KEYS = frozenset({"value", "hits", "time"})
 _CACHE_MAX = 65536
 
@@ -75,6 +81,15 @@ def escape_key(name: str) -> str:
     """Escape a tag key, tag value or field key."""
     out = name.translate(_NAME_TABLE)
     return out + "_" if out.endswith("\\") else out
+
+
+def escape_field_key(name: str) -> str:
+    """Escape a field key. InfluxDB 1.x's field scanner takes *any* backslash as escaping the
+    next character, so a backslash that precedes ``\\ , = "`` space or the end gets a ``_``
+    after it (``a\\,b`` -> ``a\\_\\,b``, stored as ``a\\_,b``)."""
+    if "\\" in name:
+        name = _FIELD_KEY_BACKSLASH.sub(r"\\_", name)
+    return name.translate(_NAME_TABLE)
 
 
 def escape_string(value: str) -> str:
@@ -117,10 +132,22 @@ def format_line(measurement: str, tags: dict[str, str], fields: dict[str, Any],
     for k, v in fields.items():
         text = _field(v)
         if text is not None:
-            body.append(f"{escape_key(k)}={text}")
+            body.append(f"{escape_field_key(k)}={text}")
     if not body:
         return None
     return f"{_head(measurement, tags.items())} {','.join(body)} {ms}"
+
+
+_field_keys: dict[str, str] = {}
+
+
+def _field_key(name: str) -> str:
+    key = _field_keys.get(name)
+    if key is None:
+        if len(_field_keys) >= _CACHE_MAX:
+            _field_keys.clear()
+        key = _field_keys[name] = escape_field_key(name)
+    return key
 
 
 # --- cached heads (one per series) -----------------------------------------------------------
@@ -180,7 +207,7 @@ def _anomaly_score(s: AnomalyScore) -> list[str]:
             continue
         text = _field(float(score))
         if text is not None:
-            fields.append(f"{escape_key(detector)}={text}")
+            fields.append(f"{_field_key(detector)}={text}")
     if value is not None:
         fields.append(f"value={value}")
     fields.append(f"hits={len(s.hits)}i")
