@@ -24,7 +24,7 @@ Design
 VictoriaMetrics and the InfluxDB v2 write API
 ---------------------------------------------
 VictoriaMetrics accepts InfluxDB line protocol at ``POST {url}/api/v2/write?precision=s``
-(``org``/``bucket`` are accepted and ignored; also ``/write`` and ``/influx/write``), answers
+(``org``/``bucket`` are accepted and ignored; v1-style ``/write`` works too), answers
 204. A line ``traffic,sensor=s1 speed=42.5,count=7i 1700000000`` becomes the series
 ``traffic_speed{sensor="s1"}`` and ``traffic_count{sensor="s1"}`` (always
 ``<measurement>_<field>``, also for a field named ``value``; org/bucket add no label; default
