@@ -156,6 +156,23 @@ def test_sink_writes_mixed_batches_and_counts(influxdb, influx_db):
 
 
 @pytest.mark.services
+def test_sink_in_a_bytewax_flow(influxdb, influx_db):
+    """Real InfluxDB 1.6.7 behind a real Bytewax run (TestingSource -> op.output)."""
+    import bytewax.operators as op
+    from bytewax.dataflow import Dataflow
+    from bytewax.testing import TestingSource, run_main
+
+    rs = readings(6)
+    flow = Dataflow("influx_sink_test")
+    batches = op.input("in", flow, TestingSource([rs[:3], rs[3:], mixed_records()]))
+    op.output("influxdb", batches, InfluxSink(InfluxService(url=influxdb.url, database=influx_db)))
+    run_main(flow)
+    with InfluxV1Writer(influxdb.url, influx_db) as w:
+        assert len(rows(w.query("SELECT * FROM reading"))) == 6
+        assert len(rows(w.query("SELECT * FROM alert"))) == 1
+
+
+@pytest.mark.services
 def test_sink_drops_and_counts_a_rejected_batch(influxdb, caplog):
     """Real InfluxDB 1.6.7, database missing: the sink logs, counts and does not raise."""
     cfg = InfluxService(url=influxdb.url, database="not_created", batch_size=2)
@@ -163,6 +180,7 @@ def test_sink_drops_and_counts_a_rejected_batch(influxdb, caplog):
     errors = metric("twinwatch_sink_errors_total", sink="influxdb")
     with caplog.at_level(logging.ERROR, logger="flows.sinks.influx"):
         part.write_batch([readings(5)])
+    part.close()
     assert part.dropped == 5 and part.written == 0
     assert metric("twinwatch_sink_errors_total", sink="influxdb") - errors == 3  # 3 requests
     assert "database not found" in caplog.text
@@ -284,7 +302,8 @@ def test_v2_via_make_writer_and_sink(victoriametrics):
     """Real VictoriaMetrics through make_writer(api="v2") and the sink."""
     cfg = InfluxService(url=victoriametrics.url, api="v2", database="twinwatch",
                         retention_policy="autogen")
-    assert make_writer(cfg).bucket == "twinwatch/autogen"
+    with make_writer(cfg) as w:
+        assert w.bucket == "twinwatch/autogen"
     part = InfluxSink(cfg).build("influxdb", 0, 1)
     part.write_batch([readings(4, site="via-sink")])
     part.close()
@@ -339,6 +358,7 @@ def test_basic_auth_on_real_influxdb_and_secrets_stay_hidden(service_factory, mo
         assert ei.value.status == 401 and "authorization failed" in str(ei.value)
         part = InfluxSink(bad).build("influxdb", 0, 1)
         part.write_batch([readings(1)])
+        part.close()
         assert part.dropped == 1
     assert "authorization failed" in caplog.text
     for text in (caplog.text, str(ei.value), repr(good), repr(bad), repr(part.writer)):
@@ -364,3 +384,18 @@ def test_config_errors_are_raised_when_built():
         InfluxV1Writer("http://127.0.0.1:8086", "db", username="u", token="t")
     with pytest.raises(ConfigError, match="TW_TEST_UNSET"):
         make_writer(InfluxService(token=Secret(env="TW_TEST_UNSET")))
+
+
+def test_tls_settings_build_an_ssl_context():
+    import ssl
+
+    from flows.sinks.influx import ssl_context
+
+    assert ssl_context(Tls(enabled=True, verify=False)).verify_mode == ssl.CERT_NONE
+    assert ssl_context(Tls(enabled=True)).verify_mode == ssl.CERT_REQUIRED
+    with pytest.raises(OSError):
+        ssl_context(Tls(enabled=True, ca_file="/nonexistent/ca.pem"))
+    w = make_writer(InfluxService(url="https://influx.example:8086", tls=Tls(enabled=True,
+                                                                             verify=False)))
+    assert w.url.startswith("https://")
+    w.close()

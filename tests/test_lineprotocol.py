@@ -41,6 +41,13 @@ def stored_string(s: str) -> str:
     return s.replace("\n", "\\n")
 
 
+@pytest.fixture(autouse=True)
+def _fresh_encoder():
+    lp.reset()  # event timestamps depend on the bursts seen before
+    yield
+    lp.reset()
+
+
 def reading(**kw) -> Reading:
     base = dict(time=T0, domain="water", site="s1", asset="pump-1", sensor="p1",
                 quantity="pressure", unit="bar", value=1.5)
@@ -174,6 +181,25 @@ def test_dead_letter_line_and_empty_tags_omitted():
         f'payload="{{\\"v\\": 1,\\n\\"x\\": \\"\\\\\\"}}" {MS0}']
 
 
+def _event(t: datetime, kind: str = "auth_failure") -> SecurityEvent:
+    return SecurityEvent(time=t, site="s", asset="gw", sensor="sshd", kind=kind,
+                         outcome="failure", user="root", message="Failed password")
+
+
+def test_events_of_one_series_get_unique_timestamps():
+    """sshd logs have whole seconds: a burst must not overwrite itself in InfluxDB."""
+    ms = lambda e: int(lp.encode(e)[0].rsplit(" ", 1)[1])  # noqa: E731
+    got = [ms(_event(T0)) for _ in range(3)]
+    assert got == [MS0, MS0 + 1, MS0 + 2]
+    assert ms(_event(T0 + timedelta(milliseconds=1))) == MS0 + 3  # inside the burst
+    assert ms(_event(T0, kind="invalid_user")) == MS0  # another series
+    assert ms(_event(T0 + timedelta(seconds=1))) == MS0 + 1000  # a new burst
+    d = DeadLetter(time=T0, source="mqtt", topic="t", reason="bad_json", detail="", payload="")
+    assert [int(lp.encode(d)[0].rsplit(" ", 1)[1]) for _ in range(2)] == [MS0, MS0 + 1]
+    # readings are facts, not occurrences: a repeat is the same point (idempotent re-delivery)
+    assert lp.encode(reading()) == lp.encode(reading())
+
+
 def test_encode_many_and_by_measurement():
     s = AnomalyScore(time=T0, domain="water", site="s", asset="a", sensor="p", value=1.0,
                      scores={"z": 5.0}, hits=("z",))
@@ -266,6 +292,15 @@ def test_round_trip_hostile_names_through_influxdb(influxdb, influx_db):
         detectors_back = {r["value"] for r in _rows(w.query(
             'SHOW TAG VALUES FROM anomaly WITH KEY = "detector"'))}
         assert detectors_back == {stored_name(h) for h in HOSTILE[:3]}
+
+
+@pytest.mark.services
+def test_same_second_events_are_all_stored(influxdb, influx_db):
+    """Real InfluxDB 1.6.7: five failed logins in one logged second are five points."""
+    with InfluxV1Writer(influxdb.url, influx_db) as w:
+        w.write(lp.encode_many([_event(T0) for _ in range(5)]))
+        got = _rows(w.query("SELECT * FROM security_event"))
+    assert [r["time"] for r in got] == [MS0 + i for i in range(5)]
 
 
 @pytest.mark.services

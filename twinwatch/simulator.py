@@ -39,8 +39,9 @@ sensor's unit, ``decimals`` [4] the reported resolution):
     sshd          logins_per_h, failure_rate          syslog sshd lines
     firewall      events_per_min, deny_rate           allow/deny events
 
-Incident ``params`` (all optional), see ``INCIDENT_PARAMS``. Security events use documentation
-addresses (RFC 5737 TEST-NETs) for outside hosts and 10.20.0.0/16 inside. The sshd line formats
+Incident ``params`` (all optional), see ``INCIDENT_PARAMS``. Security events use reserved addresses:
+attackers from the RFC 5737 TEST-NETs, internet background noise from 198.18.0.0/15, inside
+hosts from 10.20.0.0/16. The sshd line formats
 follow the OpenSSH sample of loghub (Zhu et al., "Loghub: A Large Collection of System Log
 Datasets for AI-driven Log Analytics", ISSRE 2023).
 """
@@ -384,14 +385,26 @@ def _m_constant(c: _Chunk, p):
     return _p(p, "base", 0) + _p(p, "noise", 0.1) * c.normal()
 
 
-MODELS: dict[str, Callable[[_Chunk, dict], np.ndarray]] = {
+_READING_MODELS: dict[str, Callable[[_Chunk, dict], np.ndarray]] = {
     "temperature": _m_temperature, "strain": _m_strain, "accel_rms": _m_accel_rms, "tilt": _m_tilt,
     "crack": _m_crack, "turbidity": _m_turbidity, "chlorine": _m_chlorine, "ph": _m_ph,
     "conductivity": _m_conductivity, "pressure": _m_pressure, "flow": _m_flow, "level": _m_level,
     "irradiance": _m_irradiance, "pv_power": _m_pv_power, "load": _m_load,
     "bearing_temp": _m_bearing_temp, "vibration": _m_vibration, "ev_power": _m_ev_power,
-    "constant": _m_constant, "sshd": None, "firewall": None,  # event models: see _events
+    "constant": _m_constant,
 }
+# model -> its `sim` parameters (besides `model`; every reading model also takes noise, decimals)
+MODELS: dict[str, tuple[str, ...]] = {
+    "temperature": ("offset",), "strain": ("base", "temp_coeff", "traffic"),
+    "accel_rms": ("base", "traffic"), "tilt": ("base", "temp_coeff"), "crack": ("base", "temp_coeff"),
+    "turbidity": ("base",), "chlorine": ("base", "demand_coeff"), "ph": ("base",),
+    "conductivity": ("base",), "pressure": ("base", "demand_coeff"), "flow": ("base", "daily"),
+    "level": ("base", "daily"), "irradiance": ("peak",), "pv_power": ("capacity", "efficiency"),
+    "load": ("base", "daily", "weekend"), "bearing_temp": ("base", "load_coeff"),
+    "vibration": ("base",), "ev_power": ("rated", "sessions_per_h"), "constant": ("base",),
+    "sshd": ("logins_per_h", "failure_rate"), "firewall": ("events_per_min", "deny_rate"),
+}
+_EVENT_MODELS = {"log": "sshd", "firewall": "firewall"}  # sensor kind -> its (only) model
 
 
 # --- incidents on readings ----------------------------------------------------------------------
@@ -406,7 +419,12 @@ class _Inc:
     stuck: float | None = None
 
 
-def _apply_incidents(c: _Chunk, v: np.ndarray, model: str, incs: list[_Inc], rng, last):
+def _decay(dt: np.ndarray, tau: float) -> np.ndarray:
+    """Exponential recovery, cut off after 8 time constants (then exactly back to normal)."""
+    return np.where(dt < 8 * tau, np.exp(-np.maximum(dt, 0) / tau), 0.0)
+
+
+def _apply_incidents(c: _Chunk, v: np.ndarray, model: str, incs: list[_Inc], rng, last, base):
     """Apply the value incidents of one chunk in place; return the keep mask (offline)."""
     t = c.t
     keep = np.ones(c.n, dtype=bool)
@@ -422,11 +440,11 @@ def _apply_incidents(c: _Chunk, v: np.ndarray, model: str, incs: list[_Inc], rng
         elif inc.kind == "chlorine_dosing_failure":
             floor, tau, rec = p["floor"], 60 * p["tau_min"], 60 * p["recovery_min"]
             gone = 1 - np.exp(-np.clip(t - t0, 0, dur) / tau)  # fraction of the residual lost
-            gone = np.where(after, gone * np.exp(-(t - t1) / rec), gone)
+            gone = np.where(after, gone * _decay(t - t1, rec), gone)
             v[:] = np.where(t >= t0, v - (v - floor) * gone, v)
         elif inc.kind == "turbidity_spike":
             bell = np.sin(np.pi * np.clip((t - t0) / dur, 0, 1)) ** 2
-            v += np.where(during, (p["peak"] - np.median(v)) * bell, 0.0)
+            v += np.where(during, (p["peak"] - base) * bell, 0.0)
         elif inc.kind == "inverter_fault":
             v[during] = p["residual"] * v[during] + 0.01 * np.abs(rng.standard_normal(during.sum()))
         elif inc.kind == "pipe_burst":
@@ -434,7 +452,7 @@ def _apply_incidents(c: _Chunk, v: np.ndarray, model: str, incs: list[_Inc], rng
             v[during] *= factor
         elif inc.kind == "bearing_overheating":
             ramp = np.clip((t - t0) / (p["ramp_frac"] * dur), 0, 1)
-            ramp = np.where(after, np.exp(-(t - t1) / (60 * p["cooldown_min"])), ramp)
+            ramp = np.where(after, _decay(t - t1, 60 * p["cooldown_min"]), ramp)
             ramp = np.where(t >= t0, ramp, 0.0)
             if model == "vibration":
                 v *= 1 + (p["vibration_factor"] - 1) * ramp
@@ -443,8 +461,9 @@ def _apply_incidents(c: _Chunk, v: np.ndarray, model: str, incs: list[_Inc], rng
         elif inc.kind == "stuck_sensor":
             idx = np.flatnonzero(during)
             if len(idx):
-                if inc.stuck is None:
-                    inc.stuck = float(v[idx[0] - 1]) if idx[0] > 0 else (last if last is not None else float(v[idx[0]]))
+                if inc.stuck is None:  # the last value before the incident
+                    i = idx[0]
+                    inc.stuck = float(v[i - 1]) if i > 0 else float(v[i]) if last is None else last
                 v[idx] = inc.stuck
         elif inc.kind == "sensor_offline":
             keep &= ~during
@@ -483,19 +502,31 @@ class _SensorSim:
         prefix = world.config.services.mqtt.topic_prefix
         self.topic = f"{prefix}/{site.domain}/{self.path}"
         sim = dict(sensor.sim)
-        default = {"log": "sshd", "firewall": "firewall"}.get(sensor.kind, "constant")
-        self.model = sim.pop("model", default)
+        self.model = sim.pop("model", _EVENT_MODELS.get(sensor.kind, "constant"))
+        where = f"sites.{site.id}.{asset.id}.{sensor.id}.sim"
         if self.model not in MODELS:
-            raise SimulationError(f"{self.path}: unknown sim model {self.model!r}; "
+            raise SimulationError(f"{where}: unknown model {self.model!r}; "
                                   f"known: {', '.join(sorted(MODELS))}")
-        if (self.model in ("sshd", "firewall")) != (sensor.kind != "reading") or \
-                (sensor.kind == "log" and self.model != "sshd"):
-            raise SimulationError(f"{self.path}: sim model {self.model!r} does not fit a "
-                                  f"{sensor.kind} sensor")
-        if self.model == "constant" and "base" not in sim and sensor.limits is not None:
-            lo, hi = sensor.limits.low, sensor.limits.high
-            sim["base"] = (lo + hi) / 2 if lo is not None and hi is not None else (lo or hi or 0) * 0.5
+        if _EVENT_MODELS.get(sensor.kind, "reading") != (
+                self.model if self.model in _EVENT_MODELS.values() else "reading"):
+            raise SimulationError(f"{where}: model {self.model!r} does not fit a {sensor.kind} sensor")
+        unknown = set(sim) - set(MODELS[self.model]) - {"noise", "decimals"}
+        if unknown:
+            raise SimulationError(f"{where}: unknown parameters {sorted(unknown)} for model "
+                                  f"{self.model}; known: {', '.join(MODELS[self.model])}, noise, decimals")
+        if self.model == "constant" and "base" not in sim:  # the middle of the normal range
+            lo, hi = (sensor.limits.low, sensor.limits.high) if sensor.limits else (None, None)
+            if lo is not None and hi is not None:
+                sim["base"], scale = (lo + hi) / 2, hi - lo
+            elif lo is not None or hi is not None:
+                limit = lo if lo is not None else hi
+                scale = max(1.0, abs(limit))
+                sim["base"] = limit + scale if lo is not None else limit - scale / 2
+            else:
+                sim["base"], scale = 0.0, 1.0
+            sim.setdefault("noise", 0.005 * scale)
         self.params = sim
+        self._state: dict[str, Any] = {}  # event models' state across chunks
         self.decimals = int(sim.get("decimals", 4))
         self.incs = incs
         self.start_us, self.end_us = start_us, end_us
@@ -529,7 +560,8 @@ class _SensorSim:
     # -- readings --
     def readings(self) -> Iterator[tuple[int, int, Message]]:
         interval_us = int(round(self.sensor.interval_s * _US))
-        phase_rng = _rng(self.world.seed, self.path, "phase")
+        # one data logger per asset: its sensors with the same interval sample together
+        phase_rng = _rng(self.world.seed, f"{self.site.id}/{self.asset.id}", "phase", str(interval_us))
         phase_us = int(phase_rng.integers(0, max(1, interval_us // _US))) * _US
         first = self.start_us + phase_us
         total = max(0, -(-(self.end_us - first) // interval_us))
@@ -537,20 +569,23 @@ class _SensorSim:
         missing_rng = _rng(self.world.seed, self.path, "missing")
         inc_rng = _rng(self.world.seed, self.path, "incidents")
         missing_rate = float(self.world.config.simulation.missing_rate)
-        model, p, incs = MODELS[self.model], self.params, self.incs
+        model, p, incs = _READING_MODELS[self.model], self.params, self.incs
         topic, unit, idx, dec = self.topic, self.sensor.unit, self.index, self.decimals
         enc, Payload, E, td = _ENC.encode, SensorPayload, _EPOCH, timedelta
         last = None
         for k in range(0, total, chunk_n):
             t_us = first + np.arange(k, min(k + chunk_n, total), dtype=np.int64) * interval_us
             c = _Chunk(self, t_us)
-            v = np.asarray(model(c, p), dtype=float)
+            try:
+                v = np.asarray(model(c, p), dtype=float)
+            except SimulationError as e:
+                raise SimulationError(f"{self.path}: {e}") from None
             keep = missing_rng.random(c.n) >= missing_rate
             if incs:
-                lo, hi = c.t[0], c.t[-1]
-                active = [i for i in incs if i.t0 <= hi]  # effects may outlast the incident
+                active = [i for i in incs if i.t0 <= c.t[-1]]  # effects may outlast the incident
                 if active:
-                    keep &= _apply_incidents(c, v, self.model, active, inc_rng, last)
+                    base = float(p.get("base", np.median(v)))
+                    keep &= _apply_incidents(c, v, self.model, active, inc_rng, last, base)
             last = float(v[-1])
             v = np.round(v, dec)
             for tu, val in zip(t_us[keep].tolist(), v[keep].tolist()):
@@ -567,14 +602,14 @@ class _SensorSim:
     # -- events (Poisson) --
     def _events(self, chunk_fn) -> Iterator[tuple[int, int, Message]]:
         rng = _rng(self.world.seed, self.path, "events")
+        inc_rng = _rng(self.world.seed, self.path, "incident-events")  # incidents change nothing else
         offline = [(i.t0, i.t1) for i in self.incs if i.kind == "sensor_offline"]
         pending: list[tuple[int, int, Any]] = []  # (t_us, seq, payload-args), may lie in later chunks
         seq = 0
         topic, idx, E, td, enc = self.topic, self.index, _EPOCH, timedelta, _ENC.encode
-        self._state: dict[str, Any] = {}
         for c0 in range(self.start_us, self.end_us, _CHUNK_S * _US):
             c1 = min(c0 + _CHUNK_S * _US, self.end_us)
-            for t_us, item in chunk_fn(rng, c0, c1):
+            for t_us, item in chunk_fn(rng, inc_rng, c0, c1):
                 heapq.heappush(pending, (t_us, seq, item))
                 seq += 1
             while pending and pending[0][0] < c1:
@@ -618,10 +653,11 @@ class _SensorSim:
         return (f"{self._MONTHS[local.month - 1]} {local.day:2d} {local:%H:%M:%S} "
                 f"{self.asset.id} sshd[{pid}]: {msg}")
 
-    def _sshd_chunk(self, rng, c0: int, c1: int):
+    def _sshd_chunk(self, rng, inc_rng, c0: int, c1: int):
         st = self._state
         if not st:
             st["pid"] = int(rng.integers(2000, 30000))
+            st["attack_pid"] = st["pid"] + 997
             st["hosts"] = {u: f"10.20.1.{int(rng.integers(10, 250))}" for u in self._HUMANS}
             st["hosts"].update({u: f"10.20.0.{int(rng.integers(2, 60))}" for u in self._SERVICES})
             st["fp"] = {u: "".join(rng.choice(list("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"), 43))
@@ -658,16 +694,16 @@ class _SensorSim:
             out.append((t_end, self._syslog(t_end, pid, f"Received disconnect from {ip} port {port}:11: disconnected by user")))
             out.append((t_end + 3000, self._syslog(t_end + 3000, pid, f"pam_unix(sshd:session): session closed for user {user}")))
         for inc, a, b in self._windows("ssh_brute_force", c0, c1):
-            ip = inc.params["src_ip"]
-            for t in self._poisson_times(rng, inc.params["rate_per_min"] / 60, a, b):
-                st["pid"] += int(rng.integers(1, 4))
-                pid, port = st["pid"], int(rng.integers(32768, 61000))
-                user = str(rng.choice(self._GUESSES))
+            ip, rng2 = inc.params["src_ip"], inc_rng
+            for t in self._poisson_times(rng2, inc.params["rate_per_min"] / 60, a, b):
+                st["attack_pid"] += int(rng2.integers(1, 4))
+                pid, port = st["attack_pid"], int(rng2.integers(32768, 61000))
+                user = str(rng2.choice(self._GUESSES))
                 if user in existing:
                     out.append((t, self._syslog(t, pid, f"Failed password for {user} from {ip} port {port} ssh2")))
                 else:
                     out.append((t, self._syslog(t, pid, f"Invalid user {user} from {ip}")))
-                    t2 = t + int(rng.integers(100, 1500)) * 1000
+                    t2 = t + int(rng2.integers(100, 1500)) * 1000
                     out.append((t2, self._syslog(t2, pid, f"Failed password for invalid user {user} from {ip} port {port} ssh2")))
         return out
 
@@ -675,7 +711,7 @@ class _SensorSim:
     _ALLOW_W = (0.5, 0.2, 0.15, 0.05, 0.05, 0.05)
     _DENY_PORTS = (23, 22, 445, 3389, 80, 8080, 5900, 1433, 3306, 6379, 2323, 37215, 52869, 8443)
 
-    def _firewall_chunk(self, rng, c0: int, c1: int):
+    def _firewall_chunk(self, rng, inc_rng, c0: int, c1: int):
         p = self.params
         times = self._poisson_times(rng, _p(p, "events_per_min", 10) / 60, c0, c1)
         n = len(times)
@@ -683,21 +719,22 @@ class _SensorSim:
         if n:
             deny = rng.random(n) < _p(p, "deny_rate", 0.1)
             inside = rng.integers(2, 80, n)
-            outside = rng.integers(1, 255, (2, n))
-            nets = ("192.0.2", "198.51.100", "203.0.113")
+            outside = rng.integers(1, 255, (3, n))
             aport = rng.choice(self._ALLOW_PORTS, n, p=self._ALLOW_W)
             dport = rng.choice(self._DENY_PORTS, n)
             for i, t in enumerate(times):
                 if deny[i]:
-                    out.append((t, ("deny", f"{nets[outside[0, i] % 3]}.{outside[1, i]}", int(dport[i]), "tcp")))
+                    # internet noise from the RFC 2544 benchmark range 198.18.0.0/15
+                    src = f"198.{18 + outside[0, i] % 2}.{outside[1, i]}.{outside[2, i]}"
+                    out.append((t, ("deny", src, int(dport[i]), "tcp")))
                 else:
                     out.append((t, ("allow", f"10.20.{2 + inside[i] % 4}.{inside[i]}", int(aport[i]), "tcp")))
         for inc, a, b in self._windows("port_scan", c0, c1):
             st = self._state.setdefault(f"scan{inc.index}", {"ports": None, "i": 0})
             if st["ports"] is None:
-                st["ports"] = rng.permutation(np.arange(1, 65536)).tolist()
+                st["ports"] = inc_rng.permutation(np.arange(1, 65536)).tolist()
             ip = inc.params["src_ip"]
-            for t in self._poisson_times(rng, inc.params["rate_per_min"] / 60, a, b):
+            for t in self._poisson_times(inc_rng, inc.params["rate_per_min"] / 60, a, b):
                 port = st["ports"][st["i"] % 65535]
                 st["i"] += 1
                 out.append((t, ("allow" if port in (22, 443, 1883, 8883) else "deny", ip, port, "tcp")))

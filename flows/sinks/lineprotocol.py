@@ -42,8 +42,14 @@ Tag keys are written in sorted order (what InfluxDB stores anyway, so it need no
 escaped "measurement,tags" head of a point is cached per series (a bounded dict, cleared when
 full): series repeat, so the hot path is one dict lookup plus one f-string.
 
-Note: InfluxDB keeps one point per (measurement, tag set, timestamp); two events of the same
-series in the same millisecond overwrite each other's fields.
+InfluxDB keeps one point per (measurement, tag set, timestamp): a second point overwrites the
+first. For readings, scores and alerts that is what we want (a re-delivered record is the same
+fact, so at-least-once delivery stays idempotent). Security events and dead letters are distinct
+occurrences that often share a time (sshd logs have whole seconds, a burst of bad messages
+arrives in one millisecond), so the encoder hands out unique timestamps per series: an event
+whose time falls inside the current burst of that series (first time .. last time handed out)
+gets the last time + 1 ms. Times move by at most the burst length, order is kept, and the
+memory is per process (a bounded dict), so a re-delivered event is stored twice.
 """
 
 from __future__ import annotations
@@ -56,7 +62,7 @@ from typing import Any
 from twinwatch.schema import Alert, AnomalyScore, DeadLetter, Reading, SecurityEvent
 
 __all__ = [
-    "PRECISION", "MEASUREMENTS", "encode", "encode_many", "encode_by_measurement",
+    "PRECISION", "MEASUREMENTS", "encode", "encode_many", "encode_by_measurement", "reset",
     "escape_measurement", "escape_key", "escape_field_key", "escape_string", "format_line",
 ]
 
@@ -184,6 +190,24 @@ def _reading(r: Reading) -> list[str]:
     return [f"{head} value={value!r} {round(r.time.timestamp() * 1000)}"]
 
 
+# series head -> (first ms of the current burst, last ms handed out)
+_bursts: dict[str, tuple[int, int]] = {}
+
+
+def _unique_ms(head: str, ms: int) -> int:
+    """A timestamp not yet used for this event series: an event inside the current burst of
+    equal or close times moves to 1 ms after the last one handed out (see module docstring)."""
+    burst = _bursts.get(head)
+    if burst is not None and burst[0] <= ms <= burst[1]:
+        ms = burst[1] + 1
+        _bursts[head] = (burst[0], ms)
+        return ms
+    if burst is None and len(_bursts) >= _CACHE_MAX:
+        _bursts.clear()
+    _bursts[head] = (ms, ms)
+    return ms
+
+
 def _security_event(e: SecurityEvent) -> list[str]:
     head = _cached_head("security_event", _EVENT_TAGS,
                         (e.domain, e.site, e.asset, e.sensor, e.kind, e.outcome))
@@ -194,7 +218,7 @@ def _security_event(e: SecurityEvent) -> list[str]:
         fields.append(f"src_ip={escape_string(e.src_ip)}")
     if e.dst_port is not None:
         fields.append(f"dst_port={int(e.dst_port)}i")
-    return [f"{head} {','.join(fields)} {_ms(e.time)}"]
+    return [f"{head} {','.join(fields)} {_unique_ms(head, _ms(e.time))}"]
 
 
 def _anomaly_score(s: AnomalyScore) -> list[str]:
@@ -240,7 +264,14 @@ def _alert(a: Alert) -> list[str]:
 def _dead_letter(d: DeadLetter) -> list[str]:
     head = _cached_head("dead_letter", _DEAD_TAGS, (d.source, d.reason))
     return [f"{head} topic={escape_string(d.topic)},detail={escape_string(d.detail)},"
-            f"payload={escape_string(d.payload)} {_ms(d.time)}"]
+            f"payload={escape_string(d.payload)} {_unique_ms(head, _ms(d.time))}"]
+
+
+def reset() -> None:
+    """Forget the cached series heads and the event bursts (for tests)."""
+    _heads.clear()
+    _field_keys.clear()
+    _bursts.clear()
 
 
 _ENCODERS: dict[type, Callable[[Any], list[str]]] = {
