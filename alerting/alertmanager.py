@@ -26,10 +26,8 @@ HTTP-date Retry-After into seconds) and nothing here knows Bytewax.
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
-import random
 import ssl
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -40,6 +38,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from twinwatch.config import AlertmanagerService, ConfigError, Tls
+from twinwatch.http import HttpError, Rejected, Unavailable, parse_retry_after, retry, ssl_context
 from twinwatch.schema import SEVERITY_KO, Alert
 
 __all__ = [
@@ -52,20 +51,15 @@ T = TypeVar("T")
 _MAX_ERROR_TEXT = 500
 
 
-class AlertmanagerError(Exception):
-    def __init__(self, message: str, *, status: int | None = None, text: str = "",
-                 retry_after: float | None = None):
-        super().__init__(message)
-        self.status = status
-        self.text = text
-        self.retry_after = retry_after
+class AlertmanagerError(HttpError):
+    """Talking to Alertmanager failed."""
 
 
-class AlertmanagerUnavailable(AlertmanagerError):
+class AlertmanagerUnavailable(AlertmanagerError, Unavailable):
     """Retryable failure (connection, timeout, 5xx, 429)."""
 
 
-class AlertmanagerRejected(AlertmanagerError):
+class AlertmanagerRejected(AlertmanagerError, Rejected):
     """Alertmanager refused the request (4xx other than 429); retrying will not help."""
 
 
@@ -102,32 +96,6 @@ def to_payload(alerts: Iterable[Alert], now: datetime, firing_ttl_s: float,
             "generatorURL": generator_url,
         })
     return out
-
-
-def _ssl_context(tls: Tls) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cafile=tls.ca_file)
-    if not tls.verify:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    if tls.cert_file:
-        ctx.load_cert_chain(tls.cert_file, tls.key_file)
-    return ctx
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
 def _error_text(r: httpx.Response) -> str:
@@ -178,7 +146,7 @@ class AlertmanagerClient:
         if client is None:
             verify: ssl.SSLContext | bool = True
             if parts.scheme == "https" and tls is not None:
-                verify = _ssl_context(tls)
+                verify = ssl_context(tls)
             client = httpx.Client(timeout=timeout, verify=verify)
         self._client = client
 
@@ -219,28 +187,13 @@ class AlertmanagerClient:
         msg = f"{what}: HTTP {r.status_code}: {text}"
         if r.status_code == 429 or r.status_code >= 500:
             raise AlertmanagerUnavailable(msg, status=r.status_code, text=text,
-                                          retry_after=_retry_after(r.headers.get("Retry-After")))
+                                          retry_after=parse_retry_after(r.headers.get("Retry-After")))
         raise AlertmanagerRejected(msg, status=r.status_code, text=text)
 
     def _retry(self, call: Callable[[], T]) -> T:
-        attempt = 0
-        while True:
-            try:
-                return call()
-            except AlertmanagerUnavailable as e:
-                if attempt >= self.max_retries:
-                    raise
-                if e.retry_after is not None:
-                    delay = min(e.retry_after, self.max_backoff_s)
-                else:
-                    delay = min(self.max_backoff_s, self.backoff_s * 2 ** attempt)
-                    delay *= 0.5 + random.random() / 2
-                attempt += 1
-                log.warning("alertmanager: %s; retry %d/%d in %.2fs", e, attempt,
-                            self.max_retries, delay)
-                if self._on_retry is not None:
-                    self._on_retry(attempt, delay, e)
-                self._sleep(delay)
+        return retry(call, name="alertmanager", max_retries=self.max_retries,
+                     backoff_s=self.backoff_s, max_backoff_s=self.max_backoff_s,
+                     sleep=self._sleep, on_retry=self._on_retry)
 
     def post(self, alerts: Sequence[Alert], now: datetime, firing_ttl_s: float,
              generator_url: str) -> None:

@@ -389,7 +389,7 @@ def test_config_errors_are_raised_when_built():
 def test_tls_settings_build_an_ssl_context():
     import ssl
 
-    from flows.sinks.influx import ssl_context
+    from twinwatch.http import ssl_context
 
     assert ssl_context(Tls(enabled=True, verify=False)).verify_mode == ssl.CERT_NONE
     assert ssl_context(Tls(enabled=True)).verify_mode == ssl.CERT_REQUIRED

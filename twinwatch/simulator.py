@@ -653,58 +653,58 @@ class _SensorSim:
         return (f"{self._MONTHS[local.month - 1]} {local.day:2d} {local:%H:%M:%S} "
                 f"{self.asset.id} sshd[{pid}]: {msg}")
 
+    _B64 = list("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+
     def _sshd_chunk(self, rng, inc_rng, c0: int, c1: int):
-        st = self._state
+        st, out = self._state, []
+
+        def add(t: int, pid: int, msg: str) -> None:
+            out.append((t, self._syslog(t, pid, msg)))
+
         if not st:
             st["pid"] = int(rng.integers(2000, 30000))
             st["attack_pid"] = st["pid"] + 997
             st["hosts"] = {u: f"10.20.1.{int(rng.integers(10, 250))}" for u in self._HUMANS}
             st["hosts"].update({u: f"10.20.0.{int(rng.integers(2, 60))}" for u in self._SERVICES})
-            st["fp"] = {u: "".join(rng.choice(list("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"), 43))
-                        for u in self._SERVICES}
-        existing = set(self._HUMANS) | set(self._SERVICES) | {"root"}
-        p = self.params
-        rate = _p(p, "logins_per_h", 20) / 3600
-        fail = _p(p, "failure_rate", 0.05)
-        out = []
-        times = self._poisson_times(rng, 1.7 * rate, c0, c1)  # thinned below (office hours)
-        if times:
-            ta = np.asarray(times) / _US
-            hours = ((ta + self.world.utcoffset(ta)) % 86400 / 3600).tolist()
-        for t, h in zip(times, hours if times else ()):
+            st["key"] = {u: "".join(rng.choice(self._B64, 43)) for u in self._SERVICES}
+        rate = _p(self.params, "logins_per_h", 20) / 3600
+        fail = _p(self.params, "failure_rate", 0.05)
+        times = self._poisson_times(rng, 1.7 * rate, c0, c1)  # thinned to office hours below
+        ta = np.asarray(times, dtype=float) / _US
+        hours = ((ta + self.world.utcoffset(ta)) % 86400 / 3600).tolist() if times else []
+        for t, h in zip(times, hours):
             # people log in during office hours, service accounts around the clock
             if rng.random() >= (0.3 + 1.4 * float(_plateau(h, 8.5, 18.5))) / 1.7:
                 continue
             st["pid"] += int(rng.integers(1, 40))
-            pid = st["pid"]
-            human = rng.random() < 0.7
+            pid, human = st["pid"], rng.random() < 0.7
             user = str(rng.choice(self._HUMANS if human else self._SERVICES))
             ip, port = st["hosts"][user], int(rng.integers(32768, 61000))
             if human and rng.random() < fail:  # a typo, then the right password
-                out.append((t, self._syslog(t, pid, f"Failed password for {user} from {ip} port {port} ssh2")))
+                add(t, pid, f"Failed password for {user} from {ip} port {port} ssh2")
                 t += int(rng.integers(3, 20)) * _US
             if human:
-                msg = f"Accepted password for {user} from {ip} port {port} ssh2"
+                add(t, pid, f"Accepted password for {user} from {ip} port {port} ssh2")
             else:
-                msg = f"Accepted publickey for {user} from {ip} port {port} ssh2: ED25519 SHA256:{st['fp'][user]}"
-            out.append((t, self._syslog(t, pid, msg)))
-            t_open = t + 20_000
-            out.append((t_open, self._syslog(t_open, pid, f"pam_unix(sshd:session): session opened for user {user} by (uid=0)")))
-            t_end = t + int(rng.lognormal(np.log(600), 1.0) * _US)
-            out.append((t_end, self._syslog(t_end, pid, f"Received disconnect from {ip} port {port}:11: disconnected by user")))
-            out.append((t_end + 3000, self._syslog(t_end + 3000, pid, f"pam_unix(sshd:session): session closed for user {user}")))
+                add(t, pid, f"Accepted publickey for {user} from {ip} port {port} ssh2: "
+                            f"ED25519 SHA256:{st['key'][user]}")
+            add(t + 20_000, pid, f"pam_unix(sshd:session): session opened for user {user} by (uid=0)")
+            t_end = t + int(rng.lognormal(np.log(600), 1.0) * _US)  # sessions of ~10 minutes
+            add(t_end, pid, f"Received disconnect from {ip} port {port}:11: disconnected by user")
+            add(t_end + 3000, pid, f"pam_unix(sshd:session): session closed for user {user}")
+        existing = {*self._HUMANS, *self._SERVICES, "root"}
         for inc, a, b in self._windows("ssh_brute_force", c0, c1):
-            ip, rng2 = inc.params["src_ip"], inc_rng
-            for t in self._poisson_times(rng2, inc.params["rate_per_min"] / 60, a, b):
-                st["attack_pid"] += int(rng2.integers(1, 4))
-                pid, port = st["attack_pid"], int(rng2.integers(32768, 61000))
-                user = str(rng2.choice(self._GUESSES))
+            ip = inc.params["src_ip"]
+            for t in self._poisson_times(inc_rng, inc.params["rate_per_min"] / 60, a, b):
+                st["attack_pid"] += int(inc_rng.integers(1, 4))
+                pid, port = st["attack_pid"], int(inc_rng.integers(32768, 61000))
+                user = str(inc_rng.choice(self._GUESSES))
                 if user in existing:
-                    out.append((t, self._syslog(t, pid, f"Failed password for {user} from {ip} port {port} ssh2")))
+                    add(t, pid, f"Failed password for {user} from {ip} port {port} ssh2")
                 else:
-                    out.append((t, self._syslog(t, pid, f"Invalid user {user} from {ip}")))
-                    t2 = t + int(rng2.integers(100, 1500)) * 1000
-                    out.append((t2, self._syslog(t2, pid, f"Failed password for invalid user {user} from {ip} port {port} ssh2")))
+                    add(t, pid, f"Invalid user {user} from {ip}")
+                    t += int(inc_rng.integers(100, 1500)) * 1000
+                    add(t, pid, f"Failed password for invalid user {user} from {ip} port {port} ssh2")
         return out
 
     _ALLOW_PORTS = (1883, 8883, 443, 123, 53, 22)
@@ -728,7 +728,8 @@ class _SensorSim:
                     src = f"198.{18 + outside[0, i] % 2}.{outside[1, i]}.{outside[2, i]}"
                     out.append((t, ("deny", src, int(dport[i]), "tcp")))
                 else:
-                    out.append((t, ("allow", f"10.20.{2 + inside[i] % 4}.{inside[i]}", int(aport[i]), "tcp")))
+                    src = f"10.20.{2 + inside[i] % 4}.{inside[i]}"  # the city's IoT devices
+                    out.append((t, ("allow", src, int(aport[i]), "tcp")))
         for inc, a, b in self._windows("port_scan", c0, c1):
             st = self._state.setdefault(f"scan{inc.index}", {"ports": None, "i": 0})
             if st["ports"] is None:

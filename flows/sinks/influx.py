@@ -35,15 +35,12 @@ dropping. Only code errors (a record type the encoder does not know) raise.
 
 from __future__ import annotations
 
-import email.utils
 import gzip as gzip_module
 import json
 import logging
-import random
 import ssl
 import time
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime, timezone
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
@@ -52,6 +49,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from flows.sinks.lineprotocol import PRECISION, encode_by_measurement
 from twinwatch.config import ConfigError, InfluxService, Tls
+from twinwatch.http import HttpError, Rejected, Unavailable, parse_retry_after, retry, ssl_context
 from twinwatch.metrics import RECORDS_OUT, SINK_ERRORS, SINK_RETRIES, SINK_WRITE_SECONDS
 
 __all__ = [
@@ -65,22 +63,15 @@ SINK = "influxdb"
 _MAX_ERROR_TEXT = 500
 
 
-class InfluxError(Exception):
+class InfluxError(HttpError):
     """Writing to or querying InfluxDB failed."""
 
-    def __init__(self, message: str, *, status: int | None = None, text: str = "",
-                 retry_after: float | None = None):
-        super().__init__(message)
-        self.status = status
-        self.text = text
-        self.retry_after = retry_after
 
-
-class InfluxUnavailable(InfluxError):
+class InfluxUnavailable(InfluxError, Unavailable):
     """Retryable: connection error, timeout, HTTP 5xx or 429."""
 
 
-class InfluxRejected(InfluxError):
+class InfluxRejected(InfluxError, Rejected):
     """Not retryable: the server refused the request (4xx other than 429)."""
 
 
@@ -88,17 +79,6 @@ RetryHook = Callable[[int, float, InfluxError], None]
 
 
 # --- shared helpers ---------------------------------------------------------------------------
-
-def ssl_context(tls: Tls) -> ssl.SSLContext:
-    """An SSL context from the config's Tls block (CA file, verification, client cert)."""
-    ctx = ssl.create_default_context(cafile=tls.ca_file)
-    if not tls.verify:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    if tls.cert_file:
-        ctx.load_cert_chain(tls.cert_file, tls.key_file)
-    return ctx
-
 
 def _check_url(url: str, tls: Tls | None) -> str:
     parts = urlsplit(url)
@@ -109,22 +89,6 @@ def _check_url(url: str, tls: Tls | None) -> str:
     if tls is not None and tls.enabled and parts.scheme != "https":
         raise ConfigError("influxdb.tls.enabled is set but influxdb.url is not https://")
     return url.rstrip("/")
-
-
-def _parse_retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
 def _error_text(body: str | bytes | None) -> str:
@@ -158,27 +122,10 @@ class _Retrying:
     _sleep: Callable[[float], Any]
     _on_retry: RetryHook | None
 
-    def _delay(self, attempt: int, error: InfluxError) -> float:
-        if error.retry_after is not None:
-            return min(error.retry_after, self.max_backoff_s)
-        base = min(self.max_backoff_s, self.backoff_s * 2 ** attempt)
-        return base * (0.5 + random.random() / 2)
-
     def _retry(self, call: Callable[[], T]) -> T:
-        attempt = 0
-        while True:
-            try:
-                return call()
-            except InfluxUnavailable as e:
-                if attempt >= self.max_retries:
-                    raise
-                delay = self._delay(attempt, e)
-                attempt += 1
-                log.warning("influxdb: %s; retry %d/%d in %.2fs", e, attempt,
-                            self.max_retries, delay)
-                if self._on_retry is not None:
-                    self._on_retry(attempt, delay, e)
-                self._sleep(delay)
+        return retry(call, name=SINK, max_retries=self.max_retries, backoff_s=self.backoff_s,
+                     max_backoff_s=self.max_backoff_s, sleep=self._sleep,
+                     on_retry=self._on_retry)
 
     def write(self, lines: Sequence[str]) -> int:
         """Write all lines in chunks of ``batch_size``; returns the number written.
@@ -262,7 +209,7 @@ class InfluxV1Writer(_Retrying):
         if r.is_success:
             return r
         raise _status_error(what, r.status_code, _error_text(r.text),
-                            _parse_retry_after(r.headers.get("Retry-After")))
+                            parse_retry_after(r.headers.get("Retry-After")))
 
     def write_chunk(self, lines: Sequence[str]) -> None:
         """One ``/write`` request (with retries). Lines must not contain raw newlines."""
@@ -387,7 +334,7 @@ class InfluxV2Writer(_Retrying):
         except ApiException as e:
             headers = e.headers or {}
             raise _status_error(what, int(e.status or 0), _error_text(e.body),
-                                _parse_retry_after(headers.get("Retry-After"))) from None
+                                parse_retry_after(headers.get("Retry-After"))) from None
         except (Urllib3Error, OSError) as e:
             raise InfluxUnavailable(f"{what}: {type(e).__name__}: {e}") from None
 

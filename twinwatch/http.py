@@ -1,0 +1,98 @@
+"""What every outbound HTTP client of twinwatch shares: errors, retry with backoff, TLS.
+
+    HttpError                 a request failed (status, server text, Retry-After)
+     ├── Unavailable          retryable: connection error, timeout, HTTP 5xx or 429
+     └── Rejected             not retryable: any other 4xx (bad request, auth, not found)
+
+Each client subclasses these (InfluxError/InfluxUnavailable/..., AlertmanagerError/...), so callers
+catch their own client's errors while ``retry`` treats them all alike. This is Alertmanager's own
+notifier rule: 2xx ok; 5xx, 429 and timeouts retry; other 4xx give up.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import ssl
+from datetime import datetime, timezone
+from typing import Any, Callable, TypeVar
+
+from twinwatch.config import Tls
+
+__all__ = ["HttpError", "Unavailable", "Rejected", "retry", "backoff_delay", "parse_retry_after",
+           "ssl_context"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class HttpError(Exception):
+    def __init__(self, message: str, *, status: int | None = None, text: str = "",
+                 retry_after: float | None = None):
+        super().__init__(message)
+        self.status = status
+        self.text = text
+        self.retry_after = retry_after
+
+
+class Unavailable(HttpError):
+    """Retryable: connection error, timeout, HTTP 5xx or 429."""
+
+
+class Rejected(HttpError):
+    """Not retryable: the server refused the request (4xx other than 429)."""
+
+
+def backoff_delay(attempt: int, error: HttpError, backoff_s: float, max_backoff_s: float) -> float:
+    """Retry-After if the server gave one, else exponential backoff with jitter, capped."""
+    if error.retry_after is not None:
+        return min(error.retry_after, max_backoff_s)
+    return min(max_backoff_s, backoff_s * 2 ** attempt) * (0.5 + random.random() / 2)
+
+
+def retry(call: Callable[[], T], *, name: str, max_retries: int, backoff_s: float,
+          max_backoff_s: float, sleep: Callable[[float], Any],
+          on_retry: Callable[[int, float, HttpError], None] | None = None) -> T:
+    """Run ``call``; on Unavailable, wait and try again up to ``max_retries`` times."""
+    attempt = 0
+    while True:
+        try:
+            return call()
+        except Unavailable as e:
+            if attempt >= max_retries:
+                raise
+            delay = backoff_delay(attempt, e, backoff_s, max_backoff_s)
+            attempt += 1
+            log.warning("%s: %s; retry %d/%d in %.2fs", name, e, attempt, max_retries, delay)
+            if on_retry is not None:
+                on_retry(attempt, delay, e)
+            sleep(delay)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date); None if absent."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+def ssl_context(tls: Tls) -> ssl.SSLContext:
+    """An SSL context from the config's Tls block (CA file, verification, client cert)."""
+    ctx = ssl.create_default_context(cafile=tls.ca_file)
+    if not tls.verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if tls.cert_file:
+        ctx.load_cert_chain(tls.cert_file, tls.key_file)
+    return ctx
