@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from twinwatch import simulator as sim
-from twinwatch.config import EXAMPLE_CONFIG, Config
+from twinwatch.config import MqttService, EXAMPLE_CONFIG, Config
 from twinwatch.schema import FirewallPayload, LogPayload, SensorPayload
 
 UTC = timezone.utc
@@ -264,9 +264,9 @@ def test_daily_cycles(baseline):
     t, flow = baseline.series("sejong-dma-1/inlet/flow")
     h = local_hour(t)
     assert flow[(h >= 7) & (h < 9)].mean() > 1.5 * flow[(h >= 2) & (h < 4)].mean()
-    t, strain = baseline.series("sejong-bridge/span-2/accel-rms")
+    t, accel = baseline.series("sejong-bridge/span-2/accel-rms")  # morning rush hour
     h = local_hour(t)
-    assert strain[(h >= 7.5) & (h < 8.5)].mean() > strain[(h >= 2) & (h < 4)].mean() + 2
+    assert accel[(h >= 7.5) & (h < 8.5)].mean() > accel[(h >= 2) & (h < 4)].mean() + 2
     t, irr = baseline.series("sejong-pv/inverter-1/irradiance")
     h = local_hour(t)
     assert irr[(h < 6) | (h > 18.5)].max() < 5 and irr[(h > 11) & (h < 13)].mean() > 150
@@ -542,7 +542,7 @@ def test_publish_mqtt_delivers_everything(mosquitto, example):
     sub, got = subscribe(mosquitto.host, mosquitto.port, "city/#")
     seen = []
     try:
-        stats = sim.publish_mqtt(iter(messages), host=mosquitto.host, port=mosquitto.port, speed=0,
+        stats = sim.publish_mqtt(iter(messages), mqtt=MqttService(host=mosquitto.host, port=mosquitto.port), speed=0,
                                  client_id="test-sim", progress=seen.append, max_inflight=200)
         deadline = time.monotonic() + 20
         while len(got) < len(messages) and time.monotonic() < deadline:
@@ -562,7 +562,7 @@ def test_publish_mqtt_delivers_everything(mosquitto, example):
 def test_publish_mqtt_paces_sim_time(mosquitto, example):
     messages = list(islice(sim.generate(example, START, duration_h=0.25), 2000))
     span = (messages[-1].time - messages[0].time).total_seconds()
-    stats = sim.publish_mqtt(messages, host=mosquitto.host, port=mosquitto.port, speed=span / 1.0,
+    stats = sim.publish_mqtt(messages, mqtt=MqttService(host=mosquitto.host, port=mosquitto.port), speed=span / 1.0,
                              client_id="test-sim-paced")
     assert stats.messages == len(messages)
     assert 0.9 < stats.wall_s < 3.0
@@ -573,4 +573,4 @@ def test_publish_mqtt_unreachable_broker():
 
     port = free_port()
     with pytest.raises(ConnectionError, match=f"127.0.0.1:{port}"):
-        sim.publish_mqtt(iter([]), host="127.0.0.1", port=port, speed=0)
+        sim.publish_mqtt(iter([]), mqtt=MqttService(host="127.0.0.1", port=port), speed=0)

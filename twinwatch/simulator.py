@@ -3,7 +3,7 @@
     sim_start(config, now) -> start           local midnight, so that the span ends before ``now``
     generate(config, start) -> Iterator[Message]   every sensor's messages, in time order
     incident_labels(config, start) -> [dict]       the ground truth of the injected incidents
-    publish_mqtt(messages, host=..., port=..., speed=...) -> SimStats
+    publish_mqtt(messages, mqtt=config.services.mqtt, speed=...) -> SimStats
 
 Determinism: every random stream is a numpy ``Generator`` seeded from ``simulation.seed`` and a
 name (the sensor's ``site/asset/sensor`` path plus a purpose), so adding a sensor or an incident
@@ -39,11 +39,18 @@ sensor's unit, ``decimals`` [4] the reported resolution):
     sshd          logins_per_h, failure_rate          syslog sshd lines
     firewall      events_per_min, deny_rate           allow/deny events
 
-Incident ``params`` (all optional), see ``INCIDENT_PARAMS``. Security events use reserved addresses:
-attackers from the RFC 5737 TEST-NETs, internet background noise from 198.18.0.0/15, inside
-hosts from 10.20.0.0/16. The sshd line formats
-follow the OpenSSH sample of loghub (Zhu et al., "Loghub: A Large Collection of System Log
-Datasets for AI-driven Log Analytics", ISSRE 2023).
+Incident ``params`` are all optional; names and defaults in ``INCIDENT_PARAMS``. An unknown
+model, incident kind or parameter name raises SimulationError (a typo never silently defaults).
+
+Readings come every ``interval_s`` on a grid shared by an asset's sensors (one data logger per
+asset, at a seeded whole-second phase); ``simulation.missing_rate`` drops single readings. Log
+and firewall events are Poisson (their ``interval_s`` is not used). sshd lines are syslog lines
+stamped in the city's local time (the payload's ``time`` is authoritative, UTC), in the formats
+of the OpenSSH sample of loghub (Zhu et al., "Loghub: A Large Collection of System Log Datasets
+for AI-driven Log Analytics", ISSRE 2023): ``Accepted password|publickey for``, ``Failed
+password for [invalid user]``, ``Invalid user``, ``Received disconnect``, ``pam_unix`` session
+lines. Security events use reserved addresses: attackers from the RFC 5737 TEST-NETs, internet
+background noise from 198.18.0.0/15, inside hosts from 10.20.0.0/16.
 """
 
 from __future__ import annotations
@@ -51,7 +58,6 @@ from __future__ import annotations
 import hashlib
 import heapq
 import math
-import threading
 import time as _time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -64,6 +70,8 @@ from zoneinfo import ZoneInfo
 import msgspec
 import numpy as np
 
+from twinwatch.config import MqttService
+from twinwatch.mqtt import make_client
 from twinwatch.schema import FirewallPayload, LogPayload, SensorPayload, utc
 
 __all__ = [
@@ -325,7 +333,8 @@ def _m_pressure(c: _Chunk, p):
 def _m_flow(c: _Chunk, p):
     base = _p(p, "base")
     shape = (c.demand - 1) / 0.45  # ~[-1, 1]
-    v = base * (1 + _p(p, "daily", 0.4) * shape) * (1 + 0.03 * c.drift) + _p(p, "noise", 0.01 * base) * c.normal()
+    v = (base * (1 + _p(p, "daily", 0.4) * shape) * (1 + 0.03 * c.drift)
+         + _p(p, "noise", 0.01 * base) * c.normal())
     return np.maximum(v, 0.0)
 
 
@@ -744,9 +753,14 @@ class _SensorSim:
 
 # --- planning -----------------------------------------------------------------------------------
 
+def _micros(t: datetime) -> int:
+    """Epoch microseconds of an aware datetime, exactly."""
+    return (utc(t) - _EPOCH) // timedelta(microseconds=1)
+
+
 def _plan(config, start: datetime) -> tuple[_World, list[_Inc], dict[str, list[_Inc]]]:
     paths = {f"{site.id}/{a.id}/{s.id}": s for site in config.sites for a in site.assets for s in a.sensors}
-    start_s = utc(start).timestamp()
+    start_us = _micros(start)
     incs, by_path = [], {}
     for i, inc in enumerate(config.simulation.incidents):
         where = f"simulation.incidents[{i}]"
@@ -763,8 +777,9 @@ def _plan(config, start: datetime) -> tuple[_World, list[_Inc], dict[str, list[_
             params["src_ip"] = f"203.0.113.{int(rng.integers(2, 254))}"
         if inc.kind == "port_scan" and params["src_ip"] is None:
             params["src_ip"] = f"198.51.100.{int(rng.integers(2, 254))}"
-        t0 = start_s + 3600 * inc.at_h
-        item = _Inc(i, inc.kind, t0, t0 + 3600 * inc.duration_h, params)
+        t0_us = start_us + round(inc.at_h * 3600 * _US)  # same float as a sample at that time
+        t1_us = t0_us + round(inc.duration_h * 3600 * _US)
+        item = _Inc(i, inc.kind, t0_us / _US, t1_us / _US, params)
         for target in inc.targets:
             sensor = paths.get(target)
             if sensor is None:
@@ -795,7 +810,7 @@ def sim_start(config, now: datetime) -> datetime:
 def generate(config, start: datetime, *, duration_h: float | None = None) -> Iterator[Message]:
     """Every sensor's messages over ``[start, start + duration_h)``, in time order (streaming)."""
     world, _, by_path = _plan(config, start)
-    start_us = int(round(utc(start).timestamp() * _US))
+    start_us = _micros(start)
     span_h = config.simulation.duration_h if duration_h is None else duration_h
     end_us = start_us + int(round(span_h * 3600 * _US))
     sims = []
@@ -890,106 +905,139 @@ class SimStats:
         return self.messages / self.wall_s if self.wall_s > 0 else 0.0
 
 
-def publish_mqtt(messages: Iterable[Message], *, host: str, port: int, speed: float, qos: int = 1,
-                 client_id: str = "twinwatch-sim", username: str | None = None, password=None,
-                 tls=None, progress: Callable[[SimStats], None] | None = None,
+def publish_mqtt(messages: Iterable[Message], *, mqtt: MqttService, speed: float,
+                 client_id: str = "twinwatch-sim",
+                 progress: Callable[[SimStats], None] | None = None,
                  max_inflight: int = 1000, timeout: float = 30.0) -> SimStats:
     """Publish ``messages`` so that sim time advances ``speed`` sim-seconds per wall second
     (``speed`` 0 or inf: as fast as the broker acknowledges) and return when every QoS 1 message
-    is acknowledged. Raises ConnectionError if the broker is unreachable or refuses us, and
-    TimeoutError if it stops acknowledging for ``timeout`` seconds."""
-    import paho.mqtt.client as mqtt
+    is acknowledged, so nothing is lost once it returns.
 
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                         protocol=mqtt.MQTTv311, clean_session=True)
+    Host, port, QoS, credentials and TLS come from the config's ``services.mqtt`` (the same
+    client factory as the flow's source). ``progress(stats)`` is called about once a
+    second and at the end. Raises ConnectionError if the broker is unreachable or refuses the
+    connection, TimeoutError if it stops acknowledging for ``timeout`` seconds.
+
+    The paho network loop runs in this thread (``client.loop``), not in paho's background
+    thread: one thread and no locks is ~4x faster (~15-20k messages/s against a local Mosquitto).
+    A lost connection is re-established and paho re-sends the unacknowledged messages.
+    """
+    import paho.mqtt.client as paho
+
+    host, port, qos = mqtt.host, mqtt.port, mqtt.qos
+    client = make_client(mqtt, client_id, clean_session=True)
     client.max_inflight_messages_set(max_inflight)
     client.max_queued_messages_set(0)
-    if username is not None:
-        if password is not None and hasattr(password, "reveal"):
-            password = password.reveal()
-        client.username_pw_set(username, password)
-    if tls is not None and getattr(tls, "enabled", True) is not False:
-        get = (lambda k: tls.get(k)) if isinstance(tls, dict) else (lambda k: getattr(tls, k, None))
-        client.tls_set(ca_certs=get("ca_file"), certfile=get("cert_file"), keyfile=get("key_file"))
-        if get("verify") is False:
-            client.tls_insecure_set(True)
 
-    cond = threading.Condition()
-    st = {"acked": 0, "connected": False, "refused": None}
+    st = {"acked": 0, "connected": False, "refused": None, "last_ack": _time.monotonic()}
 
     def on_connect(_c, _u, _flags, reason, _props):
-        with cond:
-            if reason.is_failure:
-                st["refused"] = str(reason)
-            else:
-                st["connected"] = True
-            cond.notify_all()
+        if reason.is_failure:
+            st["refused"] = str(reason)
+        else:
+            st["connected"] = True
 
     def on_disconnect(_c, _u, _flags, _reason, _props):
-        with cond:
-            st["connected"] = False
+        st["connected"] = False
 
     def on_publish(_c, _u, _mid, _reason, _props):
-        with cond:
-            st["acked"] += 1
-            cond.notify_all()
+        st["acked"] += 1
+        st["last_ack"] = _time.monotonic()
 
     client.on_connect, client.on_disconnect, client.on_publish = on_connect, on_disconnect, on_publish
+    where = f"MQTT broker {host}:{port}"
     try:
         client.connect(host, port, keepalive=30)
     except (OSError, ValueError) as e:
-        raise ConnectionError(f"MQTT broker {host}:{port} is unreachable: {e}") from None
-    client.loop_start()
+        raise ConnectionError(f"{where} is unreachable: {e}") from None
+
+    def pump(wait: float) -> None:
+        """Run the network loop once; reconnect if the connection was lost."""
+        if client.loop(wait) == paho.MQTT_ERR_SUCCESS:
+            return
+        _time.sleep(min(wait, 0.5) or 0.05)
+        try:
+            client.reconnect()
+        except OSError:
+            pass  # keep trying until the stall timeout
+        if _time.monotonic() - st["last_ack"] > timeout:
+            raise TimeoutError(f"{where}: connection lost, not back for {timeout}s")
+
     stats = SimStats()
     paced = bool(speed) and math.isfinite(speed) and speed > 0
     try:
-        with cond:
-            if not cond.wait_for(lambda: st["connected"] or st["refused"], timeout):
-                raise ConnectionError(f"MQTT broker {host}:{port}: no CONNACK within {timeout}s")
-            if st["refused"]:
-                raise ConnectionError(f"MQTT broker {host}:{port} refused the connection: {st['refused']}")
+        deadline = _time.monotonic() + timeout
+        while not (st["connected"] or st["refused"]):
+            if _time.monotonic() > deadline:
+                raise ConnectionError(f"{where}: no CONNACK within {timeout}s")
+            client.loop(0.1)
+        if st["refused"]:
+            raise ConnectionError(f"{where} refused the connection: {st['refused']}")
         wall0 = _time.monotonic()
-        next_progress = wall0 + 1.0
-        sim0 = None
-        sent = 0
+        next_progress, sim0, sent, since_loop = wall0 + 1.0, None, 0, 0
+        per_domain = stats.per_domain
         for m in messages:
             if sim0 is None:
                 sim0, stats.first_time = m.time, m.time
             if paced:
                 target = wall0 + (m.time - sim0).total_seconds() / speed
                 while (now := _time.monotonic()) < target:
-                    _time.sleep(min(target - now, 0.25))
+                    pump(min(target - now, 0.1))
+                    since_loop = 0
                     if progress and _time.monotonic() >= next_progress:
                         next_progress = _report(stats, st, wall0, progress)
-            with cond:  # backpressure: at most max_inflight unacknowledged messages
-                if sent - st["acked"] >= max_inflight and not cond.wait_for(
-                        lambda: sent - st["acked"] < max_inflight, timeout):
-                    raise TimeoutError(f"MQTT broker {host}:{port} stopped acknowledging "
-                                       f"({sent - st['acked']} messages unacknowledged for {timeout}s)")
+            if qos > 0 and sent - st["acked"] >= max_inflight:  # backpressure
+                waiting = _time.monotonic()
+                while sent - st["acked"] >= max_inflight:
+                    pump(0.05)
+                    if _time.monotonic() - max(st["last_ack"], waiting) > timeout:
+                        raise TimeoutError(f"{where} stopped acknowledging ({sent - st['acked']} "
+                                           f"messages unacknowledged for {timeout}s)")
+                    if progress and _time.monotonic() >= next_progress:
+                        next_progress = _report(stats, st, wall0, progress)
+                since_loop = 0
             info = client.publish(m.topic, m.payload, qos=qos)
-            if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):  # NO_CONN: queued
-                raise ConnectionError(f"MQTT publish to {host}:{port} failed: {mqtt.error_string(info.rc)}")
+            if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):  # NO_CONN: queued
+                raise ConnectionError(f"{where}: publish failed: {paho.error_string(info.rc)}")
             sent += 1 if qos > 0 else 0
             stats.messages += 1
             domain = m.topic.split("/", 2)[1]
-            stats.per_domain[domain] = stats.per_domain.get(domain, 0) + 1
+            per_domain[domain] = per_domain.get(domain, 0) + 1
             stats.last_time = m.time
-            if progress and _time.monotonic() >= next_progress:
-                next_progress = _report(stats, st, wall0, progress)
-        with cond:  # wait for every acknowledgement, as long as they keep coming
-            while st["acked"] < sent:
-                before = st["acked"]
-                if not cond.wait_for(lambda: st["acked"] >= sent, timeout) and st["acked"] == before:
-                    raise TimeoutError(f"MQTT broker {host}:{port}: {sent - st['acked']} messages "
-                                       f"not acknowledged after {timeout}s")
+            since_loop += 1
+            if since_loop >= 100:  # read acknowledgements, keep the connection alive
+                pump(0)
+                since_loop = 0
+                if progress and _time.monotonic() >= next_progress:
+                    next_progress = _report(stats, st, wall0, progress)
+        st["last_ack"] = _time.monotonic()
+        while st["acked"] < sent:  # wait for every acknowledgement, as long as they keep coming
+            pump(0.05)
+            if _time.monotonic() - st["last_ack"] > timeout:
+                raise TimeoutError(f"{where}: {sent - st['acked']} messages not acknowledged "
+                                   f"after {timeout}s")
         stats.acked = st["acked"] if qos > 0 else stats.messages
         stats.wall_s = _time.monotonic() - wall0
         if progress:
             progress(stats)
         return stats
     finally:
-        client.disconnect()
-        client.loop_stop()
+        try:
+            client.disconnect()  # sends DISCONNECT and closes the socket
+        except OSError:
+            pass
+
+
+def utcnow() -> datetime:
+    """The wall clock, for callers that place the simulated span (never used by generators)."""
+    return datetime.now(timezone.utc)
+
+
+def print_progress(stats: SimStats) -> None:
+    """One self-overwriting status line: messages, simulated time reached, rate."""
+    reached = stats.last_time.strftime("%Y-%m-%d %H:%M") if stats.last_time else "-"
+    print(f"\r  published {stats.messages:>9,}  simulated time {reached} UTC  "
+          f"{stats.rate:>7,.0f} msg/s", end="", flush=True)
 
 
 def _report(stats: SimStats, st: dict, wall0: float, progress) -> float:
