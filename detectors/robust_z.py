@@ -48,6 +48,10 @@ class RobustZ:
         ``update`` returns 0.0 until the window holds this many readings (<= window).
     min_scale
         Absolute floor on the scale, in the series' units (> 0).
+    diff
+        Score the change from the previous reading instead of the reading itself. For signals
+        with a strong legitimate trend (PV output through the day), where a sudden step (an
+        inverter trip) is the anomaly but the level is not.
 
     Examples
     --------
@@ -66,6 +70,7 @@ class RobustZ:
         threshold: float = 6.0,
         min_periods: int = 30,
         min_scale: float = 1e-9,
+        diff: bool = False,
     ) -> None:
         self.window = check_int("window", window, 1)
         self.threshold = check_positive("threshold", threshold)
@@ -73,6 +78,10 @@ class RobustZ:
         if self.min_periods > self.window:
             raise ValueError(f"min_periods ({min_periods!r}) must be <= window ({window!r})")
         self.min_scale = check_positive("min_scale", min_scale)
+        if not isinstance(diff, bool):
+            raise ValueError(f"diff must be true or false, got {diff!r}")
+        self.diff = diff
+        self._prev: float | None = None  # previous reading (diff mode)
         self._values: deque[float] | None = None  # arrival order
         self._sorted: list[float] = []
 
@@ -81,6 +90,11 @@ class RobustZ:
         if not math.isfinite(x):
             return 0.0
         x = float(x)
+        if self.diff:
+            prev, self._prev = self._prev, x
+            if prev is None:
+                return 0.0
+            x -= prev
         if self._values is None:
             self._values = deque()
         s = self._sorted
@@ -138,13 +152,14 @@ class RobustZ:
         return 0.5 * kth + 0.5 * (a if a < b else b)
 
     def to_state(self) -> tuple:
-        """The window as a tuple of floats in arrival order."""
-        return () if self._values is None else tuple(self._values)
+        """The window as a tuple of floats in arrival order, and the previous reading."""
+        return (() if self._values is None else tuple(self._values), self._prev)
 
     @classmethod
     def from_state(cls, params: dict, state: tuple) -> RobustZ:
         det = cls(**params)
-        values = [float(v) for v in state][-det.window :]
+        window, det._prev = state
+        values = [float(v) for v in window][-det.window :]
         if values:
             det._values = deque(values)
             det._sorted = sorted(values)
@@ -156,4 +171,5 @@ class RobustZ:
             "threshold": self.threshold,
             "min_periods": self.min_periods,
             "min_scale": self.min_scale,
+            "diff": self.diff,
         }

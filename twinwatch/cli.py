@@ -119,6 +119,12 @@ def cmd_config(args) -> int:
           f"({', '.join(f'{d} {n}' for d, n in sorted(by_domain.items()))}), "
           f"{len(config.detectors)} detectors, {len(config.alert_rules)} alert rules, "
           f"{len(config.simulation.incidents)} simulated incidents")
+    used = {n for ref in config.catalog.values() for n in config.detectors_for(ref)}
+    silent = sorted(n for n in used if all(config.rule_for(ref.domain, n) is None
+                                           for ref in config.catalog.values()))
+    if silent:
+        print(f"note: no alert rule for {', '.join(silent)}: their hits are recorded as "
+              "anomalies but never alert")
     return 0
 
 
@@ -175,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.verbose:  # one line per HTTP request is noise, not news
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         return args.func(args)
     except ConfigError as e:

@@ -71,8 +71,11 @@ def run_demo(config: Config, var: Path, *, config_path: str | None = None,
     svcs = services.up(["influxdb", "mosquitto", "alertmanager"], var, ports_from_config(config))
     for name, svc in svcs.items():
         print(f"  {name:13} {svc.url}")
+    # A demo run starts clean, so its summary counts only its own alerts and dead letters.
     db = config.services.influxdb.database
+    svcs["influxdb"].drop_database(db)
     svcs["influxdb"].create_database(db)
+    Path(config.flow.dead_letter_path).unlink(missing_ok=True)
 
     flow_log = var / "flow.log"
     cmd = [sys.executable, "-m", "twinwatch.cli", "run", "--idle-timeout", str(IDLE_TIMEOUT_S)]
