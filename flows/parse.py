@@ -22,7 +22,7 @@ from twinwatch.schema import (
     BadRecord, DeadLetter, FirewallPayload, LogPayload, Reading, SecurityEvent, SensorPayload,
 )
 
-__all__ = ["Parser", "parse_sshd"]
+__all__ = ["Parser", "UniqueTimes", "parse_sshd"]
 
 PAYLOAD_PREVIEW = 512  # bytes of a rejected payload kept in the dead-letter queue
 
@@ -53,12 +53,41 @@ def parse_sshd(line: str) -> tuple[str, str, str | None, str | None]:
     return "other", "info", None, None
 
 
+class UniqueTimes:
+    """Distinct occurrences that share a timestamp get distinct ones, 1 ms apart.
+
+    InfluxDB keeps one point per (series, time): a second point overwrites the first. That is right
+    for readings (a re-delivered reading is the same fact: idempotent). But security events and
+    dead letters are occurrences, and they often share a time (sshd logs have whole seconds; a burst
+    of bad messages is received within one millisecond). Within a burst of one series (from its
+    first time to the last time handed out), each next occurrence moves to 1 ms after the last one;
+    an occurrence after the burst, or older than it (out of order), keeps its own time. Done here,
+    before detection, so an event's score, anomaly and alert points carry the same time as it.
+    """
+
+    def __init__(self, max_series: int = 100_000):
+        self.max_series = max_series
+        self._bursts: dict[str, tuple[int, int]] = {}  # series -> (first ms, last ms handed out)
+
+    def __call__(self, series: str, t: datetime) -> datetime:
+        ms = round(t.timestamp() * 1000)
+        burst = self._bursts.get(series)
+        if burst is not None and burst[0] <= ms <= burst[1]:
+            self._bursts[series] = (burst[0], burst[1] + 1)
+            return datetime.fromtimestamp((burst[1] + 1) / 1000, timezone.utc)
+        if burst is None and len(self._bursts) >= self.max_series:
+            self._bursts.clear()  # bounded memory; at worst one overwrite after a clear
+        self._bursts[series] = (ms, ms)
+        return t
+
+
 class Parser:
     """Validates raw (topic, payload) messages against the schema and the sensor catalogue."""
 
     def __init__(self, config: Config):
         self.prefix = config.services.mqtt.topic_prefix + "/"
         self.max_bytes = config.flow.max_payload_bytes
+        self.unique = UniqueTimes()
         self.catalog: dict[str, SensorRef] = {
             f"{self.prefix}{d}/{s}/{a}/{n}": ref for (d, s, a, n), ref in config.catalog.items()
         }
@@ -109,11 +138,19 @@ class Parser:
         """Parse a batch: valid records, and dead letters for the rest (never raises BadRecord)."""
         oks: list = []
         errs: list[DeadLetter] = []
+        received = received or datetime.now(timezone.utc)
+        unique = self.unique
         for topic, payload in messages:
             try:
-                oks.append(self.parse(topic, payload))
+                rec = self.parse(topic, payload)
             except BadRecord as e:
                 errs.append(DeadLetter(
-                    received or datetime.now(timezone.utc), source, topic[:256], e.reason,
+                    unique(f"{source}/{e.reason}", received), source, topic[:256], e.reason,
                     e.detail[:512], payload[:PAYLOAD_PREVIEW].decode("utf-8", "replace")))
+                continue
+            if type(rec) is SecurityEvent:
+                t = unique(rec.series, rec.time)
+                if t is not rec.time:
+                    rec = msgspec.structs.replace(rec, time=t)
+            oks.append(rec)
         return oks, errs

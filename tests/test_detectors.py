@@ -301,7 +301,7 @@ def test_robust_z_hand_computed():
         assert det.update(float(i), x) == 0.0
     # median 3, deviations (2, 1, 0, 1, 97) -> MAD 1
     assert det.update(5.0, 10.0) == pytest.approx(7.0 / 1.4826)
-    assert det.to_state() == (2.0, 3.0, 4.0, 100.0, 10.0)  # oldest value left the window
+    assert det.to_state() == ((2.0, 3.0, 4.0, 100.0, 10.0), None)  # oldest value left the window
 
     even = RobustZ(window=4, min_periods=4)
     for i, x in enumerate([10.0, 1.0, 4.0, 2.0]):
@@ -511,3 +511,18 @@ def test_event_burst_out_of_order_round_trip():
     restored = EventBurst.from_state(det.params(), det.to_state())
     # an out-of-order event is counted at the newest time seen (14), evicting t=0 in both
     assert det.update(9.0, 1.0) == restored.update(9.0, 1.0) == 3.0
+
+
+def test_robust_z_diff_mode_flags_a_step_not_a_trend():
+    """diff=True scores the change: PV's climb out of the night is normal, a trip is not."""
+    from detectors.robust_z import RobustZ
+
+    rng = np.random.default_rng(3)
+    night = [abs(rng.normal(0, 0.001)) for _ in range(100)]
+    morning = [0.5 * i + rng.normal(0, 0.3) for i in range(1, 200)]  # rising 0.5 per sample
+    series = night + morning
+    level = RobustZ(window=60, min_periods=20, min_scale=1.0)
+    assert max(level.update(float(i), v) for i, v in enumerate(series)) > 8.0  # sunrise flagged
+    det = RobustZ(window=60, min_periods=20, min_scale=1.0, diff=True)
+    assert max(det.update(float(i), v) for i, v in enumerate(series)) < 4.0  # not in diff mode
+    assert det.update(300.0, 0.0) > 50.0  # a drop from ~100 to 0 in one step is

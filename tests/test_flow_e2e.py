@@ -80,7 +80,8 @@ def test_mqtt_to_influxdb_and_alertmanager(flow_env, influxdb, mosquitto, alertm
             payload = enc.encode({"time": T0 + timedelta(minutes=i), "value": v})
             infos.append(pub.publish(CHLORINE, payload, qos=1))
         line = "sshd[7]: Failed password for root from 203.0.113.9 port 4242 ssh2"
-        infos.append(pub.publish(SSHD, enc.encode({"time": T0, "line": line}), qos=1))
+        for _ in range(5):  # five failures logged in the same second: five distinct events
+            infos.append(pub.publish(SSHD, enc.encode({"time": T0, "line": line}), qos=1))
         bad = [(CHLORINE, b'{"time": "2026-11-20T00:00:00Z", "value": "high"}'),
                (CHLORINE, b"\xff\xfe"), ("city/water/nowhere/x/y", b"{}"),
                ('city/water/a,b=c d/"x"/y', b'{"time":"2026-11-20T00:00:00Z","value":1}')]
@@ -89,7 +90,7 @@ def test_mqtt_to_influxdb_and_alertmanager(flow_env, influxdb, mosquitto, alertm
         for info in infos:
             info.wait_for_publish(10)
         # while the flow runs: its /metrics
-        expected = ['twinwatch_records_in_total{source="mqtt"} 68.0',
+        expected = ['twinwatch_records_in_total{source="mqtt"} 72.0',
                     'twinwatch_dead_letters_total{reason="bad_schema"} 1.0',
                     'twinwatch_dead_letters_total{reason="bad_encoding"} 1.0',
                     'twinwatch_dead_letters_total{reason="unknown_sensor"} 2.0',
@@ -117,7 +118,11 @@ def test_mqtt_to_influxdb_and_alertmanager(flow_env, influxdb, mosquitto, alertm
                        "SELECT value FROM reading WHERE sensor='chlorine' AND site='sejong-wtp'")
     assert [v for _, v in series["values"]] == pytest.approx(values)
     (ev,) = _query(influxdb, influx_db, "SELECT src_ip, kind FROM security_event")
-    assert ev["values"][0][1:] == ["203.0.113.9", "auth_failure"]
+    assert [v[1:] for v in ev["values"]] == [["203.0.113.9", "auth_failure"]] * 5
+    (ev_scores,) = _query(influxdb, influx_db, "SELECT auth_failures FROM anomaly_score "
+                                               "WHERE domain='security'")
+    assert [v[0] for v in ev_scores["values"]] == [v[0] for v in ev["values"]]  # same times
+    assert [v[1] for v in ev_scores["values"]] == [1.0, 2.0, 3.0, 4.0, 5.0]  # burst counts
     # scores for every reading, the limit breach as an anomaly and a severe firing alert
     (scores,) = _query(influxdb, influx_db, "SELECT count(limits) FROM anomaly_score "
                                             "WHERE sensor='chlorine'")

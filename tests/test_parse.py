@@ -108,3 +108,21 @@ def test_sshd_and_firewall_events(parser):
 ])
 def test_parse_sshd(line, expected):
     assert parse_sshd(line) == expected
+
+
+def test_events_of_one_series_get_unique_times_before_detection(parser):
+    """sshd logs have whole seconds: a burst must not overwrite itself in InfluxDB, and the
+    event's score/alert points must carry the same (adjusted) time as the event."""
+    topic = "city/security/sejong-soc/gw-1/sshd"
+    line = b'{"time":"2026-11-20T00:00:%sZ","line":"sshd[1]: Failed password for root from 1.2.3.4"}'
+    msgs = [(topic, line % b"00")] * 3 + [(topic, line % b"00.001"), (topic, line % b"01")]
+    oks, _ = parser.split(msgs)
+    t0 = datetime(2026, 11, 20, tzinfo=timezone.utc)
+    ms = [round((e.time - t0).total_seconds() * 1000) for e in oks]
+    assert ms == [0, 1, 2, 3, 1000]  # inside the burst: next free ms; after it: its own time
+    bad = [(CHLORINE, b"{")] * 3
+    _, dead = parser.split(bad, received=t0)
+    assert len({d.time for d in dead}) == 3
+    readings = [(CHLORINE, b'{"time":"2026-11-20T00:00:00Z","value":1}')] * 2
+    oks, _ = parser.split(readings)
+    assert oks[0].time == oks[1].time  # readings are facts: a repeat keeps its time (idempotent)

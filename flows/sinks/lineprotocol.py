@@ -43,13 +43,9 @@ escaped "measurement,tags" head of a point is cached per series (a bounded dict,
 full): series repeat, so the hot path is one dict lookup plus one f-string.
 
 InfluxDB keeps one point per (measurement, tag set, timestamp): a second point overwrites the
-first. For readings, scores and alerts that is what we want (a re-delivered record is the same
-fact, so at-least-once delivery stays idempotent). Security events and dead letters are distinct
-occurrences that often share a time (sshd logs have whole seconds, a burst of bad messages
-arrives in one millisecond), so the encoder hands out unique timestamps per series: an event
-whose time falls inside the current burst of that series (first time .. last time handed out)
-gets the last time + 1 ms. Times move by at most the burst length, order is kept, and the
-memory is per process (a bounded dict), so a re-delivered event is stored twice.
+first. Readings, scores and alerts rely on that (re-delivery is idempotent); security events and
+dead letters get distinct times upstream (``flows.parse.UniqueTimes``), so the encoder is stateless
+apart from its caches.
 """
 
 from __future__ import annotations
@@ -190,24 +186,6 @@ def _reading(r: Reading) -> list[str]:
     return [f"{head} value={value!r} {round(r.time.timestamp() * 1000)}"]
 
 
-# series head -> (first ms of the current burst, last ms handed out)
-_bursts: dict[str, tuple[int, int]] = {}
-
-
-def _unique_ms(head: str, ms: int) -> int:
-    """A timestamp not yet used for this event series: an event inside the current burst of
-    equal or close times moves to 1 ms after the last one handed out (see module docstring)."""
-    burst = _bursts.get(head)
-    if burst is not None and burst[0] <= ms <= burst[1]:
-        ms = burst[1] + 1
-        _bursts[head] = (burst[0], ms)
-        return ms
-    if burst is None and len(_bursts) >= _CACHE_MAX:
-        _bursts.clear()
-    _bursts[head] = (ms, ms)
-    return ms
-
-
 def _security_event(e: SecurityEvent) -> list[str]:
     head = _cached_head("security_event", _EVENT_TAGS,
                         (e.domain, e.site, e.asset, e.sensor, e.kind, e.outcome))
@@ -218,7 +196,7 @@ def _security_event(e: SecurityEvent) -> list[str]:
         fields.append(f"src_ip={escape_string(e.src_ip)}")
     if e.dst_port is not None:
         fields.append(f"dst_port={int(e.dst_port)}i")
-    return [f"{head} {','.join(fields)} {_unique_ms(head, _ms(e.time))}"]
+    return [f"{head} {','.join(fields)} {_ms(e.time)}"]
 
 
 def _anomaly_score(s: AnomalyScore) -> list[str]:
@@ -264,14 +242,13 @@ def _alert(a: Alert) -> list[str]:
 def _dead_letter(d: DeadLetter) -> list[str]:
     head = _cached_head("dead_letter", _DEAD_TAGS, (d.source, d.reason))
     return [f"{head} topic={escape_string(d.topic)},detail={escape_string(d.detail)},"
-            f"payload={escape_string(d.payload)} {_unique_ms(head, _ms(d.time))}"]
+            f"payload={escape_string(d.payload)} {_ms(d.time)}"]
 
 
 def reset() -> None:
-    """Forget the cached series heads and the event bursts (for tests)."""
+    """Forget the cached series heads (for tests)."""
     _heads.clear()
     _field_keys.clear()
-    _bursts.clear()
 
 
 _ENCODERS: dict[type, Callable[[Any], list[str]]] = {

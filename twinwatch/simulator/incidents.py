@@ -1,0 +1,142 @@
+"""Incidents: the kinds (``INCIDENT_KINDS``) and their parameters (``INCIDENT_PARAMS``), their
+validation and placement in time, and their effect on a chunk of readings. (The event incidents,
+ssh_brute_force and port_scan, add events: see ``events``.)"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from twinwatch.simulator.common import _US, SimulationError, _micros, _rng
+from twinwatch.simulator.signals import _Chunk
+
+INCIDENT_KINDS: dict[str, str] = {
+    "crack_growth": "crack width grows steadily (~0.3 mm) past its limit and stays open",
+    "stiffness_loss": "step rise of the acceleration response (loss of stiffness), permanent",
+    "chlorine_dosing_failure": "chlorine dosing stops: free chlorine decays towards ~0.03 mg/L",
+    "stuck_sensor": "the sensor repeats its last value exactly",
+    "inverter_fault": "PV inverter trips: output ~0 while irradiance stays normal",
+    "turbidity_spike": "turbidity rises to ~1.2 NTU and falls back (filter breakthrough)",
+    "sensor_offline": "the sensor sends nothing",
+    "pipe_burst": "main burst: pressure drops ~40 %, inflow rises ~60 %",
+    "bearing_overheating": "bearing temperature climbs ~50 degC, vibration 2-3x",
+    "ssh_brute_force": "SSH password guessing, ~30 failed logins a minute from one address",
+    "port_scan": "port scan, ~500 denied connections a minute from one address",
+}
+
+INCIDENT_PARAMS: dict[str, dict[str, Any]] = {
+    "crack_growth": {"growth": 0.3},
+    "stiffness_loss": {"factor": 1.8},
+    "chlorine_dosing_failure": {"floor": 0.03, "tau_min": 20.0, "recovery_min": 5.0},
+    "stuck_sensor": {},
+    "inverter_fault": {"residual": 0.0},
+    "turbidity_spike": {"peak": 1.2},
+    "sensor_offline": {},
+    "pipe_burst": {"pressure_drop": 0.4, "flow_rise": 0.6},
+    "bearing_overheating": {"rise": 50.0, "vibration_factor": 2.5, "ramp_frac": 0.6,
+                            "cooldown_min": 15.0},
+    "ssh_brute_force": {"rate_per_min": 30.0, "src_ip": None},
+    "port_scan": {"rate_per_min": 500.0, "src_ip": None},
+}
+_EVENT_KINDS = {"ssh_brute_force": "log", "port_scan": "firewall"}
+
+
+@dataclass
+class _Inc:
+    index: int
+    kind: str
+    t0: float  # epoch seconds
+    t1: float
+    params: dict
+    stuck: float | None = None
+
+
+def _decay(dt: np.ndarray, tau: float) -> np.ndarray:
+    """Exponential recovery, cut off after 8 time constants (then exactly back to normal)."""
+    return np.where(dt < 8 * tau, np.exp(-np.maximum(dt, 0) / tau), 0.0)
+
+
+def _apply_incidents(c: _Chunk, v: np.ndarray, model: str, incs: list[_Inc], rng, last, base):
+    """Apply the value incidents of one chunk in place; return the keep mask (offline)."""
+    t = c.t
+    keep = np.ones(c.n, dtype=bool)
+    for inc in incs:
+        p, t0, t1, dur = inc.params, inc.t0, inc.t1, inc.t1 - inc.t0
+        during = (t >= t0) & (t < t1)
+        after = t >= t1
+        if inc.kind == "crack_growth":
+            ramp = np.clip((t - t0) / dur, 0, 1) ** 1.5  # accelerating, then stays open
+            v += p["growth"] * ramp
+        elif inc.kind == "stiffness_loss":
+            v *= np.where(t >= t0, p["factor"], 1.0)
+        elif inc.kind == "chlorine_dosing_failure":
+            floor, tau, rec = p["floor"], 60 * p["tau_min"], 60 * p["recovery_min"]
+            gone = 1 - np.exp(-np.clip(t - t0, 0, dur) / tau)  # fraction of the residual lost
+            gone = np.where(after, gone * _decay(t - t1, rec), gone)
+            v[:] = np.where(t >= t0, v - (v - floor) * gone, v)
+        elif inc.kind == "turbidity_spike":
+            bell = np.sin(np.pi * np.clip((t - t0) / dur, 0, 1)) ** 2
+            v += np.where(during, (p["peak"] - base) * bell, 0.0)
+        elif inc.kind == "inverter_fault":
+            v[during] = p["residual"] * v[during] + 0.01 * np.abs(rng.standard_normal(during.sum()))
+        elif inc.kind == "pipe_burst":
+            factor = 1 - p["pressure_drop"] if model == "pressure" else 1 + p["flow_rise"]
+            v[during] *= factor
+        elif inc.kind == "bearing_overheating":
+            ramp = np.clip((t - t0) / (p["ramp_frac"] * dur), 0, 1)
+            ramp = np.where(after, _decay(t - t1, 60 * p["cooldown_min"]), ramp)
+            ramp = np.where(t >= t0, ramp, 0.0)
+            if model == "vibration":
+                v *= 1 + (p["vibration_factor"] - 1) * ramp
+            else:
+                v += p["rise"] * ramp
+        elif inc.kind == "stuck_sensor":
+            idx = np.flatnonzero(during)
+            if len(idx):
+                if inc.stuck is None:  # the last value before the incident
+                    i = idx[0]
+                    inc.stuck = float(v[i - 1]) if i > 0 else float(v[i]) if last is None else last
+                v[idx] = inc.stuck
+        elif inc.kind == "sensor_offline":
+            keep &= ~during
+    return keep
+
+
+def _plan_incidents(config, start: datetime) -> tuple[list[_Inc], dict[str, list[_Inc]]]:
+    """Validate the configured incidents; return them, and per target sensor path its own copies."""
+    paths = {f"{site.id}/{a.id}/{s.id}": s for site in config.sites for a in site.assets for s in a.sensors}
+    start_us = _micros(start)
+    incs, by_path = [], {}
+    for i, inc in enumerate(config.simulation.incidents):
+        where = f"simulation.incidents[{i}]"
+        if inc.kind not in INCIDENT_KINDS:
+            raise SimulationError(f"{where}.kind: unknown incident kind {inc.kind!r}; "
+                                  f"known: {', '.join(INCIDENT_KINDS)}")
+        unknown = set(inc.params) - set(INCIDENT_PARAMS[inc.kind])
+        if unknown:
+            raise SimulationError(f"{where}.params: unknown {sorted(unknown)} for {inc.kind}; "
+                                  f"known: {sorted(INCIDENT_PARAMS[inc.kind]) or 'none'}")
+        params = {**INCIDENT_PARAMS[inc.kind], **inc.params}
+        rng = _rng(int(config.simulation.seed), "incident", str(i))
+        if inc.kind == "ssh_brute_force" and params["src_ip"] is None:
+            params["src_ip"] = f"203.0.113.{int(rng.integers(2, 254))}"
+        if inc.kind == "port_scan" and params["src_ip"] is None:
+            params["src_ip"] = f"198.51.100.{int(rng.integers(2, 254))}"
+        t0_us = start_us + round(inc.at_h * 3600 * _US)  # same float as a sample at that time
+        t1_us = t0_us + round(inc.duration_h * 3600 * _US)
+        item = _Inc(i, inc.kind, t0_us / _US, t1_us / _US, params)
+        for target in inc.targets:
+            sensor = paths.get(target)
+            if sensor is None:
+                raise SimulationError(f"{where}.targets: no sensor {target!r}")
+            need = _EVENT_KINDS.get(inc.kind)
+            if inc.kind != "sensor_offline" and (need or "reading") != sensor.kind:
+                raise SimulationError(f"{where}: {inc.kind} needs a {need or 'reading'} sensor, "
+                                      f"{target} is a {sensor.kind} sensor")
+            by_path.setdefault(target, []).append(
+                _Inc(i, inc.kind, item.t0, item.t1, dict(params)))  # own copy: stuck keeps state
+        incs.append(item)
+    return incs, by_path
