@@ -1,1 +1,1 @@
-
+"""Grafana dashboards as code and their provisioning files (issue #5)."""

@@ -131,3 +131,27 @@ def test_source_batches_from_testing_source(config):
                         dead_letter_sink=dead))
     assert [type(x).__name__ for x in influx.items] == ["Reading", "AnomalyScore", "DeadLetter"]
     assert [d.reason for d in dead.items] == ["bad_json"]
+
+
+def test_csv_replay_and_resume_offset(config, tmp_path):
+    """CSV replay (time,topic,value) feeds the same parse step; a partition resumes at its offset."""
+    from flows.sources.replay import _ReplayPartition
+
+    path = tmp_path / "day.csv"
+    rows = ["time,topic,value"] + [
+        f"{(T0 + timedelta(minutes=i)).isoformat()},{TURBIDITY},{0.1 + i / 1000}" for i in range(10)]
+    rows.insert(5, "garbage-without-commas")
+    path.write_text("\n".join(rows) + "\n")
+    part = _ReplayPartition(path, 0, batch_size=4, speed=None)
+    first = part.next_batch()[0]
+    offset = part.snapshot()
+    rest = []
+    resumed = _ReplayPartition(path, offset, batch_size=4, speed=None)
+    while True:
+        try:
+            rest += resumed.next_batch()[0]
+        except StopIteration:
+            break
+    oks, errs = Parser(config).split(first + rest, source="file")
+    assert [round(r.value, 3) for r in oks] == [round(0.1 + i / 1000, 3) for i in range(10)]
+    assert [e.reason for e in errs] == ["bad_topic"] and "day.csv@" in errs[0].topic

@@ -142,3 +142,41 @@ def test_mqtt_to_influxdb_and_alertmanager(flow_env, influxdb, mosquitto, alertm
             and a["labels"].get("rule") == "limits"]
     assert mine and mine[0]["labels"]["severity"] == "severe"
     assert mine[0]["labels"]["site"] == "sejong-wtp"
+
+
+def test_two_workers_split_the_topics_without_duplicates(flow_env, influxdb, mosquitto,
+                                                         influx_db):
+    """`run -w 2`: each worker subscribes through the MQTT shared subscription
+    ($share/twinwatch/city/#), so the broker splits messages between them; every reading is
+    stored exactly once and both workers took a share."""
+    env, metrics_port = flow_env
+    env = dict(env, TWINWATCH__SERVICES__ALERTMANAGER__URL="null")
+    config = load_config(environ=env)
+    proc = subprocess.Popen([sys.executable, "-m", "twinwatch.cli", "run", "-w", "2",
+                             "--idle-timeout", "4"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+        _wait_metrics(metrics_url, proc)
+        time.sleep(0.5)  # both workers subscribed (the gauge is shared by the process)
+        pub = make_client(config.services.mqtt, "test-publisher-2", clean_session=True)
+        connect(pub, config.services.mqtt)
+        pub.loop_start()
+        enc = msgspec.json.Encoder()
+        topics = [f"city/structures/sejong-bridge/span-2/{s}" for s in
+                  ("strain-1", "strain-2", "accel-rms", "tilt", "temp")]
+        infos = [pub.publish(topics[i % 5], enc.encode(
+            {"time": T0 + timedelta(seconds=10 * (i // 5)), "value": 1.0 + i % 3}), qos=1)
+            for i in range(500)]
+        for info in infos:
+            info.wait_for_publish(10)
+        pub.loop_stop()
+        pub.disconnect()
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0, out.decode()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    counts = {s["tags"]["sensor"]: s["values"][0][1] for s in _query(
+        influxdb, influx_db, "SELECT count(value) FROM reading GROUP BY sensor")}
+    assert counts == {t.rsplit("/", 1)[1]: 100 for t in topics}
