@@ -574,3 +574,13 @@ def test_publish_mqtt_unreachable_broker():
     port = free_port()
     with pytest.raises(ConnectionError, match=f"127.0.0.1:{port}"):
         sim.publish_mqtt(iter([]), mqtt=MqttService(host="127.0.0.1", port=port), speed=0)
+
+
+def test_incidents_after_the_span_are_not_labelled(example):
+    """A short run injects only the incidents that start inside it; labels say exactly that."""
+    short = msgspec.structs.replace(example, simulation=msgspec.structs.replace(
+        example.simulation, duration_h=6.5))
+    labels = sim.incident_labels(short, START)
+    assert [lb["kind"] for lb in labels] == [
+        i.kind for i in example.simulation.incidents if i.at_h < 6.5]
+    assert len(labels) < len(example.simulation.incidents)

@@ -23,7 +23,7 @@ import httpx
 import msgspec
 
 from twinwatch import services, simulator
-from twinwatch.config import Config, ConfigError
+from twinwatch.config import Config, ConfigError, load_config
 from twinwatch.evaluate import AlertRow, match_incidents, unmatched_alerts
 from twinwatch.schema import DOMAINS, SEVERITIES, SEVERITY_KO
 
@@ -39,6 +39,30 @@ def ports_from_config(config: Config) -> dict[str, int]:
         if url and urlparse(url).port:
             ports[name] = urlparse(url).port
     return ports
+
+
+def _claim_ports(config: Config, var: Path) -> dict[str, str]:
+    """TWINWATCH__... overrides moving our services off ports another program holds.
+
+    On a systemd machine, installing Debian's influxdb/mosquitto/alertmanager starts the
+    distribution's own daemons on the default ports; the demo then runs its own on free ones.
+    """
+    overrides = {}
+    running = services.status(var)
+    wanted = dict(ports_from_config(config), metrics=config.services.metrics.port)
+    keys = {"influxdb": ("INFLUXDB__URL", "http://127.0.0.1:{}"),
+            "alertmanager": ("ALERTMANAGER__URL", "http://127.0.0.1:{}"),
+            "mosquitto": ("MQTT__PORT", "{}"), "metrics": ("METRICS__PORT", "{}")}
+    for name, port in wanted.items():
+        if name in running and running[name]["running"]:
+            port = running[name]["port"]  # ours, from an earlier demo run: reuse it
+        elif not services.port_free("127.0.0.1", port):
+            new = services.free_port()
+            print(f"  port {port} is in use by another program; {name} takes {new} instead")
+            port = new
+        key, fmt = keys[name]
+        overrides["TWINWATCH__SERVICES__" + key] = fmt.format(port)
+    return overrides
 
 
 def _wait_ready(proc: subprocess.Popen, metrics_url: str, log: Path, timeout: float = 60) -> None:
@@ -68,6 +92,9 @@ def run_demo(config: Config, var: Path, *, config_path: str | None = None,
           f"(~{sim.duration_h * 3600 / sim.speed:.0f} s)\n")
 
     print("starting services (data and logs under %s/) ..." % var)
+    overrides = _claim_ports(config, var)
+    os.environ.update(overrides)  # the flow child process and this process see the same ports
+    config = msgspec.structs.replace(load_config(config_path), simulation=sim)
     svcs = services.up(["influxdb", "mosquitto", "alertmanager"], var, ports_from_config(config))
     for name, svc in svcs.items():
         print(f"  {name:13} {svc.url}")
@@ -157,7 +184,9 @@ def print_summary(config: Config, svcs: dict, labels: list[dict], start: datetim
 
     results = match_incidents(labels, alerts)
     detected = sum(r.detected for r in results)
-    print(f"\nincidents injected vs detected: {detected}/{len(results)}")
+    skipped = len(config.simulation.incidents) - len(labels)
+    print(f"\nincidents injected vs detected: {detected}/{len(results)}"
+          + (f" ({skipped} scheduled after the simulated span, not injected)" if skipped else ""))
     for r in results:
         if r.detected:
             a = r.first_alert

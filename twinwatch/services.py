@@ -61,6 +61,12 @@ INSTALL_HINT = "run scripts/install-services.sh"
 _CHILDREN: dict[int, subprocess.Popen] = {}  # processes started by this interpreter, to reap them
 
 
+__all__ = [
+    "ServiceError", "BinaryMissing", "free_port", "port_free", "Service", "InfluxDB", "Mosquitto",
+    "Alertmanager", "VictoriaMetrics", "Prometheus", "SERVICES", "up", "down", "status",
+]
+
+
 class ServiceError(RuntimeError):
     """A service could not be started/stopped."""
 
@@ -75,7 +81,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def _port_free(host: str, port: int) -> bool:
+def port_free(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -189,7 +195,7 @@ class Service:
             return self
         if not shutil.which(self.binary):
             raise BinaryMissing(f"{self.name}: binary {self.binary} not found; {INSTALL_HINT}")
-        if not _port_free(self.host, self.port):  # else we'd see a foreign server as "ready"
+        if not port_free(self.host, self.port):  # else we'd see a foreign server as "ready"
             raise ServiceError(f"{self.name}: {self.host}:{self.port} is already in use")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.cmd = self.configure()

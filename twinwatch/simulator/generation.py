@@ -56,11 +56,15 @@ def _iso(t: datetime | float) -> str:
 
 
 def incident_labels(config, start: datetime) -> list[dict]:
-    """One label per configured incident (the ground truth for scoring the detectors)."""
+    """One label per incident injected (the ground truth for scoring the detectors). Incidents
+    scheduled at or after the end of the simulated span are not injected, so not labelled."""
     _, incs, _ = _plan(config, start)
+    span_h = config.simulation.duration_h
     domains = {site.id: site.domain for site in config.sites}
     labels = []
     for inc, spec in zip(incs, config.simulation.incidents):
+        if spec.at_h >= span_h:
+            continue
         site, asset, _ = spec.targets[0].split("/")
         extra = f" ({', '.join(f'{k}={v}' for k, v in spec.params.items())})" if spec.params else ""
         labels.append({
