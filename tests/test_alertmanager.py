@@ -24,6 +24,8 @@ from twinwatch import services
 from twinwatch.config import AlertmanagerService, Secret
 from twinwatch.schema import Alert, fingerprint
 
+from httpstub import Sleeps, stub  # noqa: E402  (tests/httpstub.py)
+
 T0 = datetime(2026, 11, 23, 1, 0, 0, tzinfo=timezone.utc)
 GEN = "http://127.0.0.1:3000/d/twinwatch-alerts"
 
@@ -48,27 +50,6 @@ def parse(ts: str) -> datetime:
 
 def unique_rule() -> str:
     return "r" + uuid.uuid4().hex[:10]
-
-
-class Sleeps(list):
-    def __call__(self, seconds: float) -> None:
-        self.append(seconds)
-
-
-def stub(responses):
-    """httpx.MockTransport stub answering from a list (responses or exceptions), recording the
-    requests. Used only to force failures the real Alertmanager will not give on demand."""
-    seen: list[httpx.Request] = []
-    it = iter(responses)
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        r = next(it)
-        if isinstance(r, Exception):
-            raise r
-        return r
-
-    return httpx.Client(transport=httpx.MockTransport(handler)), seen
 
 
 def metric(name: str, **labels: str) -> float:

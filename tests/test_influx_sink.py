@@ -26,6 +26,8 @@ from twinwatch import services
 from twinwatch.config import ConfigError, InfluxService, Secret, Tls
 from twinwatch.schema import Alert, AnomalyScore, DeadLetter, Reading, SecurityEvent
 
+from httpstub import Sleeps, stub  # noqa: E402  (tests/httpstub.py)
+
 T0 = datetime(2026, 11, 23, 1, 0, 0, tzinfo=timezone.utc)
 MS0 = round(T0.timestamp() * 1000)
 PASSWORD = "pa55-w0rd-never-logged"
@@ -60,27 +62,6 @@ def metric(name: str, **labels: str) -> float:
 def rows(results: list[dict]) -> list[dict]:
     return [dict(zip(s["columns"], v)) for r in results for s in r.get("series", [])
             for v in s["values"]]
-
-
-class Sleeps(list):
-    def __call__(self, seconds: float) -> None:
-        self.append(seconds)
-
-
-def stub(responses):
-    """httpx.MockTransport stub answering from a list (responses or exceptions), recording
-    requests. Used only to force failures a real server will not give on demand."""
-    seen: list[httpx.Request] = []
-    it = iter(responses)
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        r = next(it)
-        if isinstance(r, Exception):
-            raise r
-        return r
-
-    return httpx.Client(transport=httpx.MockTransport(handler)), seen
 
 
 def closed_port_url() -> str:
