@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Iterable
 
 import msgspec
@@ -25,6 +25,9 @@ from twinwatch.schema import (
 __all__ = ["Parser", "UniqueTimes", "parse_sshd"]
 
 PAYLOAD_PREVIEW = 512  # bytes of a rejected payload kept in the dead-letter queue
+# InfluxDB stores int64 nanoseconds: times outside this range cannot be written at all.
+EARLIEST = datetime(1677, 9, 22, tzinfo=timezone.utc)
+LATEST = datetime(2262, 4, 11, tzinfo=timezone.utc)
 
 _decoders = {
     "reading": msgspec.json.Decoder(SensorPayload),
@@ -87,6 +90,7 @@ class Parser:
     def __init__(self, config: Config):
         self.prefix = config.services.mqtt.topic_prefix + "/"
         self.max_bytes = config.flow.max_payload_bytes
+        self.max_future = timedelta(seconds=config.flow.max_future_s)
         self.unique = UniqueTimes()
         self.catalog: dict[str, SensorRef] = {
             f"{self.prefix}{d}/{s}/{a}/{n}": ref for (d, s, a, n), ref in config.catalog.items()
@@ -116,6 +120,9 @@ class Parser:
                 raise BadRecord("bad_encoding", "payload is not UTF-8") from None
             raise BadRecord("bad_json", str(e)) from None
         time = msg.time.astimezone(timezone.utc)
+        if not EARLIEST <= time < min(LATEST, self._now() + self.max_future):
+            raise BadRecord("bad_time", f"time {msg.time.isoformat()} is outside "
+                            f"{EARLIEST.year}..now+{self.max_future.total_seconds():g}s")
         if kind == "reading":
             if not math.isfinite(msg.value):
                 raise BadRecord("non_finite", f"value {msg.value!r} is not finite")
@@ -132,6 +139,9 @@ class Parser:
         return SecurityEvent(time, ref.site, ref.asset, ref.sensor.id, f"fw_{msg.action}", outcome,
                              src_ip=msg.src_ip, dst_port=msg.dst_port,
                              message=f"{msg.protocol}/{msg.dst_port}")
+
+    def _now(self) -> datetime:
+        return datetime.now(timezone.utc)
 
     def split(self, messages: Iterable[tuple[str, bytes]], source: str = "mqtt",
               received: datetime | None = None) -> tuple[list, list[DeadLetter]]:

@@ -43,6 +43,9 @@ def test_valid_reading_takes_identity_from_topic_and_unit_from_config(parser):
     (CHLORINE, b'{"time":"yesterday","value":1.0}', "bad_time"),
     (CHLORINE, b'{"time":"2026-11-22T00:00:00","value":1.0}', "bad_time"),  # no UTC offset
     (CHLORINE, b'{"time":"2026-11-22T00:00:00Z","value":1.0,"unit":"ppm"}', "unit_mismatch"),
+    (CHLORINE, b'{"time":"9999-12-31T23:59:59Z","value":1.0}', "bad_time"),  # beyond InfluxDB
+    (CHLORINE, b'{"time":"1600-01-01T00:00:00Z","value":1.0}', "bad_time"),
+    (CHLORINE, b'{"time":"2100-01-01T00:00:00Z","value":1.0}', "bad_time"),  # > now + 1 day
     ("city/water/sejong-wtp/clearwell/ghost", b'{"time":"2026-11-22T00:00:00Z","value":1}',
      "unknown_sensor"),
     ('city/water/x",y=1 z/a b/c\\d', b'{"time":"2026-11-22T00:00:00Z","value":1}',

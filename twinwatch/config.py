@@ -28,7 +28,7 @@ from twinwatch.schema import DOMAINS, Domain, Severity
 
 __all__ = [
     "Config", "ConfigError", "Secret", "Limits", "Sensor", "Asset", "Site", "DetectorSpec",
-    "AlertRule", "MqttService", "InfluxService", "AlertmanagerService", "MetricsService",
+    "AlertRule", "AlertReceiver", "AlertRoute", "AlertRouting", "MqttService", "InfluxService", "AlertmanagerService", "MetricsService",
     "Services", "FlowSettings", "SensorRef", "Incident", "Simulation", "load_config", "parse_config", "EXAMPLE_CONFIG",
 ]
 
@@ -140,6 +140,12 @@ class AlertRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     for_s: Annotated[float, msgspec.Meta(ge=0)] = 0.0
     clear_s: Annotated[float, msgspec.Meta(ge=0)] = 300.0
     summary: str = "{detector} anomaly on {site}/{asset}/{sensor}: {value:g} {unit}"
+    # Issue #4 (alerting/lifecycle.py): hysteresis, flapping, escalation, re-notify interval.
+    reset: Annotated[float, msgspec.Meta(ge=0)] | None = None  # an active alert stays hit while score >= reset
+    flap_window_s: Annotated[float, msgspec.Meta(ge=0)] = 0.0  # 0: no flapping detection
+    flap_max: Annotated[int, msgspec.Meta(ge=2)] = 3  # firings within flap_window_s = flapping
+    escalate: dict[Severity, PositiveFloat] = {}  # severity -> score from which it applies
+    renotify_s: PositiveFloat | None = None  # Alertmanager repeat_interval for this rule
 
 
 # --- services ---------------------------------------------------------------------------------
@@ -186,6 +192,49 @@ class AlertmanagerService(msgspec.Struct, frozen=True, forbid_unknown_fields=Tru
     firing_ttl_s: PositiveFloat = 3600.0  # endsAt of a firing alert, renewed at each re-send
     generator_url: str = "http://127.0.0.1:3000/d/twinwatch-alerts"
     tls: Tls = Tls()
+    # Issue #4 (alerting/): persistence, direct webhook, links, generated Alertmanager config.
+    state_path: str | None = None  # SQLite of delivered alerts: a restart neither loses nor repeats
+    webhook_url: str | None = None  # direct HMAC-signed webhook (sites without Alertmanager)
+    webhook_secret: Secret | None = None
+    runbook_url: str = ""  # template: {domain} {site} {asset} {sensor} {rule} {severity}
+    dashboard_url: str = ""  # template: as runbook_url plus {from_ms} {to_ms}
+    routing: "AlertRouting" = msgspec.field(default_factory=lambda: AlertRouting())
+
+
+class AlertReceiver(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """An Alertmanager receiver. Alertmanager reads its own file, so secrets are ``{file: ...}``."""
+    name: Id
+    type: Literal["webhook", "email", "slack"]
+    url: str | None = None  # webhook
+    url_secret: Secret | None = None  # slack-compatible incoming-webhook URL
+    to: str | None = None  # email
+    smtp_smarthost: str = "127.0.0.1:25"
+    smtp_from: str = "twinwatch@localhost"
+    smtp_username: str | None = None
+    smtp_password: Secret | None = None
+    smtp_require_tls: bool = True
+    channel: str | None = None  # slack
+    send_resolved: bool = True
+
+
+class AlertRoute(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Alerts of ``domain`` (any if None) with one of ``severities`` (any if empty) go here."""
+    receiver: Id
+    domain: Domain | None = None
+    severities: list[Severity] = []
+    continue_: bool = msgspec.field(default=False, name="continue")
+
+
+class AlertRouting(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """What ``twinwatch alerts config`` turns into alertmanager.yml (alerting/amconfig.py)."""
+    receiver: Id = "default"  # the root route's receiver
+    receivers: list[AlertReceiver] = []  # empty: one webhook receiver named "default", no URL
+    routes: list[AlertRoute] = []
+    group_by: list[str] = msgspec.field(default_factory=lambda: ["alertname", "site", "asset"])
+    group_wait_s: PositiveFloat = 30.0
+    group_interval_s: PositiveFloat = 300.0
+    repeat_interval_s: PositiveFloat = 14400.0
+    power_outage_rule: Id = "power_outage"  # its alerts inhibit the same site's energy alerts
 
 
 class MetricsService(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -206,6 +255,7 @@ class FlowSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_payload_bytes: Annotated[int, msgspec.Meta(ge=64)] = 65536
     dead_letter_path: str = "var/dead-letters.jsonl"
     stale_factor: PositiveFloat = 5.0  # a series silent for factor x interval is stale
+    max_future_s: PositiveFloat = 86400.0  # a time further ahead of the wall clock is rejected
 
 
 class City(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
