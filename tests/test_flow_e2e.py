@@ -56,7 +56,8 @@ def flow_env(influxdb, mosquitto, alertmanager, influx_db, tmp_path):
                TWINWATCH__SERVICES__INFLUXDB__DATABASE=influx_db,
                TWINWATCH__SERVICES__ALERTMANAGER__URL=alertmanager.url,
                TWINWATCH__SERVICES__METRICS__PORT=str(metrics_port),
-               TWINWATCH__FLOW__DEAD_LETTER_PATH=str(tmp_path / "dead.jsonl"))
+               TWINWATCH__FLOW__DEAD_LETTER_PATH=str(tmp_path / "dead.jsonl"),
+               TWINWATCH__SERVICES__INFLUXDB__SPOOL_DIR=str(tmp_path / "spool"))
     return env, metrics_port
 
 

@@ -222,8 +222,9 @@ def test_connection_refused_is_retried_then_unavailable():
 
 
 def test_sink_survives_an_outage_and_counts():
-    """Real socket, nothing listening: write_batch logs, counts dropped points, never raises."""
-    cfg = InfluxService(url=closed_port_url(), max_retries=2, batch_size=2)
+    """Real socket, nothing listening, no spool configured: write_batch logs, counts dropped
+    points, never raises."""
+    cfg = InfluxService(url=closed_port_url(), max_retries=2, batch_size=2, spool_dir=None)
     sleeps = Sleeps()
     sink = InfluxSink(cfg, writer_factory=lambda c, **kw: make_writer(c, sleep=sleeps, **kw))
     part = sink.build("influxdb", 0, 1)
@@ -281,7 +282,7 @@ def test_v2_writer_to_victoriametrics(victoriametrics):
 @pytest.mark.services
 def test_v2_via_make_writer_and_sink(victoriametrics):
     """Real VictoriaMetrics through make_writer(api="v2") and the sink."""
-    cfg = InfluxService(url=victoriametrics.url, api="v2", database="twinwatch",
+    cfg = InfluxService(url=victoriametrics.url, api="v2", database="twinwatch", spool_dir=None,
                         retention_policy="autogen")
     with make_writer(cfg) as w:
         assert w.bucket == "twinwatch/autogen"

@@ -30,6 +30,7 @@ __all__ = [
     "Config", "ConfigError", "Secret", "Limits", "Sensor", "Asset", "Site", "DetectorSpec",
     "AlertRule", "AlertReceiver", "AlertRoute", "AlertRouting", "MqttService", "InfluxService", "AlertmanagerService", "MetricsService",
     "Services", "FlowSettings", "SensorRef", "Incident", "Simulation", "load_config", "parse_config", "EXAMPLE_CONFIG",
+    "SecurityDetection", "TemplateMining", "SecuritySettings", "Retention",
 ]
 
 EXAMPLE_CONFIG = Path(__file__).parent / "examples" / "pilot-city.yaml"
@@ -101,7 +102,7 @@ class Sensor(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     interval_s: PositiveFloat
     limits: Limits | None = None
     detectors: list[str] | None = None  # None: the domain's defaults
-    kind: Literal["reading", "log", "firewall"] = "reading"
+    kind: Literal["reading", "log", "firewall", "device_event"] = "reading"
     sim: dict[str, Any] = {}  # simulator parameters (see twinwatch.simulator)
 
 
@@ -178,7 +179,30 @@ class InfluxService(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     flush_interval_s: PositiveFloat = 1.0
     timeout_s: PositiveFloat = 10.0
     max_retries: Annotated[int, msgspec.Meta(ge=0)] = 5
+    # While InfluxDB is unreachable, chunks go to a bounded on-disk spool and are backfilled in
+    # order when it returns (None: drop them, counted). Full spool: drop_oldest, or block the flow.
+    spool_dir: str | None = "var/spool/influxdb"
+    spool_max_bytes: Annotated[int, msgspec.Meta(ge=1)] = 256 * 2**20
+    spool_policy: Literal["drop_oldest", "block"] = "drop_oldest"
+    spool_retry_s: PositiveFloat = 2.0  # how often a backfill is tried while InfluxDB is down
     tls: Tls = Tls()
+    retention: "Retention" = msgspec.field(default_factory=lambda: Retention())
+
+
+# An InfluxQL duration (at least one hour, as InfluxDB 1.x requires for a retention policy).
+RetentionDuration = Annotated[str, msgspec.Meta(pattern=r"^(INF|\d+[hdw])$")]
+
+
+class Retention(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """How long data is kept, applied on start by ``flows.retention`` (InfluxDB 1.x).
+
+    ``database``: duration of the database's default retention policy (the longest-lived data,
+    i.e. the rollups), e.g. ``400d``. ``measurements``: a shorter duration per measurement, e.g.
+    ``{reading: 30d, anomaly_score: 14d}``; older points are deleted on start. On InfluxDB 2.x/3.x
+    retention is the bucket's / database's (set when it is created, see docs/deploy.md).
+    """
+    database: RetentionDuration | None = None
+    measurements: dict[str, RetentionDuration] = {}
 
 
 class AlertmanagerService(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -256,6 +280,8 @@ class FlowSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     dead_letter_path: str = "var/dead-letters.jsonl"
     stale_factor: PositiveFloat = 5.0  # a series silent for factor x interval is stale
     max_future_s: PositiveFloat = 86400.0  # a time further ahead of the wall clock is rejected
+    rollups: bool = True  # write reading_1m / reading_1h (flows.rollup)
+    rollup_lateness_s: Annotated[float, msgspec.Meta(ge=0)] = 30.0  # event-time wait per window
 
 
 class City(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -282,6 +308,60 @@ class Simulation(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     incidents: list[Incident] = []
 
 
+class SecurityDetection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Per-source-IP thresholds of detectors.security.SecurityDetector (issue #6)."""
+    brute_force_window_s: PositiveFloat = 300.0
+    brute_force_failures: Annotated[int, msgspec.Meta(ge=1)] = 10
+    spray_window_s: PositiveFloat = 600.0
+    spray_users: Annotated[int, msgspec.Meta(ge=2)] = 5  # distinct valid users failed from one IP
+    enum_window_s: PositiveFloat = 600.0
+    enum_users: Annotated[int, msgspec.Meta(ge=2)] = 5  # distinct invalid users tried from one IP
+    success_window_s: PositiveFloat = 600.0
+    success_after_failures: Annotated[int, msgspec.Meta(ge=1)] = 5
+    scan_window_s: PositiveFloat = 60.0
+    scan_ports: Annotated[int, msgspec.Meta(ge=2)] = 15  # distinct denied ports from one IP
+    correlate_window_s: PositiveFloat = 120.0  # e.g. intrusion + door_open at one asset
+    max_sources: Annotated[int, msgspec.Meta(ge=1)] = 10_000  # IPs tracked per asset
+
+
+class TemplateMining(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """drain3 template mining and per-template rates (detectors.logtemplates)."""
+    sim_th: Annotated[float, msgspec.Meta(gt=0, lt=1)] = 0.4
+    depth: Annotated[int, msgspec.Meta(ge=3)] = 4
+    max_children: Annotated[int, msgspec.Meta(ge=2)] = 100
+    max_clusters: Annotated[int, msgspec.Meta(ge=1)] = 2000
+    warmup_lines: Annotated[int, msgspec.Meta(ge=0)] = 0  # per asset, before new templates alert
+    rate_bucket_s: PositiveFloat = 60.0
+    rate_factor: PositiveFloat = 10.0  # a bucket above factor x its EWMA mean is a rate anomaly
+    rate_min_count: Annotated[int, msgspec.Meta(ge=1)] = 50
+    rate_warmup_buckets: Annotated[int, msgspec.Meta(ge=0)] = 10
+
+
+class SecuritySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Log sources and security detection (issue #6, docs/security.md)."""
+    enabled: bool = True  # run the security detectors on security events (MQTT and log sources)
+    hosts: dict[str, str] = {}  # syslog host name -> "site/asset"
+    default_asset: str = "logs/unmapped"  # "site/asset" of lines from hosts not listed
+    pseudonymise_key: Secret | None = None  # HMAC-SHA256 key: user names become "u-<hash>"
+    max_line_bytes: Annotated[int, msgspec.Meta(ge=64)] = 8192
+    clear_s: Annotated[float, msgspec.Meta(ge=0)] = 600.0  # a quiet spell that resolves an alert
+    detection: SecurityDetection = SecurityDetection()
+    templates: TemplateMining = TemplateMining()
+    severities: dict[str, Severity] = msgspec.field(default_factory=lambda: {
+        "brute_force": "alert", "password_spray": "alert", "user_enum": "caution",
+        "success_after_failures": "severe", "port_scan": "caution",
+        "intrusion_door_open": "severe", "new_template": "attention", "template_rate": "attention"})
+    device_events: dict[str, Severity] = msgspec.field(default_factory=lambda: {
+        "intrusion": "alert", "loitering": "attention", "abandonment": "caution", "fall": "alert",
+        "fight": "alert", "arson": "severe", "abnormal_sound": "caution", "door_forced": "alert",
+        "tamper": "caution"})  # device events that alert by themselves; others (door_open) only correlate
+
+    def __post_init__(self) -> None:
+        for where in (self.default_asset, *self.hosts.values()):
+            if where.count("/") != 1 or not all(where.split("/")):
+                raise ValueError(f"security: {where!r} is not \"site/asset\"")
+
+
 class SensorRef(msgspec.Struct, frozen=True):
     """A sensor with its place in the city: what the parser and the detectors look up."""
     domain: Domain
@@ -299,6 +379,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, dict=True)
     services: Services = Services()
     flow: FlowSettings = FlowSettings()
     simulation: Simulation = Simulation()
+    security: SecuritySettings = SecuritySettings()
 
     @cached_property
     def catalog(self) -> dict[tuple[str, str, str, str], SensorRef]:

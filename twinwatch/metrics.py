@@ -10,7 +10,7 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 __all__ = [
     "RECORDS_IN", "RECORDS_OUT", "DEAD_LETTERS", "DETECT_SECONDS", "SINK_WRITE_SECONDS",
-    "SINK_ERRORS", "SINK_RETRIES", "QUEUE_DEPTH", "SOURCE_READY", "ANOMALIES", "ALERTS", "serve",
+    "SINK_ERRORS", "SINK_RETRIES", "SPOOL_BYTES", "SPOOL_DROPPED", "QUEUE_DEPTH", "SOURCE_READY", "ANOMALIES", "ALERTS", "serve",
 ]
 
 RECORDS_IN = Counter(
@@ -29,6 +29,10 @@ SINK_ERRORS = Counter(
     "twinwatch_sink_errors", "Failed batch writes (after retries), by sink.", ["sink"])
 SINK_RETRIES = Counter(
     "twinwatch_sink_retries", "Retried write attempts, by sink.", ["sink"])
+SPOOL_BYTES = Gauge(
+    "twinwatch_spool_bytes", "Bytes waiting in the on-disk spool of a sink (backlog).", ["sink"])
+SPOOL_DROPPED = Counter(
+    "twinwatch_spool_dropped", "Points dropped because a sink's spool was full.", ["sink"])
 QUEUE_DEPTH = Gauge(
     "twinwatch_queue_depth", "Records received but not yet taken by the flow, by source.",
     ["source"])

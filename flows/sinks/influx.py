@@ -38,6 +38,8 @@ from __future__ import annotations
 import gzip as gzip_module
 import json
 import logging
+from collections import Counter
+from pathlib import Path
 import ssl
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -50,7 +52,10 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from flows.sinks.lineprotocol import PRECISION, encode_by_measurement
 from twinwatch.config import ConfigError, InfluxService, Tls
 from twinwatch.http import HttpError, Rejected, Unavailable, parse_retry_after, retry, ssl_context
-from twinwatch.metrics import RECORDS_OUT, SINK_ERRORS, SINK_RETRIES, SINK_WRITE_SECONDS
+from flows.sinks.spool import Spool, SpoolFull
+from twinwatch.metrics import (
+    RECORDS_OUT, SINK_ERRORS, SINK_RETRIES, SINK_WRITE_SECONDS, SPOOL_BYTES, SPOOL_DROPPED,
+)
 
 __all__ = [
     "InfluxError", "InfluxUnavailable", "InfluxRejected", "InfluxV1Writer", "InfluxV2Writer",
@@ -384,48 +389,122 @@ def _flatten(items: Iterable[Any]) -> list[Any]:
 
 
 class _InfluxPartition(StatelessSinkPartition[Any]):
-    def __init__(self, writer: _Writer):
+    """One worker's writer. A chunk InfluxDB cannot take (unavailable after the writer's retries)
+    goes to the on-disk spool; while the spool holds a backlog, new chunks queue behind it so the
+    backfill stays in order, and a backfill is tried every ``retry_s`` with a single attempt (the
+    spool is the retry). Without a spool such chunks are dropped and counted. Rejected chunks
+    (4xx: bad data or credentials) are dropped and counted either way: retrying will not help."""
+
+    def __init__(self, writer: _Writer, spool: Spool | None = None, retry_s: float = 2.0,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], Any] =
+                 time.sleep):
         self.writer = writer
+        self.spool = spool
+        self.retry_s = retry_s
+        self._clock = clock
+        self._sleep = sleep
+        self._next_try = 0.0
         self.written = 0  # points
         self.dropped = 0  # points
+        if spool is not None and len(spool):
+            log.warning("influxdb: %d bytes from an earlier run wait in the spool %s; "
+                        "backfilling", spool.bytes, spool.path)
 
     def write_batch(self, items: list[Any]) -> None:
         groups = encode_by_measurement(_flatten(items))
+        self._backfill()
         if not groups:
             return
-        lines: list[str] = []
-        runs: list[tuple[str, int, int]] = []  # (measurement, start, end) in lines
-        for m, ls in groups.items():
-            runs.append((m, len(lines), len(lines) + len(ls)))
-            lines += ls
         bs = self.writer.batch_size
-        for i in range(0, len(lines), bs):
-            chunk = lines[i:i + bs]
-            t0 = time.perf_counter()
+        down = False  # without a spool: once unavailable, drop the rest of this batch at once
+        for m, lines in groups.items():
+            for i in range(0, len(lines), bs):
+                chunk = lines[i:i + bs]
+                if self.spool is not None and len(self.spool):
+                    self._to_spool(chunk)  # behind the backlog, in order
+                    continue
+                if down:
+                    self.dropped += len(chunk)
+                    SINK_ERRORS.labels(SINK).inc()
+                    continue
+                result = self._attempt(chunk, retry=True)
+                if result == "ok":
+                    RECORDS_OUT.labels(SINK, m).inc(len(chunk))
+                elif result == "unavailable":
+                    if self.spool is None:
+                        down = True
+                        self.dropped += len(chunk)
+                        log.error("influxdb unavailable and no spool configured: dropping "
+                                  "this batch")
+                    else:
+                        self._next_try = self._clock() + self.retry_s
+                        log.warning("influxdb unavailable: spooling to %s until it is back",
+                                    self.spool.path)
+                        self._to_spool(chunk)
+
+    def _attempt(self, chunk: list[str], retry: bool) -> str:
+        """Write one chunk: "ok", "unavailable" (retryable) or "rejected" (dropped, counted)."""
+        saved = self.writer.max_retries
+        if not retry:
+            self.writer.max_retries = 0
+        t0 = time.perf_counter()
+        try:
+            self.writer.write_chunk(chunk)
+        except InfluxUnavailable:
+            SINK_ERRORS.labels(SINK).inc()
+            return "unavailable"
+        except InfluxRejected as e:
+            self.dropped += len(chunk)
+            SINK_ERRORS.labels(SINK).inc()
+            log.error("influxdb rejected a write, dropped up to %d points: %s", len(chunk), e)
+            return "rejected"
+        finally:
+            self.writer.max_retries = saved
+            SINK_WRITE_SECONDS.labels(SINK).observe(time.perf_counter() - t0)
+        self.written += len(chunk)
+        return "ok"
+
+    def _to_spool(self, chunk: list[str]) -> None:
+        while True:
             try:
-                self.writer.write_chunk(chunk)
-            except InfluxUnavailable as e:
-                left = len(lines) - i
-                self.dropped += left
-                SINK_ERRORS.labels(SINK).inc(-(-left // bs))
-                log.error("influxdb unavailable after retries, dropped %d points: %s", left, e)
-                return
-            except InfluxRejected as e:
-                self.dropped += len(chunk)
-                SINK_ERRORS.labels(SINK).inc()
-                log.error("influxdb rejected a write, dropped up to %d points: %s",
-                          len(chunk), e)
-                continue
-            finally:
-                SINK_WRITE_SECONDS.labels(SINK).observe(time.perf_counter() - t0)
-            self.written += len(chunk)
-            j = i + len(chunk)
-            for m, s, e_ in runs:
-                n = min(e_, j) - max(s, i)
-                if n > 0:
+                before = self.spool.dropped
+                self.spool.push(chunk)
+                if self.spool.dropped > before:
+                    SPOOL_DROPPED.labels(SINK).inc(self.spool.dropped - before)
+                    self.dropped += self.spool.dropped - before
+                break
+            except SpoolFull:  # policy "block": hold the flow until InfluxDB takes the backlog
+                log.error("influxdb spool full (%d bytes): blocking until InfluxDB is back",
+                          self.spool.bytes)
+                self._sleep(self.retry_s)
+                self._next_try = 0.0
+                self._backfill()
+        SPOOL_BYTES.labels(SINK).set(self.spool.bytes)
+
+    def _backfill(self, force: bool = False) -> None:
+        """Write spooled chunks, oldest first, until the spool is empty or InfluxDB fails."""
+        spool = self.spool
+        if spool is None or not len(spool) or (not force and self._clock() < self._next_try):
+            return
+        while (head := spool.oldest()) is not None:
+            seq, lines = head
+            result = self._attempt(lines, retry=False)
+            if result == "unavailable":
+                self._next_try = self._clock() + self.retry_s
+                break
+            spool.pop(seq)
+            if result == "ok":
+                for m, n in Counter(line.split(",", 1)[0] for line in lines).items():
                     RECORDS_OUT.labels(SINK, m).inc(n)
+        SPOOL_BYTES.labels(SINK).set(spool.bytes)
+        if not len(spool):
+            log.info("influxdb: spool %s drained", spool.path)
 
     def close(self) -> None:
+        self._backfill(force=True)
+        if self.spool is not None and len(self.spool):
+            log.warning("influxdb: %d bytes stay in the spool %s; backfilled at the next start",
+                        self.spool.bytes, self.spool.path)
         self.writer.close()
 
 
@@ -444,4 +523,9 @@ class InfluxSink(DynamicSink[Any]):
         def on_retry(attempt: int, delay: float, error: InfluxError) -> None:
             SINK_RETRIES.labels(SINK).inc()
 
-        return _InfluxPartition(self._factory(self.cfg, on_retry=on_retry))
+        spool = None
+        if self.cfg.spool_dir:
+            spool = Spool(Path(self.cfg.spool_dir) / f"w{worker_index}", self.cfg.spool_max_bytes,
+                          self.cfg.spool_policy)
+        return _InfluxPartition(self._factory(self.cfg, on_retry=on_retry), spool,
+                                self.cfg.spool_retry_s)
