@@ -23,6 +23,7 @@ from bytewax.dataflow import Dataflow
 
 from flows.detect import Plan, Shard, shard_of
 from flows.liveness import Liveness, latest_times
+from flows.acks import Acked
 from flows.parse import Parser
 from twinwatch.config import Config
 from twinwatch.schema import Alert
@@ -62,6 +63,19 @@ def _by_shard(records: list, shards: int) -> list[tuple[str, list]]:
     return list(groups.items())
 
 
+def _parse(parser: Parser, batch: list) -> tuple[list, list]:
+    """Parse a raw batch; its acknowledgement (flows.acks) moves to the records, or to the dead
+    letters when no record was valid, so the InfluxDB sink acks it once that batch is durable."""
+    oks, errs = parser.split(batch)
+    ack = getattr(batch, "ack", None)
+    if ack is not None:
+        if oks:
+            oks = Acked(oks, ack)
+        else:
+            errs = Acked(errs, ack)
+    return oks, errs
+
+
 def build_flow(config: Config, source, *, influx_sink=None, alert_sink=None,
                dead_letter_sink=None, flow_id: str = "twinwatch") -> Dataflow:
     """Wire the flow. Sinks default to the configured services; tests may pass their own."""
@@ -82,7 +96,7 @@ def build_flow(config: Config, source, *, influx_sink=None, alert_sink=None,
 
     flow = Dataflow(flow_id)
     raw = op.input("source", flow, source)
-    parsed = op.map("parse", raw, parser.split)
+    parsed = op.map("parse", raw, lambda batch: _parse(parser, batch))
     records = op.filter_map("records", parsed, lambda p: p[0] or None)
     dead = op.filter_map("dead_letters", parsed, lambda p: p[1] or None)
     op.output("dead_letter_file", dead, dead_letter_sink)

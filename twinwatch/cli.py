@@ -30,6 +30,26 @@ def _config_arg(p: argparse.ArgumentParser) -> None:
                    "shipped example city)")
 
 
+def _recovery(args):
+    """Bytewax recovery in ``--recovery-dir`` (created and initialised on first use): snapshots
+    of every stateful step, so a restarted flow resumes detector, alert and offset state."""
+    if not args.recovery_dir:
+        return None
+    from bytewax.recovery import RecoveryConfig, init_db_dir
+
+    path = Path(args.recovery_dir)
+    if not any(path.glob("part-*.sqlite3")):
+        path.mkdir(parents=True, exist_ok=True)
+        init_db_dir(path, 1)
+    return RecoveryConfig(str(path))
+
+
+def _epoch(args):
+    from datetime import timedelta
+
+    return timedelta(seconds=args.epoch_s) if getattr(args, "epoch_s", None) else None
+
+
 def cmd_run(args) -> int:
     from bytewax.run import cli_main
 
@@ -46,13 +66,9 @@ def cmd_run(args) -> int:
     else:
         source = MqttSource(config.services.mqtt, config.flow.batch_size, args.idle_timeout)
     flow = build_flow(config, source)
-    recovery = None
-    if args.recovery_dir:
-        from bytewax.recovery import RecoveryConfig
-        recovery = RecoveryConfig(args.recovery_dir)
     cli_main(flow, workers_per_process=args.workers, process_id=args.process_id,
              addresses=args.addresses.split(",") if args.addresses else None,
-             epoch_interval=None, recovery_config=recovery)
+             epoch_interval=_epoch(args), recovery_config=_recovery(args))
     return 0
 
 
@@ -144,6 +160,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("-i", "--process-id", type=int, help="this process' index (multi-process)")
     r.add_argument("-a", "--addresses", help="comma-separated host:port of every process")
     r.add_argument("--recovery-dir", help="Bytewax recovery directory (resume after restart)")
+    r.add_argument("--epoch-s", type=float, help="seconds between snapshots (default: Bytewax's 10)")
     r.set_defaults(func=cmd_run)
 
     s = sub.add_parser("simulate", help="simulate the city (MQTT or replay file)")

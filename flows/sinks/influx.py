@@ -49,6 +49,7 @@ from urllib.parse import urlsplit
 import httpx
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
+from flows.acks import ack_all
 from flows.sinks.lineprotocol import PRECISION, encode_by_measurement
 from twinwatch.config import ConfigError, InfluxService, Tls
 from twinwatch.http import HttpError, Rejected, Unavailable, parse_retry_after, retry, ssl_context
@@ -411,7 +412,10 @@ class _InfluxPartition(StatelessSinkPartition[Any]):
                         "backfilling", spool.bytes, spool.path)
 
     def write_batch(self, items: list[Any]) -> None:
-        groups = encode_by_measurement(_flatten(items))
+        self._write(encode_by_measurement(_flatten(items)))
+        ack_all(items)  # written, spooled (fsynced) or dropped for good: the source may forget them
+
+    def _write(self, groups: dict[str, list[str]]) -> None:
         self._backfill()
         if not groups:
             return

@@ -7,6 +7,11 @@ processes: the source partitions without any coordination of ours.
 
 ``idle_timeout_s`` ends the stream after that long without a message (bounded runs such as the
 demo); ``None`` runs forever.
+
+Delivery is at least once: with QoS 1 the client acknowledges a message only when the flow has
+made it durable (see flows/acks.py); until then the broker keeps it in our persistent session and
+redelivers it after a crash. The broker must allow enough unacknowledged messages in flight
+(mosquitto: ``max_inflight_messages 0`` or a few times ``flow.batch_size``).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from datetime import datetime, timedelta, timezone
 
 from bytewax.inputs import DynamicSource, StatelessSourcePartition
 
+from flows.acks import Acked
 from twinwatch.config import MqttService
 from twinwatch.metrics import QUEUE_DEPTH, RECORDS_IN, SOURCE_READY
 from twinwatch.mqtt import connect, make_client
@@ -35,7 +41,8 @@ class _MqttPartition(StatelessSourcePartition):
         self.idle_timeout_s = idle_timeout_s
         self.queue: collections.deque = collections.deque()  # append/popleft are thread-safe
         self.last_message = time.monotonic()
-        self.client = make_client(cfg, client_id)
+        self.qos = cfg.qos
+        self.client = make_client(cfg, client_id, manual_ack=cfg.qos == 1)
         self.client.on_connect = lambda c, u, flags, rc, props: self._on_connect(c, rc, topic, cfg)
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *a: SOURCE_READY.labels("mqtt").set(1)
@@ -57,7 +64,7 @@ class _MqttPartition(StatelessSourcePartition):
             log.warning("MQTT disconnected (%s); reconnecting with backoff", rc)
 
     def _on_message(self, client, userdata, msg) -> None:
-        self.queue.append((msg.topic, msg.payload))
+        self.queue.append((msg.topic, msg.payload, msg.mid))
 
     def next_batch(self) -> list:
         queue = self.queue
@@ -69,9 +76,17 @@ class _MqttPartition(StatelessSourcePartition):
                 raise StopIteration
             return []
         self.last_message = time.monotonic()
-        batch = [queue.popleft() for _ in range(n)]
+        taken = [queue.popleft() for _ in range(n)]
         RECORDS_IN.labels("mqtt").inc(n)
+        batch = [(topic, payload) for topic, payload, _ in taken]
+        if self.qos == 1:
+            mids = [mid for _, _, mid in taken]
+            batch = Acked(batch, lambda: self._ack(mids))
         return [batch]
+
+    def _ack(self, mids: list[int]) -> None:
+        for mid in mids:
+            self.client.ack(mid, 1)
 
     def next_awake(self) -> datetime | None:
         return None if self.queue else datetime.now(timezone.utc) + _POLL
