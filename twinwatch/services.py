@@ -314,6 +314,9 @@ class Mosquitto(Service):
     def configure(self) -> list[str]:
         pw = self.extra.get("password_file")
         auth = f"allow_anonymous false\npassword_file {pw}" if pw else "allow_anonymous true"
+        tls = self.extra.get("tls")  # (cafile, certfile, keyfile): the listener speaks TLS only
+        if tls:
+            auth += "\ncafile {}\ncertfile {}\nkeyfile {}".format(*tls)
         # As root, mosquitto 2 drops to user "mosquitto", which can't write our data dir: stay us.
         (self.data_dir / "mosquitto.conf").write_text(f"""\
 listener {self.port} {self.host}
