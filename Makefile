@@ -16,6 +16,7 @@ demo: setup
 
 test: setup
 	bash scripts/install-services.sh
+	bash scripts/install-test-tools.sh
 	$(BIN)/python -m pytest -q -rs
 
 setup: $(VENV)/.installed

@@ -1,6 +1,7 @@
 """Send alerts to Prometheus Alertmanager (API v2), and remember which ones to re-send.
 
     AlertmanagerClient(url, ...)   .post(alerts, now, firing_ttl_s, generator_url) / .get_alerts()
+                                   .post_silence(...) / .get_silences() / .expire_silence(id)
     to_payload(alerts, now, firing_ttl_s, generator_url) -> list[dict]   (pure)
     FiringSet(resend_interval_s)   .update(alerts, sent_at=None) / .due(now)   (pure)
 
@@ -70,8 +71,10 @@ def rfc3339(t: datetime) -> str:
 
 
 def to_payload(alerts: Iterable[Alert], now: datetime, firing_ttl_s: float,
-               generator_url: str) -> list[dict[str, Any]]:
-    """The ``POST /api/v2/alerts`` body for the firing and resolved alerts (pending skipped)."""
+               generator_url: str,
+               links: Callable[[Alert], dict[str, str]] | None = None) -> list[dict[str, Any]]:
+    """The ``POST /api/v2/alerts`` body for the firing and resolved alerts (pending skipped).
+    ``links(alert)`` adds annotations such as runbook_url and dashboard_url."""
     out = []
     for a in alerts:
         if a.status == "firing":
@@ -90,6 +93,7 @@ def to_payload(alerts: Iterable[Alert], now: datetime, firing_ttl_s: float,
                                 f"{a.status}"),
                 "severity_ko": ko,
                 "fingerprint": a.fingerprint,
+                **(links(a) if links is not None else {}),
             },
             "startsAt": rfc3339(a.starts_at),
             "endsAt": rfc3339(ends),
@@ -196,10 +200,10 @@ class AlertmanagerClient:
                      sleep=self._sleep, on_retry=self._on_retry)
 
     def post(self, alerts: Sequence[Alert], now: datetime, firing_ttl_s: float,
-             generator_url: str) -> None:
+             generator_url: str, links: Callable[[Alert], dict[str, str]] | None = None) -> None:
         """POST the firing and resolved alerts (pending ones are skipped; nothing to send, no
         request). Raises AlertmanagerUnavailable after the retries, AlertmanagerRejected on 4xx."""
-        payload = to_payload(alerts, now, firing_ttl_s, generator_url)
+        payload = to_payload(alerts, now, firing_ttl_s, generator_url, links)
         if not payload:
             return
         what = f"post {len(payload)} alerts to {self.url}"
@@ -215,6 +219,24 @@ class AlertmanagerClient:
         r = self._retry(lambda: self._once(f"get alerts from {self.url}", "GET",
                                            "/api/v2/alerts", params=params))
         return r.json()
+
+    def post_silence(self, matchers: Sequence[dict[str, Any]], starts_at: datetime,
+                     ends_at: datetime, created_by: str, comment: str) -> str:
+        """POST /api/v2/silences; returns the silence id."""
+        body = {"matchers": list(matchers), "startsAt": rfc3339(starts_at),
+                "endsAt": rfc3339(ends_at), "createdBy": created_by, "comment": comment}
+        r = self._retry(lambda: self._once(f"create silence on {self.url}", "POST",
+                                           "/api/v2/silences", json=body))
+        return r.json()["silenceID"]
+
+    def get_silences(self) -> list[dict]:
+        r = self._retry(lambda: self._once(f"get silences from {self.url}", "GET",
+                                           "/api/v2/silences"))
+        return r.json()
+
+    def expire_silence(self, silence_id: str) -> None:
+        self._retry(lambda: self._once(f"expire silence {silence_id} on {self.url}", "DELETE",
+                                       f"/api/v2/silence/{silence_id}"))
 
 
 class FiringSet:
@@ -259,3 +281,7 @@ class FiringSet:
 
     def firing(self) -> list[Alert]:
         return [entry[0] for entry in self._firing.values()]
+
+    def get(self, fingerprint: str) -> Alert | None:
+        entry = self._firing.get(fingerprint)
+        return None if entry is None else entry[0]

@@ -11,6 +11,18 @@ detector decision at time ``t`` and returns the new status when it changes:
                                   resolving an alert that is still going on: Prometheus'
                                   ``keep_firing_for``)
 
+``evaluate(state, t, score, threshold, policy)`` wraps ``step`` with what on-call needs on top
+(issue #4), each off by default:
+
+* hysteresis: an active (pending/firing) alert stays hit while ``score >= policy.reset``, a level
+  below the detector's threshold, so a score hovering at the threshold does not resolve and
+  re-fire on every sample (Kapacitor's reset expressions);
+* flapping: an alert that fired ``flap_max`` times within ``flap_window_s`` is held firing until
+  it has been quiet for the whole window, instead of notifying each change (Kapacitor's
+  ``.flapping()``, Nagios' flap detection);
+* escalation: a firing alert whose score reaches a higher severity's level returns "firing"
+  again with ``state.level`` raised (same fingerprint; it never de-escalates until resolved).
+
 Time is always passed in; nothing here reads the clock, so tests are table-driven.
 """
 
@@ -18,7 +30,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["AlertState", "step", "INACTIVE", "PENDING", "FIRING"]
+__all__ = ["AlertState", "Policy", "step", "evaluate", "INACTIVE", "PENDING", "FIRING"]
 
 INACTIVE, PENDING, FIRING = 0, 1, 2
 
@@ -28,13 +40,33 @@ class AlertState:
     status: int = INACTIVE
     since: float = 0.0  # first hit of the current episode (the alert's startsAt)
     last_hit: float = 0.0
+    level: int = 0  # escalation step reached (index into Policy.levels + 1); 0 = base severity
+    fired: tuple[float, ...] = ()  # recent firing times, for flapping (at most flap_max)
 
-    def to_state(self) -> tuple[int, float, float]:
-        return (self.status, self.since, self.last_hit)
+    def to_state(self) -> tuple:
+        # Most states never escalate or flap: keep their snapshot at three floats.
+        if self.level == 0 and not self.fired:
+            return (self.status, self.since, self.last_hit)
+        return (self.status, self.since, self.last_hit, self.level, self.fired)
 
     @classmethod
-    def from_state(cls, state: tuple[int, float, float]) -> "AlertState":
+    def from_state(cls, state: tuple) -> "AlertState":
         return cls(*state)
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """One rule's timing: for_s/clear_s (see ``step``), reset score, flapping, escalation levels
+    (ascending scores; level i+1 applies from ``levels[i]``)."""
+    for_s: float = 0.0
+    clear_s: float = 300.0
+    reset: float | None = None
+    flap_window_s: float = 0.0
+    flap_max: int = 3
+    levels: tuple[float, ...] = ()
+
+    def level_of(self, score: float) -> int:
+        return sum(1 for s in self.levels if score >= s)
 
 
 def step(state: AlertState, t: float, hit: bool, for_s: float, clear_s: float) -> str | None:
@@ -58,3 +90,38 @@ def step(state: AlertState, t: float, hit: bool, for_s: float, clear_s: float) -
         state.status = INACTIVE
         return "resolved"
     return None
+
+
+def _flapping(state: AlertState, p: Policy) -> bool:
+    """Was it flapping as of its last hit? (Then it resolves only after a whole quiet window.)"""
+    recent = [f for f in state.fired if state.last_hit - f <= p.flap_window_s]
+    return p.flap_window_s > 0 and len(recent) >= p.flap_max
+
+
+def evaluate(state: AlertState, t: float, score: float, threshold: float,
+             p: Policy) -> str | None:
+    """Advance ``state`` by one detector score; return "pending", "firing" (also on escalation)
+    or "resolved" on a change, None otherwise."""
+    active = state.status != INACTIVE
+    hit = score >= threshold or (active and p.reset is not None and score >= p.reset)
+    # A flapping alert needs the whole window quiet before it resolves.
+    clear_s = max(p.clear_s, p.flap_window_s) if _flapping(state, p) else p.clear_s
+    quiet_s = t - state.last_hit
+    change = step(state, t, hit, p.for_s, clear_s)
+    # A firing, or a hit after a gap that would have resolved and re-fired it had it not been
+    # held, counts towards flapping: a held alert stays held while it keeps flapping.
+    if p.flap_window_s > 0 and (change == "firing" or (
+            change is None and hit and state.status == FIRING and quiet_s >= p.clear_s)):
+        state.fired = tuple(f for f in state.fired if t - f <= p.flap_window_s)[
+            -(p.flap_max - 1):] + (t,)
+    if change == "firing":
+        state.level = p.level_of(score) if hit else 0
+        return change
+    if change == "resolved":  # keeps its level: the resolve names the severity that fired
+        return change
+    if state.status == FIRING and hit and p.levels:
+        level = p.level_of(score)
+        if level > state.level:
+            state.level = level
+            return "firing"
+    return change

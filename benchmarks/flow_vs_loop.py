@@ -50,6 +50,10 @@ def bench_config(series: int) -> dict:
         "alert_rules": [{"detector": d, "severity": "caution"}
                         for d in ("limits", "robust_z", "cusum", "stuck", "gap")],
         "services": {"alertmanager": {"url": None}},
+        # the same logic on both sides: the loop has no rollup windows or security branch (their
+        # cost is measured on its own: docs/dashboards.md, benchmarks/log_flow.py)
+        "flow": {"rollups": False},
+        "security": {"enabled": False},
     }
 
 

@@ -16,30 +16,43 @@ from __future__ import annotations
 
 from detectors.base import MAX_SCORE, Detector
 from detectors.burst import EventBurst
+from detectors.cad_ose import CadOse
 from detectors.cusum import EwmaCusum
+from detectors.ensemble import DriftReset, Ensemble
+from detectors.gaussian import WindowedGaussian
 from detectors.hst import ScaledHST
+from detectors.likelihood import Likelihood
 from detectors.limits import PhysicalLimits
 from detectors.robust_z import RobustZ
+from detectors.seasonal import Seasonal
 from detectors.stale import Gap, StaleTracker, Stuck
 
 __all__ = [
     "MAX_SCORE",
     "REGISTRY",
+    "CadOse",
     "Detector",
+    "DriftReset",
+    "Ensemble",
     "EventBurst",
     "EwmaCusum",
     "Gap",
+    "Likelihood",
     "PhysicalLimits",
     "RobustZ",
     "ScaledHST",
+    "Seasonal",
     "StaleTracker",
     "Stuck",
+    "WindowedGaussian",
     "build",
 ]
 
 #: Registry name -> detector class (``StaleTracker`` is not a per-series detector and is absent).
 REGISTRY: dict[str, type] = {
-    cls.name: cls for cls in (PhysicalLimits, RobustZ, EwmaCusum, ScaledHST, Stuck, Gap, EventBurst)
+    cls.name: cls
+    for cls in (PhysicalLimits, RobustZ, EwmaCusum, ScaledHST, Stuck, Gap, EventBurst,
+                WindowedGaussian, CadOse, Likelihood, Seasonal, Ensemble, DriftReset)
 }
 
 

@@ -27,6 +27,7 @@ from flows.acks import Acked
 from flows.parse import Parser
 from twinwatch.config import Config
 from twinwatch.schema import Alert
+from twinwatch.schema import SecurityEvent
 
 __all__ = ["build_flow"]
 
@@ -77,13 +78,13 @@ def _parse(parser: Parser, batch: list) -> tuple[list, list]:
 
 
 def build_flow(config: Config, source, *, influx_sink=None, alert_sink=None,
-               dead_letter_sink=None, flow_id: str = "twinwatch") -> Dataflow:
+               dead_letter_sink=None, flow_id: str = "twinwatch", log_source=None) -> Dataflow:
     """Wire the flow. Sinks default to the configured services; tests may pass their own."""
     services = config.services
     if influx_sink is None:
         from flows.sinks.influx import InfluxSink
         influx_sink = InfluxSink(services.influxdb)
-    if alert_sink is None and services.alertmanager.url:
+    if alert_sink is None and (services.alertmanager.url or services.alertmanager.webhook_url):
         from flows.sinks.alertmanager import AlertmanagerSink
         alert_sink = AlertmanagerSink(services.alertmanager)
     if dead_letter_sink is None:
@@ -99,6 +100,10 @@ def build_flow(config: Config, source, *, influx_sink=None, alert_sink=None,
     parsed = op.map("parse", raw, lambda batch: _parse(parser, batch))
     records = op.filter_map("records", parsed, lambda p: p[0] or None)
     dead = op.filter_map("dead_letters", parsed, lambda p: p[1] or None)
+    if log_source is not None:  # syslog / log files (issue #6): lines become security events
+        from flows.security import log_input
+        log_events, log_dead = log_input(flow, config, log_source)
+        dead = op.merge("all_dead_letters", dead, log_dead)
     op.output("dead_letter_file", dead, dead_letter_sink)
 
     keyed = op.flat_map("shard", records, lambda rs: _by_shard(rs, shards))
@@ -109,11 +114,28 @@ def build_flow(config: Config, source, *, influx_sink=None, alert_sink=None,
     stale = op.stateful_batch("liveness", latest, lambda s: _LivenessLogic(config, s))
     stale_alerts = op.map("unkey_liveness", stale, lambda kv: kv[1])
 
-    op.output("influxdb", op.merge("to_influx", records, outputs, stale_alerts, dead),
-              influx_sink)
+    to_influx = [records, outputs, stale_alerts, dead]
+    if config.flow.rollups:  # reading_1m / reading_1h for long-range panels (flows.rollup)
+        from datetime import timedelta
+
+        from flows.rollup import rollups
+        to_influx.append(rollups("rollup", keyed,
+                                 timedelta(seconds=config.flow.rollup_lateness_s)))
+    security_alerts = []
+    if log_source is not None:
+        to_influx.append(log_events)
+    if config.security.enabled:  # issue #6: attack rules, log templates, device events
+        from flows.security import security_branch
+        events = op.filter_map("security_events", records,
+                               lambda rs: [r for r in rs if type(r) is SecurityEvent] or None)
+        if log_source is not None:
+            events = op.merge("all_security_events", events, log_events)
+        security_alerts.append(security_branch(config, events))
+        to_influx += security_alerts
+    op.output("influxdb", op.merge("to_influx", *to_influx), influx_sink)
     if alert_sink is not None:
         alerts = op.filter_map(
-            "alerts", op.merge("all_alerts", outputs, stale_alerts),
+            "alerts", op.merge("all_alerts", outputs, stale_alerts, *security_alerts),
             lambda batch: [a for a in batch if type(a) is Alert] or None)
         op.output("alertmanager", alerts, alert_sink)
     return flow

@@ -20,7 +20,8 @@ from datetime import datetime, timezone
 from time import perf_counter
 
 import detectors
-from alerting.lifecycle import AlertState, step
+from alerting.lifecycle import AlertState, Policy, evaluate
+from alerting.rules import policy
 from twinwatch.config import AlertRule, Config, SensorRef
 from twinwatch.metrics import ALERTS, ANOMALIES, DETECT_SECONDS
 from twinwatch.schema import Alert, AnomalyScore, Reading, SecurityEvent, fingerprint
@@ -46,6 +47,7 @@ class SeriesPlan:
     detectors: tuple[tuple[str, str, dict], ...]  # (name, registry type, params)
     rules: dict[str, AlertRule]  # detector name -> rule
     severities: dict[str, str]  # detector name -> severity (limits carry their own)
+    policies: dict[str, tuple[Policy, tuple[str, ...]]] = None  # name -> (Policy, severity ladder)
 
     def build(self) -> list:
         return [detectors.build(kind, **params) for _, kind, params in self.detectors]
@@ -78,7 +80,8 @@ class Plan:
                 limits = ref.sensor.limits
                 severities[name] = (limits.severity if spec.type == "limits" and limits
                                     else rule.severity)
-        return SeriesPlan(ref, tuple(dets), rules, severities)
+        policies = {name: policy(rule, severities[name]) for name, rule in rules.items()}
+        return SeriesPlan(ref, tuple(dets), rules, severities, policies)
 
     def __getitem__(self, series: str) -> SeriesPlan:
         return self._plans[series]
@@ -87,7 +90,8 @@ class Plan:
 def make_alert(plan: SeriesPlan, rule_name: str, status: str, state: AlertState, t: float,
                value: float) -> Alert:
     ref = plan.ref
-    severity = plan.severities[rule_name]
+    severity = (plan.policies[rule_name][1][state.level] if plan.policies
+                else plan.severities[rule_name])
     labels = {"domain": ref.domain, "site": ref.site, "asset": ref.asset,
               "sensor": ref.sensor.id, "rule": rule_name}
     at = datetime.fromtimestamp(t, timezone.utc)
@@ -146,9 +150,9 @@ class Shard:
                 if hit:
                     hits.append(name)
                     ANOMALIES.labels(plan.ref.domain, name).inc()
-                rule = plan.rules.get(name)
-                if rule is not None:
-                    change = step(alert, t, hit, rule.for_s, rule.clear_s)
+                pol = plan.policies.get(name)
+                if pol is not None:
+                    change = evaluate(alert, t, score, det.threshold, pol[0])
                     if change is not None:
                         a = make_alert(plan, name, change, alert, t, x)
                         ALERTS.labels(a.domain, a.severity, a.status).inc()

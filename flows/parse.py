@@ -21,6 +21,7 @@ from twinwatch.config import Config, SensorRef
 from twinwatch.schema import (
     BadRecord, DeadLetter, FirewallPayload, LogPayload, Reading, SecurityEvent, SensorPayload,
 )
+from twinwatch.schema import DeviceEventPayload
 
 __all__ = ["Parser", "UniqueTimes", "parse_sshd"]
 
@@ -33,6 +34,7 @@ _decoders = {
     "reading": msgspec.json.Decoder(SensorPayload),
     "log": msgspec.json.Decoder(LogPayload),
     "firewall": msgspec.json.Decoder(FirewallPayload),
+    "device_event": msgspec.json.Decoder(DeviceEventPayload),  # CCTV/IoT security events (#6)
 }
 
 # sshd auth-log lines (formats as in loghub's OpenSSH sample; Zhu et al., ISSRE 2023).
@@ -135,6 +137,9 @@ class Parser:
             ev_kind, outcome, user, ip = parse_sshd(msg.line)
             return SecurityEvent(time, ref.site, ref.asset, ref.sensor.id, ev_kind, outcome,
                                  user=user, src_ip=ip, message=msg.line[:1024])
+        if kind == "device_event":  # the event name is a bounded tag: a pattern-checked id
+            return SecurityEvent(time, ref.site, ref.asset, ref.sensor.id, msg.event, "info",
+                                 message=msg.zone)
         outcome = "allow" if msg.action == "allow" else "deny"
         return SecurityEvent(time, ref.site, ref.asset, ref.sensor.id, f"fw_{msg.action}", outcome,
                              src_ip=msg.src_ip, dst_port=msg.dst_port,

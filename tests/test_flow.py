@@ -129,7 +129,9 @@ def test_source_batches_from_testing_source(config):
     influx, alerts, dead = Capture(), Capture(), Capture()
     run_main(build_flow(config, TestingSource(batches), influx_sink=influx, alert_sink=alerts,
                         dead_letter_sink=dead))
-    assert [type(x).__name__ for x in influx.items] == ["Reading", "AnomalyScore", "DeadLetter"]
+    # + the reading's 1-minute and 1-hour rollups (issue #5), written when input ends
+    assert [type(x).__name__ for x in influx.items] == ["Reading", "AnomalyScore", "DeadLetter",
+                                                        "Rollup", "Rollup"]
     assert [d.reason for d in dead.items] == ["bad_json"]
 
 

@@ -5,6 +5,9 @@
     twinwatch demo       services + simulator + flow for a bounded time, then a summary
     twinwatch services   up | down | status of the local InfluxDB, Mosquitto, Alertmanager, ...
     twinwatch config     check a config file and print what it describes
+    twinwatch query      InfluxDB -> table, CSV or Parquet      (twinwatch/analysis, docs/analysts.md)
+    twinwatch report     incident report: HTML with plots
+    twinwatch backtest   detectors over stored history vs incident labels
 
 Errors the user can fix (bad config, unreachable service, missing binary) print one clear line
 and exit with status 2; they are not tracebacks.
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -66,6 +70,9 @@ def cmd_run(args) -> int:
     else:
         source = MqttSource(config.services.mqtt, config.flow.batch_size, args.idle_timeout)
     flow = build_flow(config, source)
+    if not args.process_id:  # one process applies retention (issue #5)
+        from flows.retention import apply_configured
+        apply_configured(config.services.influxdb)
     cli_main(flow, workers_per_process=args.workers, process_id=args.process_id,
              addresses=args.addresses.split(",") if args.addresses else None,
              epoch_interval=_epoch(args), recovery_config=_recovery(args))
@@ -126,6 +133,42 @@ def cmd_demo(args) -> int:
                     sim_hours=args.sim_hours, speed=args.speed)
 
 
+def cmd_dashboards(args) -> int:
+    from dashboards.build import main as dashboards_main
+    return dashboards_main(args)
+
+
+def cmd_bench(args) -> int:
+    from twinwatch.bench import run_nab
+
+    return run_nab(args.data, args.results, args.detector, args.only)
+
+
+def cmd_logs(args) -> int:
+    """The log flow (issue #6): syslog receiver or log files -> security detection -> sinks."""
+    from bytewax.run import cli_main
+
+    from flows.security import build_log_flow
+    from flows.sources.syslog import SyslogSource
+    from flows.sources.tail import TailSource
+    from twinwatch.metrics import serve
+
+    config = load_config(args.config)
+    if bool(args.syslog is not None) == bool(args.tail):
+        raise ConfigError("logs: give either --syslog PORT or --tail FILE ...")
+    m = config.services.metrics
+    serve(m.host, m.port)
+    if args.syslog is not None:
+        source = SyslogSource(args.host, args.syslog, config.flow.batch_size, args.idle_timeout,
+                              config.security.max_line_bytes)
+    else:
+        source = TailSource(args.tail, config.flow.batch_size, follow=not args.once,
+                            idle_timeout_s=args.idle_timeout)
+    cli_main(build_log_flow(config, source), workers_per_process=1,
+             recovery_config=_recovery(args))
+    return 0
+
+
 def cmd_config(args) -> int:
     config = load_config(args.config)
     by_domain: dict[str, int] = {}
@@ -142,6 +185,20 @@ def cmd_config(args) -> int:
         print(f"note: no alert rule for {', '.join(silent)}: their hits are recorded as "
               "anomalies but never alert")
     return 0
+
+
+def cmd_alerts(args) -> int:
+    from alerting.ops import run
+
+    return run(args, load_config(args.config))
+
+
+def cmd_analysis(args) -> int:
+    from twinwatch.analysis import commands
+
+    run = {"query": commands.run_query, "report": commands.run_report,
+           "backtest": commands.run_backtest}[args.command]
+    return run(load_config(args.config), args)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -191,6 +248,60 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("config", help="check a config file")
     _config_arg(c)
     c.set_defaults(func=cmd_config)
+
+    lg = sub.add_parser("logs", help="security log flow: syslog receiver or log files")
+    _config_arg(lg)
+    lg.add_argument("--syslog", type=int, metavar="PORT", help="receive syslog (UDP and TCP)")
+    lg.add_argument("--host", default="127.0.0.1", help="syslog bind address (default loopback)")
+    lg.add_argument("--tail", nargs="+", metavar="FILE", help="follow log files (rotation-safe)")
+    lg.add_argument("--once", action="store_true", help="read the files to their end and stop")
+    lg.add_argument("--idle-timeout", type=float, metavar="S", help="stop after S idle seconds")
+    lg.add_argument("--recovery-dir", help="Bytewax recovery directory (resume file offsets)")
+    lg.set_defaults(func=cmd_logs)
+
+    b = sub.add_parser("bench", help="benchmarks: nab (score detectors on a NAB-layout folder)")
+    b.add_argument("suite", choices=("nab",))
+    b.add_argument("--data", help="NAB-layout folder (default: ../shared/data/nab)")
+    b.add_argument("--results", help="where to write NAB result files (default: results)")
+    b.add_argument("--detector", action="append", help="benchmark detector (repeatable)")
+    b.add_argument("--only", help="only data files whose '<corpus>/<file>' contains this")
+    b.set_defaults(func=cmd_bench)
+
+    g = sub.add_parser("dashboards", help="Grafana dashboards: build (write JSON + provisioning) "
+                       "| check (exit 1 if the committed files are out of date)")
+    _config_arg(g)
+    g.add_argument("action", choices=("build", "check"))
+    g.add_argument("--out", default="dashboards", help="folder for generated/ and provisioning/")
+    g.set_defaults(func=cmd_dashboards)
+
+    al = sub.add_parser("alerts", help="on-call: list | ack | silence alerts; config prints "
+                        "alertmanager.yml")
+    _config_arg(al)
+    al.add_argument("--alertmanager-url", help="override services.alertmanager.url")
+    alsub = al.add_subparsers(dest="action", required=True)
+    alsub.add_parser("list", help="active alerts in Alertmanager")
+    ack = alsub.add_parser("ack", help="acknowledge an alert (recorded in InfluxDB alert_ack)")
+    ack.add_argument("fingerprint", help="fingerprint or its first characters (see list)")
+    sil = alsub.add_parser("silence", help="silence matching alerts for a maintenance window")
+    sil.add_argument("matchers", nargs="+", help="label=value, label!=value, label=~regex ...")
+    sil.add_argument("--duration", default="2h", help="e.g. 30m, 2h, 1d (default 2h)")
+    for a in (ack, sil):
+        a.add_argument("--by", default=os.environ.get("USER") or "twinwatch", help="who")
+        a.add_argument("--comment", default="", help="why")
+    alsub.add_parser("config", help="print the Alertmanager config generated from ours")
+    al.set_defaults(func=cmd_alerts)
+
+    from twinwatch.analysis import commands as analysis  # argparse only; polars loads on use
+    for name, help_, add in (
+            ("query", "InfluxDB -> table, CSV or Parquet (readings, rollup, alerts, ...)",
+             analysis.add_query_args),
+            ("report", "incident report: HTML with plots", analysis.add_report_args),
+            ("backtest", "run the detectors over stored history, score against incident labels",
+             analysis.add_backtest_args)):
+        an = sub.add_parser(name, help=help_)
+        _config_arg(an)
+        add(an)
+        an.set_defaults(func=cmd_analysis)
     return p
 
 

@@ -28,8 +28,8 @@ import msgspec
 __all__ = [
     "DOMAINS", "SEVERITIES", "SEVERITY_KO", "DEAD_LETTER_REASONS",
     "Domain", "Severity", "AlertStatus",
-    "SensorPayload", "LogPayload", "FirewallPayload",
-    "Reading", "SecurityEvent", "AnomalyScore", "Alert", "DeadLetter",
+    "SensorPayload", "LogPayload", "FirewallPayload", "DeviceEventPayload",
+    "Reading", "SecurityEvent", "AnomalyScore", "Alert", "DeadLetter", "Rollup",
     "BadRecord", "fingerprint", "utc",
 ]
 
@@ -48,6 +48,7 @@ AlertStatus = Literal["pending", "firing", "resolved"]
 DEAD_LETTER_REASONS: tuple[str, ...] = (
     "too_large", "bad_encoding", "bad_json", "bad_schema", "non_finite", "bad_time",
     "bad_topic", "unknown_sensor", "unit_mismatch",
+    "bad_log",  # a log line in no known format (syslog RFC 3164/5424, Apache, ...)
 )
 
 UtcTime = Annotated[datetime, msgspec.Meta(tz=True)]
@@ -94,6 +95,15 @@ class FirewallPayload(msgspec.Struct, frozen=True):
     src_ip: Annotated[str, msgspec.Meta(max_length=64)]
     dst_port: Annotated[int, msgspec.Meta(ge=0, le=65535)]
     protocol: Literal["tcp", "udp", "icmp"] = "tcp"
+
+
+class DeviceEventPayload(msgspec.Struct, frozen=True):
+    """JSON payload of a CCTV video-analytics or IoT security-device event (issue #6), e.g.
+    ``{"time": "...", "event": "intrusion", "zone": "gate-2", "confidence": 0.93}``."""
+    time: UtcTime
+    event: Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,63}$")]  # intrusion, door_open, ...
+    zone: Annotated[str, msgspec.Meta(max_length=128)] = ""
+    confidence: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
 
 
 # --- records -----------------------------------------------------------------------------------
@@ -187,6 +197,31 @@ class DeadLetter(msgspec.Struct, frozen=True):
     reason: str  # one of DEAD_LETTER_REASONS
     detail: str
     payload: str
+
+
+class Rollup(msgspec.Struct, frozen=True, gc=False):
+    """mean/min/max/count of one series' readings over ``[time, time + window)`` (flows.rollup).
+    Written as measurement ``reading_<window>`` with the tags of ``reading``."""
+    time: UtcTime  # window start
+    window: Literal["1m", "1h"]
+    domain: Domain
+    site: str
+    asset: str
+    sensor: str
+    quantity: str
+    unit: str
+    mean: float
+    min: float
+    max: float
+    count: int
+
+    @property
+    def series(self) -> str:
+        return f"{self.domain}/{self.site}/{self.asset}/{self.sensor}"
+
+    @property
+    def measurement(self) -> str:
+        return f"reading_{self.window}"
 
 
 def fingerprint(labels: dict[str, str]) -> str:

@@ -15,6 +15,8 @@ fields, never tags, so series cardinality stays bounded):
     alert           asset domain rule sensor severity site status  fingerprint value unit summary
                                                                    starts_at_ms(i)
     dead_letter     reason source                                  topic detail payload
+    reading_1m      asset domain quantity sensor site unit         mean min max count(i)
+    reading_1h      (the same; ``Rollup`` records, time = window start)
 
 Escaping, as InfluxDB 1.x (checked against 1.6.7) and 2.x parse it:
 
@@ -55,7 +57,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from twinwatch.schema import Alert, AnomalyScore, DeadLetter, Reading, SecurityEvent
+from twinwatch.schema import Alert, AnomalyScore, DeadLetter, Reading, Rollup, SecurityEvent
 
 __all__ = [
     "PRECISION", "MEASUREMENTS", "encode", "encode_many", "encode_by_measurement", "reset",
@@ -245,6 +247,13 @@ def _dead_letter(d: DeadLetter) -> list[str]:
             f"payload={escape_string(d.payload)} {_ms(d.time)}"]
 
 
+def _rollup(r: Rollup) -> list[str]:
+    head = _cached_head(r.measurement, _READING_TAGS,
+                        (r.domain, r.site, r.asset, r.sensor, r.quantity, r.unit))
+    return [f"{head} mean={float(r.mean)!r},min={float(r.min)!r},max={float(r.max)!r},"
+            f"count={int(r.count)}i {_ms(r.time)}"]
+
+
 def reset() -> None:
     """Forget the cached series heads (for tests)."""
     _heads.clear()
@@ -253,7 +262,7 @@ def reset() -> None:
 
 _ENCODERS: dict[type, Callable[[Any], list[str]]] = {
     Reading: _reading, SecurityEvent: _security_event, AnomalyScore: _anomaly_score,
-    Alert: _alert, DeadLetter: _dead_letter,
+    Alert: _alert, DeadLetter: _dead_letter, Rollup: _rollup,
 }
 _MEASUREMENT_OF: dict[type, str] = {
     Reading: "reading", SecurityEvent: "security_event", AnomalyScore: "anomaly_score",
@@ -289,7 +298,7 @@ def encode_by_measurement(records: Iterable[Any]) -> dict[str, list[str]]:
         lines = encode(r)
         if not lines:
             continue
-        m = _MEASUREMENT_OF[type(r)]
+        m = _MEASUREMENT_OF.get(type(r)) or r.measurement  # Rollup: one per window
         groups.setdefault(m, []).append(lines[0])
         if len(lines) > 1:
             groups.setdefault("anomaly", []).extend(lines[1:])

@@ -1,0 +1,138 @@
+"""Ensemble and drift handling: detectors composed of other registered detectors."""
+
+from __future__ import annotations
+
+import math
+import pickle
+from typing import ClassVar
+
+from river.drift import PageHinkley
+
+from detectors.base import check_int, check_positive
+
+__all__ = ["DriftReset", "Ensemble"]
+
+
+def _build(name: str, params: dict):
+    from detectors import build  # late: the registry imports this module
+
+    return build(name, **params)
+
+
+class Ensemble:
+    """The highest score of several calibrated detectors (all scoring in ``[0, 1]``).
+
+    Use members that speak the same language, e.g. ``likelihood`` wrappers around different
+    raw detectors, or ``cad_ose``: then one threshold means the same for all of them and the
+    ensemble fires when any member finds the reading unusual enough. After a score >=
+    ``threshold`` it reports 0.0 for ``rest_period`` readings (one alarm per event; 0 = off).
+
+    >>> det = Ensemble(members=[["gaussian", {"window": 50, "min_periods": 10}],
+    ...                         ["cad_ose", {}]])
+    >>> scores = [det.update(float(t), float(t % 5)) for t in range(200)]
+    >>> det.update(200.0, 50.0) > 0.999
+    True
+    """
+
+    name: ClassVar[str] = "ensemble"
+
+    def __init__(self, members: list | tuple = (("gaussian", {}), ("cad_ose", {})),
+                 threshold: float = 0.75, rest_period: int = 0) -> None:
+        if not members:
+            raise ValueError("members must name at least one detector")
+        self.members = [[str(n), dict(p)] for n, p in members]
+        self.threshold = check_positive("threshold", threshold)
+        self.rest_period = check_int("rest_period", rest_period, 0)
+        self._dets = [_build(n, p) for n, p in self.members]
+        self._resting = 0
+
+    def update(self, t: float, x: float) -> float:
+        if not math.isfinite(x):
+            return 0.0
+        score = max([d.update(t, x) for d in self._dets])  # a list: every member learns
+        if self._resting:
+            self._resting -= 1
+            return 0.0
+        if score >= self.threshold:
+            self._resting = self.rest_period
+        return score
+
+    def to_state(self) -> tuple:
+        return (tuple(d.to_state() for d in self._dets), self._resting)
+
+    @classmethod
+    def from_state(cls, params: dict, state: tuple) -> Ensemble:
+        det = cls(**params)
+        members, det._resting = state
+        det._dets = [type(d).from_state(d.params(), s) for d, s in zip(det._dets, members)]
+        return det
+
+    def params(self) -> dict:
+        return {"members": [[n, dict(p)] for n, p in self.members], "threshold": self.threshold,
+                "rest_period": self.rest_period}
+
+
+class DriftReset:
+    """Runs a detector and restarts it when river's Page-Hinkley test sees a lasting level shift.
+
+    After a legitimate change of operating point (a pump swapped, a new setpoint) a baseline
+    detector would otherwise keep flagging the new normal until its window has forgotten the
+    old one. The first readings after a shift are still scored by the old model (the shift is
+    news); from the drift onwards the detector re-learns from scratch (and scores 0.0 while it
+    warms up again). Page-Hinkley parameters are river's, with ``ph_threshold`` in units of the
+    series' own standard deviation (estimated online), so one setting fits every sensor.
+    """
+
+    name: ClassVar[str] = "drift_reset"
+
+    def __init__(self, detector: str = "robust_z", detector_params: dict | None = None,
+                 ph_threshold: float = 50.0, ph_delta: float = 0.5, min_instances: int = 30):
+        self.detector = detector
+        self.detector_params = dict(detector_params or {})
+        self.inner = _build(detector, self.detector_params)
+        self.threshold = self.inner.threshold
+        self.ph_threshold = check_positive("ph_threshold", ph_threshold)
+        self.ph_delta = check_positive("ph_delta", ph_delta)
+        self.min_instances = int(min_instances)
+        self._ph = self._new_ph()
+        self._n = 0
+        self._mean = self._m2 = 0.0
+        self.resets = 0
+
+    def _new_ph(self) -> PageHinkley:
+        return PageHinkley(min_instances=self.min_instances, delta=self.ph_delta,
+                           threshold=self.ph_threshold)
+
+    def update(self, t: float, x: float) -> float:
+        if not math.isfinite(x):
+            return 0.0
+        score = self.inner.update(t, x)
+        self._n += 1  # Welford: the series' scale, to feed Page-Hinkley standardised values
+        d = x - self._mean
+        self._mean += d / self._n
+        self._m2 += d * (x - self._mean)
+        sd = math.sqrt(self._m2 / self._n) if self._n > 1 else 0.0
+        self._ph.update((x - self._mean) / sd if sd > 0 and math.isfinite(sd) else 0.0)
+        if self._ph.drift_detected:
+            self.inner = _build(self.detector, self.detector_params)
+            self._ph = self._new_ph()
+            self._n, self._mean, self._m2 = 0, 0.0, 0.0
+            self.resets += 1
+        return score
+
+    def to_state(self) -> tuple:
+        return (self.inner.to_state(), pickle.dumps(self._ph), self._n, self._mean, self._m2,
+                self.resets)
+
+    @classmethod
+    def from_state(cls, params: dict, state: tuple) -> DriftReset:
+        det = cls(**params)
+        inner, ph, det._n, det._mean, det._m2, det.resets = state
+        det.inner = type(det.inner).from_state(det.inner.params(), inner)
+        det._ph = pickle.loads(ph)
+        return det
+
+    def params(self) -> dict:
+        return {"detector": self.detector, "detector_params": dict(self.detector_params),
+                "ph_threshold": self.ph_threshold, "ph_delta": self.ph_delta,
+                "min_instances": self.min_instances}
