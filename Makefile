@@ -15,8 +15,7 @@ demo: setup
 	$(BIN)/twinwatch demo --var $(VAR)
 
 test: setup
-	bash scripts/install-services.sh
-	bash scripts/install-test-tools.sh
+	bash scripts/install-services.sh influxdb mosquitto alertmanager victoriametrics prometheus chromium
 	$(BIN)/python -m pytest -q -rs
 
 setup: $(VENV)/.installed

@@ -20,7 +20,9 @@ package_of() {
         alertmanager) echo "prometheus-alertmanager /usr/bin/prometheus-alertmanager" ;;
         victoriametrics) echo "victoria-metrics /usr/bin/victoria-metrics" ;;
         prometheus) echo "prometheus /usr/bin/prometheus" ;;
-        *) echo "install-services.sh: unknown service '$1' (known: ${ALL[*]})" >&2; return 1 ;;
+        # not a service: headless Chromium renders the incident report in tests/test_analysis_report.py
+        chromium) echo "chromium /usr/bin/chromium" ;;
+        *) echo "install-services.sh: unknown name '$1' (known: ${ALL[*]} chromium)" >&2; return 1 ;;
     esac
 }
 

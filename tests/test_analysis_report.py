@@ -69,7 +69,7 @@ def test_rendered_report_looks_like_a_report(built, tmp_path):
     _, path, _ = built
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
-        msg = "chromium is not installed (run scripts/install-test-tools.sh)"
+        msg = "chromium is not installed (run scripts/install-services.sh chromium)"
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI=true and {msg}", pytrace=False)
         pytest.skip(msg)
