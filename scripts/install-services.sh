@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Install the Debian packages whose binaries twinwatch/services.py runs.
 #
-#   scripts/install-services.sh [influxdb|mosquitto|alertmanager|victoriametrics|prometheus ...]
+#   scripts/install-services.sh [influxdb|mosquitto|alertmanager|victoriametrics|prometheus|chromium ...]
 #
-# Default: all of them. Only missing packages are installed (apt-get update runs once, and
+# Default: all the services (chromium, for the report test, only when named). Only missing packages are installed (apt-get update runs once, and
 # only if something is missing). Needs root or sudo.
 #
 # The packages' maintainer scripts may try to start their daemons via invoke-rc.d. That is
