@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from detectors.base import MAX_SCORE, Detector
 from detectors.burst import EventBurst
-from detectors.cad_ose import CadOse
 from detectors.cusum import EwmaCusum
 from detectors.ensemble import DriftReset, Ensemble
 from detectors.gaussian import WindowedGaussian
@@ -30,7 +29,6 @@ from detectors.stale import Gap, StaleTracker, Stuck
 __all__ = [
     "MAX_SCORE",
     "REGISTRY",
-    "CadOse",
     "Detector",
     "DriftReset",
     "Ensemble",
@@ -52,7 +50,7 @@ __all__ = [
 REGISTRY: dict[str, type] = {
     cls.name: cls
     for cls in (PhysicalLimits, RobustZ, EwmaCusum, ScaledHST, Stuck, Gap, EventBurst,
-                WindowedGaussian, CadOse, Likelihood, Seasonal, Ensemble, DriftReset)
+                WindowedGaussian, Likelihood, Seasonal, Ensemble, DriftReset)
 }
 
 

@@ -23,12 +23,12 @@ class Ensemble:
     """The highest score of several calibrated detectors (all scoring in ``[0, 1]``).
 
     Use members that speak the same language, e.g. ``likelihood`` wrappers around different
-    raw detectors, or ``cad_ose``: then one threshold means the same for all of them and the
+    raw detectors, or the windowed ``gaussian``: then one threshold means the same for all of them and the
     ensemble fires when any member finds the reading unusual enough. After a score >=
     ``threshold`` it reports 0.0 for ``rest_period`` readings (one alarm per event; 0 = off).
 
     >>> det = Ensemble(members=[["gaussian", {"window": 50, "min_periods": 10}],
-    ...                         ["cad_ose", {}]])
+    ...                         ["likelihood", {"detector": "robust_z"}]])
     >>> scores = [det.update(float(t), float(t % 5)) for t in range(200)]
     >>> det.update(200.0, 50.0) > 0.999
     True
@@ -36,7 +36,7 @@ class Ensemble:
 
     name: ClassVar[str] = "ensemble"
 
-    def __init__(self, members: list | tuple = (("gaussian", {}), ("cad_ose", {})),
+    def __init__(self, members: list | tuple = (("gaussian", {}), ("seasonal", {})),
                  threshold: float = 0.75, rest_period: int = 0) -> None:
         if not members:
             raise ValueError("members must name at least one detector")

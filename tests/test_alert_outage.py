@@ -6,7 +6,6 @@ alert whose first POST failed reaches Alertmanager once it is back.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import msgspec
 import pytest
 
 from twinwatch import services
+from flowproc import flow_env, wait_subscribed  # tests/flowproc.py
 from twinwatch.config import load_config
 from twinwatch.mqtt import connect, make_client
 
@@ -28,32 +28,17 @@ CHLORINE = "city/water/sejong-wtp/clearwell/chlorine"
 def test_alert_reaches_alertmanager_after_its_outage(service_factory, influxdb, mosquitto,
                                                       influx_db, tmp_path):
     am = service_factory(services.Alertmanager)
-    metrics_port = services.free_port()
-    env = dict(os.environ,
-               TWINWATCH__SERVICES__MQTT__PORT=str(mosquitto.port),
-               TWINWATCH__SERVICES__MQTT__CLIENT_ID=f"amout-{influx_db}",
-               TWINWATCH__SERVICES__INFLUXDB__URL=influxdb.url,
-               TWINWATCH__SERVICES__INFLUXDB__DATABASE=influx_db,
-               TWINWATCH__SERVICES__INFLUXDB__SPOOL_DIR=str(tmp_path / "spool"),
-               TWINWATCH__SERVICES__ALERTMANAGER__URL=am.url,
-               TWINWATCH__SERVICES__ALERTMANAGER__MAX_RETRIES="0",
-               TWINWATCH__SERVICES__ALERTMANAGER__RESEND_INTERVAL_S="1",
-               TWINWATCH__SERVICES__METRICS__PORT=str(metrics_port),
-               TWINWATCH__FLOW__DEAD_LETTER_PATH=str(tmp_path / "dead.jsonl"))
+    env, metrics_port = flow_env(tmp_path, mosquitto, influxdb, influx_db, am.url,
+                                 MQTT__CLIENT_ID=f"amout-{influx_db}",
+                                 ALERTMANAGER__MAX_RETRIES="0",
+                                 ALERTMANAGER__RESEND_INTERVAL_S="1")
     config = load_config(environ=env)
     am.stop()  # Alertmanager is down when the incident starts
     flow = subprocess.Popen([sys.executable, "-m", "twinwatch.cli", "run", "--idle-timeout",
                              "20"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{metrics_port}/metrics"
-        deadline = time.monotonic() + 60
-        while True:
-            assert flow.poll() is None and time.monotonic() < deadline
-            try:
-                if 'twinwatch_source_ready{source="mqtt"} 1.0' in httpx.get(url).text:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+        wait_subscribed(url, flow)
         pub = make_client(config.services.mqtt, "amout-pub", clean_session=True)
         connect(pub, config.services.mqtt)
         pub.loop_start()

@@ -38,16 +38,6 @@ def test_likelihood_is_calibrated_whatever_the_scale():
     assert run(build("likelihood"), spiked)[2500] >= 0.5
 
 
-def test_cad_ose_flags_a_broken_pattern_then_rests():
-    xs = [float(i % 6) for i in range(600)]
-    det = build("cad_ose", rest_period=20)
-    scores = run(det, xs)
-    assert max(scores[300:]) == 0.0
-    broken = run(det, [5.0] * 5, t0=600 * 60.0)
-    assert broken[0] > 0.0
-    assert broken[1:] == [0.0] * 4 or broken[0] < det.base_threshold  # silent after a hit
-
-
 def test_seasonal_compares_with_the_same_hour():
     hours = np.arange(24 * 30)
     rng = np.random.default_rng(2)

@@ -7,7 +7,6 @@ config plus TWINWATCH__... environment overrides pointing at the fixtures' free 
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -17,9 +16,9 @@ import httpx
 import msgspec
 import pytest
 
+from flowproc import flow_env as make_env, wait_subscribed  # tests/flowproc.py
 from twinwatch.config import load_config
 from twinwatch.mqtt import connect, make_client
-from twinwatch.services import free_port
 
 T0 = datetime(2026, 11, 20, 0, 0, tzinfo=timezone.utc)
 CHLORINE = "city/water/sejong-wtp/clearwell/chlorine"
@@ -32,33 +31,10 @@ def _query(influxdb, db, q):
     return r.json()["results"][0].get("series", [])
 
 
-def _wait_metrics(url, proc, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
-        try:
-            text = httpx.get(url).text
-            if 'twinwatch_source_ready{source="mqtt"} 1.0' in text:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("flow did not subscribe in time")
-
-
 @pytest.fixture
 def flow_env(influxdb, mosquitto, alertmanager, influx_db, tmp_path):
-    metrics_port = free_port()
-    env = dict(os.environ,
-               TWINWATCH__SERVICES__MQTT__PORT=str(mosquitto.port),
-               TWINWATCH__SERVICES__MQTT__CLIENT_ID=f"flow-{influx_db}",
-               TWINWATCH__SERVICES__INFLUXDB__URL=influxdb.url,
-               TWINWATCH__SERVICES__INFLUXDB__DATABASE=influx_db,
-               TWINWATCH__SERVICES__ALERTMANAGER__URL=alertmanager.url,
-               TWINWATCH__SERVICES__METRICS__PORT=str(metrics_port),
-               TWINWATCH__FLOW__DEAD_LETTER_PATH=str(tmp_path / "dead.jsonl"),
-               TWINWATCH__SERVICES__INFLUXDB__SPOOL_DIR=str(tmp_path / "spool"))
-    return env, metrics_port
+    return make_env(tmp_path, mosquitto, influxdb, influx_db, alertmanager.url,
+                    MQTT__CLIENT_ID=f"flow-{influx_db}")
 
 
 def test_mqtt_to_influxdb_and_alertmanager(flow_env, influxdb, mosquitto, alertmanager,
@@ -69,7 +45,7 @@ def test_mqtt_to_influxdb_and_alertmanager(flow_env, influxdb, mosquitto, alertm
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
-        _wait_metrics(metrics_url, proc)
+        wait_subscribed(metrics_url, proc)
         enc = msgspec.json.Encoder()
         pub = make_client(config.services.mqtt, "test-publisher", clean_session=True)
         connect(pub, config.services.mqtt)
@@ -158,7 +134,7 @@ def test_two_workers_split_the_topics_without_duplicates(flow_env, influxdb, mos
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
-        _wait_metrics(metrics_url, proc)
+        wait_subscribed(metrics_url, proc)
         time.sleep(0.5)  # both workers subscribed (the gauge is shared by the process)
         pub = make_client(config.services.mqtt, "test-publisher-2", clean_session=True)
         connect(pub, config.services.mqtt)

@@ -9,7 +9,6 @@ limit breach once, although the flow dies right after it.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -23,6 +22,7 @@ import msgspec
 import pytest
 
 from twinwatch import services
+from flowproc import flow_env, wait_subscribed  # tests/flowproc.py
 from twinwatch.config import load_config
 from twinwatch.mqtt import connect, make_client
 
@@ -50,19 +50,6 @@ def _start_flow(env, log):
                             env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
-def _wait_ready(url, proc, log_path, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, log_path.read_text()[-3000:]
-        try:
-            if 'twinwatch_source_ready{source="mqtt"} 1.0' in httpx.get(url, timeout=2).text:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("flow not ready")
-
-
 @pytest.mark.services
 def test_kill_9_mid_stream_loses_and_duplicates_nothing(influxdb, mosquitto, influx_db,
                                                         service_factory, tmp_path):
@@ -75,25 +62,17 @@ route: {{receiver: hook, group_by: [alertname, site, asset, sensor], group_wait:
 receivers: [{{name: hook, webhook_configs: [{{url: "http://127.0.0.1:{hook.server_port}/",
                                              send_resolved: false}}]}}]
 """)
-    metrics_port = services.free_port()
-    env = dict(os.environ,
-               RECOVERY_DIR=str(tmp_path / "recovery"),
-               TWINWATCH__SERVICES__MQTT__PORT=str(mosquitto.port),
-               TWINWATCH__SERVICES__MQTT__CLIENT_ID=f"kill-{influx_db}",
-               TWINWATCH__SERVICES__INFLUXDB__URL=influxdb.url,
-               TWINWATCH__SERVICES__INFLUXDB__DATABASE=influx_db,
-               TWINWATCH__SERVICES__INFLUXDB__SPOOL_DIR=str(tmp_path / "spool"),
-               TWINWATCH__SERVICES__ALERTMANAGER__URL=am.url,
-               TWINWATCH__SERVICES__ALERTMANAGER__RESEND_INTERVAL_S="1",
-               TWINWATCH__SERVICES__METRICS__PORT=str(metrics_port),
-               TWINWATCH__FLOW__DEAD_LETTER_PATH=str(tmp_path / "dead.jsonl"))
+    env, metrics_port = flow_env(tmp_path, mosquitto, influxdb, influx_db, am.url,
+                                 MQTT__CLIENT_ID=f"kill-{influx_db}",
+                                 ALERTMANAGER__RESEND_INTERVAL_S="1")
+    env["RECOVERY_DIR"] = str(tmp_path / "recovery")
     config = load_config(environ=env)
     metrics = f"http://127.0.0.1:{metrics_port}/metrics"
     log_path = tmp_path / "flow.log"
     log = log_path.open("wb")
     flow = _start_flow(env, log)
     try:
-        _wait_ready(metrics, flow, log_path)
+        wait_subscribed(metrics, flow, output=log_path.read_text)
         pub = make_client(config.services.mqtt, "kill-pub", clean_session=True)
         connect(pub, config.services.mqtt)
         pub.loop_start()

@@ -3,10 +3,8 @@ ever shows up in logs (debug level), metrics, dead letters or InfluxDB."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import time
 from datetime import datetime, timezone
 
 import httpx
@@ -14,6 +12,7 @@ import msgspec
 import pytest
 
 from twinwatch import services
+from flowproc import flow_env, wait_subscribed  # tests/flowproc.py
 from twinwatch.config import load_config
 from twinwatch.mqtt import connect, make_client
 
@@ -31,20 +30,10 @@ def secured_mosquitto(service_factory, tmp_path, require_services):
 
 
 def _env(broker, influxdb, db, tmp_path, password):
-    metrics_port = services.free_port()
-    return dict(os.environ, TW_MQTT_PW=password, TW_INFLUX_PW=INFLUX_PW,
-                TWINWATCH__SERVICES__MQTT__PORT=str(broker.port),
-                TWINWATCH__SERVICES__MQTT__USERNAME="twinwatch",
-                TWINWATCH__SERVICES__MQTT__PASSWORD__ENV="TW_MQTT_PW",
-                TWINWATCH__SERVICES__MQTT__CLIENT_ID=f"secret-{db}",
-                TWINWATCH__SERVICES__INFLUXDB__URL=influxdb.url,
-                TWINWATCH__SERVICES__INFLUXDB__DATABASE=db,
-                TWINWATCH__SERVICES__INFLUXDB__USERNAME="admin",
-                TWINWATCH__SERVICES__INFLUXDB__PASSWORD__ENV="TW_INFLUX_PW",
-                TWINWATCH__SERVICES__INFLUXDB__SPOOL_DIR=str(tmp_path / "spool"),
-                TWINWATCH__SERVICES__ALERTMANAGER__URL="null",
-                TWINWATCH__SERVICES__METRICS__PORT=str(metrics_port),
-                TWINWATCH__FLOW__DEAD_LETTER_PATH=str(tmp_path / "dead.jsonl")), metrics_port
+    env, port = flow_env(tmp_path, broker, influxdb, db, MQTT__USERNAME="twinwatch",
+                         MQTT__PASSWORD__ENV="TW_MQTT_PW", MQTT__CLIENT_ID=f"secret-{db}",
+                         INFLUXDB__USERNAME="admin", INFLUXDB__PASSWORD__ENV="TW_INFLUX_PW")
+    return dict(env, TW_MQTT_PW=password, TW_INFLUX_PW=INFLUX_PW), port
 
 
 @pytest.mark.services
@@ -57,14 +46,7 @@ def test_authenticated_mqtt_and_no_secret_anywhere(secured_mosquitto, influxdb, 
                              "--idle-timeout", "3"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{metrics_port}/metrics"
-    deadline = time.monotonic() + 60
-    metrics = ""
-    while 'twinwatch_source_ready{source="mqtt"} 1.0' not in metrics:
-        assert flow.poll() is None and time.monotonic() < deadline
-        try:
-            metrics = httpx.get(url, timeout=2).text
-        except httpx.HTTPError:
-            time.sleep(0.2)
+    wait_subscribed(url, flow)
     pub = make_client(config.services.mqtt, "secret-pub", clean_session=True)  # same creds
     connect(pub, config.services.mqtt)
     pub.loop_start()

@@ -14,7 +14,7 @@ from flows.logparse import LogParser, classify, pseudonymise
 from flows.parse import Parser
 from flows.security import SecurityShard
 from twinwatch.config import EXAMPLE_CONFIG, load_config, parse_config
-from twinwatch.schema import Alert, SecurityEvent
+from twinwatch.schema import Alert
 
 IP = "192.0.2.7"
 

@@ -406,7 +406,7 @@ def test_ssh_brute_force(run):
     assert max_per_window(outside, 300) < 20  # the auth_failures rule (20 in 5 min) stays quiet
     lines = [p.line for p in run.decoded(run.topic("sejong-soc/gw-1/sshd"))]
     assert any("Accepted password for" in line for line in lines)
-    assert any(f"Invalid user" in line and inside[0] in line for line in lines)
+    assert any("Invalid user" in line and inside[0] in line for line in lines)
 
 
 def test_port_scan(run):

@@ -21,6 +21,7 @@ from prometheus_client import REGISTRY
 from flows.sinks.influx import InfluxSink
 from flows.sinks.spool import Spool, SpoolFull
 from twinwatch import services
+from flowproc import flow_env, metrics_text, wait_subscribed  # tests/flowproc.py
 from twinwatch.config import InfluxService, load_config
 from twinwatch.mqtt import connect, make_client
 from twinwatch.schema import Reading
@@ -122,29 +123,16 @@ def test_flow_rides_out_an_influxdb_outage_under_load(service_factory, mosquitto
     outage_s = float(os.environ.get("TWINWATCH_OUTAGE_S", "8"))
     influx = service_factory(services.InfluxDB)
     influx.create_database("outage")
-    metrics_port = services.free_port()
-    env = dict(os.environ,
-               TWINWATCH__SERVICES__MQTT__PORT=str(mosquitto.port),
-               TWINWATCH__SERVICES__MQTT__CLIENT_ID="outage-flow",
-               TWINWATCH__SERVICES__INFLUXDB__URL=influx.url,
-               TWINWATCH__SERVICES__INFLUXDB__DATABASE="outage",
-               TWINWATCH__SERVICES__INFLUXDB__MAX_RETRIES="1",
-               TWINWATCH__SERVICES__INFLUXDB__TIMEOUT_S="2",
-               TWINWATCH__SERVICES__INFLUXDB__SPOOL_DIR=str(tmp_path / "spool"),
-               TWINWATCH__SERVICES__INFLUXDB__SPOOL_RETRY_S="0.5",
-               TWINWATCH__SERVICES__ALERTMANAGER__URL="null",
-               TWINWATCH__SERVICES__METRICS__PORT=str(metrics_port),
-               TWINWATCH__FLOW__DEAD_LETTER_PATH=str(tmp_path / "dead.jsonl"))
+    env, metrics_port = flow_env(tmp_path, mosquitto, influx, "outage",
+                                 MQTT__CLIENT_ID="outage-flow", INFLUXDB__MAX_RETRIES="1",
+                                 INFLUXDB__TIMEOUT_S="2", INFLUXDB__SPOOL_RETRY_S="0.5")
     config = load_config(environ=env)
     flow = subprocess.Popen([sys.executable, "-m", "twinwatch.cli", "run", "--idle-timeout",
                              str(outage_s + 10)], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
     metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
     try:
-        deadline = time.monotonic() + 60
-        while 'twinwatch_source_ready{source="mqtt"} 1.0' not in _get(metrics_url):
-            assert flow.poll() is None and time.monotonic() < deadline, flow.stdout.read()
-            time.sleep(0.2)
+        wait_subscribed(metrics_url, flow)
         pub = make_client(config.services.mqtt, "outage-pub", clean_session=True)
         connect(pub, config.services.mqtt)
         pub.loop_start()
@@ -154,7 +142,7 @@ def test_flow_rides_out_an_influxdb_outage_under_load(service_factory, mosquitto
 
         def watch():
             while sent < rate * total_s:
-                text = _get(metrics_url)
+                text = metrics_text(metrics_url)
                 for line in text.splitlines():
                     if line.startswith('twinwatch_spool_bytes{sink="influxdb"}'):
                         backlog_seen.append(float(line.split()[-1]))
@@ -190,10 +178,3 @@ def test_flow_rides_out_an_influxdb_outage_under_load(service_factory, mosquitto
     assert len(values) == sent  # every reading, exactly once per (series, time)
     assert max(backlog_seen) > 0  # the metrics showed the spool during the outage
     assert not list((tmp_path / "spool").rglob("*.lp"))  # and it drained
-
-
-def _get(url):
-    try:
-        return httpx.get(url, timeout=2).text
-    except httpx.HTTPError:
-        return ""

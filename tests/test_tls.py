@@ -3,7 +3,6 @@ openssl): the flow verifies the broker and delivers; a plaintext client gets now
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import paho.mqtt.client as paho
 import pytest
 
 from twinwatch import services
+from flowproc import flow_env, wait_subscribed  # tests/flowproc.py
 from twinwatch.config import load_config
 from twinwatch.mqtt import connect, make_client
 
@@ -43,31 +43,14 @@ def tls_mosquitto(service_factory, tmp_path, require_services):
 @pytest.mark.services
 def test_flow_over_tls(tls_mosquitto, influxdb, influx_db, tmp_path):
     broker, ca = tls_mosquitto
-    metrics_port = services.free_port()
-    env = dict(os.environ,
-               TWINWATCH__SERVICES__MQTT__PORT=str(broker.port),
-               TWINWATCH__SERVICES__MQTT__CLIENT_ID=f"tls-{influx_db}",
-               TWINWATCH__SERVICES__MQTT__TLS__ENABLED="true",
-               TWINWATCH__SERVICES__MQTT__TLS__CA_FILE=str(ca),
-               TWINWATCH__SERVICES__INFLUXDB__URL=influxdb.url,
-               TWINWATCH__SERVICES__INFLUXDB__DATABASE=influx_db,
-               TWINWATCH__SERVICES__INFLUXDB__SPOOL_DIR=str(tmp_path / "spool"),
-               TWINWATCH__SERVICES__ALERTMANAGER__URL="null",
-               TWINWATCH__SERVICES__METRICS__PORT=str(metrics_port),
-               TWINWATCH__FLOW__DEAD_LETTER_PATH=str(tmp_path / "dead.jsonl"))
+    env, metrics_port = flow_env(tmp_path, broker, influxdb, influx_db,
+                                 MQTT__CLIENT_ID=f"tls-{influx_db}", MQTT__TLS__ENABLED="true",
+                                 MQTT__TLS__CA_FILE=str(ca))
     config = load_config(environ=env)
     flow = subprocess.Popen([sys.executable, "-m", "twinwatch.cli", "run", "--idle-timeout", "3"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert flow.poll() is None and time.monotonic() < deadline, flow.stdout.read()
-            try:
-                if 'twinwatch_source_ready{source="mqtt"} 1.0' in httpx.get(
-                        f"http://127.0.0.1:{metrics_port}/metrics").text:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+        wait_subscribed(f"http://127.0.0.1:{metrics_port}/metrics", flow)
         pub = make_client(config.services.mqtt, "tls-pub", clean_session=True)
         connect(pub, config.services.mqtt)
         pub.loop_start()
