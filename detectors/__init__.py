@@ -20,6 +20,7 @@ from detectors.cusum import EwmaCusum
 from detectors.ensemble import DriftReset, Ensemble
 from detectors.gaussian import WindowedGaussian
 from detectors.hst import ScaledHST
+from detectors.knn_cad import KnnCad
 from detectors.likelihood import Likelihood
 from detectors.limits import PhysicalLimits
 from detectors.robust_z import RobustZ
@@ -34,6 +35,7 @@ __all__ = [
     "Ensemble",
     "EventBurst",
     "EwmaCusum",
+    "KnnCad",
     "Gap",
     "Likelihood",
     "PhysicalLimits",
@@ -50,7 +52,7 @@ __all__ = [
 REGISTRY: dict[str, type] = {
     cls.name: cls
     for cls in (PhysicalLimits, RobustZ, EwmaCusum, ScaledHST, Stuck, Gap, EventBurst,
-                WindowedGaussian, Likelihood, Seasonal, Ensemble, DriftReset)
+                WindowedGaussian, Likelihood, Seasonal, Ensemble, DriftReset, KnnCad)
 }
 
 
