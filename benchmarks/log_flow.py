@@ -18,11 +18,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import run_main
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.flow_vs_loop import CountingSink  # noqa: E402
 from flows.logparse import LogParser  # noqa: E402
 from flows.security import SecurityShard, build_log_flow  # noqa: E402
 from flows.sources.tail import TailSource  # noqa: E402
@@ -32,17 +32,6 @@ LOGHUB = Path(__file__).resolve().parents[2] / "shared" / "data" / "loghub"
 FILES = ("OpenSSH_2k.log", "Linux_2k.log", "Apache_2k.log")
 
 
-class _Count(DynamicSink):
-    def __init__(self):
-        self.n = 0
-
-    def build(self, step_id, worker_index, worker_count):
-        sink = self
-
-        class _P(StatelessSinkPartition):
-            def write_batch(self, batch):
-                sink.n += sum(len(b) for b in batch)
-        return _P()
 
 
 def main() -> int:
@@ -73,7 +62,7 @@ def main() -> int:
         t2 = time.perf_counter()
         loop_s = t2 - t0
 
-        influx, alerts, dead = _Count(), _Count(), _Count()
+        influx, alerts, dead = CountingSink(), CountingSink(), CountingSink()
         t3 = time.perf_counter()
         run_main(build_log_flow(config, TailSource([path], batch_size=1000, follow=False),
                                 influx_sink=influx, alert_sink=alerts, dead_letter_sink=dead))

@@ -28,7 +28,7 @@ import math
 import numbers
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-__all__ = ["MAX_SCORE", "Detector", "clamp_score"]
+__all__ = ["MAX_SCORE", "Detector", "clamp_score", "rest", "check_unit_threshold"]
 
 #: Upper bound on every score, so a score is always finite (a jump off a perfectly flat line
 #: divided by a tiny scale would otherwise overflow to inf).
@@ -71,6 +71,22 @@ def clamp_score(score: float) -> float:
     if score < 0.0:
         return 0.0
     return MAX_SCORE  # NaN
+
+
+def rest(score: float, threshold: float, resting: int, period: int) -> tuple[float, int]:
+    """One alarm per event: after a score >= threshold, report 0.0 for the next ``period``
+    readings. Returns (the score to report, readings still to rest)."""
+    if resting:
+        return 0.0, resting - 1
+    return score, (period if score >= threshold else 0)
+
+
+def check_unit_threshold(threshold: float) -> float:
+    """A threshold for scores in [0, 1] (HalfSpaceTrees and other bounded scores)."""
+    threshold = check_positive("threshold", threshold)
+    if threshold > 1.0:
+        raise ValueError(f"threshold must be in (0, 1] (HST scores are), got {threshold!r}")
+    return threshold
 
 
 def check_finite(name: str, value: float) -> float:

@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from river.drift import PageHinkley
 
-from detectors.base import check_int, check_positive
+from detectors.base import check_int, check_positive, rest
 
 __all__ = ["DriftReset", "Ensemble"]
 
@@ -50,11 +50,7 @@ class Ensemble:
         if not math.isfinite(x):
             return 0.0
         score = max([d.update(t, x) for d in self._dets])  # a list: every member learns
-        if self._resting:
-            self._resting -= 1
-            return 0.0
-        if score >= self.threshold:
-            self._resting = self.rest_period
+        score, self._resting = rest(score, self.threshold, self._resting, self.rest_period)
         return score
 
     def to_state(self) -> tuple:

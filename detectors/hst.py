@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from river.anomaly import HalfSpaceTrees
 
-from detectors.base import check_int, check_positive
+from detectors.base import check_int, check_unit_threshold
 
 __all__ = ["ScaledHST"]
 
@@ -91,9 +91,7 @@ class ScaledHST:
         self.height = check_int("height", height, 1)
         self.window_size = check_int("window_size", window_size, 1)
         self.seed = check_int("seed", seed, 0)
-        self.threshold = check_positive("threshold", threshold)
-        if self.threshold > 1.0:
-            raise ValueError(f"threshold must be in (0, 1] (HST scores are), got {threshold!r}")
+        self.threshold = check_unit_threshold(threshold)
         self._model: HalfSpaceTrees | None = None
         self._n = 0
         self._prev = 0.0

@@ -6,7 +6,7 @@ import math
 from collections import deque
 from typing import ClassVar
 
-from detectors.base import check_int, check_positive
+from detectors.base import check_int, check_positive, rest
 
 __all__ = ["Likelihood", "log_tail_score"]
 
@@ -108,11 +108,7 @@ class Likelihood:
             self._since_resum = 0
             self._raw_sum = sum(self._raw)
             self._sum, self._sumsq = sum(self._avgs), sum(a * a for a in self._avgs)
-        if self._resting:
-            self._resting -= 1
-            return 0.0
-        if score >= self.threshold:
-            self._resting = self.rest_period
+        score, self._resting = rest(score, self.threshold, self._resting, self.rest_period)
         return score
 
     def to_state(self) -> tuple:

@@ -6,12 +6,15 @@ from __future__ import annotations
 import math
 import pickle
 from collections import deque
-from typing import ClassVar, Sequence
+from typing import TYPE_CHECKING, ClassVar, Sequence
 
 import numpy as np
 from river.anomaly import HalfSpaceTrees
 
-from detectors.base import check_int, check_positive, clamp_score
+if TYPE_CHECKING:
+    from sklearn.ensemble import IsolationForest
+
+from detectors.base import check_int, check_positive, check_unit_threshold, clamp_score
 
 
 def _isolation_forest():
@@ -311,9 +314,7 @@ class VectorHST:
         self.height = check_int("height", height, 1)
         self.window_size = check_int("window_size", window_size, 1)
         self.seed = check_int("seed", seed, 0)
-        self.threshold = check_positive("threshold", threshold)
-        if self.threshold > 1.0:
-            raise ValueError(f"threshold must be in (0, 1] (HST scores are), got {threshold!r}")
+        self.threshold = check_unit_threshold(threshold)
         self._count = 0
         self._lo = [0.0] * self.n
         self._hi = [0.0] * self.n
