@@ -22,6 +22,8 @@ from urllib.parse import urlparse
 import httpx
 import msgspec
 
+from alerting.alertmanager import AlertmanagerClient, AlertmanagerError
+from flows.sinks.influx import InfluxV1Writer
 from twinwatch import services, simulator
 from twinwatch.config import Config, ConfigError, load_config
 from twinwatch.evaluate import AlertRow, match_incidents, unmatched_alerts
@@ -134,27 +136,27 @@ def run_demo(config: Config, var: Path, *, config_path: str | None = None,
     return 0
 
 
-def _query(url: str, db: str, q: str) -> list[dict]:
-    r = httpx.get(f"{url}/query", params={"db": db, "q": q, "epoch": "ms"}, timeout=30)
-    r.raise_for_status()
-    return r.json()["results"][0].get("series", [])
+def _series(influx: InfluxV1Writer, q: str) -> list[dict]:
+    return influx.query(q)[0].get("series", [])
 
 
-def _counts(url: str, db: str, q: str) -> dict[tuple, int]:
+def _counts(influx: InfluxV1Writer, q: str) -> dict[tuple, int]:
     """{tag values: count} of a ``SELECT count(..) ... GROUP BY`` query."""
-    return {tuple(s.get("tags", {}).values()): s["values"][0][1] for s in _query(url, db, q)}
+    return {tuple(s.get("tags", {}).values()): s["values"][0][1] for s in _series(influx, q)}
 
 
 def print_summary(config: Config, svcs: dict, labels: list[dict], start: datetime,
                   published: int) -> None:
     url, db = svcs["influxdb"].url, config.services.influxdb.database
     since = f"time >= {int(start.timestamp() * 1000)}ms"
-    readings = _counts(url, db, f"SELECT count(value) FROM reading WHERE {since} GROUP BY domain")
-    events = _counts(url, db, f"SELECT count(message) FROM security_event WHERE {since}")
-    anomalies = _counts(url, db, f"SELECT count(score) FROM anomaly WHERE {since} GROUP BY domain")
-    dead = _counts(url, db, "SELECT count(detail) FROM dead_letter GROUP BY reason")
-
-    rows = _query(url, db, f"SELECT * FROM alert WHERE status = 'firing' AND {since}")
+    with InfluxV1Writer(url, db) as influx:
+        readings = _counts(influx, f"SELECT count(value) FROM reading WHERE {since} "
+                                   "GROUP BY domain")
+        events = _counts(influx, f"SELECT count(message) FROM security_event WHERE {since}")
+        anomalies = _counts(influx, f"SELECT count(score) FROM anomaly WHERE {since} "
+                                    "GROUP BY domain")
+        dead = _counts(influx, "SELECT count(detail) FROM dead_letter GROUP BY reason")
+        rows = _series(influx, f"SELECT * FROM alert WHERE status = 'firing' AND {since}")
     alerts = []
     for series in rows:
         cols = series["columns"]
@@ -201,9 +203,10 @@ def print_summary(config: Config, svcs: dict, labels: list[dict], start: datetim
 
     am = svcs["alertmanager"].url
     try:
-        active = httpx.get(f"{am}/api/v2/alerts", params={"active": "true"}, timeout=5).json()
+        with AlertmanagerClient(am, max_retries=0) as client:
+            active = client.get_alerts(active=True)
         print(f"\nAlertmanager {am}: {len(active)} active alerts (GET /api/v2/alerts)")
-    except httpx.HTTPError as e:
+    except AlertmanagerError as e:
         print(f"\nAlertmanager {am}: not reachable ({e})")
 
     print(f"\nwhere the data is: InfluxDB {url}, database '{db}' (InfluxQL), e.g.\n"
