@@ -31,7 +31,7 @@ stop:
 	$(BIN)/twinwatch services down --var $(VAR)
 
 bench: setup
-	$(BIN)/python benchmarks/flow_vs_loop.py
+	$(BIN)/python -m benchmarks.flow_vs_loop
 
 clean: stop
 	rm -rf $(VAR)

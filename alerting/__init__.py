@@ -1,6 +1,6 @@
 """Alerting: alert lifecycle and delivery to Prometheus Alertmanager (knows nothing of Bytewax)."""
 
-from alerting.alertmanager import (
+from twinwatch.alerting.alertmanager import (
     AlertmanagerClient, AlertmanagerError, AlertmanagerRejected, AlertmanagerUnavailable,
     FiringSet, to_payload,
 )

@@ -24,8 +24,8 @@ from typing import Any
 import httpx
 import msgspec
 
-from alerting.alertmanager import AlertmanagerClient, AlertmanagerError
-from alerting.amconfig import render
+from twinwatch.alerting.alertmanager import AlertmanagerClient, AlertmanagerError
+from twinwatch.alerting.amconfig import render
 from twinwatch.config import Config, ConfigError, InfluxService
 
 __all__ = ["OpsError", "active", "find", "acknowledge", "silence", "parse_matchers",

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from alerting.alertmanager import to_payload
+from twinwatch.alerting.alertmanager import to_payload
 from twinwatch.config import AlertmanagerService, ConfigError
 from twinwatch.http import HttpError, Rejected, Unavailable, parse_retry_after, retry
 from twinwatch.schema import Alert

@@ -1,6 +1,6 @@
 """Benchmark: the Bytewax flow vs the same parse + detect logic as a plain Python loop.
 
-    python benchmarks/flow_vs_loop.py [--readings 1000000] [--series 1000] [--batch 1000]
+    python -m benchmarks.flow_vs_loop [--readings 1000000] [--series 1000] [--batch 1000]
 
 Both sides get the same pre-built raw MQTT messages (topic, JSON payload bytes) in batches and run
 the same code: Parser.split -> shard routing -> Shard.process (limits, robust z, EWMA-CUSUM, stuck,
@@ -18,18 +18,17 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import msgspec
+import numpy as np
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from bytewax.testing import TestingSource, run_main
 
-import msgspec  # noqa: E402
-import numpy as np  # noqa: E402
-from bytewax.outputs import DynamicSink, StatelessSinkPartition  # noqa: E402
-from bytewax.testing import TestingSource, run_main  # noqa: E402
-
-from flows.dataflow import _by_shard, build_flow  # noqa: E402
-from flows.detect import Plan, Shard  # noqa: E402
-from flows.liveness import Liveness, latest_times  # noqa: E402
-from flows.parse import Parser  # noqa: E402
-from twinwatch.config import parse_config  # noqa: E402
+from twinwatch.flows.dataflow import _by_shard, build_flow
+from twinwatch.engine.plan import Plan
+from twinwatch.engine.shard import Shard
+from twinwatch.engine.liveness import Liveness, latest_times
+from twinwatch.engine.parse import Parser
+from twinwatch.config import parse_config
 
 
 def bench_config(series: int) -> dict:

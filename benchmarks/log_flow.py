@@ -1,6 +1,6 @@
 """Throughput of the log flow: lines/s per core, from log file to findings and alerts.
 
-    .venv/bin/python benchmarks/log_flow.py [--repeat 20]
+    .venv/bin/python -m benchmarks.log_flow [--repeat 20]
 
 Replays loghub's OpenSSH, Linux and Apache samples (Zhu et al., "Loghub: A Large Collection of
 System Log Datasets for AI-driven Log Analytics", ISSRE 2023; ../shared/data/loghub), each
@@ -20,13 +20,12 @@ from pathlib import Path
 
 from bytewax.testing import run_main
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.flow_vs_loop import CountingSink  # noqa: E402
-from flows.logparse import LogParser  # noqa: E402
-from flows.security import SecurityShard, build_log_flow  # noqa: E402
-from flows.sources.tail import TailSource  # noqa: E402
-from twinwatch.config import load_config  # noqa: E402
+from benchmarks.flow_vs_loop import CountingSink
+from twinwatch.engine.logparse import LogParser
+from twinwatch.engine.security import SecurityShard
+from twinwatch.flows.security import build_log_flow
+from twinwatch.flows.sources.tail import TailSource
+from twinwatch.config import load_config
 
 LOGHUB = Path(__file__).resolve().parents[2] / "shared" / "data" / "loghub"
 FILES = ("OpenSSH_2k.log", "Linux_2k.log", "Apache_2k.log")

@@ -1,6 +1,6 @@
 """Benchmark: size and cost of the flow's per-epoch snapshots (Bytewax recovery).
 
-    python benchmarks/snapshot_cost.py [--series 1000] [--readings-per-series 200]
+    python -m benchmarks.snapshot_cost [--series 1000] [--readings-per-series 200]
 
 Builds a shard holding every series of the benchmark city (the same detectors as
 benchmarks/flow_vs_loop.py), feeds it readings, then measures what Bytewax does at each epoch for a
@@ -16,12 +16,11 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.flow_vs_loop import bench_config, make_batches  # noqa: E402
-from flows.detect import Plan, Shard  # noqa: E402
-from flows.parse import Parser  # noqa: E402
-from twinwatch.config import parse_config  # noqa: E402
+from benchmarks.flow_vs_loop import bench_config, make_batches
+from twinwatch.engine.plan import Plan
+from twinwatch.engine.shard import Shard
+from twinwatch.engine.parse import Parser
+from twinwatch.config import parse_config
 
 
 def main() -> None:

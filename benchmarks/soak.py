@@ -1,6 +1,6 @@
 """Soak: a steady stream through the full flow for a long time, watching memory and backlog.
 
-    python benchmarks/soak.py [--duration-s 1800] [--rate 10000] [--series 1000]
+    python -m benchmarks.soak [--duration-s 1800] [--rate 10000] [--series 1000]
 
 Starts its own InfluxDB and Mosquitto (free loopback ports, temp dir), runs `twinwatch run`, and
 publishes `rate` readings/s over `series` series. Every 10 s it samples the flow's RSS, the backlog
@@ -21,15 +21,13 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import httpx
+import msgspec
 
-import httpx  # noqa: E402
-import msgspec  # noqa: E402
-
-from benchmarks.flow_vs_loop import bench_config  # noqa: E402
-from twinwatch import services  # noqa: E402
-from twinwatch.config import MqttService  # noqa: E402
-from twinwatch.mqtt import connect, make_client  # noqa: E402
+from benchmarks.flow_vs_loop import bench_config
+from twinwatch.app import services
+from twinwatch.config import MqttService
+from twinwatch.mqtt import connect, make_client
 
 
 def rss_mb(pid: int) -> float:
@@ -62,7 +60,7 @@ def main() -> None:
                TWINWATCH__SERVICES__INFLUXDB__SPOOL_DIR=str(base / "spool"),
                TWINWATCH__SERVICES__METRICS__PORT=str(metrics_port),
                TWINWATCH__FLOW__DEAD_LETTER_PATH=str(base / "dead.jsonl"))
-    flow = subprocess.Popen([sys.executable, "-m", "twinwatch.cli", "run", "-c", str(config_path),
+    flow = subprocess.Popen([sys.executable, "-m", "twinwatch.app.cli", "run", "-c", str(config_path),
                              "--idle-timeout", "30"], env=env,
                             stdout=(base / "flow.log").open("w"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{metrics_port}/metrics"

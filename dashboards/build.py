@@ -21,10 +21,10 @@ from pathlib import Path
 import yaml
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 
-from dashboards.common import ALERTMANAGER, INFLUX, PROMETHEUS, TESTDATA
-from dashboards.control_room import control_room
-from dashboards.domain import domain_dashboard
-from dashboards.ops import alerts_dashboard, pipeline_dashboard
+from twinwatch.dashboards.common import ALERTMANAGER, INFLUX, PROMETHEUS, TESTDATA
+from twinwatch.dashboards.control_room import control_room
+from twinwatch.dashboards.domain import domain_dashboard
+from twinwatch.dashboards.ops import alerts_dashboard, pipeline_dashboard
 from twinwatch.config import Config, load_config
 from twinwatch.schema import DOMAINS
 

@@ -12,7 +12,7 @@ from grafana_foundation_sdk.models.dashboard import (
     DataSourceRef, DashboardLinkType, ThresholdsMode, Threshold, VariableRefresh, VariableSort,
 )
 
-from dashboards.influxql import InfluxQL
+from twinwatch.dashboards.influxql import InfluxQL
 from twinwatch.schema import SEVERITY_KO
 
 __all__ = [

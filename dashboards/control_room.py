@@ -21,11 +21,11 @@ from grafana_foundation_sdk.models.dashboard import (
     DashboardLinkType, DataTransformerConfig,
 )
 
-from dashboards.common import (
+from twinwatch.dashboards.common import (
     DOMAIN_TITLES, MIXED, TESTDATA, UIDS, influxql, new_dashboard, severity_mappings,
     thresholds,
 )
-from dashboards.domain import alert_annotations
+from twinwatch.dashboards.domain import alert_annotations
 from twinwatch.config import Config
 from twinwatch.schema import DOMAINS
 

@@ -17,7 +17,7 @@ from grafana_foundation_sdk.builders import stat, table, timeseries
 from grafana_foundation_sdk.models.common import GraphThresholdsStyleMode
 from grafana_foundation_sdk.models.dashboard import DashboardLinkType
 
-from dashboards.common import (
+from twinwatch.dashboards.common import (
     DOMAIN_TITLES, INFLUX, UIDS, influxql, new_dashboard, query_variable, severity_mappings,
     tag_regex, thresholds,
 )

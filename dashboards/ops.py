@@ -15,11 +15,11 @@ from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.builders import stat, table, timeseries
 from grafana_foundation_sdk.models.dashboard import DashboardLinkType
 
-from dashboards.common import (
+from twinwatch.dashboards.common import (
     ALERTMANAGER, SEVERITY_COLORS, influxql, new_dashboard, promql, severity_mappings,
     thresholds,
 )
-from dashboards.domain import alert_annotations
+from twinwatch.dashboards.domain import alert_annotations
 from twinwatch.schema import DOMAINS
 
 __all__ = ["alerts_dashboard", "pipeline_dashboard"]

@@ -1,6 +1,6 @@
 """Per-series online anomaly detectors: pure algorithms, no I/O, no clock.
 
-Every detector follows :class:`~detectors.base.Detector`: ``update(t, x) -> score`` scores a
+Every detector follows :class:`~twinwatch.detectors.base.Detector`: ``update(t, x) -> score`` scores a
 reading and then learns it, ``score >= threshold`` is a hit, and ``to_state()`` /
 ``from_state(params, state)`` snapshot and restore it. Build one by registry name::
 
@@ -14,18 +14,18 @@ See docs/detectors.md for what each detector is for, its state size and its spee
 
 from __future__ import annotations
 
-from detectors.base import MAX_SCORE, Detector
-from detectors.burst import EventBurst
-from detectors.cusum import EwmaCusum
-from detectors.ensemble import DriftReset, Ensemble
-from detectors.gaussian import WindowedGaussian
-from detectors.hst import ScaledHST
-from detectors.knn_cad import KnnCad
-from detectors.likelihood import Likelihood
-from detectors.limits import PhysicalLimits
-from detectors.robust_z import RobustZ
-from detectors.seasonal import Seasonal
-from detectors.stale import Gap, StaleTracker, Stuck
+from twinwatch.detectors.base import MAX_SCORE, Detector
+from twinwatch.detectors.burst import EventBurst
+from twinwatch.detectors.cusum import EwmaCusum
+from twinwatch.detectors.ensemble import DriftReset, Ensemble
+from twinwatch.detectors.gaussian import WindowedGaussian
+from twinwatch.detectors.hst import ScaledHST
+from twinwatch.detectors.knn_cad import KnnCad
+from twinwatch.detectors.likelihood import Likelihood
+from twinwatch.detectors.limits import PhysicalLimits
+from twinwatch.detectors.robust_z import RobustZ
+from twinwatch.detectors.seasonal import Seasonal
+from twinwatch.detectors.stale import Gap, StaleTracker, Stuck
 
 __all__ = [
     "MAX_SCORE",

@@ -6,7 +6,7 @@ import math
 from collections import deque
 from typing import ClassVar
 
-from detectors.base import check_positive, clamp_score
+from twinwatch.detectors.base import check_positive, clamp_score
 
 __all__ = ["EventBurst"]
 

@@ -8,13 +8,13 @@ from typing import ClassVar
 
 from river.drift import PageHinkley
 
-from detectors.base import check_int, check_positive, rest
+from twinwatch.detectors.base import check_int, check_positive, rest
 
 __all__ = ["DriftReset", "Ensemble"]
 
 
 def _build(name: str, params: dict):
-    from detectors import build  # late: the registry imports this module
+    from twinwatch.detectors import build  # late: the registry imports this module
 
     return build(name, **params)
 

@@ -6,7 +6,7 @@ import math
 from collections import deque
 from typing import ClassVar
 
-from detectors.base import check_int, check_positive
+from twinwatch.detectors.base import check_int, check_positive
 
 __all__ = ["WindowedGaussian"]
 

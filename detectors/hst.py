@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from river.anomaly import HalfSpaceTrees
 
-from detectors.base import check_int, check_unit_threshold
+from twinwatch.detectors.base import check_int, check_unit_threshold
 
 __all__ = ["ScaledHST"]
 

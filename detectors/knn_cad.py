@@ -16,7 +16,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from detectors.base import check_int, check_positive
+from twinwatch.detectors.base import check_int, check_positive
 
 __all__ = ["KnnCad"]
 

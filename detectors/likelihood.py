@@ -6,7 +6,7 @@ import math
 from collections import deque
 from typing import ClassVar
 
-from detectors.base import check_int, check_positive, rest
+from twinwatch.detectors.base import check_int, check_positive, rest
 
 __all__ = ["Likelihood", "log_tail_score"]
 
@@ -63,7 +63,7 @@ class Likelihood:
         min_var: float = 1e-6,
         rest_period: int = 0,
     ) -> None:
-        from detectors import build  # late: the registry imports this module
+        from twinwatch.detectors import build  # late: the registry imports this module
 
         self.detector = detector
         self.detector_params = dict(detector_params or {})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import ClassVar
 
-from detectors.base import check_finite, clamp_score
+from twinwatch.detectors.base import check_finite, clamp_score
 
 __all__ = ["PhysicalLimits"]
 

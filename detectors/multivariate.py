@@ -14,7 +14,7 @@ from river.anomaly import HalfSpaceTrees
 if TYPE_CHECKING:
     from sklearn.ensemble import IsolationForest
 
-from detectors.base import check_int, check_positive, check_unit_threshold, clamp_score
+from twinwatch.detectors.base import check_int, check_positive, check_unit_threshold, clamp_score
 
 
 def _isolation_forest():
@@ -22,7 +22,7 @@ def _isolation_forest():
     only the few assets that run IsolationForestDetector need it."""
     from sklearn.ensemble import IsolationForest
     return IsolationForest
-from detectors.hst import _unit
+from twinwatch.detectors.hst import _unit
 
 __all__ = ["IsolationForestDetector", "PcaT2Q", "VectorHST", "chi2_quantile"]
 
@@ -280,7 +280,7 @@ class VectorHST:
 
     ``update(t, xs)`` (same vector API as :class:`PcaT2Q`) scales each reading with the running
     min/max of that sensor's readings seen *before* this one (no look-ahead) so that the range
-    seen so far maps onto [1/3, 2/3] of [0, 1] (the headroom of :class:`~detectors.hst.ScaledHST`:
+    seen so far maps onto [1/3, 2/3] of [0, 1] (the headroom of :class:`~twinwatch.detectors.hst.ScaledHST`:
     a new extreme lands in cells the normal data never reached), scores the vector, then learns
     it. Score in [0, 1]; 0.0 until ``window_size`` vectors have been seen. Defaults measured on
     two Gaussian sensors (3 seeds x 3,000 vectors): normal max 0.84-0.87, 99.9th percentile

@@ -7,7 +7,7 @@ from bisect import bisect_left, insort
 from collections import deque
 from typing import ClassVar
 
-from detectors.base import check_int, check_positive, clamp_score
+from twinwatch.detectors.base import check_int, check_positive, clamp_score
 
 __all__ = ["RobustZ"]
 
@@ -36,7 +36,7 @@ class RobustZ:
       ``MAX_SCORE``). For series that sit at exactly 0 for long (PV output at night, a closed
       valve), set ``min_scale`` to the sensor's resolution so the first reading after the flat
       stretch scores in resolution units rather than in units of 1e-9. A stuck sensor is
-      :class:`~detectors.stale.Stuck`'s job.
+      :class:`~twinwatch.detectors.stale.Stuck`'s job.
 
     Parameters
     ----------

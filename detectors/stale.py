@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import ClassVar
 
-from detectors.base import check_int, check_nonnegative, check_positive, clamp_score
+from twinwatch.detectors.base import check_int, check_nonnegative, check_positive, clamp_score
 
 __all__ = ["Gap", "StaleTracker", "Stuck"]
 
@@ -135,7 +135,7 @@ class Gap:
 
 
 class StaleTracker:
-    """Series that stop reporting entirely (not a :class:`~detectors.base.Detector`).
+    """Series that stop reporting entirely (not a :class:`~twinwatch.detectors.base.Detector`).
 
     The flow calls :meth:`seen` for every reading and :meth:`check` periodically with the current
     time. A series is stale when it has been silent for longer than ``factor * interval_s``; it is

@@ -21,10 +21,12 @@ from collections import defaultdict
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
-from flows.detect import Plan, Shard, shard_of
-from flows.liveness import Liveness, latest_times
-from flows.acks import Acked
-from flows.parse import Parser
+from twinwatch.engine.alerts import shard_of
+from twinwatch.engine.plan import Plan
+from twinwatch.engine.shard import Shard
+from twinwatch.engine.liveness import Liveness, latest_times
+from twinwatch.flows.acks import Acked
+from twinwatch.engine.parse import Parser
 from twinwatch.config import Config
 from twinwatch.schema import Alert
 from twinwatch.schema import SecurityEvent
@@ -65,7 +67,7 @@ def _by_shard(records: list, shards: int) -> list[tuple[str, list]]:
 
 
 def _parse(parser: Parser, batch: list) -> tuple[list, list]:
-    """Parse a raw batch; its acknowledgement (flows.acks) moves to the records, or to the dead
+    """Parse a raw batch; its acknowledgement (twinwatch.flows.acks) moves to the records, or to the dead
     letters when no record was valid, so the InfluxDB sink acks it once that batch is durable."""
     oks, errs = parser.split(batch)
     ack = getattr(batch, "ack", None)
@@ -82,13 +84,13 @@ def build_flow(config: Config, source, *, influx_sink=None, alert_sink=None,
     """Wire the flow. Sinks default to the configured services; tests may pass their own."""
     services = config.services
     if influx_sink is None:
-        from flows.sinks.influx import InfluxSink
+        from twinwatch.flows.sinks.influx import InfluxSink
         influx_sink = InfluxSink(services.influxdb)
     if alert_sink is None and (services.alertmanager.url or services.alertmanager.webhook_url):
-        from flows.sinks.alertmanager import AlertmanagerSink
+        from twinwatch.flows.sinks.alertmanager import AlertmanagerSink
         alert_sink = AlertmanagerSink(services.alertmanager)
     if dead_letter_sink is None:
-        from flows.sinks.deadletter import DeadLetterFileSink
+        from twinwatch.flows.sinks.deadletter import DeadLetterFileSink
         dead_letter_sink = DeadLetterFileSink(config.flow.dead_letter_path)
 
     parser = Parser(config)
@@ -101,7 +103,7 @@ def build_flow(config: Config, source, *, influx_sink=None, alert_sink=None,
     records = op.filter_map("records", parsed, lambda p: p[0] or None)
     dead = op.filter_map("dead_letters", parsed, lambda p: p[1] or None)
     if log_source is not None:  # syslog / log files (issue #6): lines become security events
-        from flows.security import log_input
+        from twinwatch.flows.security import log_input
         log_events, log_dead = log_input(flow, config, log_source)
         dead = op.merge("all_dead_letters", dead, log_dead)
     op.output("dead_letter_file", dead, dead_letter_sink)
@@ -115,17 +117,17 @@ def build_flow(config: Config, source, *, influx_sink=None, alert_sink=None,
     stale_alerts = op.map("unkey_liveness", stale, lambda kv: kv[1])
 
     to_influx = [records, outputs, stale_alerts, dead]
-    if config.flow.rollups:  # reading_1m / reading_1h for long-range panels (flows.rollup)
+    if config.flow.rollups:  # reading_1m / reading_1h for long-range panels (twinwatch.flows.rollup)
         from datetime import timedelta
 
-        from flows.rollup import rollups
+        from twinwatch.flows.rollup import rollups
         to_influx.append(rollups("rollup", keyed,
                                  timedelta(seconds=config.flow.rollup_lateness_s)))
     security_alerts = []
     if log_source is not None:
         to_influx.append(log_events)
     if config.security.enabled:  # issue #6: attack rules, log templates, device events
-        from flows.security import security_branch
+        from twinwatch.flows.security import security_branch
         events = op.filter_map("security_events", records,
                                lambda rs: [r for r in rs if type(r) is SecurityEvent] or None)
         if log_source is not None:

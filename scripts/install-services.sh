@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install the Debian packages whose binaries twinwatch/services.py runs.
+# Install the Debian packages whose binaries twinwatch/app/services.py runs.
 #
 #   scripts/install-services.sh [influxdb|mosquitto|alertmanager|victoriametrics|prometheus|chromium ...]
 #

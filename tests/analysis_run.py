@@ -1,7 +1,7 @@
 """A short simulated run through the real flow into a real InfluxDB, shared by the analysis tests.
 
 Six simulated hours of the example city, with seven of its incidents moved into that span, go
-through ``flows.dataflow.build_flow`` (Bytewax's ``run_main``) with the real ``InfluxSink``
+through ``twinwatch.flows.dataflow.build_flow`` (Bytewax's ``run_main``) with the real ``InfluxSink``
 pointed at the session InfluxDB 1.6.7. A tee records every record the flow handed to the sink
 (what was written), and a few garbage messages make dead letters. Then an on-call engineer
 acknowledges two of the fired alerts: ``alert_ack`` points, as ``twinwatch alerts ack``
@@ -21,9 +21,10 @@ from pathlib import Path
 import msgspec
 from bytewax.testing import TestingSource, run_main
 
-from flows.dataflow import build_flow
-from flows.sinks.influx import InfluxSink, InfluxV1Writer, _flatten
-from twinwatch import simulator
+from twinwatch.flows.dataflow import build_flow
+from twinwatch.flows.sinks.influx import InfluxSink, _flatten
+from twinwatch.influx import InfluxV1Writer
+from twinwatch.app import simulator
 from twinwatch.config import Incident, load_config
 
 START = datetime(2026, 11, 19, 15, 0, tzinfo=timezone.utc)  # local midnight in Seoul

@@ -1,6 +1,6 @@
 """Shared pytest fixtures.
 
-Service fixtures start real processes (see twinwatch/services.py) on free loopback ports in
+Service fixtures start real processes (see twinwatch/app/services.py) on free loopback ports in
 pytest's tmp dirs. A missing binary skips the test locally, but FAILS it when CI=true:
 under CI a missing service is a broken install, never a reason to skip.
 """
@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from twinwatch import services
-from twinwatch.services import Service
+from twinwatch.app import services
+from twinwatch.app.services import Service
 
 
 def _missing(msg: str) -> None:

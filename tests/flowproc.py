@@ -7,7 +7,7 @@ import time
 
 import httpx
 
-from twinwatch import services
+from twinwatch.app import services
 
 READY = 'twinwatch_source_ready{source="mqtt"} 1.0'
 

@@ -15,7 +15,7 @@ import httpx
 import msgspec
 import pytest
 
-from twinwatch import services
+from twinwatch.app import services
 from flowproc import flow_env, wait_subscribed  # tests/flowproc.py
 from twinwatch.config import load_config
 from twinwatch.mqtt import connect, make_client
@@ -34,7 +34,7 @@ def test_alert_reaches_alertmanager_after_its_outage(service_factory, influxdb, 
                                  ALERTMANAGER__RESEND_INTERVAL_S="1")
     config = load_config(environ=env)
     am.stop()  # Alertmanager is down when the incident starts
-    flow = subprocess.Popen([sys.executable, "-m", "twinwatch.cli", "run", "--idle-timeout",
+    flow = subprocess.Popen([sys.executable, "-m", "twinwatch.app.cli", "run", "--idle-timeout",
                              "20"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{metrics_port}/metrics"

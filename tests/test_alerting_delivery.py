@@ -1,4 +1,4 @@
-"""Delivery through a real Alertmanager 0.25 configured by ``alerting.amconfig`` from our config.
+"""Delivery through a real Alertmanager 0.25 configured by ``twinwatch.alerting.amconfig`` from our config.
 
 Receivers are real local servers: an HTTP server (Alertmanager's webhook and Slack-compatible
 notifiers post to it) and an aiosmtpd SMTP server (the email notifier). Each test starts its own
@@ -21,11 +21,11 @@ import msgspec
 import pytest
 import yaml
 
-from alerting import AlertmanagerClient
-from alerting.amconfig import amconfig, render
-from alerting.ops import parse_matchers, silence
-from flows.sinks.alertmanager import AlertmanagerSink
-from twinwatch import services
+from twinwatch.alerting import AlertmanagerClient
+from twinwatch.alerting.amconfig import amconfig, render
+from twinwatch.alerting.ops import parse_matchers, silence
+from twinwatch.flows.sinks.alertmanager import AlertmanagerSink
+from twinwatch.app import services
 from twinwatch.config import EXAMPLE_CONFIG, ConfigError, parse_config
 from twinwatch.schema import Alert, fingerprint
 

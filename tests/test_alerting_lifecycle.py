@@ -7,8 +7,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-from alerting.lifecycle import FIRING, INACTIVE, AlertState, Policy, evaluate
-from alerting.rules import check_links, links, policy
+from twinwatch.engine.lifecycle import FIRING, INACTIVE, AlertState, Policy, evaluate
+from twinwatch.alerting.rules import check_links, links
+from twinwatch.engine.plan import policy
 from twinwatch.config import AlertmanagerService, AlertRule, ConfigError
 from twinwatch.schema import Alert
 

@@ -8,10 +8,10 @@ from datetime import datetime, timezone
 import httpx
 import pytest
 
-from alerting import AlertmanagerClient
-from alerting.ops import ack_line, parse_duration, parse_matchers, OpsError
-from twinwatch import services
-from twinwatch.cli import main
+from twinwatch.alerting import AlertmanagerClient
+from twinwatch.alerting.ops import ack_line, parse_duration, parse_matchers, OpsError
+from twinwatch.app import services
+from twinwatch.app.cli import main
 from twinwatch.schema import Alert, fingerprint
 
 pytestmark = pytest.mark.services

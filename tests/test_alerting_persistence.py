@@ -1,5 +1,5 @@
 """The SQLite AlertStore, and rule settings from the config acting in the flow's detect step
-(escalation and flapping on crafted turbidity series through flows.detect.Shard)."""
+(escalation and flapping on crafted turbidity series through twinwatch.engine.shard.Shard)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from datetime import datetime, timedelta, timezone
 
 import yaml
 
-from alerting.persistence import AlertStore
-from flows.detect import Plan, Shard
+from twinwatch.alerting.persistence import AlertStore
+from twinwatch.engine.plan import Plan
+from twinwatch.engine.shard import Shard
 from twinwatch.config import EXAMPLE_CONFIG, parse_config
 from twinwatch.schema import Alert, Reading, fingerprint
 
@@ -62,7 +63,7 @@ def alerts_of(shard, values):
 
 
 def test_escalation_from_the_config_reaches_the_alerts():
-    # limit 0.5 NTU: 0.6 scores 1.2, 1.2 scores 2.4 (see detectors.limits)
+    # limit 0.5 NTU: 0.6 scores 1.2, 1.2 scores 2.4 (see twinwatch.detectors.limits)
     values = [0.1] * 5 + [0.6, 0.6, 1.2, 1.2, 0.6] + [0.1] * 15
     assert alerts_of(shard_with(), values) == [("firing", "alert"), ("resolved", "alert")]
     assert alerts_of(shard_with(escalate={"severe": 2.0}), values) == [
@@ -83,6 +84,6 @@ def test_shard_snapshot_keeps_flap_history():
     shard.process(readings([0.1, 0.9, 0.1, 0.1, 0.1, 0.9]))
     state = shard.to_state()
     (key,) = state
-    limits_state = state[key][1][0]
+    limits_state = state[key][1]["limits"]  # alert states are keyed by detector name
     assert len(limits_state) == 5 and len(limits_state[4]) == 2  # two firings remembered
     assert Shard(shard.plan, state).to_state() == state

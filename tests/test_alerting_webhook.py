@@ -11,9 +11,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from alerting.webhook import (BadSignature, WebhookClient, WebhookRejected, sign, verify,
+from twinwatch.alerting.webhook import (BadSignature, WebhookClient, WebhookRejected, sign, verify,
                               SIGNATURE_HEADER, TIMESTAMP_HEADER)
-from flows.sinks.alertmanager import AlertmanagerSink
+from twinwatch.flows.sinks.alertmanager import AlertmanagerSink
 from twinwatch.config import AlertmanagerService, ConfigError, Secret
 from twinwatch.schema import Alert, fingerprint
 

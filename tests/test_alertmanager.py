@@ -17,10 +17,10 @@ import httpx
 import pytest
 from prometheus_client import REGISTRY
 
-from alerting import AlertmanagerClient, AlertmanagerRejected, AlertmanagerUnavailable, FiringSet
-from alerting.alertmanager import rfc3339, to_payload
-from flows.sinks.alertmanager import AlertmanagerSink
-from twinwatch import services
+from twinwatch.alerting import AlertmanagerClient, AlertmanagerRejected, AlertmanagerUnavailable, FiringSet
+from twinwatch.alerting.alertmanager import rfc3339, to_payload
+from twinwatch.flows.sinks.alertmanager import AlertmanagerSink
+from twinwatch.app import services
 from twinwatch.config import AlertmanagerService, Secret
 from twinwatch.schema import Alert, fingerprint
 
@@ -340,7 +340,7 @@ def test_sink_survives_an_outage(caplog):
     part = sink.build("alertmanager", 0, 1)
     errors = metric("twinwatch_sink_errors_total", sink="alertmanager")
     retries = metric("twinwatch_sink_retries_total", sink="alertmanager")
-    with caplog.at_level(logging.ERROR, logger="flows.sinks.alertmanager"):
+    with caplog.at_level(logging.ERROR, logger="twinwatch.flows.sinks.alertmanager"):
         part.write_batch([[alert(), alert(sensor="p2")]])
     assert part.failed == 2 and part.sent == 0 and len(sleeps) == 2
     assert len(part.firing) == 2  # re-sent later, when Alertmanager is back

@@ -10,10 +10,10 @@ import msgspec
 import pytest
 
 from analysis_run import sim_run
-from twinwatch.analysis.backtest import (FINDING_KINDS, alert_rows, backtest, live_alerts,
+from twinwatch.app.analysis.backtest import (FINDING_KINDS, alert_rows, backtest, live_alerts,
                                          load_history, records)
-from twinwatch.analysis.query import EmptyResult, Influx
-from twinwatch.evaluate import match_incidents, unmatched_alerts
+from twinwatch.app.analysis.query import EmptyResult, Influx
+from twinwatch.app.evaluate import match_incidents, unmatched_alerts
 from twinwatch.schema import Alert
 
 pytestmark = pytest.mark.services

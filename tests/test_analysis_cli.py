@@ -12,10 +12,10 @@ import polars as pl
 import pytest
 
 from analysis_run import sim_run
-from twinwatch import services
-from twinwatch.analysis import helpers as h
-from twinwatch.analysis.query import Influx
-from twinwatch.cli import main
+from twinwatch.app import services
+from twinwatch.app.analysis import helpers as h
+from twinwatch.app.analysis.query import Influx
+from twinwatch.app.cli import main
 
 pytestmark = pytest.mark.services
 

@@ -10,9 +10,9 @@ import polars as pl
 import pytest
 
 from analysis_run import sim_run
-from flows.sinks.influx import InfluxV1Writer
-from twinwatch.analysis import helpers as h
-from twinwatch.analysis.query import (TIME, BadTimeRange, Influx, check_range, parse_duration,
+from twinwatch.influx import InfluxV1Writer
+from twinwatch.app.analysis import helpers as h
+from twinwatch.app.analysis.query import (TIME, BadTimeRange, Influx, check_range, parse_duration,
                                       parse_time)
 from twinwatch.schema import Alert, AnomalyScore, DeadLetter, Reading, SecurityEvent
 

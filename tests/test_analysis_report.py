@@ -15,9 +15,9 @@ import pytest
 from PIL import Image
 
 from analysis_run import sim_run
-from twinwatch.analysis import helpers as h
-from twinwatch.analysis.query import Influx
-from twinwatch.analysis.report import SECTIONS, build_report, incidents
+from twinwatch.app.analysis import helpers as h
+from twinwatch.app.analysis.query import Influx
+from twinwatch.app.analysis.report import SECTIONS, build_report, incidents
 
 pytestmark = pytest.mark.services
 

@@ -19,7 +19,7 @@ import jsonschema
 import pytest
 import yaml
 
-from dashboards.build import DASHBOARD_DIR
+from twinwatch.dashboards.build import DASHBOARD_DIR
 from twinwatch.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -4,6 +4,7 @@ import pytest
 import yaml
 
 from twinwatch.config import EXAMPLE_CONFIG, ConfigError, Secret, load_config, parse_config
+from twinwatch.engine.plan import Plan
 
 
 def raw():
@@ -79,7 +80,7 @@ def test_invalid_configs_fail_with_the_key_named(mutate, message):
     r = raw()
     mutate(r)
     with pytest.raises(ConfigError, match=message):
-        parse_config(r, environ={})
+        Plan(parse_config(r, environ={}))  # the whole validation: config, then the engine's plan
 
 
 def test_missing_file_and_bad_yaml_are_clear_errors(tmp_path):

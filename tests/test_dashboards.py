@@ -15,10 +15,10 @@ import yaml
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.cog import runtime as cogruntime
 
-from dashboards import build
-from dashboards.common import UIDS
-from dashboards.influxql import InfluxQL, InfluxQLQuery, register
-from dashboards.verify import _panels, expand_influxql, regex_value
+from twinwatch.dashboards import build
+from twinwatch.dashboards.common import UIDS
+from twinwatch.dashboards.influxql import InfluxQL, InfluxQLQuery, register
+from twinwatch.dashboards.verify import _panels, expand_influxql, regex_value
 from twinwatch.config import load_config
 from twinwatch.schema import DOMAINS
 

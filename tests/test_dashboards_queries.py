@@ -27,14 +27,15 @@ import httpx
 import pytest
 from bytewax.testing import TestingSource, run_main
 
-from dashboards.build import dashboards
-from dashboards.verify import expand_influxql, expand_promql, regex_value, targets
-from flows.dataflow import build_flow
-from flows.sinks.influx import InfluxSink, InfluxV1Writer
-from twinwatch import services
+from twinwatch.dashboards.build import dashboards
+from twinwatch.dashboards.verify import expand_influxql, expand_promql, regex_value, targets
+from twinwatch.flows.dataflow import build_flow
+from twinwatch.flows.sinks.influx import InfluxSink
+from twinwatch.influx import InfluxV1Writer
+from twinwatch.app import services
 from twinwatch.config import load_config
-from twinwatch.services import free_port
-from twinwatch.simulator import generate
+from twinwatch.app.services import free_port
+from twinwatch.app.simulator import generate
 
 SIM_HOURS = 16
 
@@ -159,12 +160,12 @@ def test_every_promql_query_returns_data(influxdb, mosquitto, alertmanager, infl
                TWINWATCH__FLOW__DEAD_LETTER_PATH=str(tmp_path / "dead.jsonl"))
     config = load_config(environ=env)
     t_start = time.time()
-    proc = subprocess.Popen([sys.executable, "-m", "twinwatch.cli", "run", "--idle-timeout", "6"],
+    proc = subprocess.Popen([sys.executable, "-m", "twinwatch.app.cli", "run", "--idle-timeout", "6"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         _wait(lambda: _prom(prom, 'twinwatch_source_ready{source="mqtt"} == 1'), proc)
         from twinwatch.mqtt import connect, make_client
-        from twinwatch.simulator.publish import publish_mqtt
+        from twinwatch.app.simulator.publish import publish_mqtt
         start = datetime.now(timezone.utc) - timedelta(hours=3)
         msgs = list(generate(config, start, duration_h=3))
         pub = make_client(config.services.mqtt, "dash-bad", clean_session=True)

@@ -16,7 +16,7 @@ import sys
 import httpx
 import pytest
 
-from twinwatch import services
+from twinwatch.app import services
 from twinwatch.config import load_config
 
 
@@ -35,7 +35,7 @@ def test_demo_detects_every_incident_class(tmp_path, require_services):
                TWINWATCH__SIMULATION__LABELS_PATH=str(tmp_path / "incidents.jsonl"))
     var = tmp_path / "var"
     try:
-        run = subprocess.run([sys.executable, "-m", "twinwatch.cli", "demo", "--var", str(var),
+        run = subprocess.run([sys.executable, "-m", "twinwatch.app.cli", "demo", "--var", str(var),
                               "--speed", "1e9"], env=env, capture_output=True, text=True,
                              timeout=600)
         out = run.stdout

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from detectors import REGISTRY, build
-from detectors.multivariate import PcaT2Q, chi2_quantile
+from twinwatch.detectors import REGISTRY, build
+from twinwatch.detectors.multivariate import PcaT2Q, chi2_quantile
 
 
 def noise(n: int, seed: int = 0, scale: float = 1.0, level: float = 10.0) -> list[float]:

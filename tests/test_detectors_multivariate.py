@@ -12,9 +12,9 @@ from functools import lru_cache
 import numpy as np
 import pytest
 
-from detectors import build
-from detectors.knn_cad import KnnCad
-from detectors.multivariate import IsolationForestDetector, PcaT2Q, VectorHST
+from twinwatch.detectors import build
+from twinwatch.detectors.knn_cad import KnnCad
+from twinwatch.detectors.multivariate import IsolationForestDetector, PcaT2Q, VectorHST
 
 
 def correlated(n: int, seed: int) -> list[list[float]]:
@@ -177,7 +177,7 @@ def _ts(s: str) -> float:
 def dma_inlet_pipe_burst():
     """(times, [pressure, flow] vectors, incident start, end): 6 h either side of the burst."""
     from twinwatch.config import load_config
-    from twinwatch.simulator import generate, incident_labels, sim_start
+    from twinwatch.app.simulator import generate, incident_labels, sim_start
 
     cfg = load_config(environ={})
     start = sim_start(cfg, datetime(2026, 11, 23, 3, tzinfo=timezone.utc))

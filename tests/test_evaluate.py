@@ -2,7 +2,7 @@
 
 from datetime import datetime, timedelta, timezone
 
-from twinwatch.evaluate import AlertRow, match_incidents, unmatched_alerts
+from twinwatch.app.evaluate import AlertRow, match_incidents, unmatched_alerts
 
 T0 = datetime(2026, 11, 22, tzinfo=timezone.utc)
 LABELS = [

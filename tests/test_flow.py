@@ -13,10 +13,11 @@ import pytest
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import TestingSource, run_main
 
-from flows.dataflow import build_flow
-from flows.detect import Plan, Shard
-from flows.parse import Parser
-from flows.sources.replay import ReplaySource
+from twinwatch.flows.dataflow import build_flow
+from twinwatch.engine.plan import Plan
+from twinwatch.engine.shard import Shard
+from twinwatch.engine.parse import Parser
+from twinwatch.flows.sources.replay import ReplaySource
 from twinwatch.config import load_config
 from twinwatch.schema import Alert, AnomalyScore, DeadLetter, Reading, SecurityEvent
 
@@ -137,7 +138,7 @@ def test_source_batches_from_testing_source(config):
 
 def test_csv_replay_and_resume_offset(config, tmp_path):
     """CSV replay (time,topic,value) feeds the same parse step; a partition resumes at its offset."""
-    from flows.sources.replay import _ReplayPartition
+    from twinwatch.flows.sources.replay import _ReplayPartition
 
     path = tmp_path / "day.csv"
     rows = ["time,topic,value"] + [

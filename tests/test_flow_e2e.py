@@ -41,7 +41,7 @@ def test_mqtt_to_influxdb_and_alertmanager(flow_env, influxdb, mosquitto, alertm
                                            influx_db, tmp_path):
     env, metrics_port = flow_env
     config = load_config(environ=env)
-    proc = subprocess.Popen([sys.executable, "-m", "twinwatch.cli", "run", "--idle-timeout", "4"],
+    proc = subprocess.Popen([sys.executable, "-m", "twinwatch.app.cli", "run", "--idle-timeout", "4"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
@@ -129,7 +129,7 @@ def test_two_workers_split_the_topics_without_duplicates(flow_env, influxdb, mos
     env, metrics_port = flow_env
     env = dict(env, TWINWATCH__SERVICES__ALERTMANAGER__URL="null")
     config = load_config(environ=env)
-    proc = subprocess.Popen([sys.executable, "-m", "twinwatch.cli", "run", "-w", "2",
+    proc = subprocess.Popen([sys.executable, "-m", "twinwatch.app.cli", "run", "-w", "2",
                              "--idle-timeout", "4"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:

@@ -17,10 +17,10 @@ from bytewax.testing import TestingSource, run_main
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flows.dataflow import build_flow
-from flows.parse import Parser
-from flows.sinks import lineprotocol as lp
-from flows.sinks.influx import InfluxV1Writer
+from twinwatch.flows.dataflow import build_flow
+from twinwatch.engine.parse import Parser
+from twinwatch import lineprotocol as lp
+from twinwatch.influx import InfluxV1Writer
 from test_flow import Capture  # noqa: E402  (tests/test_flow.py)
 from twinwatch.config import load_config
 from twinwatch.schema import DEAD_LETTER_REASONS, Reading

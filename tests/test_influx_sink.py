@@ -18,11 +18,10 @@ import httpx
 import pytest
 from prometheus_client import REGISTRY
 
-from flows.sinks import lineprotocol as lp
-from flows.sinks.influx import (
-    InfluxRejected, InfluxSink, InfluxUnavailable, InfluxV1Writer, InfluxV2Writer, make_writer,
-)
-from twinwatch import services
+from twinwatch import lineprotocol as lp
+from twinwatch.flows.sinks.influx import InfluxSink
+from twinwatch.influx import InfluxRejected, InfluxUnavailable, InfluxV1Writer, InfluxV2Writer, make_writer
+from twinwatch.app import services
 from twinwatch.config import ConfigError, InfluxService, Secret, Tls
 from twinwatch.schema import Alert, AnomalyScore, DeadLetter, Reading, SecurityEvent
 
@@ -159,7 +158,7 @@ def test_sink_drops_and_counts_a_rejected_batch(influxdb, caplog):
     cfg = InfluxService(url=influxdb.url, database="not_created", batch_size=2)
     part = InfluxSink(cfg).build("influxdb", 0, 1)
     errors = metric("twinwatch_sink_errors_total", sink="influxdb")
-    with caplog.at_level(logging.ERROR, logger="flows.sinks.influx"):
+    with caplog.at_level(logging.ERROR, logger="twinwatch.flows.sinks.influx"):
         part.write_batch([readings(5)])
     part.close()
     assert part.dropped == 5 and part.written == 0

@@ -2,7 +2,7 @@
 
 import pytest
 
-from alerting.lifecycle import FIRING, INACTIVE, AlertState, step
+from twinwatch.engine.lifecycle import FIRING, INACTIVE, AlertState, step
 
 
 def run(seq, for_s, clear_s):

@@ -11,8 +11,8 @@ from datetime import datetime, timedelta, timezone
 import msgspec
 import pytest
 
-from flows.sinks import lineprotocol as lp
-from flows.sinks.influx import InfluxV1Writer
+from twinwatch import lineprotocol as lp
+from twinwatch.influx import InfluxV1Writer
 from twinwatch.schema import Alert, AnomalyScore, DeadLetter, Reading, SecurityEvent
 
 T0 = datetime(2026, 11, 23, 1, 0, 0, 123456, tzinfo=timezone.utc)
@@ -189,7 +189,7 @@ def _event(t: datetime, kind: str = "auth_failure") -> SecurityEvent:
 
 def test_the_encoder_is_stateless_a_repeat_is_the_same_point():
     """Readings are facts: re-delivery must overwrite (idempotent). Distinct events that share a
-    time get distinct times upstream (flows.parse.UniqueTimes, tested in test_parse.py)."""
+    time get distinct times upstream (twinwatch.engine.parse.UniqueTimes, tested in test_parse.py)."""
     assert lp.encode(reading()) == lp.encode(reading())
     assert lp.encode(_event(T0)) == lp.encode(_event(T0))
 
@@ -292,7 +292,7 @@ def test_round_trip_hostile_names_through_influxdb(influxdb, influx_db):
 def test_same_second_events_are_all_stored(influxdb, influx_db):
     """Real InfluxDB 1.6.7: five failed logins in one logged second are five points (their times
     made distinct by the parse step's UniqueTimes, as in the flow)."""
-    from flows.parse import UniqueTimes
+    from twinwatch.engine.parse import UniqueTimes
 
     unique = UniqueTimes()
     events = [_event(T0) for _ in range(5)]

@@ -9,13 +9,13 @@ import time
 
 from bytewax.testing import run_main
 
-from flows.security import build_log_flow
-from flows.sources.syslog import SyslogSource
-from flows.sources.tail import TailSource
+from twinwatch.flows.security import build_log_flow
+from twinwatch.flows.sources.syslog import SyslogSource
+from twinwatch.flows.sources.tail import TailSource
 from tests.test_flow import Capture
 from twinwatch.config import load_config
 from twinwatch.schema import DeadLetter, SecurityEvent
-from twinwatch.services import free_port
+from twinwatch.app.services import free_port
 
 CONFIG = load_config(environ={"TWINWATCH__SECURITY__HOSTS": "{gw1: sejong-soc/gw-1}"})
 

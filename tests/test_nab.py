@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.nab import scorer
-from benchmarks.nab.corpus import NabLayoutError, load_corpus, write_results
-from benchmarks.nab.run import DETECTORS, bench
-from twinwatch.cli import main as cli_main
+from twinwatch.app.nab import scorer
+from twinwatch.app.nab.corpus import NabLayoutError, load_corpus, write_results
+from twinwatch.app.nab.run import DETECTORS, bench
+from twinwatch.app.cli import main as cli_main
 
 NAB = Path(__file__).resolve().parents[2] / "shared" / "data" / "nab"
 STANDARD, LOW_FP, LOW_FN = scorer.PROFILES

@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from flows.parse import Parser, parse_sshd
+from twinwatch.engine.parse import Parser, parse_sshd
 from twinwatch.config import load_config
 from twinwatch.schema import DEAD_LETTER_REASONS, BadRecord, Reading, SecurityEvent
 

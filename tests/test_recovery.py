@@ -21,7 +21,7 @@ import httpx
 import msgspec
 import pytest
 
-from twinwatch import services
+from twinwatch.app import services
 from flowproc import flow_env, wait_subscribed  # tests/flowproc.py
 from twinwatch.config import load_config
 from twinwatch.mqtt import connect, make_client
@@ -45,7 +45,7 @@ class _Receiver(BaseHTTPRequestHandler):
 
 
 def _start_flow(env, log):
-    return subprocess.Popen([sys.executable, "-m", "twinwatch.cli", "run", "--idle-timeout", "5",
+    return subprocess.Popen([sys.executable, "-m", "twinwatch.app.cli", "run", "--idle-timeout", "5",
                              "--recovery-dir", env["RECOVERY_DIR"], "--epoch-s", "1"],
                             env=env, stdout=log, stderr=subprocess.STDOUT)
 

@@ -1,4 +1,4 @@
-"""Rollups (flows.rollup), their line protocol, and retention (flows.retention) on InfluxDB 1.6.7."""
+"""Rollups (twinwatch.flows.rollup), their line protocol, and retention (twinwatch.app.retention) on InfluxDB 1.6.7."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import msgspec
 import pytest
 from bytewax.testing import TestingSink, TestingSource, run_main
 
-from flows.dataflow import build_flow
-from flows.retention import apply_configured, apply_retention, statements
-from flows.rollup import finish, fold_rollups, merge_rollups, split_by_window
-from flows.sinks.influx import InfluxV1Writer
-from flows.sinks.lineprotocol import encode, encode_by_measurement
+from twinwatch.flows.dataflow import build_flow
+from twinwatch.app.retention import apply_configured, apply_retention, statements
+from twinwatch.flows.rollup import finish, fold_rollups, merge_rollups, split_by_window
+from twinwatch.influx import InfluxV1Writer
+from twinwatch.lineprotocol import encode, encode_by_measurement
 from twinwatch.config import InfluxService, Retention, load_config
 from twinwatch.schema import Reading, Rollup
 
@@ -127,7 +127,7 @@ def test_retention_is_applied_on_influxdb_1x(influxdb, influx_db):
 
 
 def test_retention_on_an_unreachable_server_is_logged_not_fatal(caplog):
-    from twinwatch.services import free_port
+    from twinwatch.app.services import free_port
     cfg = InfluxService(url=f"http://127.0.0.1:{free_port()}", max_retries=0,
                         retention=Retention(database="400d"))
     assert apply_configured(cfg) == []

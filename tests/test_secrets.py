@@ -11,7 +11,7 @@ import httpx
 import msgspec
 import pytest
 
-from twinwatch import services
+from twinwatch.app import services
 from flowproc import flow_env, wait_subscribed  # tests/flowproc.py
 from twinwatch.config import load_config
 from twinwatch.mqtt import connect, make_client
@@ -42,7 +42,7 @@ def test_authenticated_mqtt_and_no_secret_anywhere(secured_mosquitto, influxdb, 
     env, metrics_port = _env(secured_mosquitto, influxdb, influx_db, tmp_path, MQTT_PW)
     monkeypatch.setenv("TW_MQTT_PW", MQTT_PW)  # the test's own publisher uses the same secret
     config = load_config(environ=env)
-    flow = subprocess.Popen([sys.executable, "-m", "twinwatch.cli", "-v", "run",
+    flow = subprocess.Popen([sys.executable, "-m", "twinwatch.app.cli", "-v", "run",
                              "--idle-timeout", "3"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{metrics_port}/metrics"
@@ -80,7 +80,7 @@ def test_wrong_mqtt_password_is_a_clear_error_without_the_password(secured_mosqu
                                                                    influx_db, tmp_path):
     wrong = "wrong-pw-4411"
     env, _ = _env(secured_mosquitto, influxdb, influx_db, tmp_path, wrong)
-    flow = subprocess.run([sys.executable, "-m", "twinwatch.cli", "run", "--idle-timeout", "2"],
+    flow = subprocess.run([sys.executable, "-m", "twinwatch.app.cli", "run", "--idle-timeout", "2"],
                           env=env, capture_output=True, text=True, timeout=60)
     logs = flow.stdout + flow.stderr
     assert "refused the connection" in logs and "Not authorized" in logs

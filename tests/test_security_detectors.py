@@ -9,10 +9,10 @@ import pickle
 import pytest
 import yaml
 
-from detectors.security import SecurityDetector
-from flows.logparse import LogParser, classify, pseudonymise
-from flows.parse import Parser
-from flows.security import SecurityShard
+from twinwatch.detectors.security import SecurityDetector
+from twinwatch.engine.logparse import LogParser, classify, pseudonymise
+from twinwatch.engine.parse import Parser
+from twinwatch.engine.security import SecurityShard
 from twinwatch.config import EXAMPLE_CONFIG, load_config, parse_config
 from twinwatch.schema import Alert
 

@@ -32,11 +32,12 @@ import msgspec
 import pytest
 from bytewax.testing import run_main
 
-from detectors.logtemplates import LogTemplates
-from detectors.security import SecurityDetector
-from flows.logparse import LogParser
-from flows.security import SecurityShard, build_log_flow
-from flows.sources.tail import TailSource
+from twinwatch.detectors.logtemplates import LogTemplates
+from twinwatch.detectors.security import SecurityDetector
+from twinwatch.engine.logparse import LogParser
+from twinwatch.engine.security import SecurityShard
+from twinwatch.flows.security import build_log_flow
+from twinwatch.flows.sources.tail import TailSource
 from tests.test_flow import Capture
 from twinwatch.config import load_config
 from twinwatch.schema import Alert, AnomalyScore, SecurityEvent

@@ -1,4 +1,4 @@
-"""Tests of twinwatch.services against the real binaries."""
+"""Tests of twinwatch.app.services against the real binaries."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from twinwatch import services
+from twinwatch.app import services
 
 pytestmark = pytest.mark.services
 
@@ -206,7 +206,7 @@ def test_up_status_down_roundtrip(tmp_path, require_services):
 
 def test_up_with_fixed_port(tmp_path, require_services):
     require_services("mosquitto")
-    from twinwatch.services import free_port
+    from twinwatch.app.services import free_port
 
     port = free_port()
     try:

@@ -1,4 +1,4 @@
-"""Tests of the built-in city simulator (twinwatch.simulator)."""
+"""Tests of the built-in city simulator (twinwatch.app.simulator)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import yaml
 
-from twinwatch import simulator as sim
+from twinwatch.app import simulator as sim
 from twinwatch.config import MqttService, EXAMPLE_CONFIG, Config
 from twinwatch.schema import FirewallPayload, LogPayload, SensorPayload
 
@@ -569,7 +569,7 @@ def test_publish_mqtt_paces_sim_time(mosquitto, example):
 
 
 def test_publish_mqtt_unreachable_broker():
-    from twinwatch.services import free_port
+    from twinwatch.app.services import free_port
 
     port = free_port()
     with pytest.raises(ConnectionError, match=f"127.0.0.1:{port}"):

@@ -18,9 +18,9 @@ import msgspec
 import pytest
 from prometheus_client import REGISTRY
 
-from flows.sinks.influx import InfluxSink
-from flows.sinks.spool import Spool, SpoolFull
-from twinwatch import services
+from twinwatch.flows.sinks.influx import InfluxSink
+from twinwatch.flows.sinks.spool import Spool, SpoolFull
+from twinwatch.app import services
 from flowproc import flow_env, metrics_text, wait_subscribed  # tests/flowproc.py
 from twinwatch.config import InfluxService, load_config
 from twinwatch.mqtt import connect, make_client
@@ -127,7 +127,7 @@ def test_flow_rides_out_an_influxdb_outage_under_load(service_factory, mosquitto
                                  MQTT__CLIENT_ID="outage-flow", INFLUXDB__MAX_RETRIES="1",
                                  INFLUXDB__TIMEOUT_S="2", INFLUXDB__SPOOL_RETRY_S="0.5")
     config = load_config(environ=env)
-    flow = subprocess.Popen([sys.executable, "-m", "twinwatch.cli", "run", "--idle-timeout",
+    flow = subprocess.Popen([sys.executable, "-m", "twinwatch.app.cli", "run", "--idle-timeout",
                              str(outage_s + 10)], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
     metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"

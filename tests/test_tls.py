@@ -13,7 +13,7 @@ import msgspec
 import paho.mqtt.client as paho
 import pytest
 
-from twinwatch import services
+from twinwatch.app import services
 from flowproc import flow_env, wait_subscribed  # tests/flowproc.py
 from twinwatch.config import load_config
 from twinwatch.mqtt import connect, make_client
@@ -47,7 +47,7 @@ def test_flow_over_tls(tls_mosquitto, influxdb, influx_db, tmp_path):
                                  MQTT__CLIENT_ID=f"tls-{influx_db}", MQTT__TLS__ENABLED="true",
                                  MQTT__TLS__CA_FILE=str(ca))
     config = load_config(environ=env)
-    flow = subprocess.Popen([sys.executable, "-m", "twinwatch.cli", "run", "--idle-timeout", "3"],
+    flow = subprocess.Popen([sys.executable, "-m", "twinwatch.app.cli", "run", "--idle-timeout", "3"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         wait_subscribed(f"http://127.0.0.1:{metrics_port}/metrics", flow)

@@ -35,7 +35,7 @@ __all__ = [
 
 EXAMPLE_CONFIG = Path(__file__).parent / "examples" / "pilot-city.yaml"
 ENV_PREFIX = "TWINWATCH__"
-BUILTIN_RULES = ("stale",)  # alert rules that are not detectors (flows.liveness)
+BUILTIN_RULES = ("stale",)  # alert rules that are not detectors (twinwatch.engine.liveness)
 
 Id = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
@@ -103,7 +103,7 @@ class Sensor(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     limits: Limits | None = None
     detectors: list[str] | None = None  # None: the domain's defaults
     kind: Literal["reading", "log", "firewall", "device_event"] = "reading"
-    sim: dict[str, Any] = {}  # simulator parameters (see twinwatch.simulator)
+    sim: dict[str, Any] = {}  # simulator parameters (see twinwatch.app.simulator)
 
 
 class Asset(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -141,7 +141,7 @@ class AlertRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     for_s: Annotated[float, msgspec.Meta(ge=0)] = 0.0
     clear_s: Annotated[float, msgspec.Meta(ge=0)] = 300.0
     summary: str = "{detector} anomaly on {site}/{asset}/{sensor}: {value:g} {unit}"
-    # Issue #4 (alerting/lifecycle.py): hysteresis, flapping, escalation, re-notify interval.
+    # Issue #4 (twinwatch/engine/lifecycle.py): hysteresis, flapping, escalation, re-notify interval.
     reset: Annotated[float, msgspec.Meta(ge=0)] | None = None  # an active alert stays hit while score >= reset
     flap_window_s: Annotated[float, msgspec.Meta(ge=0)] = 0.0  # 0: no flapping detection
     flap_max: Annotated[int, msgspec.Meta(ge=2)] = 3  # firings within flap_window_s = flapping
@@ -194,7 +194,7 @@ RetentionDuration = Annotated[str, msgspec.Meta(pattern=r"^(INF|\d+[hdw])$")]
 
 
 class Retention(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """How long data is kept, applied on start by ``flows.retention`` (InfluxDB 1.x).
+    """How long data is kept, applied on start by ``twinwatch.app.retention`` (InfluxDB 1.x).
 
     ``database``: duration of the database's default retention policy (the longest-lived data,
     i.e. the rollups), e.g. ``400d``. ``measurements``: a shorter duration per measurement, e.g.
@@ -280,7 +280,7 @@ class FlowSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     dead_letter_path: str = "var/dead-letters.jsonl"
     stale_factor: PositiveFloat = 5.0  # a series silent for factor x interval is stale
     max_future_s: PositiveFloat = 86400.0  # a time further ahead of the wall clock is rejected
-    rollups: bool = True  # write reading_1m / reading_1h (flows.rollup)
+    rollups: bool = True  # write reading_1m / reading_1h (twinwatch.flows.rollup)
     rollup_lateness_s: Annotated[float, msgspec.Meta(ge=0)] = 30.0  # event-time wait per window
 
 
@@ -291,7 +291,7 @@ class City(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 class Incident(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """An incident the simulator injects (and labels), at ``at_h`` hours into the run."""
-    kind: str  # see twinwatch.simulator.INCIDENT_KINDS
+    kind: str  # see twinwatch.app.simulator.INCIDENT_KINDS
     targets: list[str]  # "site/asset/sensor" paths the incident changes
     at_h: Annotated[float, msgspec.Meta(ge=0)]
     duration_h: PositiveFloat = 1.0
@@ -309,7 +309,7 @@ class Simulation(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class SecurityDetection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Per-source-IP thresholds of detectors.security.SecurityDetector (issue #6)."""
+    """Per-source-IP thresholds of twinwatch.detectors.security.SecurityDetector (issue #6)."""
     brute_force_window_s: PositiveFloat = 300.0
     brute_force_failures: Annotated[int, msgspec.Meta(ge=1)] = 10
     spray_window_s: PositiveFloat = 600.0
@@ -325,7 +325,7 @@ class SecurityDetection(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
 
 
 class TemplateMining(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """drain3 template mining and per-template rates (detectors.logtemplates)."""
+    """drain3 template mining and per-template rates (twinwatch.detectors.logtemplates)."""
     sim_th: Annotated[float, msgspec.Meta(gt=0, lt=1)] = 0.4
     depth: Annotated[int, msgspec.Meta(ge=3)] = 4
     max_children: Annotated[int, msgspec.Meta(ge=2)] = 100
@@ -400,14 +400,8 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, dict=True)
         return None
 
     def validate(self) -> "Config":
-        """Cross-section checks msgspec's types cannot express."""
-        from detectors import REGISTRY  # detectors is a leaf package; import late to keep this light
-
-        for name, spec in self.detectors.items():
-            if spec.type not in REGISTRY:
-                raise ConfigError(
-                    f"detectors.{name}.type: unknown detector type {spec.type!r}; "
-                    f"known: {', '.join(sorted(REGISTRY))}")
+        """Cross-section checks msgspec's types cannot express. Detector types and parameters,
+        summary templates and alert policies are checked by ``twinwatch.engine.plan.Plan``."""
         seen: set[tuple[str, ...]] = set()
         for site in self.sites:
             for asset in site.assets:

@@ -30,7 +30,7 @@ __all__ = [
     "Domain", "Severity", "AlertStatus",
     "SensorPayload", "LogPayload", "FirewallPayload", "DeviceEventPayload",
     "Reading", "SecurityEvent", "AnomalyScore", "Alert", "DeadLetter", "Rollup",
-    "BadRecord", "fingerprint", "utc",
+    "BadRecord", "fingerprint", "series_key", "utc",
 ]
 
 Domain = Literal["structures", "water", "energy", "security"]
@@ -64,6 +64,11 @@ class BadRecord(ValueError):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+def series_key(domain: str, site: str, asset: str, sensor: str) -> str:
+    """The one spelling of a series' identity: ``domain/site/asset/sensor``."""
+    return f"{domain}/{site}/{asset}/{sensor}"
 
 
 def utc(t: datetime) -> datetime:
@@ -126,7 +131,7 @@ class Reading(msgspec.Struct, frozen=True, gc=False):
     @property
     def series(self) -> str:
         """The series key: one detector state per series."""
-        return f"{self.domain}/{self.site}/{self.asset}/{self.sensor}"
+        return series_key(self.domain, self.site, self.asset, self.sensor)
 
 
 class SecurityEvent(msgspec.Struct, frozen=True, gc=False):
@@ -145,7 +150,7 @@ class SecurityEvent(msgspec.Struct, frozen=True, gc=False):
 
     @property
     def series(self) -> str:
-        return f"{self.domain}/{self.site}/{self.asset}/{self.sensor}"
+        return series_key(self.domain, self.site, self.asset, self.sensor)
 
 
 class AnomalyScore(msgspec.Struct, frozen=True, gc=False):
@@ -217,7 +222,7 @@ class Rollup(msgspec.Struct, frozen=True, gc=False):
 
     @property
     def series(self) -> str:
-        return f"{self.domain}/{self.site}/{self.asset}/{self.sensor}"
+        return series_key(self.domain, self.site, self.asset, self.sensor)
 
     @property
     def measurement(self) -> str:

@@ -39,10 +39,10 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 import msgspec
 
-from alerting.alertmanager import AlertmanagerClient, AlertmanagerError, FiringSet
-from alerting.persistence import AlertStore
-from alerting.rules import check_links, links
-from alerting.webhook import WebhookClient, WebhookError
+from twinwatch.alerting.alertmanager import AlertmanagerClient, AlertmanagerError, FiringSet
+from twinwatch.alerting.persistence import AlertStore
+from twinwatch.alerting.rules import check_links, links
+from twinwatch.alerting.webhook import WebhookClient, WebhookError
 from twinwatch.config import AlertmanagerService, ConfigError
 from twinwatch.metrics import RECORDS_OUT, SINK_ERRORS, SINK_RETRIES, SINK_WRITE_SECONDS
 from twinwatch.schema import Alert

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta, timezone
 
 from bytewax.inputs import DynamicSource, StatelessSourcePartition
 
-from flows.acks import Acked
+from twinwatch.flows.acks import Acked
 from twinwatch.config import MqttService
 from twinwatch.metrics import QUEUE_DEPTH, RECORDS_IN, SOURCE_READY
 from twinwatch.mqtt import connect, make_client

@@ -9,7 +9,7 @@ from pathlib import Path
 import msgspec
 
 from twinwatch.schema import utc
-from twinwatch.simulator.common import _ENC, Message
+from twinwatch.app.simulator.common import _ENC, Message
 
 
 def write_labels(path, labels: Iterable[dict]) -> None:

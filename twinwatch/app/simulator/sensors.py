@@ -11,13 +11,13 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from twinwatch.schema import SensorPayload
-from twinwatch.simulator.common import (
+from twinwatch.app.simulator.common import (
     _CHUNK_S, _ENC, _EPOCH, _US, Message, SimulationError, _p, _rng,
 )
-from twinwatch.simulator.events import _EventSource
-from twinwatch.simulator.incidents import _apply_incidents, _Inc
-from twinwatch.simulator.signals import _EVENT_MODELS, _READING_MODELS, MODELS, _Chunk
-from twinwatch.simulator.weather import _plateau, _Smooth, _Weather
+from twinwatch.app.simulator.events import _EventSource
+from twinwatch.app.simulator.incidents import _apply_incidents, _Inc
+from twinwatch.app.simulator.signals import _EVENT_MODELS, _READING_MODELS, MODELS, _Chunk
+from twinwatch.app.simulator.weather import _plateau, _Smooth, _Weather
 
 
 class _World:

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from twinwatch.schema import FirewallPayload, LogPayload
-from twinwatch.simulator.common import _CHUNK_S, _ENC, _EPOCH, _US, Message, _p, _rng
-from twinwatch.simulator.weather import _plateau
+from twinwatch.app.simulator.common import _CHUNK_S, _ENC, _EPOCH, _US, Message, _p, _rng
+from twinwatch.app.simulator.weather import _plateau
 
 
 class _EventSource:

@@ -5,7 +5,7 @@
     twinwatch demo       services + simulator + flow for a bounded time, then a summary
     twinwatch services   up | down | status of the local InfluxDB, Mosquitto, Alertmanager, ...
     twinwatch config     check a config file and print what it describes
-    twinwatch query      InfluxDB -> table, CSV or Parquet      (twinwatch/analysis, docs/analysts.md)
+    twinwatch query      InfluxDB -> table, CSV or Parquet      (twinwatch/app/analysis, docs/analysts.md)
     twinwatch report     incident report: HTML with plots
     twinwatch backtest   detectors over stored history vs incident labels
 
@@ -57,9 +57,9 @@ def _epoch(args):
 def cmd_run(args) -> int:
     from bytewax.run import cli_main
 
-    from flows.dataflow import build_flow
-    from flows.sources.mqtt import MqttSource
-    from flows.sources.replay import ReplaySource
+    from twinwatch.flows.dataflow import build_flow
+    from twinwatch.flows.sources.mqtt import MqttSource
+    from twinwatch.flows.sources.replay import ReplaySource
     from twinwatch.metrics import serve
 
     config = load_config(args.config)
@@ -71,7 +71,7 @@ def cmd_run(args) -> int:
         source = MqttSource(config.services.mqtt, config.flow.batch_size, args.idle_timeout)
     flow = build_flow(config, source)
     if not args.process_id:  # one process applies retention (issue #5)
-        from flows.retention import apply_configured
+        from twinwatch.app.retention import apply_configured
         apply_configured(config.services.influxdb)
     cli_main(flow, workers_per_process=args.workers, process_id=args.process_id,
              addresses=args.addresses.split(",") if args.addresses else None,
@@ -80,7 +80,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_simulate(args) -> int:
-    from twinwatch import simulator
+    from twinwatch.app import simulator
 
     config = load_config(args.config)
     start = simulator.sim_start(config, simulator.utcnow())
@@ -102,8 +102,8 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_services(args) -> int:
-    from twinwatch import services
-    from twinwatch.demo import ports_from_config
+    from twinwatch.app import services
+    from twinwatch.app.demo import ports_from_config
 
     base = Path(args.var)
     if args.action == "down":
@@ -127,19 +127,19 @@ def cmd_services(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from twinwatch.demo import run_demo
+    from twinwatch.app.demo import run_demo
 
     return run_demo(load_config(args.config), Path(args.var), config_path=args.config,
                     sim_hours=args.sim_hours, speed=args.speed)
 
 
 def cmd_dashboards(args) -> int:
-    from dashboards.build import main as dashboards_main
+    from twinwatch.dashboards.build import main as dashboards_main
     return dashboards_main(args)
 
 
 def cmd_bench(args) -> int:
-    from twinwatch.bench import run_nab
+    from twinwatch.app.bench import run_nab
 
     return run_nab(args.data, args.results, args.detector, args.only)
 
@@ -148,9 +148,9 @@ def cmd_logs(args) -> int:
     """The log flow (issue #6): syslog receiver or log files -> security detection -> sinks."""
     from bytewax.run import cli_main
 
-    from flows.security import build_log_flow
-    from flows.sources.syslog import SyslogSource
-    from flows.sources.tail import TailSource
+    from twinwatch.flows.security import build_log_flow
+    from twinwatch.flows.sources.syslog import SyslogSource
+    from twinwatch.flows.sources.tail import TailSource
     from twinwatch.metrics import serve
 
     config = load_config(args.config)
@@ -188,13 +188,13 @@ def cmd_config(args) -> int:
 
 
 def cmd_alerts(args) -> int:
-    from alerting.ops import run
+    from twinwatch.alerting.ops import run
 
     return run(args, load_config(args.config))
 
 
 def cmd_analysis(args) -> int:
-    from twinwatch.analysis import commands
+    from twinwatch.app.analysis import commands
 
     run = {"query": commands.run_query, "report": commands.run_report,
            "backtest": commands.run_backtest}[args.command]
@@ -291,7 +291,7 @@ def parser() -> argparse.ArgumentParser:
     alsub.add_parser("config", help="print the Alertmanager config generated from ours")
     al.set_defaults(func=cmd_alerts)
 
-    from twinwatch.analysis import commands as analysis  # argparse only; polars loads on use
+    from twinwatch.app.analysis import commands as analysis  # argparse only; polars loads on use
     for name, help_, add in (
             ("query", "InfluxDB -> table, CSV or Parquet (readings, rollup, alerts, ...)",
              analysis.add_query_args),

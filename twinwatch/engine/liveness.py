@@ -8,17 +8,20 @@ stream's watermark (the newest event time seen); a series silent for more than
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import logging
 
-from alerting.lifecycle import AlertState
-from detectors.stale import StaleTracker
 from twinwatch.config import Config
-from twinwatch.metrics import ALERTS
-from twinwatch.schema import Alert, fingerprint
+from twinwatch.detectors.stale import StaleTracker
+from twinwatch.engine.alerts import make_alert
+from twinwatch.engine.lifecycle import AlertState
+from twinwatch.engine.plan import summary_fields
+from twinwatch.schema import Alert, series_key
 
 __all__ = ["Liveness", "latest_times", "RULE"]
 
+log = logging.getLogger(__name__)
 RULE = "stale"
+_DEFAULT_SUMMARY = "{sensor} on {site}/{asset} silent for {value:.0f} s"
 
 
 def latest_times(records) -> dict[str, float]:
@@ -34,15 +37,19 @@ def latest_times(records) -> dict[str, float]:
 class Liveness:
     def __init__(self, config: Config, state: tuple | None = None):
         self.config = config
-        self.refs = {f"{d}/{s}/{a}/{n}": ref for (d, s, a, n), ref in config.catalog.items()}
+        self.refs = {series_key(r.domain, r.site, r.asset, r.sensor.id): r
+                     for r in config.catalog.values()}
         self.tracker = StaleTracker(config.flow.stale_factor)
         self.stale: dict[str, AlertState] = {}
         self.watermark = 0.0
         if state is not None:
             tracker_state, stale, self.watermark = state
-            self.tracker = StaleTracker.from_state({"factor": config.flow.stale_factor},
-                                                   tracker_state)
-            self.stale = {k: AlertState.from_state(v) for k, v in stale.items()}
+            kept = tuple(e for e in tracker_state if e[0] in self.refs)
+            self.tracker = StaleTracker.from_state({"factor": config.flow.stale_factor}, kept)
+            self.stale = {k: AlertState.from_state(v) for k, v in stale.items() if k in self.refs}
+            if len(kept) < len(tracker_state):
+                log.warning("restore: liveness dropped %d series no longer in the config",
+                            len(tracker_state) - len(kept))
 
     def process(self, latest: dict[str, float]) -> list[Alert]:
         out = []
@@ -62,18 +69,13 @@ class Liveness:
     def _alert(self, key: str, status: str, state: AlertState, t: float, silent: float) -> Alert:
         ref = self.refs[key]
         rule = self.config.rule_for(ref.domain, RULE)
-        labels = {"domain": ref.domain, "site": ref.site, "asset": ref.asset,
-                  "sensor": ref.sensor.id, "rule": RULE}
-        at = datetime.fromtimestamp(t, timezone.utc)
-        severity = rule.severity if rule else "caution"
-        ALERTS.labels(ref.domain, severity, status).inc()
-        return Alert(
-            fingerprint=fingerprint(labels), status=status, severity=severity,
+        template = rule.summary if rule else _DEFAULT_SUMMARY
+        silent = round(silent, 3)
+        return make_alert(
             domain=ref.domain, site=ref.site, asset=ref.asset, sensor=ref.sensor.id, rule=RULE,
-            starts_at=datetime.fromtimestamp(state.since, timezone.utc), at=at,
-            value=round(silent, 3), unit="s",
-            summary=f"{ref.sensor.id} on {ref.site}/{ref.asset} silent for {silent:.0f} s",
-            ends_at=at if status == "resolved" else None)
+            status=status, severity=rule.severity if rule else "caution", since=state.since,
+            t=t, value=silent, unit="s",
+            summary=template.format(**summary_fields(RULE, ref, silent) | {"unit": "s"}))
 
     def to_state(self) -> tuple:
         return (self.tracker.to_state(), {k: v.to_state() for k, v in self.stale.items()},

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from twinwatch.simulator.common import _rng
+from twinwatch.app.simulator.common import _rng
 
 
 class _Smooth:

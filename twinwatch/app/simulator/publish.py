@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 from twinwatch.config import MqttService
 from twinwatch.mqtt import make_client
-from twinwatch.simulator.common import Message
+from twinwatch.app.simulator.common import Message
 
 
 @dataclass

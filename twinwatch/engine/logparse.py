@@ -25,7 +25,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Iterable
 from zoneinfo import ZoneInfo
 
-from flows.parse import PAYLOAD_PREVIEW, UniqueTimes
+from twinwatch.engine.parse import PAYLOAD_PREVIEW, UniqueTimes
 from twinwatch.config import Config
 from twinwatch.schema import BadRecord, DeadLetter, SecurityEvent
 

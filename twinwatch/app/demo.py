@@ -22,11 +22,11 @@ from urllib.parse import urlparse
 import httpx
 import msgspec
 
-from alerting.alertmanager import AlertmanagerClient, AlertmanagerError
-from flows.sinks.influx import InfluxV1Writer
-from twinwatch import services, simulator
+from twinwatch.alerting.alertmanager import AlertmanagerClient, AlertmanagerError
+from twinwatch.influx import InfluxV1Writer
+from twinwatch.app import services, simulator
 from twinwatch.config import Config, ConfigError, load_config
-from twinwatch.evaluate import AlertRow, match_incidents, unmatched_alerts
+from twinwatch.app.evaluate import AlertRow, match_incidents, unmatched_alerts
 from twinwatch.schema import DOMAINS, SEVERITIES, SEVERITY_KO
 
 __all__ = ["run_demo", "ports_from_config"]
@@ -107,7 +107,7 @@ def run_demo(config: Config, var: Path, *, config_path: str | None = None,
     Path(config.flow.dead_letter_path).unlink(missing_ok=True)
 
     flow_log = var / "flow.log"
-    cmd = [sys.executable, "-m", "twinwatch.cli", "run", "--idle-timeout", str(IDLE_TIMEOUT_S)]
+    cmd = [sys.executable, "-m", "twinwatch.app.cli", "run", "--idle-timeout", str(IDLE_TIMEOUT_S)]
     if config_path:
         cmd += ["--config", config_path]
     with flow_log.open("w") as log:

@@ -2,7 +2,7 @@
 
 Only argparse is imported here; polars, matplotlib and scikit-learn load when a command runs.
 Errors the user can fix (unreachable server, bad credentials, bad time range) are
-``AnalysisError``s, which ``twinwatch.cli`` prints as one line (status 2); an empty result prints
+``AnalysisError``s, which ``twinwatch.app.cli`` prints as one line (status 2); an empty result prints
 why on stderr and exits with status 1, so scripts can tell "no data" from "failed".
 """
 
@@ -61,7 +61,7 @@ def add_backtest_args(p: argparse.ArgumentParser) -> None:
 
 
 def _range(args):
-    from twinwatch.analysis.query import check_range, parse_duration, parse_time
+    from twinwatch.app.analysis.query import check_range, parse_duration, parse_time
 
     now = datetime.now(timezone.utc)
     start, end = check_range(parse_time(args.start, now), parse_time(args.end, now))
@@ -90,7 +90,7 @@ def _emit(df, fmt: str, out: str | None) -> None:
 
     if fmt == "parquet":
         if not out:
-            from twinwatch.analysis.query import AnalysisError
+            from twinwatch.app.analysis.query import AnalysisError
             raise AnalysisError("--format parquet needs --out FILE")
         df.write_parquet(out)
     elif fmt == "csv":
@@ -112,8 +112,8 @@ def _emit(df, fmt: str, out: str | None) -> None:
 
 
 def run_query(config, args) -> int:
-    from twinwatch.analysis import helpers as h
-    from twinwatch.analysis.query import AnalysisError, EmptyResult, Influx
+    from twinwatch.app.analysis import helpers as h
+    from twinwatch.app.analysis.query import AnalysisError, EmptyResult, Influx
 
     start, end, chunk = _range(args)
     series = {k: getattr(args, k) for k in h.SERIES}
@@ -155,8 +155,8 @@ def run_query(config, args) -> int:
 
 
 def run_report(config, args) -> int:
-    from twinwatch.analysis.query import Influx
-    from twinwatch.analysis.report import build_report
+    from twinwatch.app.analysis.query import Influx
+    from twinwatch.app.analysis.report import build_report
 
     start, end, _ = _range(args)
     with Influx(config.services.influxdb) as db:
@@ -167,10 +167,10 @@ def run_report(config, args) -> int:
 
 
 def run_backtest(config, args) -> int:
-    from twinwatch.analysis.backtest import (backtest, live_alerts, load_history,
+    from twinwatch.app.analysis.backtest import (backtest, live_alerts, load_history,
                                              read_labels)
-    from twinwatch.analysis.query import Influx
-    from twinwatch.evaluate import match_incidents, unmatched_alerts
+    from twinwatch.app.analysis.query import Influx
+    from twinwatch.app.evaluate import match_incidents, unmatched_alerts
 
     start, end, chunk = _range(args)
     labels = [lb for lb in read_labels(args.labels or config.simulation.labels_path)

@@ -46,7 +46,7 @@ full): series repeat, so the hot path is one dict lookup plus one f-string.
 
 InfluxDB keeps one point per (measurement, tag set, timestamp): a second point overwrites the
 first. Readings, scores and alerts rely on that (re-delivery is idempotent); security events and
-dead letters get distinct times upstream (``flows.parse.UniqueTimes``), so the encoder is stateless
+dead letters get distinct times upstream (``twinwatch.engine.parse.UniqueTimes``), so the encoder is stateless
 apart from its caches.
 """
 

@@ -38,12 +38,12 @@ Modules:
     publish      publish_mqtt, SimStats, print_progress, utcnow
 """
 
-from twinwatch.simulator.common import Message, SimulationError
-from twinwatch.simulator.files import read_replay, write_labels, write_replay
-from twinwatch.simulator.generation import generate, incident_labels, sim_start
-from twinwatch.simulator.incidents import INCIDENT_KINDS, INCIDENT_PARAMS
-from twinwatch.simulator.publish import SimStats, print_progress, publish_mqtt, utcnow
-from twinwatch.simulator.signals import MODELS
+from twinwatch.app.simulator.common import Message, SimulationError
+from twinwatch.app.simulator.files import read_replay, write_labels, write_replay
+from twinwatch.app.simulator.generation import generate, incident_labels, sim_start
+from twinwatch.app.simulator.incidents import INCIDENT_KINDS, INCIDENT_PARAMS
+from twinwatch.app.simulator.publish import SimStats, print_progress, publish_mqtt, utcnow
+from twinwatch.app.simulator.signals import MODELS
 
 __all__ = [
     "INCIDENT_KINDS", "INCIDENT_PARAMS", "MODELS", "Message", "SimStats", "SimulationError",

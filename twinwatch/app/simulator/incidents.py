@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from twinwatch.simulator.common import _US, SimulationError, _micros, _rng
-from twinwatch.simulator.signals import _Chunk
+from twinwatch.app.simulator.common import _US, SimulationError, _micros, _rng
+from twinwatch.app.simulator.signals import _Chunk
 
 INCIDENT_KINDS: dict[str, str] = {
     "crack_growth": "crack width grows steadily (~0.3 mm) past its limit and stays open",

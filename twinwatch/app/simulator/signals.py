@@ -33,11 +33,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from twinwatch.simulator.common import _US, _p
-from twinwatch.simulator.weather import _bump, _clear_sky, _plateau, _sin_sun_elevation
+from twinwatch.app.simulator.common import _US, _p
+from twinwatch.app.simulator.weather import _bump, _clear_sky, _plateau, _sin_sun_elevation
 
 if TYPE_CHECKING:
-    from twinwatch.simulator.sensors import _SensorSim
+    from twinwatch.app.simulator.sensors import _SensorSim
 
 
 class _Chunk:

@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 
 import polars as pl
 
-from twinwatch.analysis.query import DEFAULT_CHUNK, TIME, Influx, Progress, parse_duration
+from twinwatch.app.analysis.query import DEFAULT_CHUNK, TIME, Influx, Progress, parse_duration
 
 __all__ = [
     "SERIES", "readings", "events", "history", "rollup", "rollup_frame", "scores_with_readings",

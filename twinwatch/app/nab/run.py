@@ -1,11 +1,11 @@
 """Run detectors online over a NAB-layout folder, write NAB result files, score, print tables.
 
-    python -m benchmarks.nab.run [--data DIR] [--results DIR] [--detector NAME ...] [--only TEXT]
+    python -m twinwatch.app.nab.run [--data DIR] [--results DIR] [--detector NAME ...] [--only TEXT]
 
 (the same as ``twinwatch bench nab``). Each detector sees each file one reading at a time,
 through ``update(t, x)``, with no access to the file's length, range or future values; its
 score must be in ``[0, 1]``. Then, per profile, one threshold per detector is optimised over the
-whole corpus (:func:`benchmarks.nab.scorer.optimise_threshold`) and applied to every file.
+whole corpus (:func:`twinwatch.app.nab.scorer.optimise_threshold`) and applied to every file.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from benchmarks.nab import scorer
-from benchmarks.nab.corpus import DataFile, load_corpus, write_results
-from detectors import build
+from twinwatch.app.nab import scorer
+from twinwatch.app.nab.corpus import DataFile, load_corpus, write_results
+from twinwatch.detectors import build
 
 __all__ = ["DETECTORS", "DEFAULT_DETECTORS", "Result", "run_detector", "score_detector", "main"]
 

@@ -9,9 +9,9 @@ from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from twinwatch.schema import utc
-from twinwatch.simulator.common import _ENC, _US, Message, _micros
-from twinwatch.simulator.incidents import INCIDENT_KINDS, _Inc, _plan_incidents
-from twinwatch.simulator.sensors import _SensorSim, _World
+from twinwatch.app.simulator.common import _ENC, _US, Message, _micros
+from twinwatch.app.simulator.incidents import INCIDENT_KINDS, _Inc, _plan_incidents
+from twinwatch.app.simulator.sensors import _SensorSim, _World
 
 
 def _plan(config, start: datetime) -> tuple[_World, list[_Inc], dict[str, list[_Inc]]]:

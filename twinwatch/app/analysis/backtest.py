@@ -7,15 +7,15 @@
 History is what the flow stored (``reading`` and ``security_event``; ``twinwatch query history``
 saves the same frame as Parquet). It is turned back into ``Reading``/``SecurityEvent`` records in
 time order and fed, in batches of ``flow.batch_size``, through the flow's own logic: the shard
-detectors and alert rules (``flows.detect.Shard``), the stale-sensor check
-(``flows.liveness.Liveness``) and, when ``security.enabled``, the security rules and log
-templates (``flows.security.SecurityShard``), so a config gives the alerts the live flow would
+detectors and alert rules (``twinwatch.engine.shard.Shard``), the stale-sensor check
+(``twinwatch.engine.liveness.Liveness``) and, when ``security.enabled``, the security rules and log
+templates (``twinwatch.flows.security.SecurityShard``), so a config gives the alerts the live flow would
 have given. The security branch's findings are stored as security events too (``kind`` = the
 rule, outcome ``info``); they are outputs, not inputs, so they are left out of the replay.
 
 Scoring against the simulator's incident labels:
 
-- incident level (``twinwatch.evaluate``, as the demo): detected incidents, recall, detection
+- incident level (``twinwatch.app.evaluate``, as the demo): detected incidents, recall, detection
   delays, and firing alerts outside any incident (false alarms);
 - sample level (scikit-learn): every scored reading/event is labelled "in an incident" when its
   sensor is a target and its time is in the incident's window, and predicted positive when an
@@ -34,17 +34,18 @@ from pathlib import Path
 import polars as pl
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-from flows.detect import Plan, Shard
-from flows.liveness import Liveness, latest_times
-from twinwatch.analysis.query import AnalysisError, EmptyResult
-from twinwatch.evaluate import AlertRow, IncidentResult, match_incidents, unmatched_alerts
+from twinwatch.engine.plan import Plan
+from twinwatch.engine.shard import Shard
+from twinwatch.engine.liveness import Liveness, latest_times
+from twinwatch.app.analysis.query import AnalysisError, EmptyResult
+from twinwatch.app.evaluate import AlertRow, IncidentResult, match_incidents, unmatched_alerts
 from twinwatch.schema import Alert, AnomalyScore, Reading, SecurityEvent
 
 __all__ = ["BacktestResult", "load_history", "records", "backtest", "read_labels",
            "alert_rows", "live_alerts"]
 
-# Kinds of the findings flows.security writes back as security events (detectors.security rules,
-# detectors.logtemplates): not part of the input stream.
+# Kinds of the findings twinwatch.flows.security writes back as security events (twinwatch.detectors.security rules,
+# twinwatch.detectors.logtemplates): not part of the input stream.
 FINDING_KINDS = frozenset({"brute_force", "password_spray", "user_enum", "success_after_failures",
                            "port_scan", "new_template", "template_rate"})
 
@@ -72,7 +73,7 @@ def load_history(*, db=None, start: datetime | None = None, end: datetime | None
         if start is not None and end is not None:
             df = df.filter(pl.col("time").is_between(start, end, closed="left"))
     else:
-        from twinwatch.analysis.helpers import history
+        from twinwatch.app.analysis.helpers import history
         df = history(db, start, end, progress=progress)
     missing = {"time", "domain", "site", "asset", "sensor"} - set(df.columns)
     if missing:
@@ -106,7 +107,7 @@ def records(df: pl.DataFrame) -> list[Reading | SecurityEvent]:
 
 
 def alert_rows(alerts) -> list[AlertRow]:
-    """Firing alerts (schema ``Alert``s) as ``twinwatch.evaluate`` rows."""
+    """Firing alerts (schema ``Alert``s) as ``twinwatch.app.evaluate`` rows."""
     return [AlertRow(a.at, a.domain, a.site, a.asset, a.sensor, a.rule, a.severity)
             for a in alerts if a.status == "firing"]
 
@@ -179,7 +180,7 @@ def backtest(config, history: pl.DataFrame | list, labels: list[dict], *,
     shard, liveness = Shard(Plan(config)), Liveness(config)
     security = None
     if config.security.enabled:
-        from flows.security import SecurityShard
+        from twinwatch.engine.security import SecurityShard
         security = SecurityShard(config)
     windows = _windows(labels)
     firing: Counter = Counter()  # series -> alerts firing now

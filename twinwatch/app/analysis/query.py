@@ -33,7 +33,7 @@ from datetime import datetime, timedelta, timezone
 
 import polars as pl
 
-from flows.sinks.influx import InfluxError, InfluxRejected, InfluxUnavailable, InfluxV1Writer
+from twinwatch.influx import InfluxError, InfluxRejected, InfluxUnavailable, InfluxV1Writer
 from twinwatch.config import ConfigError, InfluxService
 
 __all__ = [

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 
-from flows.sinks.influx import InfluxUnavailable, InfluxV1Writer, make_writer
+from twinwatch.influx import InfluxUnavailable, InfluxV1Writer, make_writer
 from twinwatch.config import InfluxService, Retention
 
 __all__ = ["apply_retention", "apply_configured", "statements"]

@@ -29,9 +29,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import polars as pl  # noqa: E402
 
-from flows.detect import Plan  # noqa: E402
-from twinwatch.analysis import helpers as h  # noqa: E402
-from twinwatch.analysis.query import Influx, check_range  # noqa: E402
+from twinwatch.engine.plan import Plan  # noqa: E402
+from twinwatch.app.analysis import helpers as h  # noqa: E402
+from twinwatch.app.analysis.query import Influx, check_range  # noqa: E402
 from twinwatch.schema import SEVERITIES  # noqa: E402
 
 __all__ = ["build_report", "incidents", "SECTIONS"]

@@ -1,0 +1,122 @@
+"""What the config says for each sensor, resolved and checked once: the engine's plan.
+
+    plan = Plan(config)          raises ConfigError for anything the flow would trip on later
+    plan[series] -> SeriesPlan   detectors (name, type, params), alert rules, severities, policies
+
+Building the plan is the last step of config validation. The kernel's ``Config`` checks types and
+references; the plan builds every detector of every sensor once, formats every alert summary
+template with sample values and derives every alert policy, so a bad detector parameter, an
+unknown summary field or an impossible escalation fails ``twinwatch config`` and start-up, not the
+first reading hours later.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from twinwatch import detectors
+from twinwatch.config import AlertRule, Config, ConfigError, SensorRef
+from twinwatch.engine.lifecycle import Policy
+from twinwatch.schema import SEVERITIES, series_key
+
+__all__ = ["Plan", "SeriesPlan", "policy", "summary_fields", "SUMMARY_FIELDS"]
+
+#: The placeholders an alert summary template may use.
+SUMMARY_FIELDS = ("detector", "domain", "site", "asset", "sensor", "value", "unit")
+
+
+def summary_fields(rule: str, ref: SensorRef, value: float) -> dict:
+    return {"detector": rule, "domain": ref.domain, "site": ref.site, "asset": ref.asset,
+            "sensor": ref.sensor.id, "value": value, "unit": ref.sensor.unit}
+
+
+def _check_summary(where: str, template: str) -> None:
+    sample = dict.fromkeys(SUMMARY_FIELDS, "x") | {"value": 1.5}
+    try:
+        template.format(**sample)
+        template.format(**sample | {"value": math.inf})
+    except (KeyError, IndexError, ValueError, AttributeError) as e:
+        raise ConfigError(f"{where}.summary: bad template {template!r} ({type(e).__name__}: {e}); "
+                          f"known fields: {', '.join(SUMMARY_FIELDS)}") from None
+
+
+def policy(rule: AlertRule, base_severity: str) -> tuple[Policy, tuple[str, ...]]:
+    """The lifecycle policy of ``rule`` and its severity ladder (``ladder[state.level]``).
+
+    Escalation levels come from ``rule.escalate`` ({severity: score}); only severities above the
+    base one count (a rule never escalates downwards), ordered by score.
+    """
+    base = SEVERITIES.index(base_severity)
+    steps = sorted((score, sev) for sev, score in rule.escalate.items()
+                   if SEVERITIES.index(sev) > base)
+    for (s1, v1), (s2, v2) in zip(steps, steps[1:]):
+        if SEVERITIES.index(v2) <= SEVERITIES.index(v1):
+            raise ConfigError(f"alert_rules[{rule.detector}].escalate: {v2} at score {s2} must "
+                              f"be above {v1} at score {s1}")
+    if rule.reset is not None and steps and rule.reset >= steps[0][0]:
+        raise ConfigError(f"alert_rules[{rule.detector}].reset must be below its escalation scores")
+    p = Policy(for_s=rule.for_s, clear_s=rule.clear_s, reset=rule.reset,
+               flap_window_s=rule.flap_window_s, flap_max=rule.flap_max,
+               levels=tuple(s for s, _ in steps))
+    return p, (base_severity, *(v for _, v in steps))
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesPlan:
+    ref: SensorRef
+    detectors: tuple[tuple[str, str, dict], ...]  # (name, registry type, params)
+    rules: dict[str, AlertRule]  # detector name -> rule
+    policies: dict[str, tuple[Policy, tuple[str, ...]]]  # name -> (Policy, severity ladder)
+
+    def build(self) -> list:
+        return [detectors.build(kind, **params) for _, kind, params in self.detectors]
+
+
+class Plan:
+    """Per-sensor detector and alert settings, resolved from the config once and checked."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        for name, spec in config.detectors.items():
+            if spec.type not in detectors.REGISTRY:
+                raise ConfigError(
+                    f"detectors.{name}.type: unknown detector type {spec.type!r}; "
+                    f"known: {', '.join(sorted(detectors.REGISTRY))}")
+        for i, rule in enumerate(config.alert_rules):
+            _check_summary(f"alert_rules[{i}] ({rule.detector})", rule.summary)
+        self._plans: dict[str, SeriesPlan] = {}
+        for ref in config.catalog.values():
+            self._plans[series_key(ref.domain, ref.site, ref.asset, ref.sensor.id)] = \
+                self._plan(ref)
+
+    def _plan(self, ref: SensorRef) -> SeriesPlan:
+        dets, rules, policies = [], {}, {}
+        for name in self.config.detectors_for(ref):
+            spec = self.config.detectors[name]
+            params = dict(spec.params)
+            if spec.type == "limits":
+                if ref.sensor.limits is None:
+                    continue  # nothing to check against
+                params.update(low=ref.sensor.limits.low, high=ref.sensor.limits.high)
+            elif spec.type == "gap":
+                params["interval_s"] = ref.sensor.interval_s
+            try:
+                detectors.build(spec.type, **params)
+            except ValueError as e:
+                raise ConfigError(f"detectors.{name}.params (used by {ref.site}/{ref.asset}/"
+                                  f"{ref.sensor.id}): {e}") from None
+            dets.append((name, spec.type, params))
+            rule = self.config.rule_for(ref.domain, name)
+            if rule is not None:
+                rules[name] = rule
+                limits = ref.sensor.limits
+                base = limits.severity if spec.type == "limits" and limits else rule.severity
+                policies[name] = policy(rule, base)
+        return SeriesPlan(ref, tuple(dets), rules, policies)
+
+    def __getitem__(self, series: str) -> SeriesPlan:
+        return self._plans[series]
+
+    def __contains__(self, series: str) -> bool:
+        return series in self._plans
