@@ -1,14 +1,15 @@
 # twinwatch — the two commands of the README:
 #   make demo   the main job: services + simulated city + flows for ~2 minutes, then a summary
 #   make test   the test suite on real local services (what .ci/run runs)
-# Other targets: make setup (venv only), make stop (stop the demo's services), make bench.
+# Other targets: make check (lint, format, types), make setup (venv only), make stop (stop the
+# demo's services), make bench.
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 VAR    ?= var
 
-.PHONY: demo test setup services stop bench clean
+.PHONY: demo test check setup services stop bench clean
 
 demo: setup
 	bash scripts/install-services.sh influxdb mosquitto alertmanager
@@ -17,6 +18,12 @@ demo: setup
 test: setup
 	bash scripts/install-services.sh influxdb mosquitto alertmanager victoriametrics prometheus chromium
 	$(BIN)/python -m pytest -q -rs
+
+# ruff (lint + format) and mypy, as configured in pyproject.toml; .ci/run runs this before the tests.
+check: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	bash scripts/typecheck.sh
 
 setup: $(VENV)/.installed
 

@@ -32,7 +32,7 @@ import logging
 import ssl
 import time
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -43,8 +43,13 @@ from twinwatch.http import HttpError, Rejected, Unavailable, parse_retry_after, 
 from twinwatch.schema import SEVERITY_KO, Alert
 
 __all__ = [
-    "AlertmanagerError", "AlertmanagerUnavailable", "AlertmanagerRejected",
-    "AlertmanagerClient", "FiringSet", "to_payload", "rfc3339",
+    "AlertmanagerError",
+    "AlertmanagerUnavailable",
+    "AlertmanagerRejected",
+    "AlertmanagerClient",
+    "FiringSet",
+    "to_payload",
+    "rfc3339",
 ]
 
 log = logging.getLogger(__name__)
@@ -67,12 +72,16 @@ class AlertmanagerRejected(AlertmanagerError, Rejected):
 def rfc3339(t: datetime) -> str:
     if t.tzinfo is None:
         raise ValueError("datetime has no UTC offset")
-    return t.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return t.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def to_payload(alerts: Iterable[Alert], now: datetime, firing_ttl_s: float,
-               generator_url: str,
-               links: Callable[[Alert], dict[str, str]] | None = None) -> list[dict[str, Any]]:
+def to_payload(
+    alerts: Iterable[Alert],
+    now: datetime,
+    firing_ttl_s: float,
+    generator_url: str,
+    links: Callable[[Alert], dict[str, str]] | None = None,
+) -> list[dict[str, Any]]:
     """The ``POST /api/v2/alerts`` body for the firing and resolved alerts (pending skipped).
     ``links(alert)`` adds annotations such as runbook_url and dashboard_url."""
     out = []
@@ -84,21 +93,25 @@ def to_payload(alerts: Iterable[Alert], now: datetime, firing_ttl_s: float,
         else:
             continue
         ko = SEVERITY_KO.get(a.severity, a.severity)
-        out.append({
-            "labels": {**a.labels, "alertname": a.labels.get("alertname") or a.rule},
-            "annotations": {
-                "summary": a.summary,
-                "description": (f"{a.rule} on {a.site}/{a.asset}/{a.sensor}: value "
-                                f"{a.value:g} {a.unit}; severity {a.severity} ({ko}); "
-                                f"{a.status}"),
-                "severity_ko": ko,
-                "fingerprint": a.fingerprint,
-                **(links(a) if links is not None else {}),
-            },
-            "startsAt": rfc3339(a.starts_at),
-            "endsAt": rfc3339(ends),
-            "generatorURL": generator_url,
-        })
+        out.append(
+            {
+                "labels": {**a.labels, "alertname": a.labels.get("alertname") or a.rule},
+                "annotations": {
+                    "summary": a.summary,
+                    "description": (
+                        f"{a.rule} on {a.site}/{a.asset}/{a.sensor}: value "
+                        f"{a.value:g} {a.unit}; severity {a.severity} ({ko}); "
+                        f"{a.status}"
+                    ),
+                    "severity_ko": ko,
+                    "fingerprint": a.fingerprint,
+                    **(links(a) if links is not None else {}),
+                },
+                "startsAt": rfc3339(a.starts_at),
+                "endsAt": rfc3339(ends),
+                "generatorURL": generator_url,
+            }
+        )
     return out
 
 
@@ -119,18 +132,29 @@ class AlertmanagerClient:
     """Alertmanager API v2 client (httpx). Secrets live only in the auth header; the repr and
     the errors never contain them."""
 
-    def __init__(self, url: str, *, username: str | None = None, password: str | None = None,
-                 bearer_token: str | None = None, timeout: float = 5.0, max_retries: int = 5,
-                 tls: Tls | None = None, client: httpx.Client | None = None,
-                 sleep: Callable[[float], Any] = time.sleep,
-                 on_retry: Callable[[int, float, AlertmanagerError], None] | None = None,
-                 backoff_s: float = 0.5, max_backoff_s: float = 30.0):
+    def __init__(
+        self,
+        url: str,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        bearer_token: str | None = None,
+        timeout: float = 5.0,
+        max_retries: int = 5,
+        tls: Tls | None = None,
+        client: httpx.Client | None = None,
+        sleep: Callable[[float], Any] = time.sleep,
+        on_retry: Callable[[int, float, AlertmanagerError], None] | None = None,
+        backoff_s: float = 0.5,
+        max_backoff_s: float = 30.0,
+    ):
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(f"alertmanager.url: expected http(s)://host:port, got {url!r}")
         if parts.username or parts.password:
-            raise ConfigError("alertmanager.url: put credentials in username/password, "
-                              "not in the URL")
+            raise ConfigError(
+                "alertmanager.url: put credentials in username/password, not in the URL"
+            )
         if tls is not None and tls.enabled and parts.scheme != "https":
             raise ConfigError("alertmanager.tls.enabled is set but alertmanager.url is not https")
         if bearer_token is not None and username is not None:
@@ -158,15 +182,19 @@ class AlertmanagerClient:
     def from_config(cls, cfg: AlertmanagerService, **kw: Any) -> AlertmanagerClient:
         if cfg.url is None:
             raise ConfigError("alertmanager.url is not set")
-        return cls(cfg.url, username=cfg.username,
-                   password=cfg.password.reveal() if cfg.password is not None else None,
-                   bearer_token=(cfg.bearer_token.reveal() if cfg.bearer_token is not None
-                                 else None),
-                   timeout=cfg.timeout_s, max_retries=cfg.max_retries, tls=cfg.tls, **kw)
+        return cls(
+            cfg.url,
+            username=cfg.username,
+            password=cfg.password.reveal() if cfg.password is not None else None,
+            bearer_token=(cfg.bearer_token.reveal() if cfg.bearer_token is not None else None),
+            timeout=cfg.timeout_s,
+            max_retries=cfg.max_retries,
+            tls=cfg.tls,
+            **kw,
+        )
 
     def __repr__(self) -> str:
-        auth = ("bearer" if self._headers else f"user={self.username!r}" if self._auth
-                else "none")
+        auth = "bearer" if self._headers else f"user={self.username!r}" if self._auth else "none"
         return f"<AlertmanagerClient {self.url} auth={auth}>"
 
     def close(self) -> None:
@@ -181,8 +209,9 @@ class AlertmanagerClient:
 
     def _once(self, what: str, method: str, path: str, **kw: Any) -> httpx.Response:
         try:
-            r = self._client.request(method, self.url + path, headers=self._headers,
-                                     auth=self._auth, **kw)
+            r = self._client.request(
+                method, self.url + path, headers=self._headers, auth=self._auth, **kw
+            )
         except httpx.TransportError as e:
             raise AlertmanagerUnavailable(f"{what}: {type(e).__name__}: {e}") from None
         if r.is_success:
@@ -190,17 +219,33 @@ class AlertmanagerClient:
         text = _error_text(r)
         msg = f"{what}: HTTP {r.status_code}: {text}"
         if r.status_code == 429 or r.status_code >= 500:
-            raise AlertmanagerUnavailable(msg, status=r.status_code, text=text,
-                                          retry_after=parse_retry_after(r.headers.get("Retry-After")))
+            raise AlertmanagerUnavailable(
+                msg,
+                status=r.status_code,
+                text=text,
+                retry_after=parse_retry_after(r.headers.get("Retry-After")),
+            )
         raise AlertmanagerRejected(msg, status=r.status_code, text=text)
 
     def _retry(self, call: Callable[[], T]) -> T:
-        return retry(call, name="alertmanager", max_retries=self.max_retries,
-                     backoff_s=self.backoff_s, max_backoff_s=self.max_backoff_s,
-                     sleep=self._sleep, on_retry=self._on_retry)
+        return retry(
+            call,
+            name="alertmanager",
+            max_retries=self.max_retries,
+            backoff_s=self.backoff_s,
+            max_backoff_s=self.max_backoff_s,
+            sleep=self._sleep,
+            on_retry=self._on_retry,
+        )
 
-    def post(self, alerts: Sequence[Alert], now: datetime, firing_ttl_s: float,
-             generator_url: str, links: Callable[[Alert], dict[str, str]] | None = None) -> None:
+    def post(
+        self,
+        alerts: Sequence[Alert],
+        now: datetime,
+        firing_ttl_s: float,
+        generator_url: str,
+        links: Callable[[Alert], dict[str, str]] | None = None,
+    ) -> None:
         """POST the firing and resolved alerts (pending ones are skipped; nothing to send, no
         request). Raises AlertmanagerUnavailable after the retries, AlertmanagerRejected on 4xx."""
         payload = to_payload(alerts, now, firing_ttl_s, generator_url, links)
@@ -209,34 +254,65 @@ class AlertmanagerClient:
         what = f"post {len(payload)} alerts to {self.url}"
         self._retry(lambda: self._once(what, "POST", "/api/v2/alerts", json=payload))
 
-    def get_alerts(self, active: bool = True, *, filters: Sequence[str] = (),
-                   silenced: bool = True, inhibited: bool = True) -> list[dict]:
+    def get_alerts(
+        self,
+        active: bool = True,
+        *,
+        filters: Sequence[str] = (),
+        silenced: bool = True,
+        inhibited: bool = True,
+    ) -> list[dict]:
         """GET /api/v2/alerts; ``filters`` are matchers such as ``'alertname="x"'``."""
         params: list[tuple[str, str]] = [
-            ("active", str(active).lower()), ("silenced", str(silenced).lower()),
-            ("inhibited", str(inhibited).lower())]
+            ("active", str(active).lower()),
+            ("silenced", str(silenced).lower()),
+            ("inhibited", str(inhibited).lower()),
+        ]
         params += [("filter", f) for f in filters]
-        r = self._retry(lambda: self._once(f"get alerts from {self.url}", "GET",
-                                           "/api/v2/alerts", params=params))
+        r = self._retry(
+            lambda: self._once(
+                f"get alerts from {self.url}", "GET", "/api/v2/alerts", params=params
+            )
+        )
         return r.json()
 
-    def post_silence(self, matchers: Sequence[dict[str, Any]], starts_at: datetime,
-                     ends_at: datetime, created_by: str, comment: str) -> str:
+    def post_silence(
+        self,
+        matchers: Sequence[dict[str, Any]],
+        starts_at: datetime,
+        ends_at: datetime,
+        created_by: str,
+        comment: str,
+    ) -> str:
         """POST /api/v2/silences; returns the silence id."""
-        body = {"matchers": list(matchers), "startsAt": rfc3339(starts_at),
-                "endsAt": rfc3339(ends_at), "createdBy": created_by, "comment": comment}
-        r = self._retry(lambda: self._once(f"create silence on {self.url}", "POST",
-                                           "/api/v2/silences", json=body))
+        body = {
+            "matchers": list(matchers),
+            "startsAt": rfc3339(starts_at),
+            "endsAt": rfc3339(ends_at),
+            "createdBy": created_by,
+            "comment": comment,
+        }
+        r = self._retry(
+            lambda: self._once(
+                f"create silence on {self.url}", "POST", "/api/v2/silences", json=body
+            )
+        )
         return r.json()["silenceID"]
 
     def get_silences(self) -> list[dict]:
-        r = self._retry(lambda: self._once(f"get silences from {self.url}", "GET",
-                                           "/api/v2/silences"))
+        r = self._retry(
+            lambda: self._once(f"get silences from {self.url}", "GET", "/api/v2/silences")
+        )
         return r.json()
 
     def expire_silence(self, silence_id: str) -> None:
-        self._retry(lambda: self._once(f"expire silence {silence_id} on {self.url}", "DELETE",
-                                       f"/api/v2/silence/{silence_id}"))
+        self._retry(
+            lambda: self._once(
+                f"expire silence {silence_id} on {self.url}",
+                "DELETE",
+                f"/api/v2/silence/{silence_id}",
+            )
+        )
 
 
 class FiringSet:

@@ -32,20 +32,26 @@ from twinwatch.schema import SEVERITIES
 __all__ = ["amconfig", "render", "TITLE", "TEXT", "HTML"]
 
 # Go templates (Alertmanager's notification data: .Status, .Alerts, .CommonLabels, ...).
-TITLE = ('[{{ .Status | toUpper }}{{ if eq .Status "firing" }}:{{ .Alerts.Firing | len }}'
-         '{{ end }}] {{ .CommonLabels.alertname }} {{ .CommonLabels.site }}/'
-         '{{ .CommonLabels.asset }}')
-TEXT = ('{{ range .Alerts }}[{{ .Status }}] {{ .Labels.severity }} ({{ .Annotations.severity_ko }})'
-        ' {{ .Annotations.summary }}\n{{ .Annotations.description }}\n'
-        '{{ if .Annotations.runbook_url }}runbook: {{ .Annotations.runbook_url }}\n{{ end }}'
-        '{{ if .Annotations.dashboard_url }}dashboard: {{ .Annotations.dashboard_url }}\n{{ end }}'
-        'since {{ .StartsAt }}\n\n{{ end }}')
-HTML = ('{{ range .Alerts }}<p><b>[{{ .Status }}] {{ .Labels.severity }} '
-        '({{ .Annotations.severity_ko }})</b> {{ .Annotations.summary }}<br>'
-        '{{ .Annotations.description }}<br>'
-        '{{ if .Annotations.runbook_url }}<a href="{{ .Annotations.runbook_url }}">runbook</a> '
-        '{{ end }}{{ if .Annotations.dashboard_url }}<a href="{{ .Annotations.dashboard_url }}">'
-        'dashboard</a>{{ end }}</p>{{ end }}')
+TITLE = (
+    '[{{ .Status | toUpper }}{{ if eq .Status "firing" }}:{{ .Alerts.Firing | len }}'
+    "{{ end }}] {{ .CommonLabels.alertname }} {{ .CommonLabels.site }}/"
+    "{{ .CommonLabels.asset }}"
+)
+TEXT = (
+    "{{ range .Alerts }}[{{ .Status }}] {{ .Labels.severity }} ({{ .Annotations.severity_ko }})"
+    " {{ .Annotations.summary }}\n{{ .Annotations.description }}\n"
+    "{{ if .Annotations.runbook_url }}runbook: {{ .Annotations.runbook_url }}\n{{ end }}"
+    "{{ if .Annotations.dashboard_url }}dashboard: {{ .Annotations.dashboard_url }}\n{{ end }}"
+    "since {{ .StartsAt }}\n\n{{ end }}"
+)
+HTML = (
+    "{{ range .Alerts }}<p><b>[{{ .Status }}] {{ .Labels.severity }} "
+    "({{ .Annotations.severity_ko }})</b> {{ .Annotations.summary }}<br>"
+    "{{ .Annotations.description }}<br>"
+    '{{ if .Annotations.runbook_url }}<a href="{{ .Annotations.runbook_url }}">runbook</a> '
+    '{{ end }}{{ if .Annotations.dashboard_url }}<a href="{{ .Annotations.dashboard_url }}">'
+    "dashboard</a>{{ end }}</p>{{ end }}"
+)
 
 _VALUE_RULES_EXCLUDE = "stale"
 
@@ -58,8 +64,10 @@ def _file(secret: Secret | None, key: str) -> str | None:
     if secret is None:
         return None
     if secret.file is None:
-        raise ConfigError(f"{key}: Alertmanager reads its own config file, so this secret must "
-                          f"be a {{file: ...}} reference, not {{env: {secret.env}}}")
+        raise ConfigError(
+            f"{key}: Alertmanager reads its own config file, so this secret must "
+            f"be a {{file: ...}} reference, not {{env: {secret.env}}}"
+        )
     return secret.file
 
 
@@ -68,24 +76,37 @@ def _receiver(r: AlertReceiver) -> dict[str, Any]:
     if r.type == "webhook":
         if not r.url:
             raise ConfigError(f"{key}.url: a webhook receiver needs a url")
-        return {"name": r.name, "webhook_configs": [
-            {"url": r.url, "send_resolved": r.send_resolved, "max_alerts": 0}]}
+        return {
+            "name": r.name,
+            "webhook_configs": [{"url": r.url, "send_resolved": r.send_resolved, "max_alerts": 0}],
+        }
     if r.type == "email":
         if not r.to:
             raise ConfigError(f"{key}.to: an email receiver needs an address")
         conf: dict[str, Any] = {
-            "to": r.to, "from": r.smtp_from, "smarthost": r.smtp_smarthost,
-            "require_tls": r.smtp_require_tls, "send_resolved": r.send_resolved,
-            "headers": {"Subject": TITLE}, "html": HTML, "text": TEXT}
+            "to": r.to,
+            "from": r.smtp_from,
+            "smarthost": r.smtp_smarthost,
+            "require_tls": r.smtp_require_tls,
+            "send_resolved": r.send_resolved,
+            "headers": {"Subject": TITLE},
+            "html": HTML,
+            "text": TEXT,
+        }
         if r.smtp_username:
             conf["auth_username"] = r.smtp_username
             conf["auth_password_file"] = _file(r.smtp_password, f"{key}.smtp_password")
         return {"name": r.name, "email_configs": [conf]}
     if r.url_secret is None:
-        raise ConfigError(f"{key}.url_secret: a slack receiver needs its webhook URL as "
-                          "{file: ...}")
-    conf = {"api_url_file": _file(r.url_secret, f"{key}.url_secret"), "title": TITLE,
-            "text": TEXT, "send_resolved": r.send_resolved}
+        raise ConfigError(
+            f"{key}.url_secret: a slack receiver needs its webhook URL as {{file: ...}}"
+        )
+    conf = {
+        "api_url_file": _file(r.url_secret, f"{key}.url_secret"),
+        "title": TITLE,
+        "text": TEXT,
+        "send_resolved": r.send_resolved,
+    }
     if r.channel:
         conf["channel"] = r.channel
     return {"name": r.name, "slack_configs": [conf]}
@@ -101,13 +122,21 @@ def amconfig(config: Config) -> dict[str, Any]:
         if r not in names:
             where = "receiver" if i == 0 else f"routes[{i - 1}].receiver"
             raise ConfigError(f"services.alertmanager.routing.{where}: no receiver named {r!r}")
-    renotify = [(rule.detector, rule.domain, rule.renotify_s) for rule in config.alert_rules
-                if rule.renotify_s is not None]
+    renotify = [
+        (rule.detector, rule.domain, rule.renotify_s)
+        for rule in config.alert_rules
+        if rule.renotify_s is not None
+    ]
 
     def per_rule(domain: str | None) -> list[dict[str, Any]]:
-        return [{"matchers": [f'rule="{name}"'] + ([f'domain="{d}"'] if d else []),
-                 "repeat_interval": _duration(s)}
-                for name, d, s in renotify if domain is None or d in (None, domain)]
+        return [
+            {
+                "matchers": [f'rule="{name}"'] + ([f'domain="{d}"'] if d else []),
+                "repeat_interval": _duration(s),
+            }
+            for name, d, s in renotify
+            if domain is None or d in (None, domain)
+        ]
 
     routes = []
     for r in routing.routes:
@@ -126,22 +155,29 @@ def amconfig(config: Config) -> dict[str, Any]:
     lower = "|".join(SEVERITIES[:-1])
     return {
         "route": {
-            "receiver": routing.receiver, "group_by": list(routing.group_by),
+            "receiver": routing.receiver,
+            "group_by": list(routing.group_by),
             "group_wait": _duration(routing.group_wait_s),
             "group_interval": _duration(routing.group_interval_s),
             "repeat_interval": _duration(routing.repeat_interval_s),
             "routes": routes,
         },
         "inhibit_rules": [
-            {"source_matchers": ['rule="stale"'],
-             "target_matchers": [f'rule!="{_VALUE_RULES_EXCLUDE}"'],
-             "equal": ["domain", "site", "asset", "sensor"]},
-            {"source_matchers": [f'rule="{routing.power_outage_rule}"'],
-             "target_matchers": ['domain="energy"', f'rule!="{routing.power_outage_rule}"'],
-             "equal": ["site"]},
-            {"source_matchers": ['severity="severe"'],
-             "target_matchers": [f'severity=~"{lower}"'],
-             "equal": ["alertname", "domain", "site", "asset", "sensor"]},
+            {
+                "source_matchers": ['rule="stale"'],
+                "target_matchers": [f'rule!="{_VALUE_RULES_EXCLUDE}"'],
+                "equal": ["domain", "site", "asset", "sensor"],
+            },
+            {
+                "source_matchers": [f'rule="{routing.power_outage_rule}"'],
+                "target_matchers": ['domain="energy"', f'rule!="{routing.power_outage_rule}"'],
+                "equal": ["site"],
+            },
+            {
+                "source_matchers": ['severity="severe"'],
+                "target_matchers": [f'severity=~"{lower}"'],
+                "equal": ["alertname", "domain", "site", "asset", "sensor"],
+            },
         ],
         "receivers": receivers,
     }

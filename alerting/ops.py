@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -28,8 +28,18 @@ from twinwatch.alerting.alertmanager import AlertmanagerClient, AlertmanagerErro
 from twinwatch.alerting.amconfig import render
 from twinwatch.config import Config, ConfigError, InfluxService
 
-__all__ = ["OpsError", "active", "find", "acknowledge", "silence", "parse_matchers",
-           "parse_duration", "ack_line", "run", "LABELS"]
+__all__ = [
+    "OpsError",
+    "active",
+    "find",
+    "acknowledge",
+    "silence",
+    "parse_matchers",
+    "parse_duration",
+    "ack_line",
+    "run",
+    "LABELS",
+]
 
 LABELS = ("alertname", "domain", "site", "asset", "sensor", "rule", "severity")
 _MATCHER = re.compile(r"^([a-z_]+)(=~|!~|!=|=)(.+)$")
@@ -47,13 +57,16 @@ def parse_matchers(texts: Sequence[str]) -> list[dict[str, Any]]:
     for t in texts:
         m = _MATCHER.match(t)
         if m is None:
-            raise OpsError(f"bad matcher {t!r}: expected label=value, label!=value, label=~regex "
-                           "or label!~regex")
+            raise OpsError(
+                f"bad matcher {t!r}: expected label=value, label!=value, label=~regex "
+                "or label!~regex"
+            )
         name, op, value = m.groups()
         if name not in LABELS:
             raise OpsError(f"bad matcher {t!r}: unknown label {name!r}; known: {', '.join(LABELS)}")
-        out.append({"name": name, "value": value, "isRegex": "~" in op,
-                    "isEqual": not op.startswith("!")})
+        out.append(
+            {"name": name, "value": value, "isRegex": "~" in op, "isEqual": not op.startswith("!")}
+        )
     return out
 
 
@@ -61,7 +74,9 @@ def parse_duration(text: str) -> timedelta:
     m = _DURATION.match(text)
     if m is None or float(m.group(1)) <= 0:
         raise OpsError(f"bad duration {text!r}: expected e.g. 30m, 2h, 1d")
-    return timedelta(seconds=float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)])
+    return timedelta(
+        seconds=float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+    )
 
 
 def active(client: AlertmanagerClient) -> list[dict]:
@@ -75,8 +90,7 @@ def active(client: AlertmanagerClient) -> list[dict]:
 def find(client: AlertmanagerClient, prefix: str) -> dict:
     if len(prefix) < 4:
         raise OpsError("give at least 4 characters of the fingerprint")
-    hits = [a for a in active(client)
-            if a["annotations"].get("fingerprint", "").startswith(prefix)]
+    hits = [a for a in active(client) if a["annotations"].get("fingerprint", "").startswith(prefix)]
     if not hits:
         raise OpsError(f"no active alert with fingerprint {prefix}* (see `twinwatch alerts list`)")
     if len({a["annotations"]["fingerprint"] for a in hits}) > 1:
@@ -95,15 +109,18 @@ def _str(v: str) -> str:
 def ack_line(alert: dict, by: str, comment: str, now: datetime) -> str:
     """The ``alert_ack`` line-protocol point (ms precision) for an Alertmanager alert."""
     lab = alert["labels"]
-    tags = ",".join(f"{k}={_tag(lab.get(k, '') or '-')}"
-                    for k in ("asset", "domain", "rule", "sensor", "severity", "site"))
-    fields = (f"fingerprint={_str(alert['annotations'].get('fingerprint', ''))},by={_str(by)},"
-              f"comment={_str(comment)},summary={_str(alert['annotations'].get('summary', ''))}")
+    tags = ",".join(
+        f"{k}={_tag(lab.get(k, '') or '-')}"
+        for k in ("asset", "domain", "rule", "sensor", "severity", "site")
+    )
+    fields = (
+        f"fingerprint={_str(alert['annotations'].get('fingerprint', ''))},by={_str(by)},"
+        f"comment={_str(comment)},summary={_str(alert['annotations'].get('summary', ''))}"
+    )
     return f"alert_ack,{tags} {fields} {int(now.timestamp() * 1000)}"
 
 
-def acknowledge(alert: dict, influx: InfluxService, by: str, comment: str,
-                now: datetime) -> None:
+def acknowledge(alert: dict, influx: InfluxService, by: str, comment: str, now: datetime) -> None:
     params = {"db": influx.database, "precision": "ms"}
     if influx.retention_policy:
         params["rp"] = influx.retention_policy
@@ -113,19 +130,33 @@ def acknowledge(alert: dict, influx: InfluxService, by: str, comment: str,
     elif influx.username:
         auth = (influx.username, influx.password.reveal() if influx.password else "")
     try:
-        r = httpx.post(influx.url.rstrip("/") + "/write", params=params, headers=headers,
-                       auth=auth, content=ack_line(alert, by, comment, now).encode(),
-                       timeout=influx.timeout_s)
+        r = httpx.post(
+            influx.url.rstrip("/") + "/write",
+            params=params,
+            headers=headers,
+            auth=auth,
+            content=ack_line(alert, by, comment, now).encode(),
+            timeout=influx.timeout_s,
+        )
     except httpx.TransportError as e:
-        raise OpsError(f"cannot record the acknowledgement: InfluxDB at {influx.url}: "
-                       f"{type(e).__name__}: {e}") from None
+        raise OpsError(
+            f"cannot record the acknowledgement: InfluxDB at {influx.url}: {type(e).__name__}: {e}"
+        ) from None
     if not r.is_success:
-        raise OpsError(f"cannot record the acknowledgement: InfluxDB at {influx.url}: "
-                       f"HTTP {r.status_code}: {r.text.strip()[:300]}")
+        raise OpsError(
+            f"cannot record the acknowledgement: InfluxDB at {influx.url}: "
+            f"HTTP {r.status_code}: {r.text.strip()[:300]}"
+        )
 
 
-def silence(client: AlertmanagerClient, matchers: list[dict], start: datetime, end: datetime,
-            by: str, comment: str) -> str:
+def silence(
+    client: AlertmanagerClient,
+    matchers: list[dict],
+    start: datetime,
+    end: datetime,
+    by: str,
+    comment: str,
+) -> str:
     if end <= start:
         raise OpsError("silence: the end must be after the start")
     try:
@@ -138,14 +169,21 @@ def _table(alerts: list[dict]) -> str:
     rows = [("FINGERPRINT", "SEVERITY", "STATE", "SINCE", "ALERT", "WHERE", "SUMMARY")]
     for a in alerts:
         lab, ann = a["labels"], a["annotations"]
-        rows.append((ann.get("fingerprint", a.get("fingerprint", ""))[:12],
-                     f"{lab.get('severity', '')}/{ann.get('severity_ko', '')}",
-                     a["status"]["state"], a["startsAt"][:19], lab.get("alertname", ""),
-                     f"{lab.get('site', '')}/{lab.get('asset', '')}/{lab.get('sensor', '')}",
-                     ann.get("summary", "")))
+        rows.append(
+            (
+                ann.get("fingerprint", a.get("fingerprint", ""))[:12],
+                f"{lab.get('severity', '')}/{ann.get('severity_ko', '')}",
+                a["status"]["state"],
+                a["startsAt"][:19],
+                lab.get("alertname", ""),
+                f"{lab.get('site', '')}/{lab.get('asset', '')}/{lab.get('sensor', '')}",
+                ann.get("summary", ""),
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(6)]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r[:6], widths)) + "  " + r[6]
-                     for r in rows)
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r[:6], widths)) + "  " + r[6] for r in rows
+    )
 
 
 def run(args: Any, config: Config, out=None) -> int:
@@ -161,15 +199,18 @@ def run(args: Any, config: Config, out=None) -> int:
     if cfg.url is None:
         raise OpsError("services.alertmanager.url is not set (or pass --alertmanager-url)")
     with AlertmanagerClient.from_config(cfg) as client:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         if args.action == "list":
             alerts = active(client)
             print(_table(alerts) if alerts else "no active alerts", file=out)
         elif args.action == "ack":
             alert = find(client, args.fingerprint)
             acknowledge(alert, config.services.influxdb, args.by, args.comment, now)
-            print(f"acknowledged {alert['annotations']['fingerprint']} "
-                  f"({alert['labels'].get('alertname')}) as {args.by}", file=out)
+            print(
+                f"acknowledged {alert['annotations']['fingerprint']} "
+                f"({alert['labels'].get('alertname')}) as {args.by}",
+                file=out,
+            )
         elif args.action == "silence":
             matchers = parse_matchers(args.matchers)
             start = now
@@ -177,4 +218,3 @@ def run(args: Any, config: Config, out=None) -> int:
             sid = silence(client, matchers, start, end, args.by, args.comment)
             print(f"silence {sid} until {end.isoformat(timespec='seconds')}", file=out)
     return 0
-

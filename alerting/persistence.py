@@ -19,7 +19,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
@@ -64,8 +64,9 @@ class AlertStore:
 
     def last(self, fp: str) -> tuple[Alert, bool] | None:
         with self._lock:
-            row = self._db.execute("SELECT alert, delivered FROM alert_state WHERE fingerprint=?",
-                                   (fp,)).fetchone()
+            row = self._db.execute(
+                "SELECT alert, delivered FROM alert_state WHERE fingerprint=?", (fp,)
+            ).fetchone()
         return None if row is None else (_decode(row[0]), bool(row[1]))
 
     def is_duplicate(self, a: Alert) -> bool:
@@ -89,10 +90,12 @@ class AlertStore:
 
     def firing(self) -> list[tuple[Alert, datetime | None]]:
         with self._lock:
-            rows = self._db.execute("SELECT alert, sent_at FROM alert_state WHERE "
-                                    "status='firing' AND delivered=1").fetchall()
-        return [(_decode(a), None if s is None else datetime.fromtimestamp(s, timezone.utc))
-                for a, s in rows]
+            rows = self._db.execute(
+                "SELECT alert, sent_at FROM alert_state WHERE status='firing' AND delivered=1"
+            ).fetchall()
+        return [
+            (_decode(a), None if s is None else datetime.fromtimestamp(s, UTC)) for a, s in rows
+        ]
 
     def retry_queue(self) -> list[Alert]:
         with self._lock:
@@ -102,6 +105,8 @@ class AlertStore:
     def prune(self, before: datetime) -> int:
         """Forget delivered resolves sent before ``before``; returns how many."""
         with self._lock:
-            cur = self._db.execute("DELETE FROM alert_state WHERE status='resolved' AND "
-                                   "delivered=1 AND sent_at < ?", (before.timestamp(),))
+            cur = self._db.execute(
+                "DELETE FROM alert_state WHERE status='resolved' AND delivered=1 AND sent_at < ?",
+                (before.timestamp(),),
+            )
         return cur.rowcount

@@ -33,8 +33,17 @@ from twinwatch.config import AlertmanagerService, ConfigError
 from twinwatch.http import HttpError, Rejected, Unavailable, parse_retry_after, retry
 from twinwatch.schema import Alert
 
-__all__ = ["WebhookClient", "WebhookError", "WebhookUnavailable", "WebhookRejected",
-           "BadSignature", "sign", "verify", "SIGNATURE_HEADER", "TIMESTAMP_HEADER"]
+__all__ = [
+    "WebhookClient",
+    "WebhookError",
+    "WebhookUnavailable",
+    "WebhookRejected",
+    "BadSignature",
+    "sign",
+    "verify",
+    "SIGNATURE_HEADER",
+    "TIMESTAMP_HEADER",
+]
 
 SIGNATURE_HEADER = "X-Twinwatch-Signature"
 TIMESTAMP_HEADER = "X-Twinwatch-Timestamp"
@@ -61,8 +70,9 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
     return "sha256=" + mac.hexdigest()
 
 
-def verify(secret: str, headers: Mapping[str, str], body: bytes, now: float,
-           tolerance_s: float = 300.0) -> None:
+def verify(
+    secret: str, headers: Mapping[str, str], body: bytes, now: float, tolerance_s: float = 300.0
+) -> None:
     """Check a received request (for receivers and tests); raises BadSignature."""
     lower = {k.lower(): v for k, v in headers.items()}
     try:
@@ -78,19 +88,36 @@ def verify(secret: str, headers: Mapping[str, str], body: bytes, now: float,
 
 def body_of(alerts: list[dict[str, Any]]) -> dict[str, Any]:
     status = "firing" if any(a["_status"] == "firing" for a in alerts) else "resolved"
-    return {"version": "4", "status": status, "receiver": "twinwatch-direct",
-            "alerts": [{k: v for k, v in a.items() if k != "_status"} | {"status": a["_status"]}
-                       for a in alerts]}
+    return {
+        "version": "4",
+        "status": status,
+        "receiver": "twinwatch-direct",
+        "alerts": [
+            {k: v for k, v in a.items() if k != "_status"} | {"status": a["_status"]}
+            for a in alerts
+        ],
+    }
 
 
 class WebhookClient:
-    def __init__(self, url: str, secret: str, *, timeout: float = 5.0, max_retries: int = 5,
-                 client: httpx.Client | None = None, sleep: Callable[[float], Any] = time.sleep,
-                 clock: Callable[[], float] = time.time, backoff_s: float = 0.5,
-                 max_backoff_s: float = 30.0):
+    def __init__(
+        self,
+        url: str,
+        secret: str,
+        *,
+        timeout: float = 5.0,
+        max_retries: int = 5,
+        client: httpx.Client | None = None,
+        sleep: Callable[[float], Any] = time.sleep,
+        clock: Callable[[], float] = time.time,
+        backoff_s: float = 0.5,
+        max_backoff_s: float = 30.0,
+    ):
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(f"alertmanager.webhook_url: expected http(s)://host/path, got {url!r}")
+            raise ConfigError(
+                f"alertmanager.webhook_url: expected http(s)://host/path, got {url!r}"
+            )
         if not secret:
             raise ConfigError("alertmanager.webhook_secret is empty")
         self.url, self._secret, self.max_retries = url, secret, max_retries
@@ -103,8 +130,13 @@ class WebhookClient:
     def from_config(cls, cfg: AlertmanagerService, **kw: Any) -> WebhookClient:
         if cfg.webhook_url is None or cfg.webhook_secret is None:
             raise ConfigError("alertmanager.webhook_url needs alertmanager.webhook_secret")
-        return cls(cfg.webhook_url, cfg.webhook_secret.reveal(), timeout=cfg.timeout_s,
-                   max_retries=cfg.max_retries, **kw)
+        return cls(
+            cfg.webhook_url,
+            cfg.webhook_secret.reveal(),
+            timeout=cfg.timeout_s,
+            max_retries=cfg.max_retries,
+            **kw,
+        )
 
     def __repr__(self) -> str:
         return f"<WebhookClient {self.url}>"
@@ -115,8 +147,11 @@ class WebhookClient:
 
     def _once(self, body: bytes) -> None:
         ts = int(self._clock())
-        headers = {"Content-Type": "application/json", TIMESTAMP_HEADER: str(ts),
-                   SIGNATURE_HEADER: sign(self._secret, ts, body)}
+        headers = {
+            "Content-Type": "application/json",
+            TIMESTAMP_HEADER: str(ts),
+            SIGNATURE_HEADER: sign(self._secret, ts, body),
+        }
         what = f"post to webhook {self.url}"
         try:
             r = self._client.post(self.url, content=body, headers=headers)
@@ -126,12 +161,21 @@ class WebhookClient:
             return
         msg = f"{what}: HTTP {r.status_code}: {r.text.strip()[:500]}"
         if r.status_code == 429 or r.status_code >= 500:
-            raise WebhookUnavailable(msg, status=r.status_code,
-                                     retry_after=parse_retry_after(r.headers.get("Retry-After")))
+            raise WebhookUnavailable(
+                msg,
+                status=r.status_code,
+                retry_after=parse_retry_after(r.headers.get("Retry-After")),
+            )
         raise WebhookRejected(msg, status=r.status_code, text=r.text[:500])
 
-    def post(self, alerts: Sequence[Alert], now: datetime, firing_ttl_s: float,
-             generator_url: str, links: Callable[[Alert], dict[str, str]] | None = None) -> None:
+    def post(
+        self,
+        alerts: Sequence[Alert],
+        now: datetime,
+        firing_ttl_s: float,
+        generator_url: str,
+        links: Callable[[Alert], dict[str, str]] | None = None,
+    ) -> None:
         sendable = [a for a in alerts if a.status != "pending"]
         payload = to_payload(sendable, now, firing_ttl_s, generator_url, links=links)
         if not payload:
@@ -139,5 +183,11 @@ class WebhookClient:
         for p, a in zip(payload, sendable):
             p["_status"], p["fingerprint"] = a.status, a.fingerprint
         body = json.dumps(body_of(payload), separators=(",", ":")).encode()
-        retry(lambda: self._once(body), name="webhook", max_retries=self.max_retries,
-              backoff_s=self.backoff_s, max_backoff_s=self.max_backoff_s, sleep=self._sleep)
+        retry(
+            lambda: self._once(body),
+            name="webhook",
+            max_retries=self.max_retries,
+            backoff_s=self.backoff_s,
+            max_backoff_s=self.max_backoff_s,
+            sleep=self._sleep,
+        )

@@ -28,7 +28,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -37,11 +37,11 @@ from bytewax.testing import run_main
 
 from twinwatch.alerting.alertmanager import AlertmanagerClient
 from twinwatch.alerting.amconfig import render
+from twinwatch.app import services
+from twinwatch.config import parse_config
 from twinwatch.flows.dataflow import build_flow
 from twinwatch.flows.sinks.alertmanager import AlertmanagerSink
 from twinwatch.flows.sources.mqtt import MqttSource
-from twinwatch.app import services
-from twinwatch.config import parse_config
 from twinwatch.mqtt import connect, make_client
 from twinwatch.schema import fingerprint
 
@@ -51,6 +51,7 @@ class Discard(DynamicSink):
         class _P(StatelessSinkPartition):
             def write_batch(self, items):
                 pass
+
         return _P()
 
 
@@ -87,25 +88,56 @@ class Receiver:
             return self.first.get(fp)
 
 
-def bench_config(n: int, mqtt_port: int, am_url: str | None, influx_url: str | None,
-                 hook: str, group_wait_s: float) -> dict:
-    sensor = {"id": "p", "quantity": "pressure", "unit": "bar", "interval_s": 3600,
-              "limits": {"high": 10.0, "severity": "alert"}}
+def bench_config(
+    n: int,
+    mqtt_port: int,
+    am_url: str | None,
+    influx_url: str | None,
+    hook: str,
+    group_wait_s: float,
+) -> dict:
+    sensor = {
+        "id": "p",
+        "quantity": "pressure",
+        "unit": "bar",
+        "interval_s": 3600,
+        "limits": {"high": 10.0, "severity": "alert"},
+    }
     return {
         "city": {"name": "latency-bench"},
-        "sites": [{"id": "bench", "name": "bench", "domain": "water", "lat": 36.5, "lon": 127.3,
-                   "assets": [{"id": f"a{i:04d}", "kind": "pump", "name": "pump",
-                               "sensors": [sensor]} for i in range(n)]}],
+        "sites": [
+            {
+                "id": "bench",
+                "name": "bench",
+                "domain": "water",
+                "lat": 36.5,
+                "lon": 127.3,
+                "assets": [
+                    {"id": f"a{i:04d}", "kind": "pump", "name": "pump", "sensors": [sensor]}
+                    for i in range(n)
+                ],
+            }
+        ],
         "detectors": {"limits": {"type": "limits"}},
         "domain_detectors": {"water": ["limits"]},
         "alert_rules": [{"detector": "limits", "severity": "alert", "for_s": 0, "clear_s": 0}],
         "services": {
             "mqtt": {"port": mqtt_port, "client_id": "latency-bench"},
-            "influxdb": {"url": influx_url or "http://127.0.0.1:9", "database": "bench",
-                         "flush_interval_s": 0.05},
-            "alertmanager": {"url": am_url, "routing": {
-                "receiver": "hook", "receivers": [{"name": "hook", "type": "webhook", "url": hook}],
-                "group_wait_s": group_wait_s, "group_interval_s": 1, "repeat_interval_s": 3600}},
+            "influxdb": {
+                "url": influx_url or "http://127.0.0.1:9",
+                "database": "bench",
+                "flush_interval_s": 0.05,
+            },
+            "alertmanager": {
+                "url": am_url,
+                "routing": {
+                    "receiver": "hook",
+                    "receivers": [{"name": "hook", "type": "webhook", "url": hook}],
+                    "group_wait_s": group_wait_s,
+                    "group_interval_s": 1,
+                    "repeat_interval_s": 3600,
+                },
+            },
             "metrics": {"port": 0},
         },
         "flow": {"shards": 4, "batch_size": 1000, "dead_letter_path": "/dev/null"},
@@ -135,11 +167,18 @@ def main() -> int:
             influx.create_database("bench")
         rx = Receiver()
         am_port = services.free_port()
-        raw = bench_config(args.incidents, mosq.port, f"http://127.0.0.1:{am_port}",
-                           influx.url if influx else None, rx.url, args.group_wait_ms / 1000)
+        raw = bench_config(
+            args.incidents,
+            mosq.port,
+            f"http://127.0.0.1:{am_port}",
+            influx.url if influx else None,
+            rx.url,
+            args.group_wait_ms / 1000,
+        )
         config = parse_config(raw, environ={})
-        am = services.Alertmanager(tmp / "alertmanager", port=am_port,
-                                   config_text=render(config)).start()
+        am = services.Alertmanager(
+            tmp / "alertmanager", port=am_port, config_text=render(config)
+        ).start()
         started.append(am)
 
         accepted: dict[str, float] = {}
@@ -152,11 +191,17 @@ def main() -> int:
                     if al.status == "firing":
                         accepted.setdefault(al.fingerprint, t)
 
-        sink = AlertmanagerSink(config.services.alertmanager,
-                                client_factory=lambda c, **kw: TimedClient.from_config(c, **kw))
-        flow = build_flow(config, MqttSource(config.services.mqtt, 1000, idle_timeout_s=3.0),
-                          alert_sink=sink, dead_letter_sink=Discard(),
-                          **({"influx_sink": Discard()} if influx is None else {}))
+        sink = AlertmanagerSink(
+            config.services.alertmanager,
+            client_factory=lambda c, **kw: TimedClient.from_config(c, **kw),
+        )
+        flow = build_flow(
+            config,
+            MqttSource(config.services.mqtt, 1000, idle_timeout_s=3.0),
+            alert_sink=sink,
+            dead_letter_sink=Discard(),
+            **({"influx_sink": Discard()} if influx is None else {}),
+        )
         runner = threading.Thread(target=run_main, args=(flow,), daemon=True)
         runner.start()
 
@@ -164,7 +209,7 @@ def main() -> int:
         connect(pub, config.services.mqtt)
         pub.loop_start()
         time.sleep(1.0)  # the flow subscribes
-        t0 = datetime.now(timezone.utc)
+        t0 = datetime.now(UTC)
         topics = [f"city/water/bench/a{i:04d}/p" for i in range(args.incidents)]
         for topic in topics:  # one normal reading each: series exist before the incidents
             pub.publish(topic, json.dumps({"time": t0.isoformat(), "value": 1.0}), qos=1)
@@ -172,8 +217,15 @@ def main() -> int:
 
         rows = []
         for i, topic in enumerate(topics):
-            fp = fingerprint({"domain": "water", "site": "bench", "asset": f"a{i:04d}",
-                              "sensor": "p", "rule": "limits"})
+            fp = fingerprint(
+                {
+                    "domain": "water",
+                    "site": "bench",
+                    "asset": f"a{i:04d}",
+                    "sensor": "p",
+                    "rule": "limits",
+                }
+            )
             when = t0 + timedelta(seconds=60 + i)
             payload = json.dumps({"time": when.isoformat(), "value": 42.0})
             published = time.time()
@@ -192,13 +244,20 @@ def main() -> int:
 
     ms = lambda xs: [1000 * x for x in xs]  # noqa: E731
     ours, amw, total = (ms([r[k] for r in rows]) for k in range(3))
-    print(f"{len(rows)}/{args.incidents} incidents notified; Alertmanager group_wait "
-          f"{args.group_wait_ms:g} ms; InfluxDB sink {'off' if args.no_influx else 'on'}")
+    print(
+        f"{len(rows)}/{args.incidents} incidents notified; Alertmanager group_wait "
+        f"{args.group_wait_ms:g} ms; InfluxDB sink {'off' if args.no_influx else 'on'}"
+    )
     print(f"{'ms':28} {'p50':>8} {'p90':>8} {'p99':>8} {'max':>8}")
-    for name, xs in (("ours (MQTT -> AM accepted)", ours),
-                     ("Alertmanager (-> webhook)", amw), ("end to end", total)):
-        print(f"{name:28} {statistics.median(xs):8.1f} {pct(xs, 90):8.1f} {pct(xs, 99):8.1f} "
-              f"{max(xs):8.1f}")
+    for name, xs in (
+        ("ours (MQTT -> AM accepted)", ours),
+        ("Alertmanager (-> webhook)", amw),
+        ("end to end", total),
+    ):
+        print(
+            f"{name:28} {statistics.median(xs):8.1f} {pct(xs, 90):8.1f} {pct(xs, 99):8.1f} "
+            f"{max(xs):8.1f}"
+        )
     return 0 if len(rows) == args.incidents else 1
 
 

@@ -13,41 +13,63 @@ from __future__ import annotations
 
 import argparse
 import gc
-import sys
 import time
-from datetime import datetime, timedelta, timezone
-from pathlib import Path
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 import numpy as np
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import TestingSource, run_main
 
-from twinwatch.flows.dataflow import _by_shard, build_flow
-from twinwatch.engine.plan import Plan
-from twinwatch.engine.shard import Shard
+from twinwatch.config import parse_config
 from twinwatch.engine.liveness import Liveness, latest_times
 from twinwatch.engine.parse import Parser
-from twinwatch.config import parse_config
+from twinwatch.engine.plan import Plan
+from twinwatch.engine.shard import Shard
+from twinwatch.flows.dataflow import _by_shard, build_flow
 
 
 def bench_config(series: int) -> dict:
     """A city of `series` strain sensors (10 per asset, 10 assets per site) with the default stack."""
-    sensors = [{"id": f"s{k}", "quantity": "strain", "unit": "microstrain", "interval_s": 10,
-                "limits": {"low": -800, "high": 800}} for k in range(10)]
-    sites = [{"id": f"site{i}", "name": f"site {i}", "domain": "structures", "lat": 36.5,
-              "lon": 127.3, "assets": [{"id": f"a{j}", "kind": "bridge", "name": "span",
-                                        "sensors": sensors} for j in range(10)]}
-             for i in range(max(1, series // 100))]
+    sensors = [
+        {
+            "id": f"s{k}",
+            "quantity": "strain",
+            "unit": "microstrain",
+            "interval_s": 10,
+            "limits": {"low": -800, "high": 800},
+        }
+        for k in range(10)
+    ]
+    sites = [
+        {
+            "id": f"site{i}",
+            "name": f"site {i}",
+            "domain": "structures",
+            "lat": 36.5,
+            "lon": 127.3,
+            "assets": [
+                {"id": f"a{j}", "kind": "bridge", "name": "span", "sensors": sensors}
+                for j in range(10)
+            ],
+        }
+        for i in range(max(1, series // 100))
+    ]
     return {
-        "city": {"name": "bench"}, "sites": sites,
-        "detectors": {"limits": {"type": "limits"},
-                      "robust_z": {"type": "robust_z", "params": {"window": 120, "threshold": 8}},
-                      "cusum": {"type": "cusum"}, "stuck": {"type": "stuck"},
-                      "gap": {"type": "gap", "params": {"factor": 10}}},
+        "city": {"name": "bench"},
+        "sites": sites,
+        "detectors": {
+            "limits": {"type": "limits"},
+            "robust_z": {"type": "robust_z", "params": {"window": 120, "threshold": 8}},
+            "cusum": {"type": "cusum"},
+            "stuck": {"type": "stuck"},
+            "gap": {"type": "gap", "params": {"factor": 10}},
+        },
         "domain_detectors": {"structures": ["limits", "robust_z", "cusum", "stuck", "gap"]},
-        "alert_rules": [{"detector": d, "severity": "caution"}
-                        for d in ("limits", "robust_z", "cusum", "stuck", "gap")],
+        "alert_rules": [
+            {"detector": d, "severity": "caution"}
+            for d in ("limits", "robust_z", "cusum", "stuck", "gap")
+        ],
         "services": {"alertmanager": {"url": None}},
         # the same logic on both sides: the loop has no rollup windows or security branch (their
         # cost is measured on its own: docs/dashboards.md, benchmarks/log_flow.py)
@@ -62,14 +84,14 @@ def make_batches(config, readings: int, batch: int) -> list[list[tuple[str, byte
     values = rng.normal(100.0, 5.0, readings)
     spikes = rng.random(readings) < 0.0005
     values[spikes] += 200.0  # some anomalies, so alerts are created too
-    t0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    t0 = datetime(2026, 11, 1, tzinfo=UTC)
     enc = msgspec.json.Encoder()
     n = len(topics)
     msgs = []
     for i in range(readings):
         t = t0 + timedelta(seconds=10 * (i // n))
         msgs.append((topics[i % n], enc.encode({"time": t, "value": float(values[i])})))
-    return [msgs[i:i + batch] for i in range(0, readings, batch)]
+    return [msgs[i : i + batch] for i in range(0, readings, batch)]
 
 
 def plain_loop(config, batches) -> int:
@@ -100,13 +122,15 @@ class CountingSink(DynamicSink):
         class _P(StatelessSinkPartition):
             def write_batch(self, items):
                 sink.n += sum(len(i) for i in items)
+
         return _P()
 
 
 def flow_run(config, batches) -> int:
     influx, alerts, dead = CountingSink(), CountingSink(), CountingSink()
-    flow = build_flow(config, TestingSource(batches), influx_sink=influx, alert_sink=alerts,
-                      dead_letter_sink=dead)
+    flow = build_flow(
+        config, TestingSource(batches), influx_sink=influx, alert_sink=alerts, dead_letter_sink=dead
+    )
     run_main(flow)
     return influx.n
 
@@ -118,8 +142,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=1000)
     args = ap.parse_args()
     config = parse_config(bench_config(args.series), environ={})
-    print(f"building {args.readings:,} readings over {len(config.catalog):,} series ...",
-          flush=True)
+    print(
+        f"building {args.readings:,} readings over {len(config.catalog):,} series ...", flush=True
+    )
     batches = make_batches(config, args.readings, args.batch)
     results = {}
     for name, fn in (("plain loop", plain_loop), ("bytewax flow", flow_run)):

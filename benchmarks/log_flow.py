@@ -21,16 +21,14 @@ from pathlib import Path
 from bytewax.testing import run_main
 
 from benchmarks.flow_vs_loop import CountingSink
+from twinwatch.config import load_config
 from twinwatch.engine.logparse import LogParser
 from twinwatch.engine.security import SecurityShard
 from twinwatch.flows.security import build_log_flow
 from twinwatch.flows.sources.tail import TailSource
-from twinwatch.config import load_config
 
 LOGHUB = Path(__file__).resolve().parents[2] / "shared" / "data" / "loghub"
 FILES = ("OpenSSH_2k.log", "Linux_2k.log", "Apache_2k.log")
-
-
 
 
 def main() -> int:
@@ -53,24 +51,35 @@ def main() -> int:
         parser = LogParser(config)
         events = []
         for i in range(0, len(raw), 1000):
-            events += parser.split(raw[i:i + 1000])[0]
+            events += parser.split(raw[i : i + 1000])[0]
         t1 = time.perf_counter()
         shard = SecurityShard(config)
         for i in range(0, len(events), 1000):
-            shard.process(events[i:i + 1000])
+            shard.process(events[i : i + 1000])
         t2 = time.perf_counter()
         loop_s = t2 - t0
 
         influx, alerts, dead = CountingSink(), CountingSink(), CountingSink()
         t3 = time.perf_counter()
-        run_main(build_log_flow(config, TailSource([path], batch_size=1000, follow=False),
-                                influx_sink=influx, alert_sink=alerts, dead_letter_sink=dead))
+        run_main(
+            build_log_flow(
+                config,
+                TailSource([path], batch_size=1000, follow=False),
+                influx_sink=influx,
+                alert_sink=alerts,
+                dead_letter_sink=dead,
+            )
+        )
         flow_s = time.perf_counter() - t3
     print(f"{lines} lines ({', '.join(FILES)} x {args.repeat}), 1 worker")
-    print(f"  plain loop : {lines / loop_s:10,.0f} lines/s  (parse {lines / (t1 - t0):,.0f}/s, "
-          f"detect {lines / (t2 - t1):,.0f}/s)")
-    print(f"  flow       : {lines / flow_s:10,.0f} lines/s  ({influx.n} records written, "
-          f"{alerts.n} alert changes, {dead.n} dead letters)")
+    print(
+        f"  plain loop : {lines / loop_s:10,.0f} lines/s  (parse {lines / (t1 - t0):,.0f}/s, "
+        f"detect {lines / (t2 - t1):,.0f}/s)"
+    )
+    print(
+        f"  flow       : {lines / flow_s:10,.0f} lines/s  ({influx.n} records written, "
+        f"{alerts.n} alert changes, {dead.n} dead letters)"
+    )
     print(f"  flow / loop time ratio: {flow_s / loop_s:.2f}")
     return 0
 

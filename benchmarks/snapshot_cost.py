@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import argparse
 import pickle
-import sys
 import time
-from pathlib import Path
 
 from benchmarks.flow_vs_loop import bench_config, make_batches
+from twinwatch.config import parse_config
+from twinwatch.engine.parse import Parser
 from twinwatch.engine.plan import Plan
 from twinwatch.engine.shard import Shard
-from twinwatch.engine.parse import Parser
-from twinwatch.config import parse_config
 
 
 def main() -> None:
@@ -46,9 +44,13 @@ def main() -> None:
     t = time.perf_counter()
     Shard(Plan(config), pickle.loads(blob))
     restore_s = time.perf_counter() - t
-    print(f"{n:,} series, 5 detectors + alert states each, after "
-          f"{args.readings_per_series} readings per series")
-    print(f"snapshot (to_state): {snap_s * 1e3:8.2f} ms per epoch  ({snap_s / n * 1e6:.1f} µs/series)")
+    print(
+        f"{n:,} series, 5 detectors + alert states each, after "
+        f"{args.readings_per_series} readings per series"
+    )
+    print(
+        f"snapshot (to_state): {snap_s * 1e3:8.2f} ms per epoch  ({snap_s / n * 1e6:.1f} µs/series)"
+    )
     print(f"pickle:              {pickle_s * 1e3:8.2f} ms per epoch")
     print(f"size:                {len(blob) / 1024:8.1f} KiB  ({len(blob) / n:,.0f} B/series)")
     print(f"restore:             {restore_s * 1e3:8.2f} ms")

@@ -18,7 +18,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -36,8 +36,7 @@ def rss_mb(pid: int) -> float:
 
 
 def metric(text: str, name: str) -> float:
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(name))
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
 
 
 def main() -> None:
@@ -51,23 +50,39 @@ def main() -> None:
     svcs["influxdb"].create_database("soak")
     config_path = base / "city.yaml"
     import yaml
+
     config_path.write_text(yaml.safe_dump(bench_config(args.series)))
     metrics_port = services.free_port()
-    env = dict(os.environ,
-               TWINWATCH__SERVICES__MQTT__PORT=str(svcs["mosquitto"].port),
-               TWINWATCH__SERVICES__INFLUXDB__URL=svcs["influxdb"].url,
-               TWINWATCH__SERVICES__INFLUXDB__DATABASE="soak",
-               TWINWATCH__SERVICES__INFLUXDB__SPOOL_DIR=str(base / "spool"),
-               TWINWATCH__SERVICES__METRICS__PORT=str(metrics_port),
-               TWINWATCH__FLOW__DEAD_LETTER_PATH=str(base / "dead.jsonl"))
-    flow = subprocess.Popen([sys.executable, "-m", "twinwatch.app.cli", "run", "-c", str(config_path),
-                             "--idle-timeout", "30"], env=env,
-                            stdout=(base / "flow.log").open("w"), stderr=subprocess.STDOUT)
+    env = dict(
+        os.environ,
+        TWINWATCH__SERVICES__MQTT__PORT=str(svcs["mosquitto"].port),
+        TWINWATCH__SERVICES__INFLUXDB__URL=svcs["influxdb"].url,
+        TWINWATCH__SERVICES__INFLUXDB__DATABASE="soak",
+        TWINWATCH__SERVICES__INFLUXDB__SPOOL_DIR=str(base / "spool"),
+        TWINWATCH__SERVICES__METRICS__PORT=str(metrics_port),
+        TWINWATCH__FLOW__DEAD_LETTER_PATH=str(base / "dead.jsonl"),
+    )
+    flow = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "twinwatch.app.cli",
+            "run",
+            "-c",
+            str(config_path),
+            "--idle-timeout",
+            "30",
+        ],
+        env=env,
+        stdout=(base / "flow.log").open("w"),
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{metrics_port}/metrics"
     while 'twinwatch_source_ready{source="mqtt"} 1.0' not in _get(url):
         time.sleep(0.2)
-    topics = [f"city/structures/site{i // 100}/a{(i // 10) % 10}/s{i % 10}"
-              for i in range(args.series)]
+    topics = [
+        f"city/structures/site{i // 100}/a{(i // 10) % 10}/s{i % 10}" for i in range(args.series)
+    ]
     sent = [0]
     stop = threading.Event()
 
@@ -80,14 +95,17 @@ def main() -> None:
         client.max_inflight_messages_set(5000)
         connect(client, mqtt)
         enc = msgspec.json.Encoder()
-        t0, start = datetime(2026, 1, 1, tzinfo=timezone.utc), time.monotonic()
+        t0, start = datetime(2026, 1, 1, tzinfo=UTC), time.monotonic()
         while not stop.is_set():
             due = int((time.monotonic() - start) * args.rate)
             while sent[0] < due:
                 i = sent[0]
                 t = t0 + timedelta(seconds=10 * (i // args.series))
-                client.publish(topics[i % args.series],
-                               enc.encode({"time": t, "value": 100.0 + (i * 7) % 13}), qos=1)
+                client.publish(
+                    topics[i % args.series],
+                    enc.encode({"time": t, "value": 100.0 + (i * 7) % 13}),
+                    qos=1,
+                )
                 sent[0] += 1
                 if i % 200 == 0:
                     client.loop(0)
@@ -98,7 +116,9 @@ def main() -> None:
     pub.start()
     samples = []
     start = time.monotonic()
-    print(f"{'t (s)':>7} {'rss MB':>8} {'sent/s':>8} {'written/s':>9} {'backlog':>9} {'spool B':>8}")
+    print(
+        f"{'t (s)':>7} {'rss MB':>8} {'sent/s':>8} {'written/s':>9} {'backlog':>9} {'spool B':>8}"
+    )
     last = (0.0, 0, 0.0)
     try:
         while time.monotonic() - start < args.duration_s:
@@ -111,8 +131,11 @@ def main() -> None:
             rate_out = (written - last[2]) / (now - last[0])
             last = (now, sent[0], written)
             samples.append((now, rss_mb(flow.pid), sent[0] - written, spool))
-            print(f"{now:7.0f} {samples[-1][1]:8.1f} {rate_in:8.0f} {rate_out:9.0f} "
-                  f"{samples[-1][2]:9.0f} {spool:8.0f}", flush=True)
+            print(
+                f"{now:7.0f} {samples[-1][1]:8.1f} {rate_in:8.0f} {rate_out:9.0f} "
+                f"{samples[-1][2]:9.0f} {spool:8.0f}",
+                flush=True,
+            )
     finally:
         stop.set()
         pub.join(timeout=10)
@@ -122,8 +145,10 @@ def main() -> None:
     warm = [s for s in samples if s[0] >= 0.2 * args.duration_s]
     if len(warm) >= 2:
         growth = (warm[-1][1] - warm[0][1]) / warm[0][1] * 100
-        print(f"RSS after warm-up {warm[0][1]:.1f} MB -> {warm[-1][1]:.1f} MB: "
-              f"{growth:+.1f} % (goal < 10 %)")
+        print(
+            f"RSS after warm-up {warm[0][1]:.1f} MB -> {warm[-1][1]:.1f} MB: "
+            f"{growth:+.1f} % (goal < 10 %)"
+        )
 
 
 def _get(url: str) -> str:

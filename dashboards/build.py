@@ -21,23 +21,36 @@ from pathlib import Path
 import yaml
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 
+from twinwatch.config import Config, load_config
 from twinwatch.dashboards.common import ALERTMANAGER, INFLUX, PROMETHEUS, TESTDATA
 from twinwatch.dashboards.control_room import control_room
 from twinwatch.dashboards.domain import domain_dashboard
 from twinwatch.dashboards.ops import alerts_dashboard, pipeline_dashboard
-from twinwatch.config import Config, load_config
 from twinwatch.schema import DOMAINS
 
-__all__ = ["dashboards", "datasources", "providers", "files", "write", "check", "main",
-           "DASHBOARD_DIR", "DEFAULT_OUT"]
+__all__ = [
+    "dashboards",
+    "datasources",
+    "providers",
+    "files",
+    "write",
+    "check",
+    "main",
+    "DASHBOARD_DIR",
+    "DEFAULT_OUT",
+]
 
 DEFAULT_OUT = Path(__file__).parent
 DASHBOARD_DIR = "/var/lib/grafana/dashboards/twinwatch"  # where Grafana finds the JSON
 
 
 def dashboards(config: Config) -> dict[str, dict]:
-    builders = [control_room(config), *(domain_dashboard(config, d) for d in DOMAINS),
-                alerts_dashboard(), pipeline_dashboard()]
+    builders = [
+        control_room(config),
+        *(domain_dashboard(config, d) for d in DOMAINS),
+        alerts_dashboard(),
+        pipeline_dashboard(),
+    ]
     out = {}
     for b in builders:
         doc = json.loads(json.dumps(b.build(), cls=JSONEncoder))
@@ -49,39 +62,79 @@ def datasources(config: Config) -> dict:
     """Grafana datasource provisioning. InfluxQL works on 1.x (no auth by default), 2.x (the
     token header, DBRP mapping to the bucket) and 3.x (the same header)."""
     db = config.services.influxdb.database
-    return {"apiVersion": 1, "datasources": [
-        {"name": "twinwatch InfluxDB", "uid": INFLUX.uid, "type": "influxdb", "access": "proxy",
-         "url": "$TWINWATCH_INFLUX_URL", "isDefault": True,
-         "jsonData": {"dbName": db, "httpMode": "POST", "httpHeaderName1": "Authorization",
-                      "timeInterval": "10s"},
-         "secureJsonData": {"httpHeaderValue1": "Token $TWINWATCH_INFLUX_TOKEN"}},
-        {"name": "twinwatch Prometheus", "uid": PROMETHEUS.uid, "type": "prometheus",
-         "access": "proxy", "url": "$TWINWATCH_PROMETHEUS_URL",
-         "jsonData": {"httpMethod": "POST", "timeInterval": "15s"}},
-        {"name": "twinwatch Alertmanager", "uid": ALERTMANAGER.uid, "type": "alertmanager",
-         "access": "proxy", "url": "$TWINWATCH_ALERTMANAGER_URL",
-         "jsonData": {"implementation": "prometheus", "handleGrafanaManagedAlerts": False}},
-        {"name": "twinwatch sites", "uid": TESTDATA.uid, "type": TESTDATA.type_val,
-         "access": "proxy"},
-    ]}
+    return {
+        "apiVersion": 1,
+        "datasources": [
+            {
+                "name": "twinwatch InfluxDB",
+                "uid": INFLUX.uid,
+                "type": "influxdb",
+                "access": "proxy",
+                "url": "$TWINWATCH_INFLUX_URL",
+                "isDefault": True,
+                "jsonData": {
+                    "dbName": db,
+                    "httpMode": "POST",
+                    "httpHeaderName1": "Authorization",
+                    "timeInterval": "10s",
+                },
+                "secureJsonData": {"httpHeaderValue1": "Token $TWINWATCH_INFLUX_TOKEN"},
+            },
+            {
+                "name": "twinwatch Prometheus",
+                "uid": PROMETHEUS.uid,
+                "type": "prometheus",
+                "access": "proxy",
+                "url": "$TWINWATCH_PROMETHEUS_URL",
+                "jsonData": {"httpMethod": "POST", "timeInterval": "15s"},
+            },
+            {
+                "name": "twinwatch Alertmanager",
+                "uid": ALERTMANAGER.uid,
+                "type": "alertmanager",
+                "access": "proxy",
+                "url": "$TWINWATCH_ALERTMANAGER_URL",
+                "jsonData": {"implementation": "prometheus", "handleGrafanaManagedAlerts": False},
+            },
+            {
+                "name": "twinwatch sites",
+                "uid": TESTDATA.uid,
+                "type": TESTDATA.type_val,
+                "access": "proxy",
+            },
+        ],
+    }
 
 
 def providers() -> dict:
-    return {"apiVersion": 1, "providers": [
-        {"name": "twinwatch", "folder": "twinwatch", "type": "file", "disableDeletion": True,
-         "allowUiUpdates": False, "updateIntervalSeconds": 60,
-         "options": {"path": DASHBOARD_DIR}}]}
+    return {
+        "apiVersion": 1,
+        "providers": [
+            {
+                "name": "twinwatch",
+                "folder": "twinwatch",
+                "type": "file",
+                "disableDeletion": True,
+                "allowUiUpdates": False,
+                "updateIntervalSeconds": 60,
+                "options": {"path": DASHBOARD_DIR},
+            }
+        ],
+    }
 
 
 def _yaml(doc: dict) -> str:
-    return ("# Generated by `twinwatch dashboards build`; do not edit.\n"
-            + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+    return "# Generated by `twinwatch dashboards build`; do not edit.\n" + yaml.safe_dump(
+        doc, sort_keys=False, allow_unicode=True
+    )
 
 
 def files(config: Config) -> dict[str, str]:
-    out = {f"generated/{uid}.json": json.dumps(doc, indent=2, sort_keys=True,
-                                               ensure_ascii=False) + "\n"
-           for uid, doc in dashboards(config).items()}
+    out = {
+        f"generated/{uid}.json": json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False)
+        + "\n"
+        for uid, doc in dashboards(config).items()
+    }
     out["provisioning/datasources/twinwatch.yaml"] = _yaml(datasources(config))
     out["provisioning/dashboards/twinwatch.yaml"] = _yaml(providers())
     return out
@@ -107,8 +160,11 @@ def check(config: Config, out: Path = DEFAULT_OUT) -> list[str]:
             stale.append(rel)
     gen = Path(out) / "generated"
     if gen.is_dir():
-        stale += [f"generated/{p.name} (not generated any more)" for p in gen.glob("*.json")
-                  if f"generated/{p.name}" not in expected]
+        stale += [
+            f"generated/{p.name} (not generated any more)"
+            for p in gen.glob("*.json")
+            if f"generated/{p.name}" not in expected
+        ]
     return stale
 
 

@@ -17,11 +17,18 @@ from grafana_foundation_sdk.builders import stat, table, timeseries
 from grafana_foundation_sdk.models.common import GraphThresholdsStyleMode
 from grafana_foundation_sdk.models.dashboard import DashboardLinkType
 
-from twinwatch.dashboards.common import (
-    DOMAIN_TITLES, INFLUX, UIDS, influxql, new_dashboard, query_variable, severity_mappings,
-    tag_regex, thresholds,
-)
 from twinwatch.config import Config
+from twinwatch.dashboards.common import (
+    DOMAIN_TITLES,
+    INFLUX,
+    UIDS,
+    influxql,
+    new_dashboard,
+    query_variable,
+    severity_mappings,
+    tag_regex,
+    thresholds,
+)
 
 __all__ = ["domain_dashboard", "alert_annotations"]
 
@@ -32,46 +39,91 @@ def alert_annotations(d: db.Dashboard, where: str) -> db.Dashboard:
     """Alert state changes and acknowledgements (``alert_ack``, issue #4) as annotations."""
     alerts = influxql(
         'SELECT "summary" AS "text", "severity" AS "tags", "status" FROM "alert" '
-        f"WHERE {where}$timeFilter", "Alerts", fmt="table")
-    acks = influxql('SELECT "user" AS "text", "fingerprint" FROM "alert_ack" WHERE $timeFilter',
-                    "Acks", fmt="table")
-    return (d.annotation(db.AnnotationQuery().name("Alerts").datasource(INFLUX).enable(True)
-                         .icon_color("red").target(alerts))
-            .annotation(db.AnnotationQuery().name("Acknowledgements").datasource(INFLUX)
-                        .enable(True).icon_color("green").target(acks)))
+        f"WHERE {where}$timeFilter",
+        "Alerts",
+        fmt="table",
+    )
+    acks = influxql(
+        'SELECT "user" AS "text", "fingerprint" FROM "alert_ack" WHERE $timeFilter',
+        "Acks",
+        fmt="table",
+    )
+    return d.annotation(
+        db.AnnotationQuery()
+        .name("Alerts")
+        .datasource(INFLUX)
+        .enable(True)
+        .icon_color("red")
+        .target(alerts)
+    ).annotation(
+        db.AnnotationQuery()
+        .name("Acknowledgements")
+        .datasource(INFLUX)
+        .enable(True)
+        .icon_color("green")
+        .target(acks)
+    )
 
 
 def _scores_panel(domain: str, detectors: list[str]) -> timeseries.Panel:
     fields = ", ".join(f'max("{d}") AS "{d}"' for d in detectors)
-    return (timeseries.Panel().title("Anomaly scores (max per interval)").unit("none")
-            .description("Detector scores of the selected sensors; higher is more anomalous. "
-                         "A score at or above the detector's threshold is a hit (see Alerts).")
-            .with_target(influxql(
+    return (
+        timeseries.Panel()
+        .title("Anomaly scores (max per interval)")
+        .unit("none")
+        .description(
+            "Detector scores of the selected sensors; higher is more anomalous. "
+            "A score at or above the detector's threshold is a hit (see Alerts)."
+        )
+        .with_target(
+            influxql(
                 f'SELECT {fields} FROM "anomaly_score" WHERE "domain" = \'{domain}\' AND '
-                f"{SELECT} AND $timeFilter GROUP BY time($__interval), \"sensor\" fill(none)",
-                alias="$tag_sensor $col"))
-            .span(12).height(8))
+                f'{SELECT} AND $timeFilter GROUP BY time($__interval), "sensor" fill(none)',
+                alias="$tag_sensor $col",
+            )
+        )
+        .span(12)
+        .height(8)
+    )
 
 
 def _alerts_table(domain: str) -> table.Panel:
-    return (table.Panel().title("Latest alert state changes")
-            .description("Newest first. 관심 attention < 주의 caution < 경계 alert < 심각 severe.")
-            .with_target(influxql(
+    return (
+        table.Panel()
+        .title("Latest alert state changes")
+        .description("Newest first. 관심 attention < 주의 caution < 경계 alert < 심각 severe.")
+        .with_target(
+            influxql(
                 'SELECT "severity", "status", "site", "asset", "sensor", "rule", "value", "unit", '
                 f'"summary" FROM "alert" WHERE "domain" = \'{domain}\' AND {SELECT} AND '
-                "$timeFilter ORDER BY time DESC LIMIT 50", fmt="table"))
-            .mappings(severity_mappings()).span(12).height(8))
+                "$timeFilter ORDER BY time DESC LIMIT 50",
+                fmt="table",
+            )
+        )
+        .mappings(severity_mappings())
+        .span(12)
+        .height(8)
+    )
 
 
 def _sensor_panel(site: str, asset: str, sensor) -> timeseries.Panel:
     where = f"\"site\" = '{site}' AND \"asset\" = '{asset}' AND \"sensor\" = '{sensor.id}'"
     desc = f"{sensor.quantity} of {site}/{asset}/{sensor.id}: 1-minute mean, min and max."
-    panel = (timeseries.Panel().title(f"{asset} · {sensor.id} ({sensor.quantity})")
-             .unit(sensor.unit).span(8).height(7)
-             .with_target(influxql(
-                 'SELECT mean("mean") AS "mean", min("min") AS "min", max("max") AS "max" '
-                 f'FROM "reading_1m" WHERE {where} AND $timeFilter '
-                 "GROUP BY time($__interval) fill(null)", alias="$col")))
+    panel = (
+        timeseries.Panel()
+        .title(f"{asset} · {sensor.id} ({sensor.quantity})")
+        .unit(sensor.unit)
+        .span(8)
+        .height(7)
+        .with_target(
+            influxql(
+                'SELECT mean("mean") AS "mean", min("min") AS "min", max("max") AS "max" '
+                f'FROM "reading_1m" WHERE {where} AND $timeFilter '
+                "GROUP BY time($__interval) fill(null)",
+                alias="$col",
+            )
+        )
+    )
     lim = sensor.limits
     if lim is not None:
         steps: list = [(None, "red" if lim.low is not None else "transparent")]
@@ -79,23 +131,36 @@ def _sensor_panel(site: str, asset: str, sensor) -> timeseries.Panel:
             steps.append((lim.low, "transparent"))
         if lim.high is not None:
             steps.append((lim.high, "red"))
-        bounds = " / ".join(f"{k} {v:g} {sensor.unit}" for k, v in
-                            (("low", lim.low), ("high", lim.high)) if v is not None)
+        bounds = " / ".join(
+            f"{k} {v:g} {sensor.unit}"
+            for k, v in (("low", lim.low), ("high", lim.high))
+            if v is not None
+        )
         desc += f" Red dashed lines: limits ({bounds}; {lim.source or 'configured'})."
         panel = panel.thresholds(thresholds(steps)).thresholds_style(
-            cb.GraphThresholdsStyleConfig().mode(GraphThresholdsStyleMode.DASHED))
+            cb.GraphThresholdsStyleConfig().mode(GraphThresholdsStyleMode.DASHED)
+        )
     return panel.description(desc)
 
 
 def _readings_panels(config: Config, domain: str, d: db.Dashboard) -> db.Dashboard:
     d = d.with_panel(
-        timeseries.Panel().title("Trend of the selected sensors (hourly rollups, last 30 days)")
+        timeseries.Panel()
+        .title("Trend of the selected sensors (hourly rollups, last 30 days)")
         .description("Hourly means from reading_1h: fast over months. Units differ per sensor.")
-        .time_from("30d").unit("none").span(24).height(8)
-        .with_target(influxql(
-            f'SELECT mean("mean") FROM "reading_1h" WHERE "domain" = \'{domain}\' AND {SELECT} '
-            "AND $timeFilter GROUP BY time($__interval), \"site\", \"asset\", \"sensor\" "
-            "fill(none)", alias="$tag_site/$tag_asset/$tag_sensor")))
+        .time_from("30d")
+        .unit("none")
+        .span(24)
+        .height(8)
+        .with_target(
+            influxql(
+                f'SELECT mean("mean") FROM "reading_1h" WHERE "domain" = \'{domain}\' AND {SELECT} '
+                'AND $timeFilter GROUP BY time($__interval), "site", "asset", "sensor" '
+                "fill(none)",
+                alias="$tag_site/$tag_asset/$tag_sensor",
+            )
+        )
+    )
     for site in config.sites:
         if site.domain != domain:
             continue
@@ -108,48 +173,103 @@ def _readings_panels(config: Config, domain: str, d: db.Dashboard) -> db.Dashboa
 
 
 def _security_panels(d: db.Dashboard) -> db.Dashboard:
-    where = f'"domain" = \'security\' AND {SELECT} AND $timeFilter'
-    return (d.with_panel(
-        timeseries.Panel().title("Security events by kind and outcome").unit("short")
+    where = f"\"domain\" = 'security' AND {SELECT} AND $timeFilter"
+    return d.with_panel(
+        timeseries.Panel()
+        .title("Security events by kind and outcome")
+        .unit("short")
         .description("Parsed log lines and firewall events per interval.")
-        .with_target(influxql(
-            f'SELECT count("message") FROM "security_event" WHERE {where} '
-            'GROUP BY time($__interval), "kind", "outcome" fill(0)',
-            alias="$tag_kind ($tag_outcome)")).span(12).height(8))
-        .with_panel(
-        table.Panel().title("Latest denied or failed events")
+        .with_target(
+            influxql(
+                f'SELECT count("message") FROM "security_event" WHERE {where} '
+                'GROUP BY time($__interval), "kind", "outcome" fill(0)',
+                alias="$tag_kind ($tag_outcome)",
+            )
+        )
+        .span(12)
+        .height(8)
+    ).with_panel(
+        table.Panel()
+        .title("Latest denied or failed events")
         .description("Source IPs and users are fields, shown here, never used as tags.")
-        .with_target(influxql(
-            'SELECT "kind", "outcome", "site", "asset", "sensor", "user", "src_ip", "dst_port", '
-            f'"message" FROM "security_event" WHERE {where} AND "outcome" =~ /^(failure|deny)$/ '
-            "ORDER BY time DESC LIMIT 100", fmt="table")).span(12).height(8)))
+        .with_target(
+            influxql(
+                'SELECT "kind", "outcome", "site", "asset", "sensor", "user", "src_ip", "dst_port", '
+                f'"message" FROM "security_event" WHERE {where} AND "outcome" =~ /^(failure|deny)$/ '
+                "ORDER BY time DESC LIMIT 100",
+                fmt="table",
+            )
+        )
+        .span(12)
+        .height(8)
+    )
 
 
 def domain_dashboard(config: Config, domain: str) -> db.Dashboard:
     title = DOMAIN_TITLES[domain]
     measurement = "security_event" if domain == "security" else "reading"
-    d = new_dashboard(domain, f"twinwatch · {title}",
-                      f"{title}: readings with their limits, anomaly scores and alerts.")
-    where = f"WITH KEY = \"{{key}}\" WHERE \"domain\" = '{domain}'"
-    d = (d.with_variable(query_variable("site", "Site", f'SHOW TAG VALUES FROM "{measurement}" '
-                                        + where.format(key="site")))
-         .with_variable(query_variable("asset", "Asset", f'SHOW TAG VALUES FROM "{measurement}" '
-                                       + where.format(key="asset") + ' AND "site" =~ /^$site$/'))
-         .with_variable(query_variable(
-             "sensor", "Sensor", f'SHOW TAG VALUES FROM "{measurement}" '
-             + where.format(key="sensor") + ' AND "site" =~ /^$site$/ AND "asset" =~ /^$asset$/')))
+    d = new_dashboard(
+        domain,
+        f"twinwatch · {title}",
+        f"{title}: readings with their limits, anomaly scores and alerts.",
+    )
+    where = f'WITH KEY = "{{key}}" WHERE "domain" = \'{domain}\''
+    d = (
+        d.with_variable(
+            query_variable(
+                "site", "Site", f'SHOW TAG VALUES FROM "{measurement}" ' + where.format(key="site")
+            )
+        )
+        .with_variable(
+            query_variable(
+                "asset",
+                "Asset",
+                f'SHOW TAG VALUES FROM "{measurement}" '
+                + where.format(key="asset")
+                + ' AND "site" =~ /^$site$/',
+            )
+        )
+        .with_variable(
+            query_variable(
+                "sensor",
+                "Sensor",
+                f'SHOW TAG VALUES FROM "{measurement}" '
+                + where.format(key="sensor")
+                + ' AND "site" =~ /^$site$/ AND "asset" =~ /^$asset$/',
+            )
+        )
+    )
     d = alert_annotations(d, f"\"domain\" = '{domain}' AND ")
-    d = d.link(db.DashboardLink("Alerts").type(DashboardLinkType.LINK)
-               .url(f"/d/{UIDS['alerts']}?var-domain={domain}").keep_time(True))
-    detectors = sorted({name for ref in config.catalog.values() if ref.domain == domain
-                        for name in config.detectors_for(ref)})
+    d = d.link(
+        db.DashboardLink("Alerts")
+        .type(DashboardLinkType.LINK)
+        .url(f"/d/{UIDS['alerts']}?var-domain={domain}")
+        .keep_time(True)
+    )
+    detectors = sorted(
+        {
+            name
+            for ref in config.catalog.values()
+            if ref.domain == domain
+            for name in config.detectors_for(ref)
+        }
+    )
     d = d.with_panel(
-        stat.Panel().title("Alerts fired (selected range)").unit("short")
+        stat.Panel()
+        .title("Alerts fired (selected range)")
+        .unit("short")
         .description("Alert transitions to firing for the selected sensors.")
-        .with_target(influxql(
-            f'SELECT count("fingerprint") FROM "alert" WHERE "domain" = \'{domain}\' AND '
-            f"\"status\" = 'firing' AND {SELECT} AND $timeFilter", fmt="table"))
-        .thresholds(thresholds([(None, "green"), (1, "orange")])).span(4).height(8))
+        .with_target(
+            influxql(
+                f'SELECT count("fingerprint") FROM "alert" WHERE "domain" = \'{domain}\' AND '
+                f"\"status\" = 'firing' AND {SELECT} AND $timeFilter",
+                fmt="table",
+            )
+        )
+        .thresholds(thresholds([(None, "green"), (1, "orange")]))
+        .span(4)
+        .height(8)
+    )
     d = d.with_panel(_alerts_table(domain).span(20))
     if detectors:
         d = d.with_panel(_scores_panel(domain, detectors).span(24))

@@ -26,9 +26,15 @@ Format = typing.Literal["time_series", "table", "logs"]
 class InfluxQLQuery(cogvariants.Dataquery):
     """A raw InfluxQL target, serialised as Grafana 11's InfluxDB datasource stores it."""
 
-    def __init__(self, query: str = "", ref_id: str = "", result_format: Format = "time_series",
-                 alias: str | None = None, hide: bool | None = None,
-                 datasource: dashboard.DataSourceRef | None = None) -> None:
+    def __init__(
+        self,
+        query: str = "",
+        ref_id: str = "",
+        result_format: Format = "time_series",
+        alias: str | None = None,
+        hide: bool | None = None,
+        datasource: dashboard.DataSourceRef | None = None,
+    ) -> None:
         self.query = query
         self.ref_id = ref_id
         self.result_format = result_format
@@ -38,7 +44,9 @@ class InfluxQLQuery(cogvariants.Dataquery):
 
     def to_json(self) -> dict[str, object]:
         payload: dict[str, object] = {
-            "refId": self.ref_id, "query": self.query, "rawQuery": True,
+            "refId": self.ref_id,
+            "query": self.query,
+            "rawQuery": True,
             "resultFormat": self.result_format,
         }
         if self.alias is not None:
@@ -52,10 +60,14 @@ class InfluxQLQuery(cogvariants.Dataquery):
     @classmethod
     def from_json(cls, data: dict[str, typing.Any]) -> InfluxQLQuery:
         ds = data.get("datasource")
-        return cls(query=data.get("query", ""), ref_id=data.get("refId", ""),
-                   result_format=data.get("resultFormat", "time_series"),
-                   alias=data.get("alias"), hide=data.get("hide"),
-                   datasource=dashboard.DataSourceRef.from_json(ds) if ds else None)
+        return cls(
+            query=data.get("query", ""),
+            ref_id=data.get("refId", ""),
+            result_format=data.get("resultFormat", "time_series"),
+            alias=data.get("alias"),
+            hide=data.get("hide"),
+            datasource=dashboard.DataSourceRef.from_json(ds) if ds else None,
+        )
 
 
 class InfluxQL(cogbuilder.Builder[InfluxQLQuery]):
@@ -92,4 +104,5 @@ class InfluxQL(cogbuilder.Builder[InfluxQLQuery]):
 def register() -> None:
     """Let the SDK decode ``influxdb`` targets back into ``InfluxQLQuery`` (JSON round trips)."""
     cogruntime.register_dataquery_variant(
-        cogruntime.DataqueryConfig(identifier="influxdb", from_json_hook=InfluxQLQuery.from_json))
+        cogruntime.DataqueryConfig(identifier="influxdb", from_json_hook=InfluxQLQuery.from_json)
+    )

@@ -48,8 +48,11 @@ def targets(doc: dict) -> list[Target]:
             out.append(Target(uid, f"variable {v['name']}", v["datasource"]["type"], v["query"]))
     for a in (doc.get("annotations") or {}).get("list", []):
         if "target" in a and "query" in a["target"]:
-            out.append(Target(uid, f"annotation {a['name']}", a["datasource"]["type"],
-                              a["target"]["query"]))
+            out.append(
+                Target(
+                    uid, f"annotation {a['name']}", a["datasource"]["type"], a["target"]["query"]
+                )
+            )
     return out
 
 
@@ -67,8 +70,9 @@ def regex_value(values: list[str]) -> str:
     return escaped[0] if len(escaped) == 1 else "(" + "|".join(escaped) + ")"
 
 
-def expand_influxql(q: str, start: datetime, end: datetime, interval: str,
-                    variables: Mapping[str, str] = {}) -> str:
+def expand_influxql(
+    q: str, start: datetime, end: datetime, interval: str, variables: Mapping[str, str] = {}
+) -> str:
     """``variables`` maps a name to its already formatted text (``regex_value`` or ``.*``)."""
     s, e = round(start.timestamp() * 1000), round(end.timestamp() * 1000)
     q = q.replace("$timeFilter", f"time >= {s}ms and time <= {e}ms")

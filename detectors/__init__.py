@@ -51,8 +51,21 @@ __all__ = [
 #: Registry name -> detector class (``StaleTracker`` is not a per-series detector and is absent).
 REGISTRY: dict[str, type] = {
     cls.name: cls
-    for cls in (PhysicalLimits, RobustZ, EwmaCusum, ScaledHST, Stuck, Gap, EventBurst,
-                WindowedGaussian, Likelihood, Seasonal, Ensemble, DriftReset, KnnCad)
+    for cls in (
+        PhysicalLimits,
+        RobustZ,
+        EwmaCusum,
+        ScaledHST,
+        Stuck,
+        Gap,
+        EventBurst,
+        WindowedGaussian,
+        Likelihood,
+        Seasonal,
+        Ensemble,
+        DriftReset,
+        KnnCad,
+    )
 }
 
 

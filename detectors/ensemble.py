@@ -36,8 +36,12 @@ class Ensemble:
 
     name: ClassVar[str] = "ensemble"
 
-    def __init__(self, members: list | tuple = (("gaussian", {}), ("seasonal", {})),
-                 threshold: float = 0.75, rest_period: int = 0) -> None:
+    def __init__(
+        self,
+        members: list | tuple = (("gaussian", {}), ("seasonal", {})),
+        threshold: float = 0.75,
+        rest_period: int = 0,
+    ) -> None:
         if not members:
             raise ValueError("members must name at least one detector")
         self.members = [[str(n), dict(p)] for n, p in members]
@@ -64,8 +68,11 @@ class Ensemble:
         return det
 
     def params(self) -> dict:
-        return {"members": [[n, dict(p)] for n, p in self.members], "threshold": self.threshold,
-                "rest_period": self.rest_period}
+        return {
+            "members": [[n, dict(p)] for n, p in self.members],
+            "threshold": self.threshold,
+            "rest_period": self.rest_period,
+        }
 
 
 class DriftReset:
@@ -81,8 +88,14 @@ class DriftReset:
 
     name: ClassVar[str] = "drift_reset"
 
-    def __init__(self, detector: str = "robust_z", detector_params: dict | None = None,
-                 ph_threshold: float = 50.0, ph_delta: float = 0.5, min_instances: int = 30):
+    def __init__(
+        self,
+        detector: str = "robust_z",
+        detector_params: dict | None = None,
+        ph_threshold: float = 50.0,
+        ph_delta: float = 0.5,
+        min_instances: int = 30,
+    ):
         self.detector = detector
         self.detector_params = dict(detector_params or {})
         self.inner = _build(detector, self.detector_params)
@@ -96,8 +109,9 @@ class DriftReset:
         self.resets = 0
 
     def _new_ph(self) -> PageHinkley:
-        return PageHinkley(min_instances=self.min_instances, delta=self.ph_delta,
-                           threshold=self.ph_threshold)
+        return PageHinkley(
+            min_instances=self.min_instances, delta=self.ph_delta, threshold=self.ph_threshold
+        )
 
     def update(self, t: float, x: float) -> float:
         if not math.isfinite(x):
@@ -117,8 +131,14 @@ class DriftReset:
         return score
 
     def to_state(self) -> tuple:
-        return (self.inner.to_state(), pickle.dumps(self._ph), self._n, self._mean, self._m2,
-                self.resets)
+        return (
+            self.inner.to_state(),
+            pickle.dumps(self._ph),
+            self._n,
+            self._mean,
+            self._m2,
+            self.resets,
+        )
 
     @classmethod
     def from_state(cls, params: dict, state: tuple) -> DriftReset:
@@ -129,6 +149,10 @@ class DriftReset:
         return det
 
     def params(self) -> dict:
-        return {"detector": self.detector, "detector_params": dict(self.detector_params),
-                "ph_threshold": self.ph_threshold, "ph_delta": self.ph_delta,
-                "min_instances": self.min_instances}
+        return {
+            "detector": self.detector,
+            "detector_params": dict(self.detector_params),
+            "ph_threshold": self.ph_threshold,
+            "ph_delta": self.ph_delta,
+            "min_instances": self.min_instances,
+        }

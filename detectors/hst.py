@@ -150,7 +150,11 @@ class ScaledHST:
         n, prev, lo_v, hi_v, lo_d, hi_d, model = state
         det._n = int(n)
         det._prev, det._lo_v, det._hi_v, det._lo_d, det._hi_d = (
-            float(prev), float(lo_v), float(hi_v), float(lo_d), float(hi_d),
+            float(prev),
+            float(lo_v),
+            float(hi_v),
+            float(lo_d),
+            float(hi_d),
         )
         det._model = None if model is None else pickle.loads(model)
         return det

@@ -67,8 +67,15 @@ class KnnCad:
 
     name: ClassVar[str] = "knn_cad"
 
-    def __init__(self, dim: int = 8, k: int = 5, window: int = 500, calibration: int = 500,
-                 min_periods: int = 50, threshold: float = 1.0) -> None:
+    def __init__(
+        self,
+        dim: int = 8,
+        k: int = 5,
+        window: int = 500,
+        calibration: int = 500,
+        min_periods: int = 50,
+        threshold: float = 1.0,
+    ) -> None:
         self.dim = check_int("dim", dim, 1)
         self.k = check_int("k", k, 1)
         self.window = check_int("window", window, 1)
@@ -90,7 +97,7 @@ class KnnCad:
         buf = np.fromiter(self._values, dtype=float, count=len(self._values))
         buf = np.append(buf, x)
         ctx = np.lib.stride_tricks.sliding_window_view(buf, self.dim)
-        refs = ctx[: n_refs][-self.window:]
+        refs = ctx[:n_refs][-self.window :]
         diff = np.minimum(np.abs(refs - ctx[-1]), _DIFF_CAP)
         scale = float(diff.max())
         if scale == 0.0:
@@ -132,6 +139,11 @@ class KnnCad:
         return det
 
     def params(self) -> dict:
-        return {"dim": self.dim, "k": self.k, "window": self.window,
-                "calibration": self.calibration, "min_periods": self.min_periods,
-                "threshold": self.threshold}
+        return {
+            "dim": self.dim,
+            "k": self.k,
+            "window": self.window,
+            "calibration": self.calibration,
+            "min_periods": self.min_periods,
+            "threshold": self.threshold,
+        }

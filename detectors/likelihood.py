@@ -113,14 +113,23 @@ class Likelihood:
 
     def to_state(self) -> tuple:
         """Inner state, recent raw scores and averages, and their running sums."""
-        return (self.inner.to_state(), tuple(self._raw), tuple(self._avgs), self._raw_sum,
-                self._sum, self._sumsq, self._since_resum, self._resting)
+        return (
+            self.inner.to_state(),
+            tuple(self._raw),
+            tuple(self._avgs),
+            self._raw_sum,
+            self._sum,
+            self._sumsq,
+            self._since_resum,
+            self._resting,
+        )
 
     @classmethod
     def from_state(cls, params: dict, state: tuple) -> Likelihood:
         det = cls(**params)
-        (inner, raw, avgs, det._raw_sum, det._sum, det._sumsq, det._since_resum,
-         det._resting) = state
+        (inner, raw, avgs, det._raw_sum, det._sum, det._sumsq, det._since_resum, det._resting) = (
+            state
+        )
         det.inner = type(det.inner).from_state(det.inner.params(), inner)
         det._raw, det._avgs = deque(raw), deque(avgs)
         return det

@@ -41,16 +41,31 @@ _ALPHA = 0.1  # EWMA weight of the newest bucket in a template's mean rate
 class LogTemplates:
     name: ClassVar[str] = "templates"
 
-    def __init__(self, sim_th: float = 0.4, depth: int = 4, max_children: int = 100,
-                 max_clusters: int = 2000, warmup_lines: int = 0, rate_bucket_s: float = 60.0,
-                 rate_factor: float = 10.0, rate_min_count: int = 50,
-                 rate_warmup_buckets: int = 10) -> None:
+    def __init__(
+        self,
+        sim_th: float = 0.4,
+        depth: int = 4,
+        max_children: int = 100,
+        max_clusters: int = 2000,
+        warmup_lines: int = 0,
+        rate_bucket_s: float = 60.0,
+        rate_factor: float = 10.0,
+        rate_min_count: int = 50,
+        rate_warmup_buckets: int = 10,
+    ) -> None:
         if not 0 < sim_th < 1 or depth < 3 or rate_bucket_s <= 0 or rate_factor <= 0:
             raise ValueError("need 0 < sim_th < 1, depth >= 3, rate_bucket_s > 0, rate_factor > 0")
-        self._params = dict(sim_th=sim_th, depth=depth, max_children=max_children,
-                            max_clusters=max_clusters, warmup_lines=warmup_lines,
-                            rate_bucket_s=rate_bucket_s, rate_factor=rate_factor,
-                            rate_min_count=rate_min_count, rate_warmup_buckets=rate_warmup_buckets)
+        self._params = dict(
+            sim_th=sim_th,
+            depth=depth,
+            max_children=max_children,
+            max_clusters=max_clusters,
+            warmup_lines=warmup_lines,
+            rate_bucket_s=rate_bucket_s,
+            rate_factor=rate_factor,
+            rate_min_count=rate_min_count,
+            rate_warmup_buckets=rate_warmup_buckets,
+        )
         cfg = TemplateMinerConfig()
         cfg.drain_sim_th, cfg.drain_depth = sim_th, depth
         cfg.drain_max_children, cfg.drain_max_clusters = max_children, max_clusters
@@ -97,15 +112,22 @@ class LogTemplates:
             mean = rate[2] + _ALPHA * (rate[1] - rate[2])
             rate[:] = [b, 0, mean * (1 - _ALPHA) ** (gap - 1), rate[3] + gap, False]
         rate[1] += 1
-        if (not rate[4] and rate[3] >= self.warmup_buckets and rate[1] >= self.min_count
-                and rate[1] >= self.factor * rate[2]):
+        if (
+            not rate[4]
+            and rate[3] >= self.warmup_buckets
+            and rate[1] >= self.min_count
+            and rate[1] >= self.factor * rate[2]
+        ):
             rate[4] = True
             return rate[1]
         return 0
 
     def to_state(self) -> tuple:
-        return (pickle.dumps(self.miner.drain, protocol=pickle.HIGHEST_PROTOCOL), self.lines,
-                tuple((k, *v) for k, v in self._rates.items()))
+        return (
+            pickle.dumps(self.miner.drain, protocol=pickle.HIGHEST_PROTOCOL),
+            self.lines,
+            tuple((k, *v) for k, v in self._rates.items()),
+        )
 
     @classmethod
     def from_state(cls, params: dict, state: tuple) -> LogTemplates:

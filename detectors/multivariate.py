@@ -6,7 +6,8 @@ from __future__ import annotations
 import math
 import pickle
 from collections import deque
-from typing import TYPE_CHECKING, ClassVar, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 from river.anomaly import HalfSpaceTrees
@@ -21,7 +22,10 @@ def _isolation_forest():
     """scikit-learn's IsolationForest, imported on first use: it costs ~0.5 s at import time and
     only the few assets that run IsolationForestDetector need it."""
     from sklearn.ensemble import IsolationForest
+
     return IsolationForest
+
+
 from twinwatch.detectors.hst import _unit
 
 __all__ = ["IsolationForestDetector", "PcaT2Q", "VectorHST", "chi2_quantile"]
@@ -72,8 +76,16 @@ class PcaT2Q:
 
     name: ClassVar[str] = "pca_t2q"
 
-    def __init__(self, n: int, alpha: float = 0.002, explained: float = 0.9, refit: int = 50,
-                 warmup: int = 300, confidence: float = 0.999, threshold: float = 1.0) -> None:
+    def __init__(
+        self,
+        n: int,
+        alpha: float = 0.002,
+        explained: float = 0.9,
+        refit: int = 50,
+        warmup: int = 300,
+        confidence: float = 0.999,
+        threshold: float = 1.0,
+    ) -> None:
         self.n = check_int("n", n, 2)
         self.alpha = check_positive("alpha", alpha)
         self.explained = check_positive("explained", explained)
@@ -99,8 +111,12 @@ class PcaT2Q:
         rest = lam[k:]
         th1, th2 = rest.sum(), (rest**2).sum()
         q_limit = (th2 / th1) * chi2_quantile(self.confidence, th1 * th1 / th2)
-        self._model = (np.ascontiguousarray(vec[:, :k]), lam[:k].copy(),
-                       chi2_quantile(self.confidence, k), max(q_limit, 1e-9))
+        self._model = (
+            np.ascontiguousarray(vec[:, :k]),
+            lam[:k].copy(),
+            chi2_quantile(self.confidence, k),
+            max(q_limit, 1e-9),
+        )
 
     def update(self, t: float, xs: Sequence[float]) -> float:
         x = np.asarray(xs, dtype=float)
@@ -135,8 +151,13 @@ class PcaT2Q:
         if self._model is not None:
             p, lam, t2_limit, q_limit = self._model
             model = (tuple(map(tuple, p)), tuple(lam), float(t2_limit), float(q_limit))
-        return (self._count, tuple(self._mean), tuple(self._var),
-                tuple(map(tuple, self._cov)), model)
+        return (
+            self._count,
+            tuple(self._mean),
+            tuple(self._var),
+            tuple(map(tuple, self._cov)),
+            model,
+        )
 
     @classmethod
     def from_state(cls, params: dict, state: tuple) -> PcaT2Q:
@@ -145,14 +166,19 @@ class PcaT2Q:
         det._mean, det._var, det._cov = (np.array(s, dtype=float) for s in (mean, var, cov))
         if model is not None:
             p, lam, t2_limit, q_limit = model
-            det._model = (np.array(p, dtype=float), np.array(lam, dtype=float), t2_limit,
-                          q_limit)
+            det._model = (np.array(p, dtype=float), np.array(lam, dtype=float), t2_limit, q_limit)
         return det
 
     def params(self) -> dict:
-        return {"n": self.n, "alpha": self.alpha, "explained": self.explained,
-                "refit": self.refit, "warmup": self.warmup, "confidence": self.confidence,
-                "threshold": self.threshold}
+        return {
+            "n": self.n,
+            "alpha": self.alpha,
+            "explained": self.explained,
+            "refit": self.refit,
+            "warmup": self.warmup,
+            "confidence": self.confidence,
+            "threshold": self.threshold,
+        }
 
 
 def _vector(xs: Sequence[float], n: int) -> np.ndarray:
@@ -210,14 +236,23 @@ class IsolationForestDetector:
 
     name: ClassVar[str] = "isolation_forest"
 
-    def __init__(self, n: int, window: int = 512, refit: int = 64, min_periods: int | None = None,
-                 n_estimators: int = 50, max_samples: int = 256, seed: int = 0,
-                 threshold: float = 0.7) -> None:
+    def __init__(
+        self,
+        n: int,
+        window: int = 512,
+        refit: int = 64,
+        min_periods: int | None = None,
+        n_estimators: int = 50,
+        max_samples: int = 256,
+        seed: int = 0,
+        threshold: float = 0.7,
+    ) -> None:
         self.n = check_int("n", n, 1)
         self.window = check_int("window", window, 2)
         self.refit = check_int("refit", refit, 1)
-        self.min_periods = check_int("min_periods", window if min_periods is None else min_periods,
-                                     2)
+        self.min_periods = check_int(
+            "min_periods", window if min_periods is None else min_periods, 2
+        )
         if self.min_periods > self.window:
             raise ValueError(f"min_periods must be <= window, got {min_periods!r}")
         self.n_estimators = check_int("n_estimators", n_estimators, 1)
@@ -235,11 +270,13 @@ class IsolationForestDetector:
 
     def _fit(self) -> None:
         pending = self._count - self._last_fit()
-        rows = list(self._buf)[: len(self._buf) - pending][-self.window:]
+        rows = list(self._buf)[: len(self._buf) - pending][-self.window :]
         data = np.array(rows, dtype=float)
         self._model = _isolation_forest()(
-            n_estimators=self.n_estimators, max_samples=min(self.max_samples, len(rows)),
-            random_state=self.seed, n_jobs=1,
+            n_estimators=self.n_estimators,
+            max_samples=min(self.max_samples, len(rows)),
+            random_state=self.seed,
+            n_jobs=1,
         ).fit(data)
 
     def update(self, t: float, xs: Sequence[float]) -> float:
@@ -270,9 +307,16 @@ class IsolationForestDetector:
         return det
 
     def params(self) -> dict:
-        return {"n": self.n, "window": self.window, "refit": self.refit,
-                "min_periods": self.min_periods, "n_estimators": self.n_estimators,
-                "max_samples": self.max_samples, "seed": self.seed, "threshold": self.threshold}
+        return {
+            "n": self.n,
+            "window": self.window,
+            "refit": self.refit,
+            "min_periods": self.min_periods,
+            "n_estimators": self.n_estimators,
+            "max_samples": self.max_samples,
+            "seed": self.seed,
+            "threshold": self.threshold,
+        }
 
 
 class VectorHST:
@@ -307,8 +351,15 @@ class VectorHST:
 
     name: ClassVar[str] = "vector_hst"
 
-    def __init__(self, n: int, n_trees: int = 25, height: int = 6, window_size: int = 250,
-                 seed: int = 42, threshold: float = 0.85) -> None:
+    def __init__(
+        self,
+        n: int,
+        n_trees: int = 25,
+        height: int = 6,
+        window_size: int = 250,
+        seed: int = 42,
+        threshold: float = 0.85,
+    ) -> None:
         self.n = check_int("n", n, 1)
         self.n_trees = check_int("n_trees", n_trees, 1)
         self.height = check_int("height", height, 1)
@@ -326,8 +377,12 @@ class VectorHST:
             return 0.0
         vals = x.tolist()
         if self._model is None:
-            self._model = HalfSpaceTrees(n_trees=self.n_trees, height=self.height,
-                                         window_size=self.window_size, seed=self.seed)
+            self._model = HalfSpaceTrees(
+                n_trees=self.n_trees,
+                height=self.height,
+                window_size=self.window_size,
+                seed=self.seed,
+            )
         if self._count == 0:
             self._lo, self._hi = list(vals), list(vals)
         features = {f"x{i}": _unit(v, self._lo[i], self._hi[i]) for i, v in enumerate(vals)}
@@ -356,5 +411,11 @@ class VectorHST:
         return det
 
     def params(self) -> dict:
-        return {"n": self.n, "n_trees": self.n_trees, "height": self.height,
-                "window_size": self.window_size, "seed": self.seed, "threshold": self.threshold}
+        return {
+            "n": self.n,
+            "n_trees": self.n_trees,
+            "height": self.height,
+            "window_size": self.window_size,
+            "seed": self.seed,
+            "threshold": self.threshold,
+        }

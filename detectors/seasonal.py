@@ -92,6 +92,11 @@ class Seasonal:
         return det
 
     def params(self) -> dict:
-        return {"period_s": self.period_s, "bins": self.bins, "alpha": self.alpha,
-                "threshold": self.threshold, "min_count": self.min_count,
-                "min_scale": self.min_scale}
+        return {
+            "period_s": self.period_s,
+            "bins": self.bins,
+            "alpha": self.alpha,
+            "threshold": self.threshold,
+            "min_count": self.min_count,
+            "min_scale": self.min_scale,
+        }

@@ -80,19 +80,38 @@ class SecurityDetector:
     name: ClassVar[str] = "security"
     _RULES = ("brute_force", "password_spray", "user_enum", "success_after_failures", "port_scan")
 
-    def __init__(self, brute_force_window_s: float = 300.0, brute_force_failures: int = 10,
-                 spray_window_s: float = 600.0, spray_users: int = 5,
-                 enum_window_s: float = 600.0, enum_users: int = 5,
-                 success_window_s: float = 600.0, success_after_failures: int = 5,
-                 scan_window_s: float = 60.0, scan_ports: int = 15,
-                 correlate_window_s: float = 120.0, max_sources: int = 10_000) -> None:
+    def __init__(
+        self,
+        brute_force_window_s: float = 300.0,
+        brute_force_failures: int = 10,
+        spray_window_s: float = 600.0,
+        spray_users: int = 5,
+        enum_window_s: float = 600.0,
+        enum_users: int = 5,
+        success_window_s: float = 600.0,
+        success_after_failures: int = 5,
+        scan_window_s: float = 60.0,
+        scan_ports: int = 15,
+        correlate_window_s: float = 120.0,
+        max_sources: int = 10_000,
+    ) -> None:
         for k, v in list(locals().items()):
             if k != "self" and not v > 0:
                 raise ValueError(f"{k} must be > 0, got {v!r}")
-        self.windows = (brute_force_window_s, spray_window_s, enum_window_s, success_window_s,
-                        scan_window_s)
-        self.thresholds = (brute_force_failures, spray_users, enum_users, success_after_failures,
-                           scan_ports)
+        self.windows = (
+            brute_force_window_s,
+            spray_window_s,
+            enum_window_s,
+            success_window_s,
+            scan_window_s,
+        )
+        self.thresholds = (
+            brute_force_failures,
+            spray_users,
+            enum_users,
+            success_after_failures,
+            scan_ports,
+        )
         self.correlate_window_s = correlate_window_s
         self.max_sources = max_sources
         self._sources: dict[str, tuple[_Window, ...]] = {}  # least recently seen first
@@ -110,8 +129,15 @@ class SecurityDetector:
         self._sources[ip] = ws  # re-insert: most recently seen last
         return ws
 
-    def update(self, t: float, kind: str, outcome: str, user: str | None, src_ip: str | None,
-               dst_port: int | None) -> list[Finding]:
+    def update(
+        self,
+        t: float,
+        kind: str,
+        outcome: str,
+        user: str | None,
+        src_ip: str | None,
+        dst_port: int | None,
+    ) -> list[Finding]:
         t = max(float(t), self._t_last)
         self._t_last = t
         if src_ip is None:
@@ -129,20 +155,50 @@ class SecurityDetector:
             w.expire(t)
         n_bf, n_bf_min = len(bf.events), self.thresholds[0]
         if bf.crossed(n_bf, n_bf_min):
-            found.append(("brute_force", src_ip, float(n_bf),
-                          f"{n_bf} failed logins in {self.windows[0]:g} s"))
+            found.append(
+                (
+                    "brute_force",
+                    src_ip,
+                    float(n_bf),
+                    f"{n_bf} failed logins in {self.windows[0]:g} s",
+                )
+            )
         if spray.crossed(len(spray.counts), self.thresholds[1]):
-            found.append(("password_spray", src_ip, float(len(spray.counts)),
-                          f"failed logins for {len(spray.counts)} user names"))
+            found.append(
+                (
+                    "password_spray",
+                    src_ip,
+                    float(len(spray.counts)),
+                    f"failed logins for {len(spray.counts)} user names",
+                )
+            )
         if enum.crossed(len(enum.counts), self.thresholds[2]):
-            found.append(("user_enum", src_ip, float(len(enum.counts)),
-                          f"{len(enum.counts)} invalid user names tried"))
+            found.append(
+                (
+                    "user_enum",
+                    src_ip,
+                    float(len(enum.counts)),
+                    f"{len(enum.counts)} invalid user names tried",
+                )
+            )
         if kind == "auth_success" and len(succ.events) >= self.thresholds[3]:
-            found.append(("success_after_failures", src_ip, float(len(succ.events)),
-                          f"login as {user} after {len(succ.events)} failures"))
+            found.append(
+                (
+                    "success_after_failures",
+                    src_ip,
+                    float(len(succ.events)),
+                    f"login as {user} after {len(succ.events)} failures",
+                )
+            )
         if scan.crossed(len(scan.counts), self.thresholds[4]):
-            found.append(("port_scan", src_ip, float(len(scan.counts)),
-                          f"denied on {len(scan.counts)} ports in {self.windows[4]:g} s"))
+            found.append(
+                (
+                    "port_scan",
+                    src_ip,
+                    float(len(scan.counts)),
+                    f"denied on {len(scan.counts)} ports in {self.windows[4]:g} s",
+                )
+            )
         return found
 
     def _correlate(self, t: float, kind: str) -> list[Finding]:
@@ -155,17 +211,29 @@ class SecurityDetector:
         both = abs(self._intrusion - self._door) <= self.correlate_window_s
         if both and not self._corr_active:
             self._corr_active = True
-            return [("intrusion_door_open", None, 1.0,
-                     "intrusion and door opened within "
-                     f"{abs(self._intrusion - self._door):.0f} s")]
+            return [
+                (
+                    "intrusion_door_open",
+                    None,
+                    1.0,
+                    f"intrusion and door opened within {abs(self._intrusion - self._door):.0f} s",
+                )
+            ]
         self._corr_active = both
         return []
 
     def to_state(self) -> tuple:
         """Plain tuples: per IP the (time, item) pairs and episode flag of each window."""
-        return (self._t_last, self._intrusion, self._door, self._corr_active,
-                tuple((ip, tuple((tuple(w.events), w.active) for w in ws))
-                      for ip, ws in self._sources.items()))
+        return (
+            self._t_last,
+            self._intrusion,
+            self._door,
+            self._corr_active,
+            tuple(
+                (ip, tuple((tuple(w.events), w.active) for w in ws))
+                for ip, ws in self._sources.items()
+            ),
+        )
 
     @classmethod
     def from_state(cls, params: dict, state: tuple) -> SecurityDetector:

@@ -9,7 +9,7 @@ overwrites the same (series, time), so the redelivery is idempotent.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 __all__ = ["Acked", "ack_all"]
 

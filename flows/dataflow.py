@@ -21,15 +21,14 @@ from collections import defaultdict
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
+from twinwatch.config import Config
 from twinwatch.engine.alerts import shard_of
+from twinwatch.engine.liveness import Liveness, latest_times
+from twinwatch.engine.parse import Parser
 from twinwatch.engine.plan import Plan
 from twinwatch.engine.shard import Shard
-from twinwatch.engine.liveness import Liveness, latest_times
 from twinwatch.flows.acks import Acked
-from twinwatch.engine.parse import Parser
-from twinwatch.config import Config
-from twinwatch.schema import Alert
-from twinwatch.schema import SecurityEvent
+from twinwatch.schema import Alert, SecurityEvent
 
 __all__ = ["build_flow"]
 
@@ -79,18 +78,29 @@ def _parse(parser: Parser, batch: list) -> tuple[list, list]:
     return oks, errs
 
 
-def build_flow(config: Config, source, *, influx_sink=None, alert_sink=None,
-               dead_letter_sink=None, flow_id: str = "twinwatch", log_source=None) -> Dataflow:
+def build_flow(
+    config: Config,
+    source,
+    *,
+    influx_sink=None,
+    alert_sink=None,
+    dead_letter_sink=None,
+    flow_id: str = "twinwatch",
+    log_source=None,
+) -> Dataflow:
     """Wire the flow. Sinks default to the configured services; tests may pass their own."""
     services = config.services
     if influx_sink is None:
         from twinwatch.flows.sinks.influx import InfluxSink
+
         influx_sink = InfluxSink(services.influxdb)
     if alert_sink is None and (services.alertmanager.url or services.alertmanager.webhook_url):
         from twinwatch.flows.sinks.alertmanager import AlertmanagerSink
+
         alert_sink = AlertmanagerSink(services.alertmanager)
     if dead_letter_sink is None:
         from twinwatch.flows.sinks.deadletter import DeadLetterFileSink
+
         dead_letter_sink = DeadLetterFileSink(config.flow.dead_letter_path)
 
     parser = Parser(config)
@@ -104,6 +114,7 @@ def build_flow(config: Config, source, *, influx_sink=None, alert_sink=None,
     dead = op.filter_map("dead_letters", parsed, lambda p: p[1] or None)
     if log_source is not None:  # syslog / log files (issue #6): lines become security events
         from twinwatch.flows.security import log_input
+
         log_events, log_dead = log_input(flow, config, log_source)
         dead = op.merge("all_dead_letters", dead, log_dead)
     op.output("dead_letter_file", dead, dead_letter_sink)
@@ -117,19 +128,25 @@ def build_flow(config: Config, source, *, influx_sink=None, alert_sink=None,
     stale_alerts = op.map("unkey_liveness", stale, lambda kv: kv[1])
 
     to_influx = [records, outputs, stale_alerts, dead]
-    if config.flow.rollups:  # reading_1m / reading_1h for long-range panels (twinwatch.flows.rollup)
+    if (
+        config.flow.rollups
+    ):  # reading_1m / reading_1h for long-range panels (twinwatch.flows.rollup)
         from datetime import timedelta
 
         from twinwatch.flows.rollup import rollups
-        to_influx.append(rollups("rollup", keyed,
-                                 timedelta(seconds=config.flow.rollup_lateness_s)))
+
+        to_influx.append(rollups("rollup", keyed, timedelta(seconds=config.flow.rollup_lateness_s)))
     security_alerts = []
     if log_source is not None:
         to_influx.append(log_events)
     if config.security.enabled:  # issue #6: attack rules, log templates, device events
         from twinwatch.flows.security import security_branch
-        events = op.filter_map("security_events", records,
-                               lambda rs: [r for r in rs if type(r) is SecurityEvent] or None)
+
+        events = op.filter_map(
+            "security_events",
+            records,
+            lambda rs: [r for r in rs if type(r) is SecurityEvent] or None,
+        )
         if log_source is not None:
             events = op.merge("all_security_events", events, log_events)
         security_alerts.append(security_branch(config, events))
@@ -137,7 +154,9 @@ def build_flow(config: Config, source, *, influx_sink=None, alert_sink=None,
     op.output("influxdb", op.merge("to_influx", *to_influx), influx_sink)
     if alert_sink is not None:
         alerts = op.filter_map(
-            "alerts", op.merge("all_alerts", outputs, stale_alerts, *security_alerts),
-            lambda batch: [a for a in batch if type(a) is Alert] or None)
+            "alerts",
+            op.merge("all_alerts", outputs, stale_alerts, *security_alerts),
+            lambda batch: [a for a in batch if type(a) is Alert] or None,
+        )
         op.output("alertmanager", alerts, alert_sink)
     return flow

@@ -24,8 +24,7 @@ raw ``reading`` measurement, but not into the already-written rollup. Choose ``l
 
 from __future__ import annotations
 
-from collections import defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import bytewax.operators as op
 from bytewax.dataflow import Stream
@@ -33,10 +32,9 @@ from bytewax.operators.windowing import EventClock, TumblingWindower, fold_windo
 
 from twinwatch.schema import Reading, Rollup
 
-__all__ = ["rollups", "split_by_window", "fold_rollups", "merge_rollups",
-           "finish"]
+__all__ = ["rollups", "split_by_window", "fold_rollups", "merge_rollups", "finish"]
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MINUTE_MS = 60_000
 _HOUR_MS = 3_600_000
 _WINDOW_MS = {"1m": _MINUTE_MS, "1h": _HOUR_MS}
@@ -130,20 +128,43 @@ def finish(acc: Acc, window: str) -> list[Rollup]:
     start = _EPOCH + timedelta(milliseconds=acc[0])
     out = []
     for total, lo, hi, count, t in acc[1].values():
-        out.append(Rollup(time=start, window=window, domain=t.domain, site=t.site, asset=t.asset,
-                          sensor=t.sensor, quantity=t.quantity, unit=t.unit, mean=total / count,
-                          min=lo, max=hi, count=count))
+        out.append(
+            Rollup(
+                time=start,
+                window=window,
+                domain=t.domain,
+                site=t.site,
+                asset=t.asset,
+                sensor=t.sensor,
+                quantity=t.quantity,
+                unit=t.unit,
+                mean=total / count,
+                min=lo,
+                max=hi,
+                count=count,
+            )
+        )
     return out
 
 
-def _window(step_id: str, keyed: Stream, window: str, window_ms: int,
-            lateness: timedelta) -> Stream:
+def _window(
+    step_id: str, keyed: Stream, window: str, window_ms: int, lateness: timedelta
+) -> Stream:
     items = op.flat_map(f"{step_id}_split", keyed, lambda kv: split_by_window(kv, window_ms))
-    clock = EventClock(lambda item: _EPOCH + timedelta(milliseconds=item[2]),
-                       wait_for_system_duration=lateness)
+    clock = EventClock(
+        lambda item: _EPOCH + timedelta(milliseconds=item[2]), wait_for_system_duration=lateness
+    )
     windower = TumblingWindower(length=timedelta(milliseconds=window_ms), align_to=_EPOCH)
-    out = fold_window(f"{step_id}_fold", items, clock, windower, _build, fold_rollups,
-                      merge_rollups, ordered=False)
+    out = fold_window(
+        f"{step_id}_fold",
+        items,
+        clock,
+        windower,
+        _build,
+        fold_rollups,
+        merge_rollups,
+        ordered=False,
+    )
     return op.map(f"{step_id}_finish", out.down, lambda kv: (kv[0], finish(kv[1][1], window)))
 
 
@@ -152,5 +173,6 @@ def rollups(step_id: str, keyed: Stream, lateness: timedelta) -> Stream:
     1-hour rollups of their readings."""
     minutes = _window(f"{step_id}_1m", keyed, "1m", _MINUTE_MS, lateness)
     hours = _window(f"{step_id}_1h", minutes, "1h", _HOUR_MS, lateness)
-    return op.map(f"{step_id}_unkey", op.merge(f"{step_id}_merge", minutes, hours),
-                  lambda kv: kv[1])
+    return op.map(
+        f"{step_id}_unkey", op.merge(f"{step_id}_merge", minutes, hours), lambda kv: kv[1]
+    )

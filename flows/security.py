@@ -23,6 +23,7 @@ __all__ = ["security_branch", "log_input", "build_log_flow"]
 
 # --- Bytewax wiring -----------------------------------------------------------------------------
 
+
 class _SecurityLogic(op.StatefulBatchLogic):
     def __init__(self, config: Config, state: dict | None):
         self.shard = SecurityShard(config, state)
@@ -60,20 +61,30 @@ def log_input(flow, config: Config, log_source):
     return events, dead
 
 
-def build_log_flow(config: Config, log_source, *, influx_sink=None, alert_sink=None,
-                   dead_letter_sink=None, flow_id: str = "twinwatch-logs"):
+def build_log_flow(
+    config: Config,
+    log_source,
+    *,
+    influx_sink=None,
+    alert_sink=None,
+    dead_letter_sink=None,
+    flow_id: str = "twinwatch-logs",
+):
     """A flow of log sources only (``twinwatch logs``): parse, detect, alert, write."""
     from bytewax.dataflow import Dataflow
 
     services = config.services
     if influx_sink is None:
         from twinwatch.flows.sinks.influx import InfluxSink
+
         influx_sink = InfluxSink(services.influxdb)
     if alert_sink is None and services.alertmanager.url:
         from twinwatch.flows.sinks.alertmanager import AlertmanagerSink
+
         alert_sink = AlertmanagerSink(services.alertmanager)
     if dead_letter_sink is None:
         from twinwatch.flows.sinks.deadletter import DeadLetterFileSink
+
         dead_letter_sink = DeadLetterFileSink(config.flow.dead_letter_path)
     flow = Dataflow(flow_id)
     events, dead = log_input(flow, config, log_source)
@@ -81,7 +92,8 @@ def build_log_flow(config: Config, log_source, *, influx_sink=None, alert_sink=N
     outputs = security_branch(config, events)
     op.output("influxdb", op.merge("to_influx", events, outputs, dead), influx_sink)
     if alert_sink is not None:
-        alerts = op.filter_map("alerts", outputs,
-                               lambda batch: [a for a in batch if type(a) is Alert] or None)
+        alerts = op.filter_map(
+            "alerts", outputs, lambda batch: [a for a in batch if type(a) is Alert] or None
+        )
         op.output("alertmanager", alerts, alert_sink)
     return flow

@@ -7,41 +7,47 @@ pointed at the session InfluxDB 1.6.7. A tee records every record the flow hande
 acknowledges two of the fired alerts: ``alert_ack`` points, as ``twinwatch alerts ack``
 (issue #4) writes them.
 
-The run is made once per test session (cached on the server URL): every analysis test file reads
-the same database, none writes to it.
+The run is made once per test session (the ``analysis_run`` fixture in tests/conftest.py): every
+analysis test file reads the same database, none writes to it.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import msgspec
 from bytewax.testing import TestingSource, run_main
 
+from twinwatch.app import simulator
+from twinwatch.config import Incident, load_config
 from twinwatch.flows.dataflow import build_flow
 from twinwatch.flows.sinks.influx import InfluxSink, _flatten
 from twinwatch.influx import InfluxV1Writer
-from twinwatch.app import simulator
-from twinwatch.config import Incident, load_config
 
-START = datetime(2026, 11, 19, 15, 0, tzinfo=timezone.utc)  # local midnight in Seoul
+START = datetime(2026, 11, 19, 15, 0, tzinfo=UTC)  # local midnight in Seoul
 HOURS = 6.0
 INCIDENTS = [
     Incident("chlorine_dosing_failure", ["sejong-wtp/clearwell/chlorine"], 1.0, 2.0),
     Incident("turbidity_spike", ["sejong-wtp/filter-outlet/turbidity"], 1.5, 1.0),
     Incident("sensor_offline", ["busan-ev-hub/charger-1/power"], 2.0, 1.0),
     Incident("pipe_burst", ["sejong-dma-1/inlet/pressure", "sejong-dma-1/inlet/flow"], 3.0, 1.5),
-    Incident("bearing_overheating", ["busan-wind/turbine-1/bearing-temp",
-                                     "busan-wind/turbine-1/vibration"], 3.0, 2.5),
+    Incident(
+        "bearing_overheating",
+        ["busan-wind/turbine-1/bearing-temp", "busan-wind/turbine-1/vibration"],
+        3.0,
+        2.5,
+    ),
     Incident("ssh_brute_force", ["sejong-soc/gw-1/sshd"], 4.0, 0.5),
     Incident("port_scan", ["sejong-soc/gw-1/firewall"], 4.5, 0.25),
 ]
-GARBAGE = [("city/water/sejong-wtp/filter-outlet/turbidity", b"not json"),
-           ("city/water/nowhere/x/y", b'{"time":"2026-11-19T16:00:00Z","value":1}'),
-           ("city/water/sejong-wtp/filter-outlet/turbidity", b'{"time":"x","value":1}')]
+GARBAGE = [
+    ("city/water/sejong-wtp/filter-outlet/turbidity", b"not json"),
+    ("city/water/nowhere/x/y", b'{"time":"2026-11-19T16:00:00Z","value":1}'),
+    ("city/water/sejong-wtp/filter-outlet/turbidity", b'{"time":"x","value":1}'),
+]
 
 
 @dataclass
@@ -70,22 +76,21 @@ class _Tee(InfluxSink):
         def write_batch(items):
             seen.extend(_flatten(items))
             write(items)
+
         part.write_batch = write_batch
         return part
 
 
-_RUNS: dict[str, SimRun] = {}
-
-
 def sim_run(influxdb, tmp_dir: Path) -> SimRun:
-    if influxdb.url in _RUNS:
-        return _RUNS[influxdb.url]
+    """Run once per session by the ``analysis_run`` fixture (tests/conftest.py)."""
     db = f"analysis_{uuid.uuid4().hex[:8]}"
     influxdb.create_database(db)
-    env = {"TWINWATCH__SERVICES__INFLUXDB__URL": influxdb.url,
-           "TWINWATCH__SERVICES__INFLUXDB__DATABASE": db,
-           "TWINWATCH__SERVICES__ALERTMANAGER__URL": "",
-           "TWINWATCH__FLOW__DEAD_LETTER_PATH": str(tmp_dir / "dead.jsonl")}
+    env = {
+        "TWINWATCH__SERVICES__INFLUXDB__URL": influxdb.url,
+        "TWINWATCH__SERVICES__INFLUXDB__DATABASE": db,
+        "TWINWATCH__SERVICES__ALERTMANAGER__URL": "",
+        "TWINWATCH__FLOW__DEAD_LETTER_PATH": str(tmp_dir / "dead.jsonl"),
+    }
     config = load_config(environ=env)
     sim = msgspec.structs.replace(config.simulation, duration_h=HOURS, incidents=INCIDENTS)
     config = msgspec.structs.replace(config, simulation=sim)
@@ -93,21 +98,31 @@ def sim_run(influxdb, tmp_dir: Path) -> SimRun:
     msgs = [(m.topic, m.payload) for m in simulator.generate(config, START)]
     msgs[5000:5000] = GARBAGE
     bs = config.flow.batch_size
-    batches = [msgs[i:i + bs] for i in range(0, len(msgs), bs)]
-    run = SimRun(config, START, START + timedelta(hours=HOURS), labels, messages=len(msgs),
-                 dead_letter_path=tmp_dir / "dead.jsonl")
-    run_main(build_flow(config, TestingSource(batches),
-                        influx_sink=_Tee(config.services.influxdb, run.written)))
+    batches = [msgs[i : i + bs] for i in range(0, len(msgs), bs)]
+    run = SimRun(
+        config,
+        START,
+        START + timedelta(hours=HOURS),
+        labels,
+        messages=len(msgs),
+        dead_letter_path=tmp_dir / "dead.jsonl",
+    )
+    run_main(
+        build_flow(
+            config, TestingSource(batches), influx_sink=_Tee(config.services.influxdb, run.written)
+        )
+    )
     # Issue #4's acknowledgements: the on-call engineer acks the first two firing alerts.
     firing = [a for a in run.written if type(a).__name__ == "Alert" and a.status == "firing"]
     for a, delay in zip(firing[:2], (timedelta(minutes=4), timedelta(minutes=11))):
         run.acks.append((a.fingerprint, a.at + delay))
     # The point as ``twinwatch alerts ack`` writes it (alerting/ops.py): fingerprint is a field.
-    lines = [f"alert_ack,asset={a.asset},domain={a.domain},rule={a.rule},sensor={a.sensor},"
-             f"severity={a.severity},site={a.site} fingerprint=\"{a.fingerprint}\",by=\"oncall\","
-             f"comment=\"looking\" {round(t.timestamp() * 1000)}"
-             for a, (_, t) in zip(firing, run.acks)]
+    lines = [
+        f"alert_ack,asset={a.asset},domain={a.domain},rule={a.rule},sensor={a.sensor},"
+        f'severity={a.severity},site={a.site} fingerprint="{a.fingerprint}",by="oncall",'
+        f'comment="looking" {round(t.timestamp() * 1000)}'
+        for a, (_, t) in zip(firing, run.acks)
+    ]
     with InfluxV1Writer(influxdb.url, db) as w:
         w.write_chunk(lines)
-    _RUNS[influxdb.url] = run
     return run

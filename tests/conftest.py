@@ -103,3 +103,12 @@ def influx_db(influxdb) -> Iterator[str]:
     influxdb.create_database(name)
     yield name
     influxdb.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def analysis_run(influxdb, tmp_path_factory):
+    """Six simulated hours through the real flow into the session InfluxDB, made once per session
+    and read (never written) by every analysis test module (tests/analysis_run.py)."""
+    from analysis_run import sim_run
+
+    return sim_run(influxdb, tmp_path_factory.mktemp("sim"))

@@ -12,18 +12,21 @@ from twinwatch.app import services
 READY = 'twinwatch_source_ready{source="mqtt"} 1.0'
 
 
-def flow_env(tmp_path, mqtt, influx=None, database=None, alertmanager_url="null",
-             **overrides: str) -> tuple[dict[str, str], int]:
+def flow_env(
+    tmp_path, mqtt, influx=None, database=None, alertmanager_url="null", **overrides: str
+) -> tuple[dict[str, str], int]:
     """Environment for a flow on the given services: free metrics port, spool and dead letters
     under tmp_path; ``overrides`` are more TWINWATCH__SERVICES__/FLOW__ keys, e.g.
     ``MQTT__CLIENT_ID="x"``. Returns (env, metrics port)."""
     port = services.free_port()
-    env = dict(os.environ,
-               TWINWATCH__SERVICES__MQTT__PORT=str(mqtt.port),
-               TWINWATCH__SERVICES__ALERTMANAGER__URL=alertmanager_url,
-               TWINWATCH__SERVICES__METRICS__PORT=str(port),
-               TWINWATCH__SERVICES__INFLUXDB__SPOOL_DIR=str(tmp_path / "spool"),
-               TWINWATCH__FLOW__DEAD_LETTER_PATH=str(tmp_path / "dead.jsonl"))
+    env = dict(
+        os.environ,
+        TWINWATCH__SERVICES__MQTT__PORT=str(mqtt.port),
+        TWINWATCH__SERVICES__ALERTMANAGER__URL=alertmanager_url,
+        TWINWATCH__SERVICES__METRICS__PORT=str(port),
+        TWINWATCH__SERVICES__INFLUXDB__SPOOL_DIR=str(tmp_path / "spool"),
+        TWINWATCH__FLOW__DEAD_LETTER_PATH=str(tmp_path / "dead.jsonl"),
+    )
     if influx is not None:
         env["TWINWATCH__SERVICES__INFLUXDB__URL"] = influx.url
     if database is not None:

@@ -20,9 +20,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-FOLDERS = {"twinwatch": "twinwatch", "flows": "twinwatch.flows",
-           "detectors": "twinwatch.detectors", "alerting": "twinwatch.alerting",
-           "dashboards": "twinwatch.dashboards"}  # repository folder -> installed package
+FOLDERS = {
+    "twinwatch": "twinwatch",
+    "flows": "twinwatch.flows",
+    "detectors": "twinwatch.detectors",
+    "alerting": "twinwatch.alerting",
+    "dashboards": "twinwatch.dashboards",
+}  # repository folder -> installed package
 BARE = {"flows", "detectors", "alerting", "dashboards", "benchmarks"}
 
 # Layer of a module (longest matching prefix) and the layers it may import.
@@ -78,15 +82,17 @@ def project_modules() -> list[Path]:
 
 
 def python_files() -> list[Path]:
-    return project_modules() + sorted((ROOT / "tests").rglob("*.py")) + sorted(
-        (ROOT / "benchmarks").rglob("*.py"))
+    return (
+        project_modules()
+        + sorted((ROOT / "tests").rglob("*.py"))
+        + sorted((ROOT / "benchmarks").rglob("*.py"))
+    )
 
 
 def test_pyproject_installs_one_package_with_every_folder():
     tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     assert tool["package-dir"] == {v: k for k, v in FOLDERS.items()}
-    folders = {module_name(p) for folder in FOLDERS
-               for p in (ROOT / folder).rglob("__init__.py")}
+    folders = {module_name(p) for folder in FOLDERS for p in (ROOT / folder).rglob("__init__.py")}
     assert set(tool["packages"]) == folders
     assert {p.split(".")[0] for p in tool["packages"]} == {"twinwatch"}
 
@@ -102,8 +108,13 @@ def test_no_bare_top_level_imports(path):
 @pytest.mark.parametrize("path", project_modules(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_layers_point_one_way(path):
     mine = layer(module_name(path))
-    wrong = sorted(n for n in imports(path) if n.split(".")[0] == "twinwatch"
-                   and n != "twinwatch" and layer(_module_of(n)) not in MAY_IMPORT[mine])
+    wrong = sorted(
+        n
+        for n in imports(path)
+        if n.split(".")[0] == "twinwatch"
+        and n != "twinwatch"
+        and layer(_module_of(n)) not in MAY_IMPORT[mine]
+    )
     assert not wrong, f"{mine} module imports {wrong}; allowed layers: {MAY_IMPORT[mine]}"
 
 
@@ -137,9 +148,28 @@ def test_bytewax_only_in_flows_and_app(path):
 
 @pytest.mark.parametrize("path", sorted((ROOT / "detectors").rglob("*.py")), ids=str)
 def test_detectors_are_pure(path):
-    allowed = {"__future__", "math", "numbers", "bisect", "collections", "typing", "pickle",
-               "dataclasses", "functools", "itertools", "numpy", "river", "twinwatch", "heapq",
-               "abc", "copy", "random", "statistics", "inspect", "re"}
+    allowed = {
+        "__future__",
+        "math",
+        "numbers",
+        "bisect",
+        "collections",
+        "typing",
+        "pickle",
+        "dataclasses",
+        "functools",
+        "itertools",
+        "numpy",
+        "river",
+        "twinwatch",
+        "heapq",
+        "abc",
+        "copy",
+        "random",
+        "statistics",
+        "inspect",
+        "re",
+    }
     allowed |= {"drain3"}  # log-template mining (detectors/logtemplates.py)
     allowed |= {"sklearn"}  # IsolationForest (detectors/multivariate.py)
     tops = {n.split(".")[0] for n in imports(path)}
@@ -151,9 +181,11 @@ def test_benchmarks_do_not_edit_sys_path(path):
     assert "sys.path" not in path.read_text()
 
 
-@pytest.mark.parametrize("path", [p for p in project_modules() if p.name != "__init__.py"
-                                  and "simulator" not in p.parts],
-                         ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize(
+    "path",
+    [p for p in project_modules() if p.name != "__init__.py" and "simulator" not in p.parts],
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
 def test_public_modules_declare_all(path):
     assert "__all__" in path.read_text(), f"{path.relative_to(ROOT)} has no __all__"
     mod = importlib.import_module(module_name(path))

@@ -27,10 +27,34 @@ import yaml
 from twinwatch.schema import DOMAINS, Domain, Severity
 
 __all__ = [
-    "Config", "ConfigError", "Secret", "Limits", "Sensor", "Asset", "Site", "DetectorSpec",
-    "AlertRule", "AlertReceiver", "AlertRoute", "AlertRouting", "MqttService", "InfluxService", "AlertmanagerService", "MetricsService",
-    "Services", "FlowSettings", "SensorRef", "Incident", "Simulation", "load_config", "parse_config", "EXAMPLE_CONFIG",
-    "SecurityDetection", "TemplateMining", "SecuritySettings", "Retention",
+    "Config",
+    "ConfigError",
+    "Secret",
+    "Limits",
+    "Sensor",
+    "Asset",
+    "Site",
+    "DetectorSpec",
+    "AlertRule",
+    "AlertReceiver",
+    "AlertRoute",
+    "AlertRouting",
+    "MqttService",
+    "InfluxService",
+    "AlertmanagerService",
+    "MetricsService",
+    "Services",
+    "FlowSettings",
+    "SensorRef",
+    "Incident",
+    "Simulation",
+    "load_config",
+    "parse_config",
+    "EXAMPLE_CONFIG",
+    "SecurityDetection",
+    "TemplateMining",
+    "SecuritySettings",
+    "Retention",
 ]
 
 EXAMPLE_CONFIG = Path(__file__).parent / "examples" / "pilot-city.yaml"
@@ -48,6 +72,7 @@ class ConfigError(ValueError):
 
 class Secret(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A reference to a secret in an environment variable or a file; never the value itself."""
+
     env: str | None = None
     file: str | None = None
 
@@ -81,8 +106,10 @@ class Tls(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 # --- city model -------------------------------------------------------------------------------
 
+
 class Limits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Physical or regulatory limits of a sensor; ``source`` cites where they come from."""
+
     low: float | None = None
     high: float | None = None
     severity: Severity = "alert"
@@ -124,6 +151,7 @@ class Site(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 class DetectorSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A named detector instance: a ``detectors.REGISTRY`` type with its parameters."""
+
     type: str
     params: dict[str, Any] = {}
 
@@ -135,6 +163,7 @@ class AlertRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     (pending until then, as Prometheus' ``for``). ``clear_s``: a firing alert resolves after this
     long without hits, so one quiet sample does not resolve it.
     """
+
     detector: str
     severity: Severity
     domain: Domain | None = None
@@ -142,7 +171,9 @@ class AlertRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     clear_s: Annotated[float, msgspec.Meta(ge=0)] = 300.0
     summary: str = "{detector} anomaly on {site}/{asset}/{sensor}: {value:g} {unit}"
     # Issue #4 (twinwatch/engine/lifecycle.py): hysteresis, flapping, escalation, re-notify interval.
-    reset: Annotated[float, msgspec.Meta(ge=0)] | None = None  # an active alert stays hit while score >= reset
+    reset: Annotated[float, msgspec.Meta(ge=0)] | None = (
+        None  # an active alert stays hit while score >= reset
+    )
     flap_window_s: Annotated[float, msgspec.Meta(ge=0)] = 0.0  # 0: no flapping detection
     flap_max: Annotated[int, msgspec.Meta(ge=2)] = 3  # firings within flap_window_s = flapping
     escalate: dict[Severity, PositiveFloat] = {}  # severity -> score from which it applies
@@ -150,6 +181,7 @@ class AlertRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 # --- services ---------------------------------------------------------------------------------
+
 
 class MqttService(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     host: str = "127.0.0.1"
@@ -186,7 +218,7 @@ class InfluxService(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     spool_policy: Literal["drop_oldest", "block"] = "drop_oldest"
     spool_retry_s: PositiveFloat = 2.0  # how often a backfill is tried while InfluxDB is down
     tls: Tls = Tls()
-    retention: "Retention" = msgspec.field(default_factory=lambda: Retention())
+    retention: Retention = msgspec.field(default_factory=lambda: Retention())
 
 
 # An InfluxQL duration (at least one hour, as InfluxDB 1.x requires for a retention policy).
@@ -201,6 +233,7 @@ class Retention(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     ``{reading: 30d, anomaly_score: 14d}``; older points are deleted on start. On InfluxDB 2.x/3.x
     retention is the bucket's / database's (set when it is created, see docs/deploy.md).
     """
+
     database: RetentionDuration | None = None
     measurements: dict[str, RetentionDuration] = {}
 
@@ -222,11 +255,12 @@ class AlertmanagerService(msgspec.Struct, frozen=True, forbid_unknown_fields=Tru
     webhook_secret: Secret | None = None
     runbook_url: str = ""  # template: {domain} {site} {asset} {sensor} {rule} {severity}
     dashboard_url: str = ""  # template: as runbook_url plus {from_ms} {to_ms}
-    routing: "AlertRouting" = msgspec.field(default_factory=lambda: AlertRouting())
+    routing: AlertRouting = msgspec.field(default_factory=lambda: AlertRouting())
 
 
 class AlertReceiver(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """An Alertmanager receiver. Alertmanager reads its own file, so secrets are ``{file: ...}``."""
+
     name: Id
     type: Literal["webhook", "email", "slack"]
     url: str | None = None  # webhook
@@ -243,6 +277,7 @@ class AlertReceiver(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 class AlertRoute(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Alerts of ``domain`` (any if None) with one of ``severities`` (any if empty) go here."""
+
     receiver: Id
     domain: Domain | None = None
     severities: list[Severity] = []
@@ -251,6 +286,7 @@ class AlertRoute(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 class AlertRouting(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """What ``twinwatch alerts config`` turns into alertmanager.yml (alerting/amconfig.py)."""
+
     receiver: Id = "default"  # the root route's receiver
     receivers: list[AlertReceiver] = []  # empty: one webhook receiver named "default", no URL
     routes: list[AlertRoute] = []
@@ -291,6 +327,7 @@ class City(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 class Incident(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """An incident the simulator injects (and labels), at ``at_h`` hours into the run."""
+
     kind: str  # see twinwatch.app.simulator.INCIDENT_KINDS
     targets: list[str]  # "site/asset/sensor" paths the incident changes
     at_h: Annotated[float, msgspec.Meta(ge=0)]
@@ -300,6 +337,7 @@ class Incident(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 class Simulation(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """The built-in city simulator: seed, simulated span, speed-up, and the incidents to inject."""
+
     seed: int = 42
     duration_h: PositiveFloat = 24.0  # simulated hours; the run ends at "now" by default
     speed: PositiveFloat = 720.0  # simulated seconds per wall-clock second
@@ -310,6 +348,7 @@ class Simulation(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 class SecurityDetection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Per-source-IP thresholds of twinwatch.detectors.security.SecurityDetector (issue #6)."""
+
     brute_force_window_s: PositiveFloat = 300.0
     brute_force_failures: Annotated[int, msgspec.Meta(ge=1)] = 10
     spray_window_s: PositiveFloat = 600.0
@@ -326,6 +365,7 @@ class SecurityDetection(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
 
 class TemplateMining(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """drain3 template mining and per-template rates (twinwatch.detectors.logtemplates)."""
+
     sim_th: Annotated[float, msgspec.Meta(gt=0, lt=1)] = 0.4
     depth: Annotated[int, msgspec.Meta(ge=3)] = 4
     max_children: Annotated[int, msgspec.Meta(ge=2)] = 100
@@ -339,6 +379,7 @@ class TemplateMining(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 class SecuritySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Log sources and security detection (issue #6, docs/security.md)."""
+
     enabled: bool = True  # run the security detectors on security events (MQTT and log sources)
     hosts: dict[str, str] = {}  # syslog host name -> "site/asset"
     default_asset: str = "logs/unmapped"  # "site/asset" of lines from hosts not listed
@@ -347,23 +388,41 @@ class SecuritySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     clear_s: Annotated[float, msgspec.Meta(ge=0)] = 600.0  # a quiet spell that resolves an alert
     detection: SecurityDetection = SecurityDetection()
     templates: TemplateMining = TemplateMining()
-    severities: dict[str, Severity] = msgspec.field(default_factory=lambda: {
-        "brute_force": "alert", "password_spray": "alert", "user_enum": "caution",
-        "success_after_failures": "severe", "port_scan": "caution",
-        "intrusion_door_open": "severe", "new_template": "attention", "template_rate": "attention"})
-    device_events: dict[str, Severity] = msgspec.field(default_factory=lambda: {
-        "intrusion": "alert", "loitering": "attention", "abandonment": "caution", "fall": "alert",
-        "fight": "alert", "arson": "severe", "abnormal_sound": "caution", "door_forced": "alert",
-        "tamper": "caution"})  # device events that alert by themselves; others (door_open) only correlate
+    severities: dict[str, Severity] = msgspec.field(
+        default_factory=lambda: {
+            "brute_force": "alert",
+            "password_spray": "alert",
+            "user_enum": "caution",
+            "success_after_failures": "severe",
+            "port_scan": "caution",
+            "intrusion_door_open": "severe",
+            "new_template": "attention",
+            "template_rate": "attention",
+        }
+    )
+    device_events: dict[str, Severity] = msgspec.field(
+        default_factory=lambda: {
+            "intrusion": "alert",
+            "loitering": "attention",
+            "abandonment": "caution",
+            "fall": "alert",
+            "fight": "alert",
+            "arson": "severe",
+            "abnormal_sound": "caution",
+            "door_forced": "alert",
+            "tamper": "caution",
+        }
+    )  # device events that alert by themselves; others (door_open) only correlate
 
     def __post_init__(self) -> None:
         for where in (self.default_asset, *self.hosts.values()):
             if where.count("/") != 1 or not all(where.split("/")):
-                raise ValueError(f"security: {where!r} is not \"site/asset\"")
+                raise ValueError(f'security: {where!r} is not "site/asset"')
 
 
 class SensorRef(msgspec.Struct, frozen=True):
     """A sensor with its place in the city: what the parser and the detectors look up."""
+
     domain: Domain
     site: str
     asset: str
@@ -386,7 +445,9 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, dict=True)
         """(domain, site, asset, sensor) -> SensorRef, for every configured sensor."""
         return {
             (site.domain, site.id, asset.id, s.id): SensorRef(site.domain, site.id, asset.id, s)
-            for site in self.sites for asset in site.assets for s in asset.sensors
+            for site in self.sites
+            for asset in site.assets
+            for s in asset.sensors
         }
 
     def detectors_for(self, ref: SensorRef) -> list[str]:
@@ -399,7 +460,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, dict=True)
                 return rule
         return None
 
-    def validate(self) -> "Config":
+    def validate(self) -> Config:
         """Cross-section checks msgspec's types cannot express. Detector types and parameters,
         summary templates and alert policies are checked by ``twinwatch.engine.plan.Plan``."""
         seen: set[tuple[str, ...]] = set()
@@ -414,7 +475,8 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, dict=True)
                         if name not in self.detectors:
                             raise ConfigError(
                                 f"sites.{site.id}.{asset.id}.{s.id}.detectors: {name!r} is not "
-                                f"defined under `detectors`")
+                                f"defined under `detectors`"
+                            )
         for domain, names in self.domain_detectors.items():
             for name in names:
                 if name not in self.detectors:
@@ -422,8 +484,12 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, dict=True)
         for i, rule in enumerate(self.alert_rules):
             if rule.detector not in self.detectors and rule.detector not in BUILTIN_RULES:
                 raise ConfigError(f"alert_rules[{i}].detector: {rule.detector!r} is not defined")
-        paths = {f"{site.id}/{a.id}/{s.id}" for site in self.sites for a in site.assets
-                 for s in a.sensors}
+        paths = {
+            f"{site.id}/{a.id}/{s.id}"
+            for site in self.sites
+            for a in site.assets
+            for s in a.sensors
+        }
         for i, inc in enumerate(self.simulation.incidents):
             for target in inc.targets:
                 if target not in paths:
@@ -437,7 +503,7 @@ def _apply_env(raw: dict, environ: dict[str, str]) -> dict:
     for key, text in environ.items():
         if not key.startswith(ENV_PREFIX):
             continue
-        path = [p.lower() for p in key[len(ENV_PREFIX):].split("__") if p]
+        path = [p.lower() for p in key[len(ENV_PREFIX) :].split("__") if p]
         node = raw
         for part in path[:-1]:
             node = node.setdefault(part, {})
@@ -458,8 +524,9 @@ def parse_config(raw: dict, environ: dict[str, str] | None = None) -> Config:
         raise ConfigError(f"config: {e}") from None
 
 
-def load_config(path: str | os.PathLike | None = None,
-                environ: dict[str, str] | None = None) -> Config:
+def load_config(
+    path: str | os.PathLike | None = None, environ: dict[str, str] | None = None
+) -> Config:
     """Load the YAML at ``path`` (default: $TWINWATCH_CONFIG, else the shipped example)."""
     env = dict(os.environ) if environ is None else environ
     path = Path(path or env.get("TWINWATCH_CONFIG") or EXAMPLE_CONFIG)

@@ -15,21 +15,35 @@ import email.utils
 import logging
 import random
 import ssl
-from datetime import datetime, timezone
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from twinwatch.config import Tls
 
-__all__ = ["HttpError", "Unavailable", "Rejected", "retry", "backoff_delay", "parse_retry_after",
-           "ssl_context"]
+__all__ = [
+    "HttpError",
+    "Unavailable",
+    "Rejected",
+    "retry",
+    "backoff_delay",
+    "parse_retry_after",
+    "ssl_context",
+]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
 class HttpError(Exception):
-    def __init__(self, message: str, *, status: int | None = None, text: str = "",
-                 retry_after: float | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        text: str = "",
+        retry_after: float | None = None,
+    ):
         super().__init__(message)
         self.status = status
         self.text = text
@@ -48,12 +62,19 @@ def backoff_delay(attempt: int, error: HttpError, backoff_s: float, max_backoff_
     """Retry-After if the server gave one, else exponential backoff with jitter, capped."""
     if error.retry_after is not None:
         return min(error.retry_after, max_backoff_s)
-    return min(max_backoff_s, backoff_s * 2 ** attempt) * (0.5 + random.random() / 2)
+    return min(max_backoff_s, backoff_s * 2**attempt) * (0.5 + random.random() / 2)
 
 
-def retry(call: Callable[[], T], *, name: str, max_retries: int, backoff_s: float,
-          max_backoff_s: float, sleep: Callable[[float], Any],
-          on_retry: Callable[[int, float, HttpError], None] | None = None) -> T:
+def retry(
+    call: Callable[[], T],
+    *,
+    name: str,
+    max_retries: int,
+    backoff_s: float,
+    max_backoff_s: float,
+    sleep: Callable[[float], Any],
+    on_retry: Callable[[int, float, HttpError], None] | None = None,
+) -> T:
     """Run ``call``; on Unavailable, wait and try again up to ``max_retries`` times."""
     attempt = 0
     while True:
@@ -83,8 +104,8 @@ def parse_retry_after(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def ssl_context(tls: Tls) -> ssl.SSLContext:

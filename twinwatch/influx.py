@@ -30,19 +30,24 @@ import json
 import logging
 import ssl
 import time
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Protocol, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
 
 from twinwatch.config import ConfigError, InfluxService, Tls
-from twinwatch.lineprotocol import PRECISION
 from twinwatch.http import HttpError, Rejected, Unavailable, parse_retry_after, retry, ssl_context
+from twinwatch.lineprotocol import PRECISION
 
 __all__ = [
-    "InfluxError", "InfluxUnavailable", "InfluxRejected", "InfluxV1Writer", "InfluxV2Writer",
-    "Writer", "make_writer",
+    "InfluxError",
+    "InfluxUnavailable",
+    "InfluxRejected",
+    "InfluxV1Writer",
+    "InfluxV2Writer",
+    "Writer",
+    "make_writer",
 ]
 
 log = logging.getLogger(__name__)
@@ -67,6 +72,7 @@ RetryHook = Callable[[int, float, InfluxError], None]
 
 
 # --- shared helpers ---------------------------------------------------------------------------
+
 
 def _check_url(url: str, tls: Tls | None) -> str:
     parts = urlsplit(url)
@@ -93,8 +99,7 @@ def _error_text(body: str | bytes | None) -> str:
     return body[:_MAX_ERROR_TEXT]
 
 
-def _status_error(what: str, status: int, text: str,
-                  retry_after: float | None) -> InfluxError:
+def _status_error(what: str, status: int, text: str, retry_after: float | None) -> InfluxError:
     msg = f"{what}: HTTP {status}: {text}" if text else f"{what}: HTTP {status}"
     if status == 429 or status >= 500:
         return InfluxUnavailable(msg, status=status, text=text, retry_after=retry_after)
@@ -111,20 +116,27 @@ class _Retrying:
     _on_retry: RetryHook | None
 
     def _retry(self, call: Callable[[], T]) -> T:
-        return retry(call, name=SINK, max_retries=self.max_retries, backoff_s=self.backoff_s,
-                     max_backoff_s=self.max_backoff_s, sleep=self._sleep,
-                     on_retry=self._on_retry)
+        return retry(
+            call,
+            name=SINK,
+            max_retries=self.max_retries,
+            backoff_s=self.backoff_s,
+            max_backoff_s=self.max_backoff_s,
+            sleep=self._sleep,
+            on_retry=self._on_retry,
+        )
 
     def write(self, lines: Sequence[str]) -> int:
         """Write all lines in chunks of ``batch_size``; returns the number written.
         Raises at the first chunk that fails (earlier chunks stay written)."""
         bs = self.batch_size  # type: ignore[attr-defined]
         for i in range(0, len(lines), bs):
-            self.write_chunk(lines[i:i + bs])  # type: ignore[attr-defined]
+            self.write_chunk(lines[i : i + bs])  # type: ignore[attr-defined]
         return len(lines)
 
 
 # --- v1 (httpx) -------------------------------------------------------------------------------
+
 
 class InfluxV1Writer(_Retrying):
     """InfluxDB 1.x HTTP API (also InfluxDB 2.x/3.x's v1 compatibility API with ``token``).
@@ -136,13 +148,26 @@ class InfluxV1Writer(_Retrying):
 
     api = "v1"
 
-    def __init__(self, url: str, database: str, *, retention_policy: str | None = None,
-                 username: str | None = None, password: str | None = None,
-                 token: str | None = None, timeout: float = 10.0, max_retries: int = 5,
-                 batch_size: int = 5000, gzip: bool = False, tls: Tls | None = None,
-                 client: httpx.Client | None = None, sleep: Callable[[float], Any] = time.sleep,
-                 on_retry: RetryHook | None = None, backoff_s: float = 0.5,
-                 max_backoff_s: float = 30.0):
+    def __init__(
+        self,
+        url: str,
+        database: str,
+        *,
+        retention_policy: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        token: str | None = None,
+        timeout: float = 10.0,
+        max_retries: int = 5,
+        batch_size: int = 5000,
+        gzip: bool = False,
+        tls: Tls | None = None,
+        client: httpx.Client | None = None,
+        sleep: Callable[[float], Any] = time.sleep,
+        on_retry: RetryHook | None = None,
+        backoff_s: float = 0.5,
+        max_backoff_s: float = 30.0,
+    ):
         if token is not None and username is not None:
             raise ConfigError("influxdb: give either a token or username/password, not both")
         if batch_size < 1 or max_retries < 0:
@@ -173,8 +198,13 @@ class InfluxV1Writer(_Retrying):
         self._client = client
 
     def __repr__(self) -> str:
-        auth = ("token" if "Authorization" in self._headers
-                else f"user={self.username!r}" if self._auth else "none")
+        auth = (
+            "token"
+            if "Authorization" in self._headers
+            else f"user={self.username!r}"
+            if self._auth
+            else "none"
+        )
         return f"<InfluxV1Writer {self.url} db={self.database!r} auth={auth}>"
 
     def close(self) -> None:
@@ -190,14 +220,19 @@ class InfluxV1Writer(_Retrying):
     def _request(self, what: str, method: str, path: str, **kw: Any) -> httpx.Response:
         headers = {**self._headers, **kw.pop("headers", {})}
         try:
-            r = self._client.request(method, self.url + path, headers=headers, auth=self._auth,
-                                     **kw)
+            r = self._client.request(
+                method, self.url + path, headers=headers, auth=self._auth, **kw
+            )
         except httpx.TransportError as e:  # connect/read errors and timeouts
             raise InfluxUnavailable(f"{what}: {type(e).__name__}: {e}") from None
         if r.is_success:
             return r
-        raise _status_error(what, r.status_code, _error_text(r.text),
-                            parse_retry_after(r.headers.get("Retry-After")))
+        raise _status_error(
+            what,
+            r.status_code,
+            _error_text(r.text),
+            parse_retry_after(r.headers.get("Retry-After")),
+        )
 
     def write_chunk(self, lines: Sequence[str]) -> None:
         """One ``/write`` request (with retries). Lines must not contain raw newlines."""
@@ -212,11 +247,20 @@ class InfluxV1Writer(_Retrying):
             body = gzip_module.compress(body, compresslevel=1)
             headers["Content-Encoding"] = "gzip"
         what = f"write {len(lines)} points to {self.url} db={self.database}"
-        self._retry(lambda: self._request(what, "POST", "/write", params=params,
-                                          content=body, headers=headers))
+        self._retry(
+            lambda: self._request(
+                what, "POST", "/write", params=params, content=body, headers=headers
+            )
+        )
 
-    def query(self, q: str, *, database: str | None = None, epoch: str | None = "ms",
-              method: str | None = None) -> list[dict]:
+    def query(
+        self,
+        q: str,
+        *,
+        database: str | None = None,
+        epoch: str | None = "ms",
+        method: str | None = None,
+    ) -> list[dict]:
         """Run InfluxQL; return the ``results`` list. SELECT/SHOW use GET, others POST.
         A statement error raises InfluxRejected."""
         if method is None:
@@ -236,8 +280,9 @@ class InfluxV1Writer(_Retrying):
         results = r.json().get("results", [])
         for res in results:
             if "error" in res:
-                raise InfluxRejected(f"{what}: {res['error']}", status=r.status_code,
-                                     text=res["error"])
+                raise InfluxRejected(
+                    f"{what}: {res['error']}", status=r.status_code, text=res["error"]
+                )
         return results
 
     def create_database(self, name: str | None = None) -> None:
@@ -247,13 +292,18 @@ class InfluxV1Writer(_Retrying):
 
     def ping(self) -> bool:
         try:
-            return self._client.get(self.url + "/ping", headers=self._headers,
-                                    auth=self._auth).status_code == 204
+            return (
+                self._client.get(
+                    self.url + "/ping", headers=self._headers, auth=self._auth
+                ).status_code
+                == 204
+            )
         except httpx.TransportError:
             return False
 
 
 # --- v2 (influxdb-client) ---------------------------------------------------------------------
+
 
 class InfluxV2Writer(_Retrying):
     """InfluxDB v2 write API (InfluxDB 2.x/3.x, VictoriaMetrics, InfluxDB 1.8's compat API)
@@ -264,12 +314,25 @@ class InfluxV2Writer(_Retrying):
 
     api = "v2"
 
-    def __init__(self, url: str, bucket: str, *, org: str | None = None,
-                 token: str | None = None, username: str | None = None,
-                 password: str | None = None, timeout: float = 10.0, max_retries: int = 5,
-                 batch_size: int = 5000, gzip: bool = False, tls: Tls | None = None,
-                 sleep: Callable[[float], Any] = time.sleep, on_retry: RetryHook | None = None,
-                 backoff_s: float = 0.5, max_backoff_s: float = 30.0):
+    def __init__(
+        self,
+        url: str,
+        bucket: str,
+        *,
+        org: str | None = None,
+        token: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        timeout: float = 10.0,
+        max_retries: int = 5,
+        batch_size: int = 5000,
+        gzip: bool = False,
+        tls: Tls | None = None,
+        sleep: Callable[[float], Any] = time.sleep,
+        on_retry: RetryHook | None = None,
+        backoff_s: float = 0.5,
+        max_backoff_s: float = 30.0,
+    ):
         from influxdb_client import InfluxDBClient
         from influxdb_client.client.write_api import SYNCHRONOUS
 
@@ -294,9 +357,15 @@ class InfluxV2Writer(_Retrying):
         if self.url.startswith("https://") and tls is not None:
             kw["ssl_context"] = ssl_context(tls)
         # retries=False: no urllib3 retries underneath ours.
-        self._client = InfluxDBClient(url=self.url, token=token or "", org=self.org,
-                                      timeout=int(timeout * 1000), enable_gzip=gzip,
-                                      retries=False, **kw)
+        self._client = InfluxDBClient(
+            url=self.url,
+            token=token or "",
+            org=self.org,
+            timeout=int(timeout * 1000),
+            enable_gzip=gzip,
+            retries=False,
+            **kw,
+        )
         self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
 
     def __repr__(self) -> str:
@@ -317,12 +386,20 @@ class InfluxV2Writer(_Retrying):
         from urllib3.exceptions import HTTPError as Urllib3Error
 
         try:
-            self._write_api.write(bucket=self.bucket, org=self.org, record=list(lines),
-                                  write_precision=WritePrecision.MS)
+            self._write_api.write(
+                bucket=self.bucket,
+                org=self.org,
+                record=list(lines),
+                write_precision=WritePrecision.MS,
+            )
         except ApiException as e:
             headers = e.headers or {}
-            raise _status_error(what, int(e.status or 0), _error_text(e.body),
-                                parse_retry_after(headers.get("Retry-After"))) from None
+            raise _status_error(
+                what,
+                int(e.status or 0),
+                _error_text(e.body),
+                parse_retry_after(headers.get("Retry-After")),
+            ) from None
         except (Urllib3Error, OSError) as e:
             raise InfluxUnavailable(f"{what}: {type(e).__name__}: {e}") from None
 
@@ -341,12 +418,20 @@ def make_writer(cfg: InfluxService, **kw: Any) -> Writer:
     (e.g. ``sleep``, ``on_retry``, ``client`` for v1)."""
     password = cfg.password.reveal() if cfg.password is not None else None
     token = cfg.token.reveal() if cfg.token is not None else None
-    common = dict(username=cfg.username, password=password, token=token,
-                  timeout=cfg.timeout_s, max_retries=cfg.max_retries,
-                  batch_size=cfg.batch_size, tls=cfg.tls)
+    common = dict(
+        username=cfg.username,
+        password=password,
+        token=token,
+        timeout=cfg.timeout_s,
+        max_retries=cfg.max_retries,
+        batch_size=cfg.batch_size,
+        tls=cfg.tls,
+    )
     if cfg.api == "v1":
-        return InfluxV1Writer(cfg.url, cfg.database, retention_policy=cfg.retention_policy,
-                              **common, **kw)
-    bucket = cfg.bucket or (f"{cfg.database}/{cfg.retention_policy}" if cfg.retention_policy
-                            else cfg.database)
+        return InfluxV1Writer(
+            cfg.url, cfg.database, retention_policy=cfg.retention_policy, **common, **kw
+        )
+    bucket = cfg.bucket or (
+        f"{cfg.database}/{cfg.retention_policy}" if cfg.retention_policy else cfg.database
+    )
     return InfluxV2Writer(cfg.url, bucket, org=cfg.org, **common, **kw)

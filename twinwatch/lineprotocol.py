@@ -60,13 +60,28 @@ from typing import Any
 from twinwatch.schema import Alert, AnomalyScore, DeadLetter, Reading, Rollup, SecurityEvent
 
 __all__ = [
-    "PRECISION", "MEASUREMENTS", "encode", "encode_many", "encode_by_measurement", "reset",
-    "escape_measurement", "escape_key", "escape_field_key", "escape_string", "format_line",
+    "PRECISION",
+    "MEASUREMENTS",
+    "encode",
+    "encode_many",
+    "encode_by_measurement",
+    "reset",
+    "escape_measurement",
+    "escape_key",
+    "escape_field_key",
+    "escape_string",
+    "format_line",
 ]
 
 PRECISION = "ms"
 MEASUREMENTS: tuple[str, ...] = (
-    "reading", "security_event", "anomaly_score", "anomaly", "alert", "dead_letter")
+    "reading",
+    "security_event",
+    "anomaly_score",
+    "anomaly",
+    "alert",
+    "dead_letter",
+)
 
 _NAME_TABLE = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ ", "\n": "\\n"})
 _MEASUREMENT_TABLE = str.maketrans({",": "\\,", " ": "\\ ", "\n": "\\n"})
@@ -129,8 +144,9 @@ def _head(measurement: str, tags: Iterable[tuple[str, str]]) -> str:
     return ",".join(parts)
 
 
-def format_line(measurement: str, tags: dict[str, str], fields: dict[str, Any],
-                ms: int) -> str | None:
+def format_line(
+    measurement: str, tags: dict[str, str], fields: dict[str, Any], ms: int
+) -> str | None:
     """The general (uncached) encoder: one point, or None if no field is left."""
     body = []
     for k, v in fields.items():
@@ -189,8 +205,9 @@ def _reading(r: Reading) -> list[str]:
 
 
 def _security_event(e: SecurityEvent) -> list[str]:
-    head = _cached_head("security_event", _EVENT_TAGS,
-                        (e.domain, e.site, e.asset, e.sensor, e.kind, e.outcome))
+    head = _cached_head(
+        "security_event", _EVENT_TAGS, (e.domain, e.site, e.asset, e.sensor, e.kind, e.outcome)
+    )
     fields = [f"message={escape_string(e.message)}"]
     if e.user is not None:
         fields.append(f"user={escape_string(e.user)}")
@@ -230,8 +247,9 @@ def _anomaly_score(s: AnomalyScore) -> list[str]:
 
 
 def _alert(a: Alert) -> list[str]:
-    head = _cached_head("alert", _ALERT_TAGS, (a.domain, a.site, a.asset, a.sensor, a.rule,
-                                               a.severity, a.status))
+    head = _cached_head(
+        "alert", _ALERT_TAGS, (a.domain, a.site, a.asset, a.sensor, a.rule, a.severity, a.status)
+    )
     fields = [f"fingerprint={escape_string(a.fingerprint)}"]
     if (value := _field(float(a.value))) is not None:
         fields.append(f"value={value}")
@@ -243,15 +261,20 @@ def _alert(a: Alert) -> list[str]:
 
 def _dead_letter(d: DeadLetter) -> list[str]:
     head = _cached_head("dead_letter", _DEAD_TAGS, (d.source, d.reason))
-    return [f"{head} topic={escape_string(d.topic)},detail={escape_string(d.detail)},"
-            f"payload={escape_string(d.payload)} {_ms(d.time)}"]
+    return [
+        f"{head} topic={escape_string(d.topic)},detail={escape_string(d.detail)},"
+        f"payload={escape_string(d.payload)} {_ms(d.time)}"
+    ]
 
 
 def _rollup(r: Rollup) -> list[str]:
-    head = _cached_head(r.measurement, _READING_TAGS,
-                        (r.domain, r.site, r.asset, r.sensor, r.quantity, r.unit))
-    return [f"{head} mean={float(r.mean)!r},min={float(r.min)!r},max={float(r.max)!r},"
-            f"count={int(r.count)}i {_ms(r.time)}"]
+    head = _cached_head(
+        r.measurement, _READING_TAGS, (r.domain, r.site, r.asset, r.sensor, r.quantity, r.unit)
+    )
+    return [
+        f"{head} mean={float(r.mean)!r},min={float(r.min)!r},max={float(r.max)!r},"
+        f"count={int(r.count)}i {_ms(r.time)}"
+    ]
 
 
 def reset() -> None:
@@ -261,12 +284,19 @@ def reset() -> None:
 
 
 _ENCODERS: dict[type, Callable[[Any], list[str]]] = {
-    Reading: _reading, SecurityEvent: _security_event, AnomalyScore: _anomaly_score,
-    Alert: _alert, DeadLetter: _dead_letter, Rollup: _rollup,
+    Reading: _reading,
+    SecurityEvent: _security_event,
+    AnomalyScore: _anomaly_score,
+    Alert: _alert,
+    DeadLetter: _dead_letter,
+    Rollup: _rollup,
 }
 _MEASUREMENT_OF: dict[type, str] = {
-    Reading: "reading", SecurityEvent: "security_event", AnomalyScore: "anomaly_score",
-    Alert: "alert", DeadLetter: "dead_letter",
+    Reading: "reading",
+    SecurityEvent: "security_event",
+    AnomalyScore: "anomaly_score",
+    Alert: "alert",
+    DeadLetter: "dead_letter",
 }
 
 

@@ -9,40 +9,66 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 __all__ = [
-    "RECORDS_IN", "RECORDS_OUT", "DEAD_LETTERS", "DETECT_SECONDS", "SINK_WRITE_SECONDS",
-    "SINK_ERRORS", "SINK_RETRIES", "SPOOL_BYTES", "SPOOL_DROPPED", "QUEUE_DEPTH", "SOURCE_READY", "ANOMALIES", "ALERTS", "serve",
+    "RECORDS_IN",
+    "RECORDS_OUT",
+    "DEAD_LETTERS",
+    "DETECT_SECONDS",
+    "SINK_WRITE_SECONDS",
+    "SINK_ERRORS",
+    "SINK_RETRIES",
+    "SPOOL_BYTES",
+    "SPOOL_DROPPED",
+    "QUEUE_DEPTH",
+    "SOURCE_READY",
+    "ANOMALIES",
+    "ALERTS",
+    "serve",
 ]
 
-RECORDS_IN = Counter(
-    "twinwatch_records_in", "Raw records received, by source.", ["source"])
+RECORDS_IN = Counter("twinwatch_records_in", "Raw records received, by source.", ["source"])
 RECORDS_OUT = Counter(
-    "twinwatch_records_out", "Records written, by sink and measurement.", ["sink", "measurement"])
+    "twinwatch_records_out", "Records written, by sink and measurement.", ["sink", "measurement"]
+)
 DEAD_LETTERS = Counter(
-    "twinwatch_dead_letters", "Records rejected to the dead-letter queue, by reason.", ["reason"])
+    "twinwatch_dead_letters", "Records rejected to the dead-letter queue, by reason.", ["reason"]
+)
 DETECT_SECONDS = Histogram(
-    "twinwatch_detect_seconds", "Detector time per reading (all detectors of its series).",
-    buckets=(1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 1e-2))
+    "twinwatch_detect_seconds",
+    "Detector time per reading (all detectors of its series).",
+    buckets=(1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 1e-2),
+)
 SINK_WRITE_SECONDS = Histogram(
-    "twinwatch_sink_write_seconds", "Duration of one batch write, by sink.", ["sink"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+    "twinwatch_sink_write_seconds",
+    "Duration of one batch write, by sink.",
+    ["sink"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
 SINK_ERRORS = Counter(
-    "twinwatch_sink_errors", "Failed batch writes (after retries), by sink.", ["sink"])
-SINK_RETRIES = Counter(
-    "twinwatch_sink_retries", "Retried write attempts, by sink.", ["sink"])
+    "twinwatch_sink_errors", "Failed batch writes (after retries), by sink.", ["sink"]
+)
+SINK_RETRIES = Counter("twinwatch_sink_retries", "Retried write attempts, by sink.", ["sink"])
 SPOOL_BYTES = Gauge(
-    "twinwatch_spool_bytes", "Bytes waiting in the on-disk spool of a sink (backlog).", ["sink"])
+    "twinwatch_spool_bytes", "Bytes waiting in the on-disk spool of a sink (backlog).", ["sink"]
+)
 SPOOL_DROPPED = Counter(
-    "twinwatch_spool_dropped", "Points dropped because a sink's spool was full.", ["sink"])
+    "twinwatch_spool_dropped", "Points dropped because a sink's spool was full.", ["sink"]
+)
 QUEUE_DEPTH = Gauge(
-    "twinwatch_queue_depth", "Records received but not yet taken by the flow, by source.",
-    ["source"])
+    "twinwatch_queue_depth",
+    "Records received but not yet taken by the flow, by source.",
+    ["source"],
+)
 SOURCE_READY = Gauge(
-    "twinwatch_source_ready", "1 while the source is connected and subscribed.", ["source"])
+    "twinwatch_source_ready", "1 while the source is connected and subscribed.", ["source"]
+)
 ANOMALIES = Counter(
-    "twinwatch_anomalies", "Detector hits, by domain and detector.", ["domain", "detector"])
+    "twinwatch_anomalies", "Detector hits, by domain and detector.", ["domain", "detector"]
+)
 ALERTS = Counter(
-    "twinwatch_alerts", "Alert state changes, by domain, severity and status.",
-    ["domain", "severity", "status"])
+    "twinwatch_alerts",
+    "Alert state changes, by domain, severity and status.",
+    ["domain", "severity", "status"],
+)
 
 
 def serve(host: str, port: int) -> None:

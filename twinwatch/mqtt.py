@@ -19,20 +19,28 @@ class MqttError(RuntimeError):
     """The broker could not be reached or refused us."""
 
 
-def make_client(cfg: MqttService, client_id: str, *, clean_session: bool = False,
-                manual_ack: bool = False) -> mqtt.Client:
+def make_client(
+    cfg: MqttService, client_id: str, *, clean_session: bool = False, manual_ack: bool = False
+) -> mqtt.Client:
     """A configured, not yet connected client. ``clean_session=False`` keeps the broker-side
     session (subscriptions and queued QoS 1 messages) across reconnects and restarts;
     ``manual_ack`` leaves acknowledging received QoS 1 messages to the caller."""
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                         clean_session=clean_session, protocol=mqtt.MQTTv311,
-                         manual_ack=manual_ack)
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        clean_session=clean_session,
+        protocol=mqtt.MQTTv311,
+        manual_ack=manual_ack,
+    )
     if cfg.username is not None:
         client.username_pw_set(cfg.username, cfg.password.reveal() if cfg.password else None)
     if cfg.tls.enabled:
-        client.tls_set(ca_certs=cfg.tls.ca_file, certfile=cfg.tls.cert_file,
-                       keyfile=cfg.tls.key_file,
-                       cert_reqs=ssl.CERT_REQUIRED if cfg.tls.verify else ssl.CERT_NONE)
+        client.tls_set(
+            ca_certs=cfg.tls.ca_file,
+            certfile=cfg.tls.cert_file,
+            keyfile=cfg.tls.key_file,
+            cert_reqs=ssl.CERT_REQUIRED if cfg.tls.verify else ssl.CERT_NONE,
+        )
         client.tls_insecure_set(not cfg.tls.verify)
     client.reconnect_delay_set(min_delay=1, max_delay=30)  # exponential backoff, capped
     return client

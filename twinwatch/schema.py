@@ -20,17 +20,33 @@ from __future__ import annotations
 
 import hashlib
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 import msgspec
 
 __all__ = [
-    "DOMAINS", "SEVERITIES", "SEVERITY_KO", "DEAD_LETTER_REASONS",
-    "Domain", "Severity", "AlertStatus",
-    "SensorPayload", "LogPayload", "FirewallPayload", "DeviceEventPayload",
-    "Reading", "SecurityEvent", "AnomalyScore", "Alert", "DeadLetter", "Rollup",
-    "BadRecord", "fingerprint", "series_key", "utc",
+    "DOMAINS",
+    "SEVERITIES",
+    "SEVERITY_KO",
+    "DEAD_LETTER_REASONS",
+    "Domain",
+    "Severity",
+    "AlertStatus",
+    "SensorPayload",
+    "LogPayload",
+    "FirewallPayload",
+    "DeviceEventPayload",
+    "Reading",
+    "SecurityEvent",
+    "AnomalyScore",
+    "Alert",
+    "DeadLetter",
+    "Rollup",
+    "BadRecord",
+    "fingerprint",
+    "series_key",
+    "utc",
 ]
 
 Domain = Literal["structures", "water", "energy", "security"]
@@ -46,8 +62,15 @@ AlertStatus = Literal["pending", "firing", "resolved"]
 # Dead-letter reasons form a closed set: they are an InfluxDB tag and a Prometheus label,
 # so the set must stay small (the free-text detail goes into a field).
 DEAD_LETTER_REASONS: tuple[str, ...] = (
-    "too_large", "bad_encoding", "bad_json", "bad_schema", "non_finite", "bad_time",
-    "bad_topic", "unknown_sensor", "unit_mismatch",
+    "too_large",
+    "bad_encoding",
+    "bad_json",
+    "bad_schema",
+    "non_finite",
+    "bad_time",
+    "bad_topic",
+    "unknown_sensor",
+    "unit_mismatch",
     "bad_log",  # a log line in no known format (syslog RFC 3164/5424, Apache, ...)
 )
 
@@ -75,13 +98,15 @@ def utc(t: datetime) -> datetime:
     """Return ``t`` in UTC; raise ValueError for a naive datetime (its zone would be a guess)."""
     if t.tzinfo is None:
         raise ValueError("datetime has no UTC offset")
-    return t.astimezone(timezone.utc)
+    return t.astimezone(UTC)
 
 
 # --- wire payloads (what devices publish; identity comes from the MQTT topic) -----------------
 
+
 class SensorPayload(msgspec.Struct, frozen=True):
     """JSON payload of a sensor topic: ``{"time": "2026-11-23T01:00:00Z", "value": 1.5}``."""
+
     time: UtcTime
     value: float
     unit: str | None = None
@@ -89,12 +114,14 @@ class SensorPayload(msgspec.Struct, frozen=True):
 
 class LogPayload(msgspec.Struct, frozen=True):
     """JSON payload of a log topic (e.g. sshd auth log): one raw line."""
+
     time: UtcTime
     line: Annotated[str, msgspec.Meta(max_length=8192)]
 
 
 class FirewallPayload(msgspec.Struct, frozen=True):
     """JSON payload of a firewall event."""
+
     time: UtcTime
     action: Literal["allow", "deny", "drop"]
     src_ip: Annotated[str, msgspec.Meta(max_length=64)]
@@ -105,16 +132,21 @@ class FirewallPayload(msgspec.Struct, frozen=True):
 class DeviceEventPayload(msgspec.Struct, frozen=True):
     """JSON payload of a CCTV video-analytics or IoT security-device event (issue #6), e.g.
     ``{"time": "...", "event": "intrusion", "zone": "gate-2", "confidence": 0.93}``."""
+
     time: UtcTime
-    event: Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,63}$")]  # intrusion, door_open, ...
+    event: Annotated[
+        str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,63}$")
+    ]  # intrusion, door_open, ...
     zone: Annotated[str, msgspec.Meta(max_length=128)] = ""
     confidence: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
 
 
 # --- records -----------------------------------------------------------------------------------
 
+
 class Reading(msgspec.Struct, frozen=True, gc=False):
     """One sensor value. ``quantity`` and ``unit`` come from the config's sensor catalogue."""
+
     time: UtcTime
     domain: Domain
     site: Name
@@ -136,6 +168,7 @@ class Reading(msgspec.Struct, frozen=True, gc=False):
 
 class SecurityEvent(msgspec.Struct, frozen=True, gc=False):
     """A parsed log line or security-device event. IPs and user names are fields, never tags."""
+
     time: UtcTime
     site: Name
     asset: Name
@@ -158,6 +191,7 @@ class AnomalyScore(msgspec.Struct, frozen=True, gc=False):
 
     ``hits`` names the detectors whose score reached their threshold.
     """
+
     time: UtcTime
     domain: Domain
     site: str
@@ -170,6 +204,7 @@ class AnomalyScore(msgspec.Struct, frozen=True, gc=False):
 
 class Alert(msgspec.Struct, frozen=True):
     """A state change of one alert, identified by its stable ``fingerprint``."""
+
     fingerprint: str
     status: AlertStatus
     severity: Severity
@@ -188,14 +223,19 @@ class Alert(msgspec.Struct, frozen=True):
     @property
     def labels(self) -> dict[str, str]:
         return {
-            "alertname": f"{self.domain}_{self.rule}", "domain": self.domain, "site": self.site,
-            "asset": self.asset, "sensor": self.sensor, "rule": self.rule,
+            "alertname": f"{self.domain}_{self.rule}",
+            "domain": self.domain,
+            "site": self.site,
+            "asset": self.asset,
+            "sensor": self.sensor,
+            "rule": self.rule,
             "severity": self.severity,
         }
 
 
 class DeadLetter(msgspec.Struct, frozen=True):
     """An input that was rejected, with why. ``payload`` is truncated to keep the queue bounded."""
+
     time: UtcTime  # when it was received (wall clock)
     source: str  # e.g. "mqtt", "file"
     topic: str  # MQTT topic or file name
@@ -207,6 +247,7 @@ class DeadLetter(msgspec.Struct, frozen=True):
 class Rollup(msgspec.Struct, frozen=True, gc=False):
     """mean/min/max/count of one series' readings over ``[time, time + window)`` (flows.rollup).
     Written as measurement ``reading_<window>`` with the tags of ``reading``."""
+
     time: UtcTime  # window start
     window: Literal["1m", "1h"]
     domain: Domain

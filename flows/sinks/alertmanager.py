@@ -31,13 +31,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bytewax.outputs import DynamicSink, StatelessSinkPartition
-
 import msgspec
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from twinwatch.alerting.alertmanager import AlertmanagerClient, AlertmanagerError, FiringSet
 from twinwatch.alerting.persistence import AlertStore
@@ -54,13 +53,13 @@ SINK = "alertmanager"
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _alerts(items: Iterable[Any]) -> list[Alert]:
     latest: dict[str, Alert] = {}
     for item in items:
-        for a in (item if isinstance(item, (list, tuple)) else (item,)):
+        for a in item if isinstance(item, (list, tuple)) else (item,):
             if type(a) is not Alert:
                 raise TypeError(f"AlertmanagerSink takes Alert records, got {type(a).__name__}")
             if a.status != "pending":
@@ -70,9 +69,15 @@ def _alerts(items: Iterable[Any]) -> list[Alert]:
 
 
 class _AlertmanagerPartition(StatelessSinkPartition[Any]):
-    def __init__(self, cfg: AlertmanagerService, client: AlertmanagerClient | None,
-                 clock: Callable[[], datetime], background: bool,
-                 webhook: WebhookClient | None = None, store: AlertStore | None = None):
+    def __init__(
+        self,
+        cfg: AlertmanagerService,
+        client: AlertmanagerClient | None,
+        clock: Callable[[], datetime],
+        background: bool,
+        webhook: WebhookClient | None = None,
+        store: AlertStore | None = None,
+    ):
         self.cfg = cfg
         self.client = client
         self.webhook = webhook
@@ -92,17 +97,20 @@ class _AlertmanagerPartition(StatelessSinkPartition[Any]):
                 self.firing.update([a], sent_at=sent_at)
             self.retry = {a.fingerprint: a for a in store.retry_queue()}
         if background:
-            self._thread = threading.Thread(target=self._resend_loop, daemon=True,
-                                            name="twinwatch-alertmanager-resend")
+            self._thread = threading.Thread(
+                target=self._resend_loop, daemon=True, name="twinwatch-alertmanager-resend"
+            )
             self._thread.start()
 
     def _post(self, alerts: list[Alert], now: datetime) -> None:
         if self.client is not None:
-            self.client.post(alerts, now, self.cfg.firing_ttl_s, self.cfg.generator_url,
-                             self._links)
+            self.client.post(
+                alerts, now, self.cfg.firing_ttl_s, self.cfg.generator_url, self._links
+            )
         if self.webhook is not None:
-            self.webhook.post(alerts, now, self.cfg.firing_ttl_s, self.cfg.generator_url,
-                              self._links)
+            self.webhook.post(
+                alerts, now, self.cfg.firing_ttl_s, self.cfg.generator_url, self._links
+            )
 
     def _send(self, alerts: list[Alert], now: datetime) -> bool:
         t0 = time.perf_counter()
@@ -138,8 +146,9 @@ class _AlertmanagerPartition(StatelessSinkPartition[Any]):
                 continue
             before = self.firing.get(a.fingerprint)
             if before is not None and before.severity != a.severity:
-                out.append(msgspec.structs.replace(before, status="resolved", at=a.at,
-                                                   ends_at=a.at))
+                out.append(
+                    msgspec.structs.replace(before, status="resolved", at=a.at, ends_at=a.at)
+                )
             out.append(a)
         return out
 
@@ -201,20 +210,26 @@ class AlertmanagerSink(DynamicSink[Any]):
     ``write_batch`` or via the partition's ``resend_due()``).
     """
 
-    def __init__(self, cfg: AlertmanagerService, *,
-                 client_factory: Callable[..., AlertmanagerClient] = AlertmanagerClient.from_config,
-                 clock: Callable[[], datetime] = _utcnow, background_resend: bool = True):
+    def __init__(
+        self,
+        cfg: AlertmanagerService,
+        *,
+        client_factory: Callable[..., AlertmanagerClient] = AlertmanagerClient.from_config,
+        clock: Callable[[], datetime] = _utcnow,
+        background_resend: bool = True,
+    ):
         if cfg.url is None and cfg.webhook_url is None:
-            raise ConfigError("neither alertmanager.url nor alertmanager.webhook_url is set; "
-                              "do not build an AlertmanagerSink")
+            raise ConfigError(
+                "neither alertmanager.url nor alertmanager.webhook_url is set; "
+                "do not build an AlertmanagerSink"
+            )
         check_links(cfg)
         self.cfg = cfg
         self._factory = client_factory
         self._clock = clock
         self._background = background_resend
 
-    def build(self, step_id: str, worker_index: int,
-              worker_count: int) -> _AlertmanagerPartition:
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _AlertmanagerPartition:
         def on_retry(attempt: int, delay: float, error: AlertmanagerError) -> None:
             SINK_RETRIES.labels(SINK).inc()
 
@@ -223,7 +238,11 @@ class AlertmanagerSink(DynamicSink[Any]):
         store = None
         if self.cfg.state_path:  # one file per worker: partitions never share a row
             path = Path(self.cfg.state_path)
-            store = AlertStore(path if worker_count == 1 else
-                               path.with_name(f"{path.stem}-{worker_index}{path.suffix}"))
-        return _AlertmanagerPartition(self.cfg, client, self._clock, self._background,
-                                      webhook, store)
+            store = AlertStore(
+                path
+                if worker_count == 1
+                else path.with_name(f"{path.stem}-{worker_index}{path.suffix}")
+            )
+        return _AlertmanagerPartition(
+            self.cfg, client, self._clock, self._background, webhook, store
+        )

@@ -33,7 +33,12 @@ from twinwatch.flows.sinks.spool import Spool, SpoolFull
 from twinwatch.influx import InfluxError, InfluxRejected, InfluxUnavailable, make_writer
 from twinwatch.lineprotocol import encode_by_measurement
 from twinwatch.metrics import (
-    RECORDS_OUT, SINK_ERRORS, SINK_RETRIES, SINK_WRITE_SECONDS, SPOOL_BYTES, SPOOL_DROPPED,
+    RECORDS_OUT,
+    SINK_ERRORS,
+    SINK_RETRIES,
+    SINK_WRITE_SECONDS,
+    SPOOL_BYTES,
+    SPOOL_DROPPED,
 )
 
 __all__ = ["InfluxSink"]
@@ -66,9 +71,14 @@ class _InfluxPartition(StatelessSinkPartition[Any]):
     spool is the retry). Without a spool such chunks are dropped and counted. Rejected chunks
     (4xx: bad data or credentials) are dropped and counted either way: retrying will not help."""
 
-    def __init__(self, writer: _Writer, spool: Spool | None = None, retry_s: float = 2.0,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], Any] =
-                 time.sleep):
+    def __init__(
+        self,
+        writer: _Writer,
+        spool: Spool | None = None,
+        retry_s: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Any] = time.sleep,
+    ):
         self.writer = writer
         self.spool = spool
         self.retry_s = retry_s
@@ -78,8 +88,11 @@ class _InfluxPartition(StatelessSinkPartition[Any]):
         self.written = 0  # points
         self.dropped = 0  # points
         if spool is not None and len(spool):
-            log.warning("influxdb: %d bytes from an earlier run wait in the spool %s; "
-                        "backfilling", spool.bytes, spool.path)
+            log.warning(
+                "influxdb: %d bytes from an earlier run wait in the spool %s; backfilling",
+                spool.bytes,
+                spool.path,
+            )
 
     def write_batch(self, items: list[Any]) -> None:
         self._write(encode_by_measurement(_flatten(items)))
@@ -93,7 +106,7 @@ class _InfluxPartition(StatelessSinkPartition[Any]):
         down = False  # without a spool: once unavailable, drop the rest of this batch at once
         for m, lines in groups.items():
             for i in range(0, len(lines), bs):
-                chunk = lines[i:i + bs]
+                chunk = lines[i : i + bs]
                 if self.spool is not None and len(self.spool):
                     self._to_spool(chunk)  # behind the backlog, in order
                     continue
@@ -108,12 +121,14 @@ class _InfluxPartition(StatelessSinkPartition[Any]):
                     if self.spool is None:
                         down = True
                         self.dropped += len(chunk)
-                        log.error("influxdb unavailable and no spool configured: dropping "
-                                  "this batch")
+                        log.error(
+                            "influxdb unavailable and no spool configured: dropping this batch"
+                        )
                     else:
                         self._next_try = self._clock() + self.retry_s
-                        log.warning("influxdb unavailable: spooling to %s until it is back",
-                                    self.spool.path)
+                        log.warning(
+                            "influxdb unavailable: spooling to %s until it is back", self.spool.path
+                        )
                         self._to_spool(chunk)
 
     def _attempt(self, chunk: list[str], retry: bool) -> str:
@@ -148,8 +163,10 @@ class _InfluxPartition(StatelessSinkPartition[Any]):
                     self.dropped += self.spool.dropped - before
                 break
             except SpoolFull:  # policy "block": hold the flow until InfluxDB takes the backlog
-                log.error("influxdb spool full (%d bytes): blocking until InfluxDB is back",
-                          self.spool.bytes)
+                log.error(
+                    "influxdb spool full (%d bytes): blocking until InfluxDB is back",
+                    self.spool.bytes,
+                )
                 self._sleep(self.retry_s)
                 self._next_try = 0.0
                 self._backfill()
@@ -177,8 +194,11 @@ class _InfluxPartition(StatelessSinkPartition[Any]):
     def close(self) -> None:
         self._backfill(force=True)
         if self.spool is not None and len(self.spool):
-            log.warning("influxdb: %d bytes stay in the spool %s; backfilled at the next start",
-                        self.spool.bytes, self.spool.path)
+            log.warning(
+                "influxdb: %d bytes stay in the spool %s; backfilled at the next start",
+                self.spool.bytes,
+                self.spool.path,
+            )
         self.writer.close()
 
 
@@ -188,8 +208,7 @@ class InfluxSink(DynamicSink[Any]):
     The writer is made in ``build`` (secrets are read when the flow starts, not at import).
     """
 
-    def __init__(self, cfg: InfluxService, *,
-                 writer_factory: Callable[..., _Writer] = make_writer):
+    def __init__(self, cfg: InfluxService, *, writer_factory: Callable[..., _Writer] = make_writer):
         self.cfg = cfg
         self._factory = writer_factory
 
@@ -199,7 +218,11 @@ class InfluxSink(DynamicSink[Any]):
 
         spool = None
         if self.cfg.spool_dir:
-            spool = Spool(Path(self.cfg.spool_dir) / f"w{worker_index}", self.cfg.spool_max_bytes,
-                          self.cfg.spool_policy)
-        return _InfluxPartition(self._factory(self.cfg, on_retry=on_retry), spool,
-                                self.cfg.spool_retry_s)
+            spool = Spool(
+                Path(self.cfg.spool_dir) / f"w{worker_index}",
+                self.cfg.spool_max_bytes,
+                self.cfg.spool_policy,
+            )
+        return _InfluxPartition(
+            self._factory(self.cfg, on_retry=on_retry), spool, self.cfg.spool_retry_s
+        )

@@ -30,8 +30,12 @@ class SpoolFull(RuntimeError):
 
 
 class Spool:
-    def __init__(self, path: str | Path, max_bytes: int,
-                 policy: Literal["drop_oldest", "block"] = "drop_oldest"):
+    def __init__(
+        self,
+        path: str | Path,
+        max_bytes: int,
+        policy: Literal["drop_oldest", "block"] = "drop_oldest",
+    ):
         if max_bytes < 1:
             raise ValueError("spool max_bytes must be >= 1")
         self.path = Path(path)  # created on the first push: no outage, no folder
@@ -58,8 +62,12 @@ class Spool:
             n = len(self._read(seq))
             self.pop(seq)
             self.dropped += n
-            log.error("spool %s full (%d bytes): dropped the oldest %d points", self.path,
-                      self.max_bytes, n)
+            log.error(
+                "spool %s full (%d bytes): dropped the oldest %d points",
+                self.path,
+                self.max_bytes,
+                n,
+            )
         seq, self._next = self._next, self._next + 1
         self.path.mkdir(parents=True, exist_ok=True)
         tmp = self.path / f"{seq:012d}.tmp"

@@ -19,12 +19,12 @@ from __future__ import annotations
 import collections
 import logging
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from bytewax.inputs import DynamicSource, StatelessSourcePartition
 
-from twinwatch.flows.acks import Acked
 from twinwatch.config import MqttService
+from twinwatch.flows.acks import Acked
 from twinwatch.metrics import QUEUE_DEPTH, RECORDS_IN, SOURCE_READY
 from twinwatch.mqtt import connect, make_client
 
@@ -35,8 +35,14 @@ _POLL = timedelta(milliseconds=20)
 
 
 class _MqttPartition(StatelessSourcePartition):
-    def __init__(self, cfg: MqttService, topic: str, client_id: str, batch_size: int,
-                 idle_timeout_s: float | None):
+    def __init__(
+        self,
+        cfg: MqttService,
+        topic: str,
+        client_id: str,
+        batch_size: int,
+        idle_timeout_s: float | None,
+    ):
         self.batch_size = batch_size
         self.idle_timeout_s = idle_timeout_s
         self.queue: collections.deque = collections.deque()  # append/popleft are thread-safe
@@ -71,8 +77,10 @@ class _MqttPartition(StatelessSourcePartition):
         n = min(len(queue), self.batch_size)
         QUEUE_DEPTH.labels("mqtt").set(len(queue))
         if n == 0:
-            if (self.idle_timeout_s is not None
-                    and time.monotonic() - self.last_message > self.idle_timeout_s):
+            if (
+                self.idle_timeout_s is not None
+                and time.monotonic() - self.last_message > self.idle_timeout_s
+            ):
                 raise StopIteration
             return []
         self.last_message = time.monotonic()
@@ -89,7 +97,7 @@ class _MqttPartition(StatelessSourcePartition):
             self.client.ack(mid, 1)
 
     def next_awake(self) -> datetime | None:
-        return None if self.queue else datetime.now(timezone.utc) + _POLL
+        return None if self.queue else datetime.now(UTC) + _POLL
 
     def close(self) -> None:
         self.client.loop_stop()
@@ -97,8 +105,9 @@ class _MqttPartition(StatelessSourcePartition):
 
 
 class MqttSource(DynamicSource):
-    def __init__(self, cfg: MqttService, batch_size: int = 1000,
-                 idle_timeout_s: float | None = None):
+    def __init__(
+        self, cfg: MqttService, batch_size: int = 1000, idle_timeout_s: float | None = None
+    ):
         self.cfg = cfg
         self.batch_size = batch_size
         self.idle_timeout_s = idle_timeout_s

@@ -15,12 +15,12 @@ from __future__ import annotations
 import csv
 import io
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import msgspec
-
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+
 from twinwatch.metrics import RECORDS_IN
 
 __all__ = ["ReplaySource"]
@@ -120,7 +120,7 @@ class _ReplayPartition(StatefulSourcePartition):
     def next_awake(self) -> datetime | None:
         if self.wait_until is None:
             return None
-        return datetime.now(timezone.utc) + timedelta(seconds=self.wait_until - time.monotonic())
+        return datetime.now(UTC) + timedelta(seconds=self.wait_until - time.monotonic())
 
     def snapshot(self) -> int:
         # Byte offset of the first line not yet emitted (a held-back paced batch is re-read).
@@ -131,8 +131,7 @@ class _ReplayPartition(StatefulSourcePartition):
 
 
 class ReplaySource(FixedPartitionedSource):
-    def __init__(self, paths: list[str | Path], batch_size: int = 1000,
-                 speed: float | None = None):
+    def __init__(self, paths: list[str | Path], batch_size: int = 1000, speed: float | None = None):
         self.paths = [Path(p) for p in paths]
         missing = [str(p) for p in self.paths if not p.is_file()]
         if missing:

@@ -20,9 +20,10 @@ import socket
 import socketserver
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+
 from twinwatch.metrics import QUEUE_DEPTH, RECORDS_IN
 
 __all__ = ["SyslogSource"]
@@ -61,8 +62,9 @@ def _line_rest(rfile, max_bytes: int) -> bytes:
 
 
 class _Partition(StatefulSourcePartition):
-    def __init__(self, host: str, port: int, batch_size: int, idle_timeout_s: float | None,
-                 max_bytes: int):
+    def __init__(
+        self, host: str, port: int, batch_size: int, idle_timeout_s: float | None, max_bytes: int
+    ):
         self.queue: queue.SimpleQueue[tuple[str, bytes]] = queue.SimpleQueue()
         self.batch_size = batch_size
         self.idle_timeout_s = idle_timeout_s
@@ -79,14 +81,16 @@ class _Partition(StatefulSourcePartition):
         socketserver.ThreadingTCPServer.allow_reuse_address = True
         self.tcp = socketserver.ThreadingTCPServer((host, port), Handler)
         self.tcp.daemon_threads = True
-        self.udp = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
-                                 socket.SOCK_DGRAM)
+        self.udp = socket.socket(
+            socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM
+        )
         self.udp.bind((host, self.tcp.server_address[1]))
         self.udp.settimeout(0.2)
         self.running = True
         threading.Thread(target=self.tcp.serve_forever, daemon=True, name="syslog-tcp").start()
-        threading.Thread(target=self._udp_loop, args=(max_bytes,), daemon=True,
-                         name="syslog-udp").start()
+        threading.Thread(
+            target=self._udp_loop, args=(max_bytes,), daemon=True, name="syslog-udp"
+        ).start()
 
     def _udp_loop(self, max_bytes: int) -> None:
         while self.running:
@@ -108,8 +112,10 @@ class _Partition(StatefulSourcePartition):
                 break
         QUEUE_DEPTH.labels("syslog").set(q.qsize())
         if not batch:
-            if (self.idle_timeout_s is not None
-                    and time.monotonic() - self.last_message > self.idle_timeout_s):
+            if (
+                self.idle_timeout_s is not None
+                and time.monotonic() - self.last_message > self.idle_timeout_s
+            ):
                 raise StopIteration
             return []
         self.last_message = time.monotonic()
@@ -117,7 +123,7 @@ class _Partition(StatefulSourcePartition):
         return [batch]
 
     def next_awake(self) -> datetime | None:
-        return None if not self.queue.empty() else datetime.now(timezone.utc) + _POLL
+        return None if not self.queue.empty() else datetime.now(UTC) + _POLL
 
     def snapshot(self) -> None:
         return None
@@ -130,8 +136,14 @@ class _Partition(StatefulSourcePartition):
 
 
 class SyslogSource(FixedPartitionedSource):
-    def __init__(self, host: str = "127.0.0.1", port: int = 5514, batch_size: int = 1000,
-                 idle_timeout_s: float | None = None, max_bytes: int = 8192):
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 5514,
+        batch_size: int = 1000,
+        idle_timeout_s: float | None = None,
+        max_bytes: int = 8192,
+    ):
         self.host, self.port = host, port
         self.batch_size = batch_size
         self.idle_timeout_s = idle_timeout_s
@@ -141,5 +153,6 @@ class SyslogSource(FixedPartitionedSource):
         return ["syslog"]
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _Partition:
-        return _Partition(self.host, self.port, self.batch_size, self.idle_timeout_s,
-                          self.max_bytes)
+        return _Partition(
+            self.host, self.port, self.batch_size, self.idle_timeout_s, self.max_bytes
+        )

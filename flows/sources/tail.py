@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+
 from twinwatch.metrics import RECORDS_IN
 
 __all__ = ["TailSource"]
@@ -37,8 +38,15 @@ def _open(path: Path) -> BinaryIO | None:
 
 
 class _TailPartition(StatefulSourcePartition):
-    def __init__(self, path: Path, state: tuple[int, int] | None, batch_size: int, follow: bool,
-                 poll_s: float, idle_timeout_s: float | None):
+    def __init__(
+        self,
+        path: Path,
+        state: tuple[int, int] | None,
+        batch_size: int,
+        follow: bool,
+        poll_s: float,
+        idle_timeout_s: float | None,
+    ):
         self.path = path
         self.origin = f"file:{path}"
         self.batch_size = batch_size
@@ -117,8 +125,10 @@ class _TailPartition(StatefulSourcePartition):
             self.last_line = time.monotonic()
             RECORDS_IN.labels("file").inc(len(batch))
             return [batch]
-        if not self.follow or (self.idle_timeout_s is not None
-                               and time.monotonic() - self.last_line > self.idle_timeout_s):
+        if not self.follow or (
+            self.idle_timeout_s is not None
+            and time.monotonic() - self.last_line > self.idle_timeout_s
+        ):
             raise StopIteration
         self.wait_until = time.monotonic() + self.poll_s
         return []
@@ -126,7 +136,7 @@ class _TailPartition(StatefulSourcePartition):
     def next_awake(self) -> datetime | None:
         if self.wait_until is None:
             return None
-        return datetime.now(timezone.utc) + timedelta(seconds=self.wait_until - time.monotonic())
+        return datetime.now(UTC) + timedelta(seconds=self.wait_until - time.monotonic())
 
     def snapshot(self) -> tuple[int, int] | None:
         fh = self.rotated_from or self.fh
@@ -139,8 +149,14 @@ class _TailPartition(StatefulSourcePartition):
 
 
 class TailSource(FixedPartitionedSource):
-    def __init__(self, paths: list[str | Path], batch_size: int = 1000, follow: bool = True,
-                 poll_s: float = 0.5, idle_timeout_s: float | None = None):
+    def __init__(
+        self,
+        paths: list[str | Path],
+        batch_size: int = 1000,
+        follow: bool = True,
+        poll_s: float = 0.5,
+        idle_timeout_s: float | None = None,
+    ):
         self.paths = [Path(p) for p in paths]
         if not follow:
             missing = [str(p) for p in self.paths if not p.is_file()]
@@ -155,5 +171,11 @@ class TailSource(FixedPartitionedSource):
         return [str(p) for p in self.paths]
 
     def build_part(self, step_id: str, for_part: str, resume_state):
-        return _TailPartition(Path(for_part), resume_state, self.batch_size, self.follow,
-                              self.poll_s, self.idle_timeout_s)
+        return _TailPartition(
+            Path(for_part),
+            resume_state,
+            self.batch_size,
+            self.follow,
+            self.poll_s,
+            self.idle_timeout_s,
+        )

@@ -15,17 +15,25 @@ __all__ = ["run_nab", "DEFAULT_DATA"]
 DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "nab"
 
 
-def run_nab(data: str | None, results: str | None, detectors: list[str] | None,
-            only: str | None = None) -> int:
+def run_nab(
+    data: str | None, results: str | None, detectors: list[str] | None, only: str | None = None
+) -> int:
     """Run, score and print; user errors (missing folder, unknown detector) -> ConfigError."""
     data_dir = Path(data) if data else DEFAULT_DATA
     if not data_dir.is_dir():
-        raise ConfigError(f"NAB data folder {data_dir} not found; pass --data DIR (a folder with "
-                          "data/<corpus>/<file>.csv and labels/combined_windows.json)")
+        raise ConfigError(
+            f"NAB data folder {data_dir} not found; pass --data DIR (a folder with "
+            "data/<corpus>/<file>.csv and labels/combined_windows.json)"
+        )
     names = detectors or list(run.DEFAULT_DETECTORS)
     try:
-        res = run.bench(data_dir, Path(results or "results"), names, only,
-                        run._progress if sys.stderr.isatty() else None)
+        res = run.bench(
+            data_dir,
+            Path(results or "results"),
+            names,
+            only,
+            run._progress if sys.stderr.isatty() else None,
+        )
     except (NabLayoutError, ValueError) as exc:
         raise ConfigError(str(exc)) from None
     if sys.stderr.isatty():

@@ -30,8 +30,11 @@ SERVICE_NAMES = ("influxdb", "mosquitto", "alertmanager", "victoriametrics", "pr
 
 
 def _config_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-c", "--config", help="YAML config (default: $TWINWATCH_CONFIG or the "
-                   "shipped example city)")
+    p.add_argument(
+        "-c",
+        "--config",
+        help="YAML config (default: $TWINWATCH_CONFIG or the shipped example city)",
+    )
 
 
 def _recovery(args):
@@ -72,10 +75,16 @@ def cmd_run(args) -> int:
     flow = build_flow(config, source)
     if not args.process_id:  # one process applies retention (issue #5)
         from twinwatch.app.retention import apply_configured
+
         apply_configured(config.services.influxdb)
-    cli_main(flow, workers_per_process=args.workers, process_id=args.process_id,
-             addresses=args.addresses.split(",") if args.addresses else None,
-             epoch_interval=_epoch(args), recovery_config=_recovery(args))
+    cli_main(
+        flow,
+        workers_per_process=args.workers,
+        process_id=args.process_id,
+        addresses=args.addresses.split(",") if args.addresses else None,
+        epoch_interval=_epoch(args),
+        recovery_config=_recovery(args),
+    )
     return 0
 
 
@@ -94,10 +103,13 @@ def cmd_simulate(args) -> int:
         return 0
     mq = config.services.mqtt
     speed = config.simulation.speed if args.speed is None else args.speed
-    stats = simulator.publish_mqtt(messages, mqtt=mq, speed=speed,
-                                   progress=simulator.print_progress)
-    print(f"\npublished {stats.messages} messages to {mq.host}:{mq.port}; "
-          f"{len(labels)} incident labels in {labels_path}")
+    stats = simulator.publish_mqtt(
+        messages, mqtt=mq, speed=speed, progress=simulator.print_progress
+    )
+    print(
+        f"\npublished {stats.messages} messages to {mq.host}:{mq.port}; "
+        f"{len(labels)} incident labels in {labels_path}"
+    )
     return 0
 
 
@@ -116,11 +128,13 @@ def cmd_services(args) -> int:
         return 0
     unknown = set(args.names) - set(SERVICE_NAMES)
     if unknown:
-        raise ConfigError(f"unknown service {', '.join(sorted(unknown))}; "
-                          f"known: {', '.join(SERVICE_NAMES)}")
+        raise ConfigError(
+            f"unknown service {', '.join(sorted(unknown))}; known: {', '.join(SERVICE_NAMES)}"
+        )
     config = load_config(args.config)
-    started = services.up(args.names or ["influxdb", "mosquitto", "alertmanager"], base,
-                          ports_from_config(config))
+    started = services.up(
+        args.names or ["influxdb", "mosquitto", "alertmanager"], base, ports_from_config(config)
+    )
     for name, svc in started.items():
         print(f"{name:16} {svc.url}  (pid {svc.pid}, data in {svc.data_dir})")
     return 0
@@ -129,12 +143,18 @@ def cmd_services(args) -> int:
 def cmd_demo(args) -> int:
     from twinwatch.app.demo import run_demo
 
-    return run_demo(load_config(args.config), Path(args.var), config_path=args.config,
-                    sim_hours=args.sim_hours, speed=args.speed)
+    return run_demo(
+        load_config(args.config),
+        Path(args.var),
+        config_path=args.config,
+        sim_hours=args.sim_hours,
+        speed=args.speed,
+    )
 
 
 def cmd_dashboards(args) -> int:
     from twinwatch.dashboards.build import main as dashboards_main
+
     return dashboards_main(args)
 
 
@@ -159,13 +179,21 @@ def cmd_logs(args) -> int:
     m = config.services.metrics
     serve(m.host, m.port)
     if args.syslog is not None:
-        source = SyslogSource(args.host, args.syslog, config.flow.batch_size, args.idle_timeout,
-                              config.security.max_line_bytes)
+        source = SyslogSource(
+            args.host,
+            args.syslog,
+            config.flow.batch_size,
+            args.idle_timeout,
+            config.security.max_line_bytes,
+        )
     else:
-        source = TailSource(args.tail, config.flow.batch_size, follow=not args.once,
-                            idle_timeout_s=args.idle_timeout)
-    cli_main(build_log_flow(config, source), workers_per_process=1,
-             recovery_config=_recovery(args))
+        source = TailSource(
+            args.tail,
+            config.flow.batch_size,
+            follow=not args.once,
+            idle_timeout_s=args.idle_timeout,
+        )
+    cli_main(build_log_flow(config, source), workers_per_process=1, recovery_config=_recovery(args))
     return 0
 
 
@@ -174,16 +202,23 @@ def cmd_config(args) -> int:
     by_domain: dict[str, int] = {}
     for ref in config.catalog.values():
         by_domain[ref.domain] = by_domain.get(ref.domain, 0) + 1
-    print(f"{config.city.name}: {len(config.sites)} sites, {len(config.catalog)} sensors "
-          f"({', '.join(f'{d} {n}' for d, n in sorted(by_domain.items()))}), "
-          f"{len(config.detectors)} detectors, {len(config.alert_rules)} alert rules, "
-          f"{len(config.simulation.incidents)} simulated incidents")
+    print(
+        f"{config.city.name}: {len(config.sites)} sites, {len(config.catalog)} sensors "
+        f"({', '.join(f'{d} {n}' for d, n in sorted(by_domain.items()))}), "
+        f"{len(config.detectors)} detectors, {len(config.alert_rules)} alert rules, "
+        f"{len(config.simulation.incidents)} simulated incidents"
+    )
     used = {n for ref in config.catalog.values() for n in config.detectors_for(ref)}
-    silent = sorted(n for n in used if all(config.rule_for(ref.domain, n) is None
-                                           for ref in config.catalog.values()))
+    silent = sorted(
+        n
+        for n in used
+        if all(config.rule_for(ref.domain, n) is None for ref in config.catalog.values())
+    )
     if silent:
-        print(f"note: no alert rule for {', '.join(silent)}: their hits are recorded as "
-              "anomalies but never alert")
+        print(
+            f"note: no alert rule for {', '.join(silent)}: their hits are recorded as "
+            "anomalies but never alert"
+        )
     return 0
 
 
@@ -196,8 +231,11 @@ def cmd_alerts(args) -> int:
 def cmd_analysis(args) -> int:
     from twinwatch.app.analysis import commands
 
-    run = {"query": commands.run_query, "report": commands.run_report,
-           "backtest": commands.run_backtest}[args.command]
+    run = {
+        "query": commands.run_query,
+        "report": commands.run_report,
+        "backtest": commands.run_backtest,
+    }[args.command]
     return run(load_config(args.config), args)
 
 
@@ -208,40 +246,60 @@ def parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="run the dataflow")
     _config_arg(r)
-    r.add_argument("--replay", nargs="+", metavar="FILE",
-                   help="replay JSONL/CSV files instead of subscribing to MQTT")
+    r.add_argument(
+        "--replay",
+        nargs="+",
+        metavar="FILE",
+        help="replay JSONL/CSV files instead of subscribing to MQTT",
+    )
     r.add_argument("--speed", type=float, help="replay pacing (simulated s per wall s)")
-    r.add_argument("--idle-timeout", type=float, metavar="S",
-                   help="stop after S seconds without MQTT messages (default: run forever)")
+    r.add_argument(
+        "--idle-timeout",
+        type=float,
+        metavar="S",
+        help="stop after S seconds without MQTT messages (default: run forever)",
+    )
     r.add_argument("-w", "--workers", type=int, default=1, help="worker threads per process")
     r.add_argument("-i", "--process-id", type=int, help="this process' index (multi-process)")
     r.add_argument("-a", "--addresses", help="comma-separated host:port of every process")
     r.add_argument("--recovery-dir", help="Bytewax recovery directory (resume after restart)")
-    r.add_argument("--epoch-s", type=float, help="seconds between snapshots (default: Bytewax's 10)")
+    r.add_argument(
+        "--epoch-s", type=float, help="seconds between snapshots (default: Bytewax's 10)"
+    )
     r.set_defaults(func=cmd_run)
 
     s = sub.add_parser("simulate", help="simulate the city (MQTT or replay file)")
     _config_arg(s)
     s.add_argument("--out", help="write a JSONL replay file instead of publishing to MQTT")
-    s.add_argument("--speed", type=float, help="simulated seconds per wall second "
-                   "(default: simulation.speed; 0 = as fast as possible)")
+    s.add_argument(
+        "--speed",
+        type=float,
+        help="simulated seconds per wall second "
+        "(default: simulation.speed; 0 = as fast as possible)",
+    )
     s.add_argument("--labels", help="incident labels file (default: simulation.labels_path)")
     s.set_defaults(func=cmd_simulate)
 
     d = sub.add_parser("demo", help="start services, simulate, detect, summarise")
     _config_arg(d)
     d.add_argument("--var", default=str(DEFAULT_VAR), help="folder for service data and logs")
-    d.add_argument("--sim-hours", type=float, help="simulated hours (default: simulation.duration_h)")
-    d.add_argument("--speed", type=float, help="simulated seconds per wall second "
-                   "(default: simulation.speed)")
+    d.add_argument(
+        "--sim-hours", type=float, help="simulated hours (default: simulation.duration_h)"
+    )
+    d.add_argument(
+        "--speed", type=float, help="simulated seconds per wall second (default: simulation.speed)"
+    )
     d.set_defaults(func=cmd_demo)
 
     v = sub.add_parser("services", help="local services: up | down | status")
     _config_arg(v)
     v.add_argument("action", choices=("up", "down", "status"))
-    v.add_argument("names", nargs="*", metavar="NAME",  # no choices=: argparse rejects an empty list
-                   help=f"any of {', '.join(SERVICE_NAMES)} "
-                        "(default for up: influxdb mosquitto alertmanager)")
+    v.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",  # no choices=: argparse rejects an empty list
+        help=f"any of {', '.join(SERVICE_NAMES)} (default for up: influxdb mosquitto alertmanager)",
+    )
     v.add_argument("--var", default=str(DEFAULT_VAR), help="folder for service data and logs")
     v.set_defaults(func=cmd_services)
 
@@ -267,15 +325,19 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--only", help="only data files whose '<corpus>/<file>' contains this")
     b.set_defaults(func=cmd_bench)
 
-    g = sub.add_parser("dashboards", help="Grafana dashboards: build (write JSON + provisioning) "
-                       "| check (exit 1 if the committed files are out of date)")
+    g = sub.add_parser(
+        "dashboards",
+        help="Grafana dashboards: build (write JSON + provisioning) "
+        "| check (exit 1 if the committed files are out of date)",
+    )
     _config_arg(g)
     g.add_argument("action", choices=("build", "check"))
     g.add_argument("--out", default="dashboards", help="folder for generated/ and provisioning/")
     g.set_defaults(func=cmd_dashboards)
 
-    al = sub.add_parser("alerts", help="on-call: list | ack | silence alerts; config prints "
-                        "alertmanager.yml")
+    al = sub.add_parser(
+        "alerts", help="on-call: list | ack | silence alerts; config prints alertmanager.yml"
+    )
     _config_arg(al)
     al.add_argument("--alertmanager-url", help="override services.alertmanager.url")
     alsub = al.add_subparsers(dest="action", required=True)
@@ -292,12 +354,20 @@ def parser() -> argparse.ArgumentParser:
     al.set_defaults(func=cmd_alerts)
 
     from twinwatch.app.analysis import commands as analysis  # argparse only; polars loads on use
+
     for name, help_, add in (
-            ("query", "InfluxDB -> table, CSV or Parquet (readings, rollup, alerts, ...)",
-             analysis.add_query_args),
-            ("report", "incident report: HTML with plots", analysis.add_report_args),
-            ("backtest", "run the detectors over stored history, score against incident labels",
-             analysis.add_backtest_args)):
+        (
+            "query",
+            "InfluxDB -> table, CSV or Parquet (readings, rollup, alerts, ...)",
+            analysis.add_query_args,
+        ),
+        ("report", "incident report: HTML with plots", analysis.add_report_args),
+        (
+            "backtest",
+            "run the detectors over stored history, score against incident labels",
+            analysis.add_backtest_args,
+        ),
+    ):
         an = sub.add_parser(name, help=help_)
         _config_arg(an)
         add(an)
@@ -307,8 +377,10 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     if not args.verbose:  # one line per HTTP request is noise, not news
         logging.getLogger("httpx").setLevel(logging.WARNING)
     try:

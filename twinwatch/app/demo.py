@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -23,10 +23,10 @@ import httpx
 import msgspec
 
 from twinwatch.alerting.alertmanager import AlertmanagerClient, AlertmanagerError
-from twinwatch.influx import InfluxV1Writer
 from twinwatch.app import services, simulator
-from twinwatch.config import Config, ConfigError, load_config
 from twinwatch.app.evaluate import AlertRow, match_incidents, unmatched_alerts
+from twinwatch.config import Config, ConfigError, load_config
+from twinwatch.influx import InfluxV1Writer
 from twinwatch.schema import DOMAINS, SEVERITIES, SEVERITY_KO
 
 __all__ = ["run_demo", "ports_from_config"]
@@ -52,9 +52,12 @@ def _claim_ports(config: Config, var: Path) -> dict[str, str]:
     overrides = {}
     running = services.status(var)
     wanted = dict(ports_from_config(config), metrics=config.services.metrics.port)
-    keys = {"influxdb": ("INFLUXDB__URL", "http://127.0.0.1:{}"),
-            "alertmanager": ("ALERTMANAGER__URL", "http://127.0.0.1:{}"),
-            "mosquitto": ("MQTT__PORT", "{}"), "metrics": ("METRICS__PORT", "{}")}
+    keys = {
+        "influxdb": ("INFLUXDB__URL", "http://127.0.0.1:{}"),
+        "alertmanager": ("ALERTMANAGER__URL", "http://127.0.0.1:{}"),
+        "mosquitto": ("MQTT__PORT", "{}"),
+        "metrics": ("METRICS__PORT", "{}"),
+    }
     for name, port in wanted.items():
         if name in running and running[name]["running"]:
             port = running[name]["port"]  # ours, from an earlier demo run: reuse it
@@ -71,8 +74,10 @@ def _wait_ready(proc: subprocess.Popen, metrics_url: str, log: Path, timeout: fl
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise ConfigError(f"the flow exited early (status {proc.returncode}); "
-                              f"last lines of {log}:\n{log.read_text()[-3000:]}")
+            raise ConfigError(
+                f"the flow exited early (status {proc.returncode}); "
+                f"last lines of {log}:\n{log.read_text()[-3000:]}"
+            )
         try:
             if 'twinwatch_source_ready{source="mqtt"} 1.0' in httpx.get(metrics_url).text:
                 return
@@ -82,18 +87,27 @@ def _wait_ready(proc: subprocess.Popen, metrics_url: str, log: Path, timeout: fl
     raise ConfigError(f"the flow did not subscribe within {timeout:.0f} s; see {log}")
 
 
-def run_demo(config: Config, var: Path, *, config_path: str | None = None,
-             sim_hours: float | None = None, speed: float | None = None) -> int:
+def run_demo(
+    config: Config,
+    var: Path,
+    *,
+    config_path: str | None = None,
+    sim_hours: float | None = None,
+    speed: float | None = None,
+) -> int:
     sim = config.simulation
-    sim = msgspec.structs.replace(sim, duration_h=sim_hours or sim.duration_h,
-                                  speed=speed or sim.speed)
+    sim = msgspec.structs.replace(
+        sim, duration_h=sim_hours or sim.duration_h, speed=speed or sim.speed
+    )
     config = msgspec.structs.replace(config, simulation=sim)
     var.mkdir(parents=True, exist_ok=True)
-    print(f"twinwatch demo: {config.city.name}, {len(config.catalog)} sensors, "
-          f"{sim.duration_h:g} simulated hours at {sim.speed:g}x "
-          f"(~{sim.duration_h * 3600 / sim.speed:.0f} s)\n")
+    print(
+        f"twinwatch demo: {config.city.name}, {len(config.catalog)} sensors, "
+        f"{sim.duration_h:g} simulated hours at {sim.speed:g}x "
+        f"(~{sim.duration_h * 3600 / sim.speed:.0f} s)\n"
+    )
 
-    print("starting services (data and logs under %s/) ..." % var)
+    print(f"starting services (data and logs under {var}/) ...")
     overrides = _claim_ports(config, var)
     os.environ.update(overrides)  # the flow child process and this process see the same ports
     config = msgspec.structs.replace(load_config(config_path), simulation=sim)
@@ -115,14 +129,20 @@ def run_demo(config: Config, var: Path, *, config_path: str | None = None,
     try:
         m = config.services.metrics
         _wait_ready(flow, f"http://{m.host}:{m.port}/metrics", flow_log)
-        print(f"flow running (pid {flow.pid}, log {flow_log}, metrics "
-              f"http://{m.host}:{m.port}/metrics)\n")
+        print(
+            f"flow running (pid {flow.pid}, log {flow_log}, metrics "
+            f"http://{m.host}:{m.port}/metrics)\n"
+        )
 
         start = simulator.sim_start(config, simulator.utcnow())
         labels = simulator.incident_labels(config, start)
         simulator.write_labels(Path(sim.labels_path), labels)
-        stats = simulator.publish_mqtt(simulator.generate(config, start), mqtt=config.services.mqtt,
-                                       speed=sim.speed, progress=simulator.print_progress)
+        stats = simulator.publish_mqtt(
+            simulator.generate(config, start),
+            mqtt=config.services.mqtt,
+            speed=sim.speed,
+            progress=simulator.print_progress,
+        )
         print(f"\npublished {stats.messages:,} messages; waiting for the flow to drain ...")
         flow.wait(timeout=600)
     finally:
@@ -145,16 +165,19 @@ def _counts(influx: InfluxV1Writer, q: str) -> dict[tuple, int]:
     return {tuple(s.get("tags", {}).values()): s["values"][0][1] for s in _series(influx, q)}
 
 
-def print_summary(config: Config, svcs: dict, labels: list[dict], start: datetime,
-                  published: int) -> None:
+def print_summary(
+    config: Config, svcs: dict, labels: list[dict], start: datetime, published: int
+) -> None:
     url, db = svcs["influxdb"].url, config.services.influxdb.database
     since = f"time >= {int(start.timestamp() * 1000)}ms"
     with InfluxV1Writer(url, db) as influx:
-        readings = _counts(influx, f"SELECT count(value) FROM reading WHERE {since} "
-                                   "GROUP BY domain")
+        readings = _counts(
+            influx, f"SELECT count(value) FROM reading WHERE {since} GROUP BY domain"
+        )
         events = _counts(influx, f"SELECT count(message) FROM security_event WHERE {since}")
-        anomalies = _counts(influx, f"SELECT count(score) FROM anomaly WHERE {since} "
-                                    "GROUP BY domain")
+        anomalies = _counts(
+            influx, f"SELECT count(score) FROM anomaly WHERE {since} GROUP BY domain"
+        )
         dead = _counts(influx, "SELECT count(detail) FROM dead_letter GROUP BY reason")
         rows = _series(influx, f"SELECT * FROM alert WHERE status = 'firing' AND {since}")
     alerts = []
@@ -162,9 +185,17 @@ def print_summary(config: Config, svcs: dict, labels: list[dict], start: datetim
         cols = series["columns"]
         for v in series["values"]:
             d = dict(zip(cols, v))
-            alerts.append(AlertRow(datetime.fromtimestamp(d["time"] / 1000, timezone.utc),
-                                   d["domain"], d["site"], d["asset"], d["sensor"], d["rule"],
-                                   d["severity"]))
+            alerts.append(
+                AlertRow(
+                    datetime.fromtimestamp(d["time"] / 1000, UTC),
+                    d["domain"],
+                    d["site"],
+                    d["asset"],
+                    d["sensor"],
+                    d["rule"],
+                    d["severity"],
+                )
+            )
 
     print("\n" + "=" * 78)
     print(f"twinwatch demo summary — {config.city.name}")
@@ -175,8 +206,10 @@ def print_summary(config: Config, svcs: dict, labels: list[dict], start: datetim
         n = readings.get((d,), 0) if d != "security" else sum(events.values())
         label = "security events" if d == "security" else d
         print(f"  {label:17} {n:>10,}   {anomalies.get((d,), 0):>8,}")
-    print(f"  dead letters      {sum(dead.values()):>10,}"
-          + (f"   ({', '.join(f'{k[0]} {n}' for k, n in dead.items())})" if dead else ""))
+    print(
+        f"  dead letters      {sum(dead.values()):>10,}"
+        + (f"   ({', '.join(f'{k[0]} {n}' for k, n in dead.items())})" if dead else "")
+    )
 
     by = Counter((a.domain, a.severity) for a in alerts)
     print("\nalerts fired, by domain and severity")
@@ -187,8 +220,10 @@ def print_summary(config: Config, svcs: dict, labels: list[dict], start: datetim
     results = match_incidents(labels, alerts)
     detected = sum(r.detected for r in results)
     skipped = len(config.simulation.incidents) - len(labels)
-    print(f"\nincidents injected vs detected: {detected}/{len(results)}"
-          + (f" ({skipped} scheduled after the simulated span, not injected)" if skipped else ""))
+    print(
+        f"\nincidents injected vs detected: {detected}/{len(results)}"
+        + (f" ({skipped} scheduled after the simulated span, not injected)" if skipped else "")
+    )
     for r in results:
         if r.detected:
             a = r.first_alert
@@ -197,9 +232,14 @@ def print_summary(config: Config, svcs: dict, labels: list[dict], start: datetim
             how = "NOT DETECTED"
         print(f"  {r.kind:24} {r.targets[0]:34} {how}")
     false = unmatched_alerts(labels, alerts)
-    print(f"alerts outside any incident (false alarms): {len(false)}"
-          + (f" — {', '.join(f'{k} {n}' for k, n in Counter(a.rule for a in false).items())}"
-             if false else ""))
+    print(
+        f"alerts outside any incident (false alarms): {len(false)}"
+        + (
+            f" — {', '.join(f'{k} {n}' for k, n in Counter(a.rule for a in false).items())}"
+            if false
+            else ""
+        )
+    )
 
     am = svcs["alertmanager"].url
     try:
@@ -209,12 +249,18 @@ def print_summary(config: Config, svcs: dict, labels: list[dict], start: datetim
     except AlertmanagerError as e:
         print(f"\nAlertmanager {am}: not reachable ({e})")
 
-    print(f"\nwhere the data is: InfluxDB {url}, database '{db}' (InfluxQL), e.g.\n"
-          f"  curl -G {url}/query --data-urlencode db={db} --data-urlencode "
-          "\"q=SELECT mean(value) FROM reading WHERE domain='water' AND time > now() - 2d "
-          "GROUP BY site, sensor, time(1h)\"")
+    print(
+        f"\nwhere the data is: InfluxDB {url}, database '{db}' (InfluxQL), e.g.\n"
+        f"  curl -G {url}/query --data-urlencode db={db} --data-urlencode "
+        "\"q=SELECT mean(value) FROM reading WHERE domain='water' AND time > now() - 2d "
+        'GROUP BY site, sensor, time(1h)"'
+    )
     print("measurements: reading, security_event, anomaly_score, anomaly, alert, dead_letter")
-    print(f"incident labels: {config.simulation.labels_path}; dead letters: "
-          f"{config.flow.dead_letter_path}")
-    print("\nthe services keep running for you to explore; stop them with:  make stop"
-          "   (or: .venv/bin/twinwatch services down)")
+    print(
+        f"incident labels: {config.simulation.labels_path}; dead letters: "
+        f"{config.flow.dead_letter_path}"
+    )
+    print(
+        "\nthe services keep running for you to explore; stop them with:  make stop"
+        "   (or: .venv/bin/twinwatch services down)"
+    )

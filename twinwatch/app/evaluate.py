@@ -19,6 +19,7 @@ __all__ = ["AlertRow", "IncidentResult", "match_incidents", "unmatched_alerts"]
 @dataclass(frozen=True)
 class AlertRow:
     """A firing alert as stored (InfluxDB ``alert`` measurement)."""
+
     at: datetime
     domain: str
     site: str
@@ -57,23 +58,42 @@ def _window(label: dict) -> tuple[datetime, datetime]:
     return datetime.fromisoformat(label["start"]), datetime.fromisoformat(label["end"])
 
 
-def match_incidents(labels: list[dict], alerts: list[AlertRow],
-                    grace_s: float = 1800.0) -> list[IncidentResult]:
+def match_incidents(
+    labels: list[dict], alerts: list[AlertRow], grace_s: float = 1800.0
+) -> list[IncidentResult]:
     results = []
     for label in labels:
         start, end = _window(label)
         targets = tuple(label["targets"])
-        hits = [a for a in alerts if a.target in targets
-                and start <= a.at and (a.at - end).total_seconds() <= grace_s]
-        results.append(IncidentResult(label["id"], label["kind"], label["domain"], targets,
-                                      start, end, min(hits, key=lambda a: a.at, default=None)))
+        hits = [
+            a
+            for a in alerts
+            if a.target in targets and start <= a.at and (a.at - end).total_seconds() <= grace_s
+        ]
+        results.append(
+            IncidentResult(
+                label["id"],
+                label["kind"],
+                label["domain"],
+                targets,
+                start,
+                end,
+                min(hits, key=lambda a: a.at, default=None),
+            )
+        )
     return results
 
 
-def unmatched_alerts(labels: list[dict], alerts: list[AlertRow],
-                     grace_s: float = 1800.0) -> list[AlertRow]:
+def unmatched_alerts(
+    labels: list[dict], alerts: list[AlertRow], grace_s: float = 1800.0
+) -> list[AlertRow]:
     """Firing alerts that fall in no incident's window on its targets (false alarms)."""
     windows = [(set(lb["targets"]), *_window(lb)) for lb in labels]
-    return [a for a in alerts
-            if not any(a.target in t and s <= a.at and (a.at - e).total_seconds() <= grace_s
-                       for t, s, e in windows)]
+    return [
+        a
+        for a in alerts
+        if not any(
+            a.target in t and s <= a.at and (a.at - e).total_seconds() <= grace_s
+            for t, s, e in windows
+        )
+    ]

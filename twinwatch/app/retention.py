@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import logging
 
-from twinwatch.influx import InfluxUnavailable, InfluxV1Writer, make_writer
 from twinwatch.config import InfluxService, Retention
+from twinwatch.influx import InfluxUnavailable, InfluxV1Writer, make_writer
 
 __all__ = ["apply_retention", "apply_configured", "statements"]
 
@@ -36,8 +36,10 @@ def statements(retention: Retention, database: str, default_policy: str) -> list
     """The InfluxQL that applies ``retention`` to ``database`` (pure; for tests and logs)."""
     out = []
     if retention.database:
-        out.append(f"ALTER RETENTION POLICY {_ident(default_policy)} ON {_ident(database)} "
-                   f"DURATION {retention.database}")
+        out.append(
+            f"ALTER RETENTION POLICY {_ident(default_policy)} ON {_ident(database)} "
+            f"DURATION {retention.database}"
+        )
     for measurement, duration in sorted(retention.measurements.items()):
         if duration != "INF":
             out.append(f"DELETE FROM {_ident(measurement)} WHERE time < now() - {duration}")
@@ -45,8 +47,9 @@ def statements(retention: Retention, database: str, default_policy: str) -> list
 
 
 def _default_policy(writer: InfluxV1Writer) -> str:
-    series = writer.query(f"SHOW RETENTION POLICIES ON {_ident(writer.database)}",
-                          epoch=None)[0].get("series", [])
+    series = writer.query(f"SHOW RETENTION POLICIES ON {_ident(writer.database)}", epoch=None)[
+        0
+    ].get("series", [])
     for s in series:
         cols = s["columns"]
         for row in s.get("values", []):
@@ -61,8 +64,10 @@ def apply_retention(writer, retention: Retention) -> list[str]:
     if not retention.database and not retention.measurements:
         return []
     if not isinstance(writer, InfluxV1Writer):
-        log.info("retention: InfluxDB 2.x/3.x keep data per bucket; set the bucket's retention "
-                 "instead (services.influxdb.retention is applied on 1.x only)")
+        log.info(
+            "retention: InfluxDB 2.x/3.x keep data per bucket; set the bucket's retention "
+            "instead (services.influxdb.retention is applied on 1.x only)"
+        )
         return []
     done = statements(retention, writer.database, _default_policy(writer))
     for q in done:

@@ -62,8 +62,20 @@ _CHILDREN: dict[int, subprocess.Popen] = {}  # processes started by this interpr
 
 
 __all__ = [
-    "ServiceError", "BinaryMissing", "free_port", "port_free", "Service", "InfluxDB", "Mosquitto",
-    "Alertmanager", "VictoriaMetrics", "Prometheus", "SERVICES", "up", "down", "status",
+    "ServiceError",
+    "BinaryMissing",
+    "free_port",
+    "port_free",
+    "Service",
+    "InfluxDB",
+    "Mosquitto",
+    "Alertmanager",
+    "VictoriaMetrics",
+    "Prometheus",
+    "SERVICES",
+    "up",
+    "down",
+    "status",
 ]
 
 
@@ -132,7 +144,9 @@ class Service:
     ready_status: ClassVar[int] = 200
     scheme: ClassVar[str] = "http"
 
-    def __init__(self, data_dir: Path, port: int | None = None, host: str = "127.0.0.1", **extra: Any):
+    def __init__(
+        self, data_dir: Path, port: int | None = None, host: str = "127.0.0.1", **extra: Any
+    ):
         if host != "localhost" and not ipaddress.ip_address(host).is_loopback:
             raise ValueError(f"{self.name}: refusing to bind non-loopback address {host!r}")
         self.data_dir = Path(data_dir).resolve()
@@ -185,7 +199,10 @@ class Service:
             if self.ready_path is None:
                 socket.create_connection((self.host, self.port), timeout=1).close()
                 return True
-            return httpx.get(self.url + self.ready_path, timeout=1, trust_env=False).status_code == self.ready_status
+            return (
+                httpx.get(self.url + self.ready_path, timeout=1, trust_env=False).status_code
+                == self.ready_status
+            )
         except (OSError, httpx.HTTPError):
             return False
 
@@ -199,24 +216,49 @@ class Service:
             raise ServiceError(f"{self.name}: {self.host}:{self.port} is already in use")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.cmd = self.configure()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("INFLUXDB_")}  # env overrides config
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith("INFLUXDB_")
+        }  # env overrides config
         with open(self.log_file, "ab") as log:
             log.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(self.cmd)}\n".encode())
             log.flush()
-            proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    cwd=self.data_dir, env=env, start_new_session=True)
+            proc = subprocess.Popen(
+                self.cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.data_dir,
+                env=env,
+                start_new_session=True,
+            )
         _CHILDREN[proc.pid] = proc
         self.pid = proc.pid
-        self.pid_file.write_text(json.dumps({"pid": proc.pid, "port": self.port, "host": self.host,
-                                             "binary": self.binary, "cmdline": self.cmd}, indent=1))
+        self.pid_file.write_text(
+            json.dumps(
+                {
+                    "pid": proc.pid,
+                    "port": self.port,
+                    "host": self.host,
+                    "binary": self.binary,
+                    "cmdline": self.cmd,
+                },
+                indent=1,
+            )
+        )
         deadline = time.monotonic() + timeout
         while proc.poll() is None and not self.ready() and time.monotonic() < deadline:
             time.sleep(0.1)
         if proc.poll() is None and self.ready():
             return self
-        why = f"exited with {proc.returncode}" if proc.returncode is not None else f"not ready after {timeout}s"
+        why = (
+            f"exited with {proc.returncode}"
+            if proc.returncode is not None
+            else f"not ready after {timeout}s"
+        )
         self.stop()
-        raise ServiceError(f"{self.name} {why}; last lines of {self.log_file}:\n{_tail(self.log_file)}")
+        raise ServiceError(
+            f"{self.name} {why}; last lines of {self.log_file}:\n{_tail(self.log_file)}"
+        )
 
     def stop(self, timeout: float = 10) -> None:
         """SIGTERM the process group, SIGKILL after timeout; only if the PID is still ours."""
@@ -245,7 +287,11 @@ class Service:
         try:
             info = json.loads(pid_file.read_text())
             # The expected binary is the class's, never the file's: a forged/stale file can't widen the check.
-            svc = cls(data_dir, port=int(info.get("port") or 0) or None, host=info.get("host", "127.0.0.1"))
+            svc = cls(
+                data_dir,
+                port=int(info.get("port") or 0) or None,
+                host=info.get("host", "127.0.0.1"),
+            )
             svc.pid, svc.cmd = int(info["pid"]), info.get("cmdline")
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
@@ -298,14 +344,20 @@ bind-address = "{h}:{rpc}"
         return [self.binary, "run", "-config", str(d / "influxdb.conf")]
 
     def create_database(self, name: str) -> None:
-        r = httpx.post(self.url + "/query", data={"q": f'CREATE DATABASE "{name}"'}, timeout=10, trust_env=False)
+        r = httpx.post(
+            self.url + "/query",
+            data={"q": f'CREATE DATABASE "{name}"'},
+            timeout=10,
+            trust_env=False,
+        )
         r.raise_for_status()
         if "error" in r.text:
             raise ServiceError(f"CREATE DATABASE {name}: {r.text}")
 
     def drop_database(self, name: str) -> None:
-        httpx.post(self.url + "/query", data={"q": f'DROP DATABASE "{name}"'}, timeout=10,
-                   trust_env=False).raise_for_status()
+        httpx.post(
+            self.url + "/query", data={"q": f'DROP DATABASE "{name}"'}, timeout=10, trust_env=False
+        ).raise_for_status()
 
 
 class Mosquitto(Service):
@@ -351,18 +403,28 @@ class Alertmanager(Service):
     def configure(self) -> list[str]:
         conf = self.data_dir / "alertmanager.yml"
         conf.write_text(self.extra.get("config_text") or DEFAULT_ALERTMANAGER_CONFIG)
-        return [self.binary, f"--config.file={conf}", f"--storage.path={self.data_dir / 'data'}",
-                f"--web.listen-address={self.host}:{self.port}",
-                "--cluster.listen-address=", "--log.level=warn"]
+        return [
+            self.binary,
+            f"--config.file={conf}",
+            f"--storage.path={self.data_dir / 'data'}",
+            f"--web.listen-address={self.host}:{self.port}",
+            "--cluster.listen-address=",
+            "--log.level=warn",
+        ]
 
 
 class VictoriaMetrics(Service):
     name, binary, ready_path = "victoriametrics", "/usr/bin/victoria-metrics", "/health"
 
     def configure(self) -> list[str]:
-        return [self.binary, f"-httpListenAddr={self.host}:{self.port}",
-                f"-storageDataPath={self.data_dir / 'vm'}", "-retentionPeriod=100y",
-                "-search.latencyOffset=0s", "-loggerLevel=WARN"]
+        return [
+            self.binary,
+            f"-httpListenAddr={self.host}:{self.port}",
+            f"-storageDataPath={self.data_dir / 'vm'}",
+            "-retentionPeriod=100y",
+            "-search.latencyOffset=0s",
+            "-loggerLevel=WARN",
+        ]
 
 
 class Prometheus(Service):
@@ -370,16 +432,30 @@ class Prometheus(Service):
 
     def configure(self) -> list[str]:
         targets = list(self.extra.get("scrape_targets") or [])
-        config = {"global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
-                  "scrape_configs": [{"job_name": "twinwatch", "static_configs": [{"targets": targets}]}]
-                  if targets else []}
+        config = {
+            "global": {
+                "scrape_interval": "1s",
+                "scrape_timeout": "1s",
+                "evaluation_interval": "1s",
+            },
+            "scrape_configs": [{"job_name": "twinwatch", "static_configs": [{"targets": targets}]}]
+            if targets
+            else [],
+        }
         conf = self.data_dir / "prometheus.yml"
         conf.write_text(json.dumps(config, indent=2))  # JSON is valid YAML
-        return [self.binary, f"--config.file={conf}", f"--storage.tsdb.path={self.data_dir / 'tsdb'}",
-                f"--web.listen-address={self.host}:{self.port}", "--log.level=warn"]
+        return [
+            self.binary,
+            f"--config.file={conf}",
+            f"--storage.tsdb.path={self.data_dir / 'tsdb'}",
+            f"--web.listen-address={self.host}:{self.port}",
+            "--log.level=warn",
+        ]
 
 
-SERVICES: dict[str, type[Service]] = {c.name: c for c in (InfluxDB, Mosquitto, Alertmanager, VictoriaMetrics, Prometheus)}
+SERVICES: dict[str, type[Service]] = {
+    c.name: c for c in (InfluxDB, Mosquitto, Alertmanager, VictoriaMetrics, Prometheus)
+}
 
 
 def _lookup(name: str) -> type[Service]:
@@ -428,7 +504,11 @@ def status(base_dir: Path) -> dict[str, dict]:
     for name, cls in SERVICES.items():
         svc = cls.from_pidfile(Path(base_dir) / name)
         running = svc is not None and svc.running
-        out[name] = {"running": running, "pid": svc.pid if running else None,
-                     "url": svc.url if svc else None, "port": svc.port if svc else None,
-                     "data_dir": str(Path(base_dir) / name)}
+        out[name] = {
+            "running": running,
+            "pid": svc.pid if running else None,
+            "url": svc.url if svc else None,
+            "port": svc.port if svc else None,
+            "data_dir": str(Path(base_dir) / name),
+        }
     return out

@@ -50,7 +50,7 @@ class AlertState:
         return (self.status, self.since, self.last_hit, self.level, self.fired)
 
     @classmethod
-    def from_state(cls, state: tuple) -> "AlertState":
+    def from_state(cls, state: tuple) -> AlertState:
         return cls(*state)
 
 
@@ -58,6 +58,7 @@ class AlertState:
 class Policy:
     """One rule's timing: for_s/clear_s (see ``step``), reset score, flapping, escalation levels
     (ascending scores; level i+1 applies from ``levels[i]``)."""
+
     for_s: float = 0.0
     clear_s: float = 300.0
     reset: float | None = None
@@ -98,8 +99,7 @@ def _flapping(state: AlertState, p: Policy) -> bool:
     return p.flap_window_s > 0 and len(recent) >= p.flap_max
 
 
-def evaluate(state: AlertState, t: float, score: float, threshold: float,
-             p: Policy) -> str | None:
+def evaluate(state: AlertState, t: float, score: float, threshold: float, p: Policy) -> str | None:
     """Advance ``state`` by one detector score; return "pending", "firing" (also on escalation)
     or "resolved" on a change, None otherwise."""
     active = state.status != INACTIVE
@@ -110,10 +110,13 @@ def evaluate(state: AlertState, t: float, score: float, threshold: float,
     change = step(state, t, hit, p.for_s, clear_s)
     # A firing, or a hit after a gap that would have resolved and re-fired it had it not been
     # held, counts towards flapping: a held alert stays held while it keeps flapping.
-    if p.flap_window_s > 0 and (change == "firing" or (
-            change is None and hit and state.status == FIRING and quiet_s >= p.clear_s)):
+    if p.flap_window_s > 0 and (
+        change == "firing"
+        or (change is None and hit and state.status == FIRING and quiet_s >= p.clear_s)
+    ):
         state.fired = tuple(f for f in state.fired if t - f <= p.flap_window_s)[
-            -(p.flap_max - 1):] + (t,)
+            -(p.flap_max - 1) :
+        ] + (t,)
     if change == "firing":
         state.level = p.level_of(score) if hit else 0
         return change

@@ -37,8 +37,9 @@ def latest_times(records) -> dict[str, float]:
 class Liveness:
     def __init__(self, config: Config, state: tuple | None = None):
         self.config = config
-        self.refs = {series_key(r.domain, r.site, r.asset, r.sensor.id): r
-                     for r in config.catalog.values()}
+        self.refs = {
+            series_key(r.domain, r.site, r.asset, r.sensor.id): r for r in config.catalog.values()
+        }
         self.tracker = StaleTracker(config.flow.stale_factor)
         self.stale: dict[str, AlertState] = {}
         self.watermark = 0.0
@@ -48,8 +49,10 @@ class Liveness:
             self.tracker = StaleTracker.from_state({"factor": config.flow.stale_factor}, kept)
             self.stale = {k: AlertState.from_state(v) for k, v in stale.items() if k in self.refs}
             if len(kept) < len(tracker_state):
-                log.warning("restore: liveness dropped %d series no longer in the config",
-                            len(tracker_state) - len(kept))
+                log.warning(
+                    "restore: liveness dropped %d series no longer in the config",
+                    len(tracker_state) - len(kept),
+                )
 
     def process(self, latest: dict[str, float]) -> list[Alert]:
         out = []
@@ -72,11 +75,23 @@ class Liveness:
         template = rule.summary if rule else _DEFAULT_SUMMARY
         silent = round(silent, 3)
         return make_alert(
-            domain=ref.domain, site=ref.site, asset=ref.asset, sensor=ref.sensor.id, rule=RULE,
-            status=status, severity=rule.severity if rule else "caution", since=state.since,
-            t=t, value=silent, unit="s",
-            summary=template.format(**summary_fields(RULE, ref, silent) | {"unit": "s"}))
+            domain=ref.domain,
+            site=ref.site,
+            asset=ref.asset,
+            sensor=ref.sensor.id,
+            rule=RULE,
+            status=status,
+            severity=rule.severity if rule else "caution",
+            since=state.since,
+            t=t,
+            value=silent,
+            unit="s",
+            summary=template.format(**summary_fields(RULE, ref, silent) | {"unit": "s"}),
+        )
 
     def to_state(self) -> tuple:
-        return (self.tracker.to_state(), {k: v.to_state() for k, v in self.stale.items()},
-                self.watermark)
+        return (
+            self.tracker.to_state(),
+            {k: v.to_state() for k, v in self.stale.items()},
+            self.watermark,
+        )

@@ -21,42 +21,63 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from datetime import datetime, timedelta, timezone
-from typing import Iterable
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from twinwatch.engine.parse import PAYLOAD_PREVIEW, UniqueTimes
 from twinwatch.config import Config
+from twinwatch.engine.parse import PAYLOAD_PREVIEW, UniqueTimes
 from twinwatch.schema import BadRecord, DeadLetter, SecurityEvent
 
 __all__ = ["LogParser", "parse_line", "classify", "pseudonymise"]
 
-_MONTHS = {m: i for i, m in enumerate(
-    "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), 1)}
+_MONTHS = {
+    m: i
+    for i, m in enumerate(
+        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"], 1
+    )
+}
 
 _RFC5424 = re.compile(
-    r"<(\d{1,3})>1 (\S+) (\S+) (\S+) (\S+) (\S+) (-|(?:\[(?:[^\]\\]|\\.)*\])+)(?: (.*))?$", re.S)
+    r"<(\d{1,3})>1 (\S+) (\S+) (\S+) (\S+) (\S+) (-|(?:\[(?:[^\]\\]|\\.)*\])+)(?: (.*))?$", re.S
+)
 _RFC3164 = re.compile(
     r"(?:<(\d{1,3})>)?([A-Z][a-z]{2}) ([ \d]\d) (\d\d):(\d\d):(\d\d) (\S+) "
-    r"(?:([^:\[\s]+)(?:\[\d+\])?(?: [\w.-]{1,32})?: ?)?(.*)$", re.S)  # TAG[pid] [version]: MSG
+    r"(?:([^:\[\s]+)(?:\[\d+\])?(?: [\w.-]{1,32})?: ?)?(.*)$",
+    re.S,
+)  # TAG[pid] [version]: MSG
 _APACHE_ERROR = re.compile(
-    r"\[\w{3} (\w{3}) ([ \d]\d) (\d\d):(\d\d):(\d\d)(?:\.\d+)? (\d{4})\] \[([\w:]+)\] (.*)$", re.S)
+    r"\[\w{3} (\w{3}) ([ \d]\d) (\d\d):(\d\d):(\d\d)(?:\.\d+)? (\d{4})\] \[([\w:]+)\] (.*)$", re.S
+)
 _APACHE_ACCESS = re.compile(
-    r"(\S+) \S+ (\S+) \[(\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4})\] \"([^\"]*)\" (\d{3}) ")
+    r"(\S+) \S+ (\S+) \[(\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4})\] \"([^\"]*)\" (\d{3}) "
+)
 
 # sshd and its PAM module (loghub OpenSSH sample). Order matters: the first match wins.
 _SSHD = [
-    (re.compile(r"Failed (\S+) for invalid user (?P<user>\S*) from (?P<ip>\S+)"),
-     "auth_failure", "failure"),
+    (
+        re.compile(r"Failed (\S+) for invalid user (?P<user>\S*) from (?P<ip>\S+)"),
+        "auth_failure",
+        "failure",
+    ),
     (re.compile(r"Failed (\S+) for (?P<user>\S+) from (?P<ip>\S+)"), "auth_failure", "failure"),
     (re.compile(r"Invalid user (?P<user>\S*) from (?P<ip>\S+)"), "invalid_user", "failure"),
     (re.compile(r"Accepted (\S+) for (?P<user>\S+) from (?P<ip>\S+)"), "auth_success", "success"),
     # PAM repeats sshd's own failure line: recorded, but not counted twice by the detectors
-    (re.compile(r"authentication failures?;.*rhost=(?P<ip>\S*)(?:\s+user=(?P<user>\S+))?"),
-     "pam_failure", "failure"),
-    (re.compile(r"(?:Received disconnect|Connection closed|Disconnected) (?:from|by) "
-                r"(?:(?:invalid |authenticating )?user (?P<user>\S+) )?(?P<ip>[0-9a-fA-F.:]+?)"
-                r"(?::| port|$| \[)"), "disconnect", "info"),
+    (
+        re.compile(r"authentication failures?;.*rhost=(?P<ip>\S*)(?:\s+user=(?P<user>\S+))?"),
+        "pam_failure",
+        "failure",
+    ),
+    (
+        re.compile(
+            r"(?:Received disconnect|Connection closed|Disconnected) (?:from|by) "
+            r"(?:(?:invalid |authenticating )?user (?P<user>\S+) )?(?P<ip>[0-9a-fA-F.:]+?)"
+            r"(?::| port|$| \[)"
+        ),
+        "disconnect",
+        "info",
+    ),
     (re.compile(r"Did not receive identification string from (?P<ip>\S+)"), "probe", "info"),
     (re.compile(r"reverse mapping checking .* \[(?P<ip>[^\]]+)\] failed"), "bad_rdns", "info"),
 ]
@@ -92,8 +113,12 @@ def parse_line(line: str, received: datetime, tz) -> Parsed:
             raise BadRecord("bad_time", f"RFC 5424 timestamp {ts[:64]!r}") from None
         if t.tzinfo is None:
             raise BadRecord("bad_time", "RFC 5424 timestamp without UTC offset")
-        return (None if host == "-" else host, "" if app == "-" else app,
-                t.astimezone(timezone.utc), msg.removeprefix("\ufeff"))
+        return (
+            None if host == "-" else host,
+            "" if app == "-" else app,
+            t.astimezone(UTC),
+            msg.removeprefix("\ufeff"),
+        )
     m = _RFC3164.match(line)
     if m and m.group(2) in _MONTHS:
         month, day = _MONTHS[m.group(2)], int(m.group(3))
@@ -105,18 +130,19 @@ def parse_line(line: str, received: datetime, tz) -> Parsed:
         return None, "apache", t, f"[{m.group(7)}] {m.group(8)}"
     m = _APACHE_ACCESS.match(line)
     if m:
-        t = datetime.strptime(m.group(3), "%d/%b/%Y:%H:%M:%S %z").astimezone(timezone.utc)
+        t = datetime.strptime(m.group(3), "%d/%b/%Y:%H:%M:%S %z").astimezone(UTC)
         return None, "apache_access", t, line
     raise BadRecord("bad_log", "not syslog (RFC 3164/5424) nor an Apache log line")
 
 
 def _local(year, month, day, m, g, tz) -> datetime:
     try:
-        t = datetime(year, month, day, int(m.group(g)), int(m.group(g + 1)), int(m.group(g + 2)),
-                     tzinfo=tz)
+        t = datetime(
+            year, month, day, int(m.group(g)), int(m.group(g + 1)), int(m.group(g + 2)), tzinfo=tz
+        )
     except ValueError as e:
         raise BadRecord("bad_time", str(e)) from None
-    return t.astimezone(timezone.utc)
+    return t.astimezone(UTC)
 
 
 Classified = tuple[str, str, str, str | None, str | None, int | None]
@@ -139,13 +165,21 @@ def classify(app: str, message: str) -> list[Classified]:
     if base == "kernel" and "SRC=" in message:
         m = _FIREWALL.search(message)
         if m:
-            allow = _FW_ALLOW.search(message[:m.start()])
+            allow = _FW_ALLOW.search(message[: m.start()])
             port = m.group("port")
-            return [("firewall", "fw_allow" if allow else "fw_deny", "allow" if allow else "deny",
-                     None, m.group("ip"), int(port) if port else None)]
+            return [
+                (
+                    "firewall",
+                    "fw_allow" if allow else "fw_deny",
+                    "allow" if allow else "deny",
+                    None,
+                    m.group("ip"),
+                    int(port) if port else None,
+                )
+            ]
     if base == "apache":
         m = _CLIENT.search(message)
-        level = message[1:message.find("]")].rsplit(":", 1)[-1]
+        level = message[1 : message.find("]")].rsplit(":", 1)[-1]
         kind = "http_error" if level in ("error", "crit", "alert", "emerg") else "other"
         return [("apache", kind, "info", None, m.group(1) if m else None, None)]
     if base == "apache_access":
@@ -192,15 +226,27 @@ class LogParser:
         for sensor, kind, outcome, user, ip, port in classify(app, message):
             if user is not None and self.key is not None:
                 user = pseudonymise(user, self.key)
-            events.append(SecurityEvent(
-                self.unique(f"{site}/{asset}/{sensor}", t), site, asset, sensor, kind, outcome,
-                user=user, src_ip=ip, dst_port=port, message=message[:1024]))
+            events.append(
+                SecurityEvent(
+                    self.unique(f"{site}/{asset}/{sensor}", t),
+                    site,
+                    asset,
+                    sensor,
+                    kind,
+                    outcome,
+                    user=user,
+                    src_ip=ip,
+                    dst_port=port,
+                    message=message[:1024],
+                )
+            )
         return events
 
-    def split(self, items: Iterable[tuple[str, bytes]],
-              received: datetime | None = None) -> tuple[list[SecurityEvent], list[DeadLetter]]:
+    def split(
+        self, items: Iterable[tuple[str, bytes]], received: datetime | None = None
+    ) -> tuple[list[SecurityEvent], list[DeadLetter]]:
         """Parse a batch: events, and dead letters with their reason (never raises BadRecord)."""
-        received = received or datetime.now(timezone.utc)
+        received = received or datetime.now(UTC)
         oks: list[SecurityEvent] = []
         errs: list[DeadLetter] = []
         for origin, raw in items:
@@ -208,7 +254,14 @@ class LogParser:
                 oks.extend(self.parse(raw, received))
             except BadRecord as e:
                 source = origin.split(":", 1)[0]
-                errs.append(DeadLetter(
-                    self.unique(f"{source}/{e.reason}", received), source, origin[:256],
-                    e.reason, e.detail[:512], raw[:PAYLOAD_PREVIEW].decode("utf-8", "replace")))
+                errs.append(
+                    DeadLetter(
+                        self.unique(f"{source}/{e.reason}", received),
+                        source,
+                        origin[:256],
+                        e.reason,
+                        e.detail[:512],
+                        raw[:PAYLOAD_PREVIEW].decode("utf-8", "replace"),
+                    )
+                )
         return oks, errs

@@ -12,23 +12,29 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import datetime, timedelta, timezone
-from typing import Iterable
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 
 from twinwatch.config import Config, SensorRef
 from twinwatch.schema import (
-    BadRecord, DeadLetter, FirewallPayload, LogPayload, Reading, SecurityEvent, SensorPayload,
+    BadRecord,
+    DeadLetter,
+    DeviceEventPayload,
+    FirewallPayload,
+    LogPayload,
+    Reading,
+    SecurityEvent,
+    SensorPayload,
 )
-from twinwatch.schema import DeviceEventPayload
 
 __all__ = ["Parser", "UniqueTimes", "parse_sshd"]
 
 PAYLOAD_PREVIEW = 512  # bytes of a rejected payload kept in the dead-letter queue
 # InfluxDB stores int64 nanoseconds: times outside this range cannot be written at all.
-EARLIEST = datetime(1677, 9, 22, tzinfo=timezone.utc)
-LATEST = datetime(2262, 4, 11, tzinfo=timezone.utc)
+EARLIEST = datetime(1677, 9, 22, tzinfo=UTC)
+LATEST = datetime(2262, 4, 11, tzinfo=UTC)
 
 _decoders = {
     "reading": msgspec.json.Decoder(SensorPayload),
@@ -39,12 +45,18 @@ _decoders = {
 
 # sshd auth-log lines (formats as in loghub's OpenSSH sample; Zhu et al., ISSRE 2023).
 _SSHD = [
-    (re.compile(r"Failed password for invalid user (?P<user>\S*) from (?P<ip>\S+)"),
-     "invalid_user", "failure"),
+    (
+        re.compile(r"Failed password for invalid user (?P<user>\S*) from (?P<ip>\S+)"),
+        "invalid_user",
+        "failure",
+    ),
     (re.compile(r"Invalid user (?P<user>\S*) from (?P<ip>\S+)"), "invalid_user", "failure"),
     (re.compile(r"Failed password for (?P<user>\S+) from (?P<ip>\S+)"), "auth_failure", "failure"),
-    (re.compile(r"authentication failure;.*rhost=(?P<ip>\S+)(?:\s+user=(?P<user>\S+))?"),
-     "auth_failure", "failure"),
+    (
+        re.compile(r"authentication failure;.*rhost=(?P<ip>\S+)(?:\s+user=(?P<user>\S+))?"),
+        "auth_failure",
+        "failure",
+    ),
     (re.compile(r"Accepted \S+ for (?P<user>\S+) from (?P<ip>\S+)"), "auth_success", "success"),
 ]
 
@@ -79,7 +91,7 @@ class UniqueTimes:
         burst = self._bursts.get(series)
         if burst is not None and burst[0] <= ms <= burst[1]:
             self._bursts[series] = (burst[0], burst[1] + 1)
-            return datetime.fromtimestamp((burst[1] + 1) / 1000, timezone.utc)
+            return datetime.fromtimestamp((burst[1] + 1) / 1000, UTC)
         if burst is None and len(self._bursts) >= self.max_series:
             self._bursts.clear()  # bounded memory; at worst one overwrite after a clear
         self._bursts[series] = (ms, ms)
@@ -104,7 +116,9 @@ class Parser:
         ref = self.catalog.get(topic)
         if ref is None:
             if not topic.startswith(self.prefix) or topic.count("/") != 4:
-                raise BadRecord("bad_topic", f"expected {self.prefix}<domain>/<site>/<asset>/<sensor>")
+                raise BadRecord(
+                    "bad_topic", f"expected {self.prefix}<domain>/<site>/<asset>/<sensor>"
+                )
             raise BadRecord("unknown_sensor", "no such sensor in the configuration")
         kind = ref.sensor.kind
         try:
@@ -121,47 +135,87 @@ class Parser:
             except UnicodeDecodeError:
                 raise BadRecord("bad_encoding", "payload is not UTF-8") from None
             raise BadRecord("bad_json", str(e)) from None
-        time = msg.time.astimezone(timezone.utc)
+        time = msg.time.astimezone(UTC)
         if not EARLIEST <= time < min(LATEST, self._now() + self.max_future):
-            raise BadRecord("bad_time", f"time {msg.time.isoformat()} is outside "
-                            f"{EARLIEST.year}..now+{self.max_future.total_seconds():g}s")
+            raise BadRecord(
+                "bad_time",
+                f"time {msg.time.isoformat()} is outside "
+                f"{EARLIEST.year}..now+{self.max_future.total_seconds():g}s",
+            )
         if kind == "reading":
             if not math.isfinite(msg.value):
                 raise BadRecord("non_finite", f"value {msg.value!r} is not finite")
             unit = ref.sensor.unit
             if msg.unit is not None and msg.unit != unit:
                 raise BadRecord("unit_mismatch", f"unit {msg.unit!r}, configured {unit!r}")
-            return Reading(time, ref.domain, ref.site, ref.asset, ref.sensor.id,
-                           ref.sensor.quantity, unit, msg.value)
+            return Reading(
+                time,
+                ref.domain,
+                ref.site,
+                ref.asset,
+                ref.sensor.id,
+                ref.sensor.quantity,
+                unit,
+                msg.value,
+            )
         if kind == "log":
             ev_kind, outcome, user, ip = parse_sshd(msg.line)
-            return SecurityEvent(time, ref.site, ref.asset, ref.sensor.id, ev_kind, outcome,
-                                 user=user, src_ip=ip, message=msg.line[:1024])
+            return SecurityEvent(
+                time,
+                ref.site,
+                ref.asset,
+                ref.sensor.id,
+                ev_kind,
+                outcome,
+                user=user,
+                src_ip=ip,
+                message=msg.line[:1024],
+            )
         if kind == "device_event":  # the event name is a bounded tag: a pattern-checked id
-            return SecurityEvent(time, ref.site, ref.asset, ref.sensor.id, msg.event, "info",
-                                 message=msg.zone)
+            return SecurityEvent(
+                time, ref.site, ref.asset, ref.sensor.id, msg.event, "info", message=msg.zone
+            )
         outcome = "allow" if msg.action == "allow" else "deny"
-        return SecurityEvent(time, ref.site, ref.asset, ref.sensor.id, f"fw_{msg.action}", outcome,
-                             src_ip=msg.src_ip, dst_port=msg.dst_port,
-                             message=f"{msg.protocol}/{msg.dst_port}")
+        return SecurityEvent(
+            time,
+            ref.site,
+            ref.asset,
+            ref.sensor.id,
+            f"fw_{msg.action}",
+            outcome,
+            src_ip=msg.src_ip,
+            dst_port=msg.dst_port,
+            message=f"{msg.protocol}/{msg.dst_port}",
+        )
 
     def _now(self) -> datetime:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
-    def split(self, messages: Iterable[tuple[str, bytes]], source: str = "mqtt",
-              received: datetime | None = None) -> tuple[list, list[DeadLetter]]:
+    def split(
+        self,
+        messages: Iterable[tuple[str, bytes]],
+        source: str = "mqtt",
+        received: datetime | None = None,
+    ) -> tuple[list, list[DeadLetter]]:
         """Parse a batch: valid records, and dead letters for the rest (never raises BadRecord)."""
         oks: list = []
         errs: list[DeadLetter] = []
-        received = received or datetime.now(timezone.utc)
+        received = received or datetime.now(UTC)
         unique = self.unique
         for topic, payload in messages:
             try:
                 rec = self.parse(topic, payload)
             except BadRecord as e:
-                errs.append(DeadLetter(
-                    unique(f"{source}/{e.reason}", received), source, topic[:256], e.reason,
-                    e.detail[:512], payload[:PAYLOAD_PREVIEW].decode("utf-8", "replace")))
+                errs.append(
+                    DeadLetter(
+                        unique(f"{source}/{e.reason}", received),
+                        source,
+                        topic[:256],
+                        e.reason,
+                        e.detail[:512],
+                        payload[:PAYLOAD_PREVIEW].decode("utf-8", "replace"),
+                    )
+                )
                 continue
             if type(rec) is SecurityEvent:
                 t = unique(rec.series, rec.time)

@@ -27,8 +27,15 @@ SUMMARY_FIELDS = ("detector", "domain", "site", "asset", "sensor", "value", "uni
 
 
 def summary_fields(rule: str, ref: SensorRef, value: float) -> dict:
-    return {"detector": rule, "domain": ref.domain, "site": ref.site, "asset": ref.asset,
-            "sensor": ref.sensor.id, "value": value, "unit": ref.sensor.unit}
+    return {
+        "detector": rule,
+        "domain": ref.domain,
+        "site": ref.site,
+        "asset": ref.asset,
+        "sensor": ref.sensor.id,
+        "value": value,
+        "unit": ref.sensor.unit,
+    }
 
 
 def _check_summary(where: str, template: str) -> None:
@@ -37,8 +44,10 @@ def _check_summary(where: str, template: str) -> None:
         template.format(**sample)
         template.format(**sample | {"value": math.inf})
     except (KeyError, IndexError, ValueError, AttributeError) as e:
-        raise ConfigError(f"{where}.summary: bad template {template!r} ({type(e).__name__}: {e}); "
-                          f"known fields: {', '.join(SUMMARY_FIELDS)}") from None
+        raise ConfigError(
+            f"{where}.summary: bad template {template!r} ({type(e).__name__}: {e}); "
+            f"known fields: {', '.join(SUMMARY_FIELDS)}"
+        ) from None
 
 
 def policy(rule: AlertRule, base_severity: str) -> tuple[Policy, tuple[str, ...]]:
@@ -48,17 +57,25 @@ def policy(rule: AlertRule, base_severity: str) -> tuple[Policy, tuple[str, ...]
     base one count (a rule never escalates downwards), ordered by score.
     """
     base = SEVERITIES.index(base_severity)
-    steps = sorted((score, sev) for sev, score in rule.escalate.items()
-                   if SEVERITIES.index(sev) > base)
+    steps = sorted(
+        (score, sev) for sev, score in rule.escalate.items() if SEVERITIES.index(sev) > base
+    )
     for (s1, v1), (s2, v2) in zip(steps, steps[1:]):
         if SEVERITIES.index(v2) <= SEVERITIES.index(v1):
-            raise ConfigError(f"alert_rules[{rule.detector}].escalate: {v2} at score {s2} must "
-                              f"be above {v1} at score {s1}")
+            raise ConfigError(
+                f"alert_rules[{rule.detector}].escalate: {v2} at score {s2} must "
+                f"be above {v1} at score {s1}"
+            )
     if rule.reset is not None and steps and rule.reset >= steps[0][0]:
         raise ConfigError(f"alert_rules[{rule.detector}].reset must be below its escalation scores")
-    p = Policy(for_s=rule.for_s, clear_s=rule.clear_s, reset=rule.reset,
-               flap_window_s=rule.flap_window_s, flap_max=rule.flap_max,
-               levels=tuple(s for s, _ in steps))
+    p = Policy(
+        for_s=rule.for_s,
+        clear_s=rule.clear_s,
+        reset=rule.reset,
+        flap_window_s=rule.flap_window_s,
+        flap_max=rule.flap_max,
+        levels=tuple(s for s, _ in steps),
+    )
     return p, (base_severity, *(v for _, v in steps))
 
 
@@ -82,13 +99,15 @@ class Plan:
             if spec.type not in detectors.REGISTRY:
                 raise ConfigError(
                     f"detectors.{name}.type: unknown detector type {spec.type!r}; "
-                    f"known: {', '.join(sorted(detectors.REGISTRY))}")
+                    f"known: {', '.join(sorted(detectors.REGISTRY))}"
+                )
         for i, rule in enumerate(config.alert_rules):
             _check_summary(f"alert_rules[{i}] ({rule.detector})", rule.summary)
         self._plans: dict[str, SeriesPlan] = {}
         for ref in config.catalog.values():
-            self._plans[series_key(ref.domain, ref.site, ref.asset, ref.sensor.id)] = \
-                self._plan(ref)
+            self._plans[series_key(ref.domain, ref.site, ref.asset, ref.sensor.id)] = self._plan(
+                ref
+            )
 
     def _plan(self, ref: SensorRef) -> SeriesPlan:
         dets, rules, policies = [], {}, {}
@@ -104,8 +123,9 @@ class Plan:
             try:
                 detectors.build(spec.type, **params)
             except ValueError as e:
-                raise ConfigError(f"detectors.{name}.params (used by {ref.site}/{ref.asset}/"
-                                  f"{ref.sensor.id}): {e}") from None
+                raise ConfigError(
+                    f"detectors.{name}.params (used by {ref.site}/{ref.asset}/{ref.sensor.id}): {e}"
+                ) from None
             dets.append((name, spec.type, params))
             rule = self.config.rule_for(ref.domain, name)
             if rule is not None:

@@ -21,11 +21,11 @@ from time import perf_counter
 
 import msgspec
 
-from twinwatch.engine.lifecycle import AlertState, step
+from twinwatch.config import Config
 from twinwatch.detectors.logtemplates import LogTemplates
 from twinwatch.detectors.security import SecurityDetector
-from twinwatch.config import Config
 from twinwatch.engine.alerts import make_alert
+from twinwatch.engine.lifecycle import AlertState, step
 from twinwatch.metrics import ANOMALIES, DETECT_SECONDS
 from twinwatch.schema import Alert, AnomalyScore, SecurityEvent
 
@@ -35,8 +35,12 @@ __all__ = ["SecurityShard"]
 class _Asset:
     __slots__ = ("templates", "detector", "alerts")
 
-    def __init__(self, templates: LogTemplates, detector: SecurityDetector,
-                 alerts: dict[tuple[str, str], AlertState]):
+    def __init__(
+        self,
+        templates: LogTemplates,
+        detector: SecurityDetector,
+        alerts: dict[tuple[str, str], AlertState],
+    ):
         self.templates = templates
         self.detector = detector
         self.alerts = alerts
@@ -53,20 +57,25 @@ class SecurityShard:
         self.device_events = sec.device_events
         self.clear_s = sec.clear_s
         # firewall and device sensors send structured records, not log lines: no template mining
-        self.records = {(r.site, r.asset, r.sensor.id) for r in config.catalog.values()
-                        if r.sensor.kind in ("firewall", "device_event")}
+        self.records = {
+            (r.site, r.asset, r.sensor.id)
+            for r in config.catalog.values()
+            if r.sensor.kind in ("firewall", "device_event")
+        }
         self.assets: dict[str, _Asset] = {}
         for key, (tpl, det, alerts) in (state or {}).items():
             self.assets[key] = _Asset(
                 LogTemplates.from_state(self.tpl_params, tpl),
                 SecurityDetector.from_state(self.det_params, det),
-                {(s, r): AlertState.from_state(a) for s, r, a in alerts})
+                {(s, r): AlertState.from_state(a) for s, r, a in alerts},
+            )
 
     def _get(self, key: str) -> _Asset:
         a = self.assets.get(key)
         if a is None:
-            a = self.assets[key] = _Asset(LogTemplates(**self.tpl_params),
-                                          SecurityDetector(**self.det_params), {})
+            a = self.assets[key] = _Asset(
+                LogTemplates(**self.tpl_params), SecurityDetector(**self.det_params), {}
+            )
         return a
 
     def process(self, events: list[SecurityEvent]) -> list[AnomalyScore | Alert]:
@@ -85,8 +94,18 @@ class SecurityShard:
             for rule, ip, value, detail in found:
                 hit_rules.add(rule)
                 ANOMALIES.labels(ev.domain, rule).inc()
-                out.append(AnomalyScore(ev.time, ev.domain, ev.site, ev.asset, ev.sensor, value,
-                                        {rule: value}, (rule,)))
+                out.append(
+                    AnomalyScore(
+                        ev.time,
+                        ev.domain,
+                        ev.site,
+                        ev.asset,
+                        ev.sensor,
+                        value,
+                        {rule: value},
+                        (rule,),
+                    )
+                )
                 state = a.alerts.setdefault((ev.sensor, rule), AlertState())
                 change = step(state, t, True, 0.0, self.clear_s)
                 if change is not None:
@@ -100,16 +119,39 @@ class SecurityShard:
             DETECT_SECONDS.observe((perf_counter() - started) / len(events))
         return out
 
-    def _alert(self, ev: SecurityEvent, rule: str, status: str, state: AlertState, t: float,
-               value: float, ip: str | None, detail: str) -> Alert:
+    def _alert(
+        self,
+        ev: SecurityEvent,
+        rule: str,
+        status: str,
+        state: AlertState,
+        t: float,
+        value: float,
+        ip: str | None,
+        detail: str,
+    ) -> Alert:
         who = f" from {ip}" if ip else ""
         return make_alert(
-            domain=ev.domain, site=ev.site, asset=ev.asset, sensor=ev.sensor, rule=rule,
-            status=status, severity=self.severities.get(rule, "attention"), since=state.since,
-            t=t, value=value, unit="event",
-            summary=f"{rule} on {ev.site}/{ev.asset}/{ev.sensor}{who}: {detail}")
+            domain=ev.domain,
+            site=ev.site,
+            asset=ev.asset,
+            sensor=ev.sensor,
+            rule=rule,
+            status=status,
+            severity=self.severities.get(rule, "attention"),
+            since=state.since,
+            t=t,
+            value=value,
+            unit="event",
+            summary=f"{rule} on {ev.site}/{ev.asset}/{ev.sensor}{who}: {detail}",
+        )
 
     def to_state(self) -> dict:
-        return {key: (a.templates.to_state(), a.detector.to_state(),
-                      tuple((s, r, st.to_state()) for (s, r), st in a.alerts.items()))
-                for key, a in self.assets.items()}
+        return {
+            key: (
+                a.templates.to_state(),
+                a.detector.to_state(),
+                tuple((s, r, st.to_state()) for (s, r), st in a.alerts.items()),
+            )
+            for key, a in self.assets.items()
+        }

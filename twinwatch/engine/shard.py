@@ -47,15 +47,25 @@ class _Series:
         self.alerts = alerts
 
 
-def _alert(plan: SeriesPlan, rule: str, status: str, state: AlertState, t: float,
-           value: float) -> Alert:
+def _alert(
+    plan: SeriesPlan, rule: str, status: str, state: AlertState, t: float, value: float
+) -> Alert:
     ref = plan.ref
     pol, ladder = plan.policies[rule]
     return make_alert(
-        domain=ref.domain, site=ref.site, asset=ref.asset, sensor=ref.sensor.id, rule=rule,
-        status=status, severity=ladder[state.level], since=state.since, t=t, value=value,
+        domain=ref.domain,
+        site=ref.site,
+        asset=ref.asset,
+        sensor=ref.sensor.id,
+        rule=rule,
+        status=status,
+        severity=ladder[state.level],
+        since=state.since,
+        t=t,
+        value=value,
         unit=ref.sensor.unit,
-        summary=plan.rules[rule].summary.format(**summary_fields(rule, ref, value)))
+        summary=plan.rules[rule].summary.format(**summary_fields(rule, ref, value)),
+    )
 
 
 class Shard:
@@ -73,17 +83,25 @@ class Shard:
             dets = []
             for name, kind, params in sp.detectors:
                 saved = det_states.get((name, kind))
-                dets.append(detectors.build(kind, **params) if saved is None else
-                            detectors.REGISTRY[kind].from_state(params, saved))
-            alerts = [AlertState.from_state(alert_states[name]) if name in alert_states
-                      else AlertState() for name, _, _ in sp.detectors]
+                dets.append(
+                    detectors.build(kind, **params)
+                    if saved is None
+                    else detectors.REGISTRY[kind].from_state(params, saved)
+                )
+            alerts = [
+                AlertState.from_state(alert_states[name]) if name in alert_states else AlertState()
+                for name, _, _ in sp.detectors
+            ]
             gone = set(det_states) - {(n, k) for n, k, _ in sp.detectors}
             dropped.extend(f"{key}:{n}" for n, _ in sorted(gone))
             self.series[key] = _Series(sp, dets, alerts)
         if dropped:
-            log.warning("restore: dropped the saved state of %d series/detectors no longer in "
-                        "the config: %s", len(dropped), ", ".join(dropped[:10]) +
-                        (", ..." if len(dropped) > 10 else ""))
+            log.warning(
+                "restore: dropped the saved state of %d series/detectors no longer in "
+                "the config: %s",
+                len(dropped),
+                ", ".join(dropped[:10]) + (", ..." if len(dropped) > 10 else ""),
+            )
 
     def _get(self, key: str) -> _Series:
         s = self.series.get(key)
@@ -114,14 +132,23 @@ class Shard:
                     change = evaluate(alert, t, score, det.threshold, pol[0])
                     if change is not None:
                         out.append(_alert(plan, name, change, alert, t, x))
-            out.append(AnomalyScore(rec.time, rec.domain, rec.site, rec.asset, rec.sensor, x,
-                                    scores, tuple(hits)))
+            out.append(
+                AnomalyScore(
+                    rec.time, rec.domain, rec.site, rec.asset, rec.sensor, x, scores, tuple(hits)
+                )
+            )
         if records:
             DETECT_SECONDS.observe((perf_counter() - started) / len(records))
         return out
 
     def to_state(self) -> dict:
-        return {key: ({(name, kind): d.to_state()
-                       for (name, kind, _), d in zip(s.plan.detectors, s.detectors)},
-                      {name: a.to_state() for (name, _, _), a in zip(s.plan.detectors, s.alerts)})
-                for key, s in self.series.items()}
+        return {
+            key: (
+                {
+                    (name, kind): d.to_state()
+                    for (name, kind, _), d in zip(s.plan.detectors, s.detectors)
+                },
+                {name: a.to_state() for (name, _, _), a in zip(s.plan.detectors, s.alerts)},
+            )
+            for key, s in self.series.items()
+        }

@@ -28,26 +28,42 @@ import json
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-from twinwatch.engine.plan import Plan
-from twinwatch.engine.shard import Shard
-from twinwatch.engine.liveness import Liveness, latest_times
 from twinwatch.app.analysis.query import AnalysisError, EmptyResult
 from twinwatch.app.evaluate import AlertRow, IncidentResult, match_incidents, unmatched_alerts
+from twinwatch.engine.liveness import Liveness, latest_times
+from twinwatch.engine.plan import Plan
+from twinwatch.engine.shard import Shard
 from twinwatch.schema import Alert, AnomalyScore, Reading, SecurityEvent
 
-__all__ = ["BacktestResult", "load_history", "records", "backtest", "read_labels",
-           "alert_rows", "live_alerts"]
+__all__ = [
+    "BacktestResult",
+    "load_history",
+    "records",
+    "backtest",
+    "read_labels",
+    "alert_rows",
+    "live_alerts",
+]
 
 # Kinds of the findings twinwatch.flows.security writes back as security events (twinwatch.detectors.security rules,
 # twinwatch.detectors.logtemplates): not part of the input stream.
-FINDING_KINDS = frozenset({"brute_force", "password_spray", "user_enum", "success_after_failures",
-                           "port_scan", "new_template", "template_rate"})
+FINDING_KINDS = frozenset(
+    {
+        "brute_force",
+        "password_spray",
+        "user_enum",
+        "success_after_failures",
+        "port_scan",
+        "new_template",
+        "template_rate",
+    }
+)
 
 
 def read_labels(path: str | Path) -> list[dict]:
@@ -62,8 +78,14 @@ def read_labels(path: str | Path) -> list[dict]:
         raise AnalysisError(f"{path} is not JSON Lines of incident labels: {e}") from None
 
 
-def load_history(*, db=None, start: datetime | None = None, end: datetime | None = None,
-                 parquet: str | Path | None = None, progress=None) -> pl.DataFrame:
+def load_history(
+    *,
+    db=None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    parquet: str | Path | None = None,
+    progress=None,
+) -> pl.DataFrame:
     """The history frame from InfluxDB (``db`` and a range) or from a Parquet file."""
     if parquet is not None:
         try:
@@ -74,11 +96,14 @@ def load_history(*, db=None, start: datetime | None = None, end: datetime | None
             df = df.filter(pl.col("time").is_between(start, end, closed="left"))
     else:
         from twinwatch.app.analysis.helpers import history
+
         df = history(db, start, end, progress=progress)
     missing = {"time", "domain", "site", "asset", "sensor"} - set(df.columns)
     if missing:
-        raise AnalysisError(f"history has no column {', '.join(sorted(missing))}; save it with "
-                            "`twinwatch query history --format parquet`")
+        raise AnalysisError(
+            f"history has no column {', '.join(sorted(missing))}; save it with "
+            "`twinwatch query history --format parquet`"
+        )
     if not df.height:
         raise EmptyResult("no readings or security events in the history to backtest")
     return df
@@ -87,29 +112,52 @@ def load_history(*, db=None, start: datetime | None = None, end: datetime | None
 def records(df: pl.DataFrame) -> list[Reading | SecurityEvent]:
     """History rows -> records, in time order (readings have a value, events a kind)."""
     has_events = "kind" in df.columns
-    cols = {c: pl.col(c).cast(pl.String) for c in df.columns
-            if df.schema[c] == pl.Categorical}
+    cols = {c: pl.col(c).cast(pl.String) for c in df.columns if df.schema[c] == pl.Categorical}
     out: list[Reading | SecurityEvent] = []
-    utc = timezone.utc  # as the parser makes them (polars gives zoneinfo's UTC)
+    utc = UTC  # as the parser makes them (polars gives zoneinfo's UTC)
     for r in df.with_columns(**cols).sort("time", maintain_order=True).iter_rows(named=True):
         r["time"] = r["time"].replace(tzinfo=utc)
         if has_events and r["kind"] is not None:
             if r["outcome"] == "info" and r["kind"] in FINDING_KINDS:
                 continue
-            out.append(SecurityEvent(
-                r["time"], r["site"], r["asset"], r["sensor"], r["kind"], r["outcome"],
-                r.get("user"), r.get("src_ip"), r.get("dst_port"), r.get("message") or "",
-                r["domain"]))
+            out.append(
+                SecurityEvent(
+                    r["time"],
+                    r["site"],
+                    r["asset"],
+                    r["sensor"],
+                    r["kind"],
+                    r["outcome"],
+                    r.get("user"),
+                    r.get("src_ip"),
+                    r.get("dst_port"),
+                    r.get("message") or "",
+                    r["domain"],
+                )
+            )
         else:
-            out.append(Reading(r["time"], r["domain"], r["site"], r["asset"], r["sensor"],
-                               r["quantity"], r["unit"], r["value"]))
+            out.append(
+                Reading(
+                    r["time"],
+                    r["domain"],
+                    r["site"],
+                    r["asset"],
+                    r["sensor"],
+                    r["quantity"],
+                    r["unit"],
+                    r["value"],
+                )
+            )
     return out
 
 
 def alert_rows(alerts) -> list[AlertRow]:
     """Firing alerts (schema ``Alert``s) as ``twinwatch.app.evaluate`` rows."""
-    return [AlertRow(a.at, a.domain, a.site, a.asset, a.sensor, a.rule, a.severity)
-            for a in alerts if a.status == "firing"]
+    return [
+        AlertRow(a.at, a.domain, a.site, a.asset, a.sensor, a.rule, a.severity)
+        for a in alerts
+        if a.status == "firing"
+    ]
 
 
 def live_alerts(db, start: datetime, end: datetime) -> list[AlertRow]:
@@ -118,8 +166,12 @@ def live_alerts(db, start: datetime, end: datetime) -> list[AlertRow]:
     if not df.height:
         return []
     df = df.with_columns(pl.col(pl.Categorical).cast(pl.String))
-    return [AlertRow(r["time"], r["domain"], r["site"], r["asset"], r["sensor"], r["rule"],
-                     r["severity"]) for r in df.iter_rows(named=True)]
+    return [
+        AlertRow(
+            r["time"], r["domain"], r["site"], r["asset"], r["sensor"], r["rule"], r["severity"]
+        )
+        for r in df.iter_rows(named=True)
+    ]
 
 
 @dataclass
@@ -140,26 +192,49 @@ class BacktestResult:
 
     @property
     def recall(self) -> float:
-        return sum(r.detected for r in self.incidents) / len(self.incidents) if self.incidents \
+        return (
+            sum(r.detected for r in self.incidents) / len(self.incidents)
+            if self.incidents
             else float("nan")
+        )
 
     def summary(self) -> dict:
-        return {"alerts_fired": len(self.fired),
-                "incidents": len(self.incidents),
-                "detected": sum(r.detected for r in self.incidents),
-                "recall": self.recall, "false_alarms": len(self.false_alarms),
-                "sample_precision": self.precision, "sample_recall": self.recall_samples,
-                "sample_f1": self.f1, "samples": self.samples}
+        return {
+            "alerts_fired": len(self.fired),
+            "incidents": len(self.incidents),
+            "detected": sum(r.detected for r in self.incidents),
+            "recall": self.recall,
+            "false_alarms": len(self.false_alarms),
+            "sample_precision": self.precision,
+            "sample_recall": self.recall_samples,
+            "sample_f1": self.f1,
+            "samples": self.samples,
+        }
 
     def incident_frame(self) -> pl.DataFrame:
-        return pl.DataFrame([{"id": r.id, "kind": r.kind, "domain": r.domain,
-                              "target": r.targets[0], "detected": r.detected,
-                              "delay_min": None if r.delay_s is None else r.delay_s / 60,
-                              "rule": r.first_alert.rule if r.first_alert else None}
-                             for r in self.incidents],
-                            schema={"id": pl.String, "kind": pl.String, "domain": pl.String,
-                                    "target": pl.String, "detected": pl.Boolean,
-                                    "delay_min": pl.Float64, "rule": pl.String})
+        return pl.DataFrame(
+            [
+                {
+                    "id": r.id,
+                    "kind": r.kind,
+                    "domain": r.domain,
+                    "target": r.targets[0],
+                    "detected": r.detected,
+                    "delay_min": None if r.delay_s is None else r.delay_s / 60,
+                    "rule": r.first_alert.rule if r.first_alert else None,
+                }
+                for r in self.incidents
+            ],
+            schema={
+                "id": pl.String,
+                "kind": pl.String,
+                "domain": pl.String,
+                "target": pl.String,
+                "detected": pl.Boolean,
+                "delay_min": pl.Float64,
+                "rule": pl.String,
+            },
+        )
 
 
 def _windows(labels: list[dict]) -> dict[str, list[tuple[float, float]]]:
@@ -172,15 +247,21 @@ def _windows(labels: list[dict]) -> dict[str, list[tuple[float, float]]]:
     return out
 
 
-def backtest(config, history: pl.DataFrame | list, labels: list[dict], *,
-             grace_s: float = 1800.0,
-             progress: Callable[[int, int], None] | None = None) -> BacktestResult:
+def backtest(
+    config,
+    history: pl.DataFrame | list,
+    labels: list[dict],
+    *,
+    grace_s: float = 1800.0,
+    progress: Callable[[int, int], None] | None = None,
+) -> BacktestResult:
     """Replay ``history`` (frame or records) through ``config``'s detectors and alert rules."""
     recs = records(history) if isinstance(history, pl.DataFrame) else history
     shard, liveness = Shard(Plan(config)), Liveness(config)
     security = None
     if config.security.enabled:
         from twinwatch.engine.security import SecurityShard
+
         security = SecurityShard(config)
     windows = _windows(labels)
     firing: Counter = Counter()  # series -> alerts firing now
@@ -189,7 +270,7 @@ def backtest(config, history: pl.DataFrame | list, labels: list[dict], *,
     y_pred: list[bool] = []
     bs = config.flow.batch_size
     for i in range(0, len(recs), bs):
-        batch = recs[i:i + bs]
+        batch = recs[i : i + bs]
         # The flow runs the shards and the liveness check on each batch alike.
         for out in shard.process(batch):
             if type(out) is AnomalyScore:
@@ -207,18 +288,32 @@ def backtest(config, history: pl.DataFrame | list, labels: list[dict], *,
                 firing[series] -= 1
         more = liveness.process(latest_times(batch))
         if security is not None:
-            more += [a for a in security.process([r for r in batch if type(r) is SecurityEvent])
-                     if type(a) is Alert]
+            more += [
+                a
+                for a in security.process([r for r in batch if type(r) is SecurityEvent])
+                if type(a) is Alert
+            ]
         for a in more:  # after the batch's scores: their effect on y_pred starts next batch
-            firing[f"{a.domain}/{a.site}/{a.asset}/{a.sensor}"] += \
-                {"firing": 1, "resolved": -1}.get(a.status, 0)
+            firing[f"{a.domain}/{a.site}/{a.asset}/{a.sensor}"] += {
+                "firing": 1,
+                "resolved": -1,
+            }.get(a.status, 0)
         alerts += more
         if progress is not None:
             progress(min(i + bs, len(recs)), len(recs))
     rows = alert_rows(alerts)
-    p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, average="binary",
-                                                 zero_division=0.0)
+    p, r, f, _ = precision_recall_fscore_support(
+        y_true, y_pred, average="binary", zero_division=0.0
+    )
     cm = confusion_matrix(y_true, y_pred, labels=[False, True]).tolist()
-    return BacktestResult(alerts, match_incidents(labels, rows, grace_s),
-                          unmatched_alerts(labels, rows, grace_s), len(y_true), float(p),
-                          float(r), float(f), cm, Counter(a.rule for a in rows))
+    return BacktestResult(
+        alerts,
+        match_incidents(labels, rows, grace_s),
+        unmatched_alerts(labels, rows, grace_s),
+        len(y_true),
+        float(p),
+        float(r),
+        float(f),
+        cm,
+        Counter(a.rule for a in rows),
+    )

@@ -10,18 +10,39 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-__all__ = ["QUERIES", "add_query_args", "add_report_args", "add_backtest_args", "run_query",
-           "run_report", "run_backtest"]
+__all__ = [
+    "QUERIES",
+    "add_query_args",
+    "add_report_args",
+    "add_backtest_args",
+    "run_query",
+    "run_report",
+    "run_backtest",
+]
 
-QUERIES = ("readings", "events", "history", "rollup", "scores", "alerts", "mtta", "noisy",
-           "dead-letters", "influxql")
+QUERIES = (
+    "readings",
+    "events",
+    "history",
+    "rollup",
+    "scores",
+    "alerts",
+    "mtta",
+    "noisy",
+    "dead-letters",
+    "influxql",
+)
 
 
 def _range_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--start", required=True, help="ISO 8601 with offset "
-                   "(2026-11-20T00:00:00Z), now, or relative (now-6h, or --start=-6h)")
+    p.add_argument(
+        "--start",
+        required=True,
+        help="ISO 8601 with offset "
+        "(2026-11-20T00:00:00Z), now, or relative (now-6h, or --start=-6h)",
+    )
     p.add_argument("--end", default="now", help="as --start (default: now)")
     p.add_argument("--chunk", default="6h", help="read long ranges in chunks of this (default 6h)")
 
@@ -51,11 +72,17 @@ def add_report_args(p: argparse.ArgumentParser) -> None:
 
 def add_backtest_args(p: argparse.ArgumentParser) -> None:
     _range_args(p)
-    p.add_argument("--parquet", help="history saved by `twinwatch query history --format "
-                   "parquet` (default: read InfluxDB)")
+    p.add_argument(
+        "--parquet",
+        help="history saved by `twinwatch query history --format parquet` (default: read InfluxDB)",
+    )
     p.add_argument("--labels", help="incident labels (default: simulation.labels_path)")
-    p.add_argument("--grace", type=float, default=1800.0,
-                   help="seconds after an incident's end an alert still counts (default 1800)")
+    p.add_argument(
+        "--grace",
+        type=float,
+        default=1800.0,
+        help="seconds after an incident's end an alert still counts (default 1800)",
+    )
     p.add_argument("--format", choices=("table", "csv", "parquet"), default="table")
     p.add_argument("-o", "--out", help="write the per-incident results to this file")
 
@@ -63,7 +90,7 @@ def add_backtest_args(p: argparse.ArgumentParser) -> None:
 def _range(args):
     from twinwatch.app.analysis.query import check_range, parse_duration, parse_time
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     start, end = check_range(parse_time(args.start, now), parse_time(args.end, now))
     return start, end, parse_duration(args.chunk)
 
@@ -82,6 +109,7 @@ def _progress(desc: str):
         bar.refresh()
         if done >= total:
             bar.close()
+
     return update
 
 
@@ -91,6 +119,7 @@ def _emit(df, fmt: str, out: str | None) -> None:
     if fmt == "parquet":
         if not out:
             from twinwatch.app.analysis.query import AnalysisError
+
             raise AnalysisError("--format parquet needs --out FILE")
         df.write_parquet(out)
     elif fmt == "csv":
@@ -122,14 +151,24 @@ def run_query(config, args) -> int:
         w = args.what
         if w == "influxql":
             if not args.influxql:
-                raise AnalysisError("`query influxql` needs the statement, e.g. "
-                                    "\"SELECT * FROM reading WHERE time > now() - 1h\"")
+                raise AnalysisError(
+                    "`query influxql` needs the statement, e.g. "
+                    '"SELECT * FROM reading WHERE time > now() - 1h"'
+                )
             df = db.select(args.influxql)
         elif w == "readings":
             df = h.readings(db, start, end, **series, chunk=chunk, progress=bar)
         elif w == "events":
-            df = h.events(db, start, end, site=args.site, asset=args.asset, sensor=args.sensor,
-                          chunk=chunk, progress=bar)
+            df = h.events(
+                db,
+                start,
+                end,
+                site=args.site,
+                asset=args.asset,
+                sensor=args.sensor,
+                chunk=chunk,
+                progress=bar,
+            )
         elif w == "history":
             df = h.history(db, start, end, chunk=chunk, progress=bar)
         elif w == "rollup":
@@ -146,8 +185,11 @@ def run_query(config, args) -> int:
             df = h.dead_letter_stats(db, start, end, chunk=chunk)
     if not df.height:
         scope = " ".join(f"{k}={v}" for k, v in series.items() if v)
-        e = EmptyResult(f"no {w} between {start:%Y-%m-%dT%H:%M:%SZ} and {end:%Y-%m-%dT%H:%M:%SZ}"
-                        + (f" for {scope}" if scope else "") + f" in database {db.database}")
+        e = EmptyResult(
+            f"no {w} between {start:%Y-%m-%dT%H:%M:%SZ} and {end:%Y-%m-%dT%H:%M:%SZ}"
+            + (f" for {scope}" if scope else "")
+            + f" in database {db.database}"
+        )
         print(f"twinwatch: {e}", file=sys.stderr)
         return 1
     _emit(df, args.format, args.out)
@@ -160,21 +202,31 @@ def run_report(config, args) -> int:
 
     start, end, _ = _range(args)
     with Influx(config.services.influxdb) as db:
-        path = build_report(db, config, start, end, args.out, domain=args.domain,
-                            site=args.site, max_incidents=args.max_incidents)
+        path = build_report(
+            db,
+            config,
+            start,
+            end,
+            args.out,
+            domain=args.domain,
+            site=args.site,
+            max_incidents=args.max_incidents,
+        )
     print(f"report: {path}  (figures in {path.parent / 'figures'})")
     return 0
 
 
 def run_backtest(config, args) -> int:
-    from twinwatch.app.analysis.backtest import (backtest, live_alerts, load_history,
-                                             read_labels)
+    from twinwatch.app.analysis.backtest import backtest, live_alerts, load_history, read_labels
     from twinwatch.app.analysis.query import Influx
     from twinwatch.app.evaluate import match_incidents, unmatched_alerts
 
     start, end, chunk = _range(args)
-    labels = [lb for lb in read_labels(args.labels or config.simulation.labels_path)
-              if start <= datetime.fromisoformat(lb["start"]) < end]
+    labels = [
+        lb
+        for lb in read_labels(args.labels or config.simulation.labels_path)
+        if start <= datetime.fromisoformat(lb["start"]) < end
+    ]
     live = None
     if args.parquet:
         history = load_history(parquet=args.parquet, start=start, end=end)
@@ -182,19 +234,24 @@ def run_backtest(config, args) -> int:
         with Influx(config.services.influxdb) as db:
             history = load_history(db=db, start=start, end=end, progress=_progress("reading"))
             live = live_alerts(db, start, end)
-    result = backtest(config, history, labels, grace_s=args.grace,
-                      progress=_progress("backtest"))
+    result = backtest(config, history, labels, grace_s=args.grace, progress=_progress("backtest"))
     s = result.summary()
     print(f"backtest of {s['samples']:,} readings/events, {len(labels)} labelled incidents:")
-    print(f"  alerts fired {s['alerts_fired']}  incidents detected {s['detected']}/"
-          f"{s['incidents']} (recall {s['recall']:.2f})  false alarms {s['false_alarms']}")
-    print(f"  sample level: precision {s['sample_precision']:.3f}  recall "
-          f"{s['sample_recall']:.3f}  F1 {s['sample_f1']:.3f}  confusion {result.confusion}")
+    print(
+        f"  alerts fired {s['alerts_fired']}  incidents detected {s['detected']}/"
+        f"{s['incidents']} (recall {s['recall']:.2f})  false alarms {s['false_alarms']}"
+    )
+    print(
+        f"  sample level: precision {s['sample_precision']:.3f}  recall "
+        f"{s['sample_recall']:.3f}  F1 {s['sample_f1']:.3f}  confusion {result.confusion}"
+    )
     print("  alerts by rule: " + ", ".join(f"{k} {n}" for k, n in result.by_rule.most_common()))
     if live is not None:
         detected = sum(r.detected for r in match_incidents(labels, live, args.grace))
-        print(f"  live flow (stored alerts): alerts fired {len(live)}  incidents detected "
-              f"{detected}/{len(labels)}  false alarms "
-              f"{len(unmatched_alerts(labels, live, args.grace))}")
+        print(
+            f"  live flow (stored alerts): alerts fired {len(live)}  incidents detected "
+            f"{detected}/{len(labels)}  false alarms "
+            f"{len(unmatched_alerts(labels, live, args.grace))}"
+        )
     _emit(result.incident_frame(), args.format, args.out)
     return 0

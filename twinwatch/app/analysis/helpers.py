@@ -34,8 +34,17 @@ import polars as pl
 from twinwatch.app.analysis.query import DEFAULT_CHUNK, TIME, Influx, Progress, parse_duration
 
 __all__ = [
-    "SERIES", "readings", "events", "history", "rollup", "rollup_frame", "scores_with_readings",
-    "alert_history", "mtta_mttr", "noisy_sensors", "dead_letter_stats",
+    "SERIES",
+    "readings",
+    "events",
+    "history",
+    "rollup",
+    "rollup_frame",
+    "scores_with_readings",
+    "alert_history",
+    "mtta_mttr",
+    "noisy_sensors",
+    "dead_letter_stats",
 ]
 
 SERIES = ["domain", "site", "asset", "sensor"]
@@ -46,77 +55,157 @@ def _where(domain=None, site=None, asset=None, sensor=None) -> dict[str, str | N
     return {"domain": domain, "site": site, "asset": asset, "sensor": sensor}
 
 
-def readings(db: Influx, start: datetime, end: datetime, *, domain: str | None = None,
-             site: str | None = None, asset: str | None = None, sensor: str | None = None,
-             chunk: timedelta = DEFAULT_CHUNK, progress: Progress | None = None) -> pl.DataFrame:
+def readings(
+    db: Influx,
+    start: datetime,
+    end: datetime,
+    *,
+    domain: str | None = None,
+    site: str | None = None,
+    asset: str | None = None,
+    sensor: str | None = None,
+    chunk: timedelta = DEFAULT_CHUNK,
+    progress: Progress | None = None,
+) -> pl.DataFrame:
     """time, asset, domain, quantity, sensor, site, unit (Categorical), value (Float64)."""
-    return db.read("reading", start, end, where=_where(domain, site, asset, sensor),
-                   chunk=chunk, progress=progress)
+    return db.read(
+        "reading",
+        start,
+        end,
+        where=_where(domain, site, asset, sensor),
+        chunk=chunk,
+        progress=progress,
+    )
 
 
-def events(db: Influx, start: datetime, end: datetime, *, site: str | None = None,
-           asset: str | None = None, sensor: str | None = None,
-           chunk: timedelta = DEFAULT_CHUNK, progress: Progress | None = None) -> pl.DataFrame:
-    return db.read("security_event", start, end, where=_where(None, site, asset, sensor),
-                   chunk=chunk, progress=progress)
+def events(
+    db: Influx,
+    start: datetime,
+    end: datetime,
+    *,
+    site: str | None = None,
+    asset: str | None = None,
+    sensor: str | None = None,
+    chunk: timedelta = DEFAULT_CHUNK,
+    progress: Progress | None = None,
+) -> pl.DataFrame:
+    return db.read(
+        "security_event",
+        start,
+        end,
+        where=_where(None, site, asset, sensor),
+        chunk=chunk,
+        progress=progress,
+    )
 
 
-def history(db: Influx, start: datetime, end: datetime, *, chunk: timedelta = DEFAULT_CHUNK,
-            progress: Progress | None = None) -> pl.DataFrame:
+def history(
+    db: Influx,
+    start: datetime,
+    end: datetime,
+    *,
+    chunk: timedelta = DEFAULT_CHUNK,
+    progress: Progress | None = None,
+) -> pl.DataFrame:
     """Readings and security events in one frame, in time order (readings have null ``kind``,
     events null ``value``): the input of a backtest, and what ``query history`` saves."""
-    parts = [f for f in (readings(db, start, end, chunk=chunk, progress=progress),
-                         events(db, start, end, chunk=chunk, progress=progress)) if f.height]
+    parts = [
+        f
+        for f in (
+            readings(db, start, end, chunk=chunk, progress=progress),
+            events(db, start, end, chunk=chunk, progress=progress),
+        )
+        if f.height
+    ]
     if not parts:
         return readings(db, start, end, chunk=chunk)
     return pl.concat(parts, how="diagonal_relaxed").sort("time", maintain_order=True)
 
 
-def rollup(db: Influx, start: datetime, end: datetime, every: str = "1h", *,
-           domain: str | None = None, site: str | None = None, asset: str | None = None,
-           sensor: str | None = None, chunk: timedelta = DEFAULT_CHUNK,
-           progress: Progress | None = None) -> pl.DataFrame:
+def rollup(
+    db: Influx,
+    start: datetime,
+    end: datetime,
+    every: str = "1h",
+    *,
+    domain: str | None = None,
+    site: str | None = None,
+    asset: str | None = None,
+    sensor: str | None = None,
+    chunk: timedelta = DEFAULT_CHUNK,
+    progress: Progress | None = None,
+) -> pl.DataFrame:
     """Per series and ``every`` bucket: count, mean, min, max of ``reading.value`` (InfluxQL)."""
     step = parse_duration(every)
     chunk = max(step, step * round(chunk / step))  # chunk edges on bucket edges
-    df = db.read("reading", start, end, where=_where(domain, site, asset, sensor),
-                 select="count(value), mean(value), min(value), max(value)",
-                 group_by=f"time({every}), domain, site, asset, sensor fill(none)",
-                 dtypes=_AGG_DTYPES, chunk=chunk, progress=progress)
+    df = db.read(
+        "reading",
+        start,
+        end,
+        where=_where(domain, site, asset, sensor),
+        select="count(value), mean(value), min(value), max(value)",
+        group_by=f"time({every}), domain, site, asset, sensor fill(none)",
+        dtypes=_AGG_DTYPES,
+        chunk=chunk,
+        progress=progress,
+    )
     if not df.height:
-        return pl.DataFrame(schema={"time": TIME, **{c: pl.Categorical for c in SERIES},
-                                    **_AGG_DTYPES})
+        return pl.DataFrame(
+            schema={"time": TIME, **{c: pl.Categorical for c in SERIES}, **_AGG_DTYPES}
+        )
     return df.select("time", *SERIES, *_AGG_DTYPES).sort([*SERIES, "time"])
 
 
 def rollup_frame(df: pl.DataFrame, every: str = "1h") -> pl.DataFrame:
     """``rollup`` computed in polars from raw readings (the same buckets and columns)."""
     parse_duration(every)  # same spellings, same validation
-    return (df.sort("time")
-            .group_by_dynamic("time", every=every, group_by=SERIES)
-            .agg(pl.col("value").count().cast(pl.Int64).alias("count"),
-                 pl.col("value").mean().alias("mean"), pl.col("value").min().alias("min"),
-                 pl.col("value").max().alias("max"))
-            .select("time", *SERIES, *_AGG_DTYPES).sort([*SERIES, "time"]))
+    return (
+        df.sort("time")
+        .group_by_dynamic("time", every=every, group_by=SERIES)
+        .agg(
+            pl.col("value").count().cast(pl.Int64).alias("count"),
+            pl.col("value").mean().alias("mean"),
+            pl.col("value").min().alias("min"),
+            pl.col("value").max().alias("max"),
+        )
+        .select("time", *SERIES, *_AGG_DTYPES)
+        .sort([*SERIES, "time"])
+    )
 
 
-def scores_with_readings(db: Influx, start: datetime, end: datetime, *,
-                         domain: str | None = None, site: str | None = None,
-                         asset: str | None = None, sensor: str | None = None,
-                         chunk: timedelta = DEFAULT_CHUNK) -> pl.DataFrame:
+def scores_with_readings(
+    db: Influx,
+    start: datetime,
+    end: datetime,
+    *,
+    domain: str | None = None,
+    site: str | None = None,
+    asset: str | None = None,
+    sensor: str | None = None,
+    chunk: timedelta = DEFAULT_CHUNK,
+) -> pl.DataFrame:
     """Each reading with its detectors' scores (one column per detector) and ``hits``."""
     w = dict(domain=domain, site=site, asset=asset, sensor=sensor, chunk=chunk)
     left = readings(db, start, end, **w)
-    scores = db.read("anomaly_score", start, end, where=_where(domain, site, asset, sensor),
-                     chunk=chunk)
+    scores = db.read(
+        "anomaly_score", start, end, where=_where(domain, site, asset, sensor), chunk=chunk
+    )
     if not scores.height:
         return left
     return left.join(scores.drop("value"), on=["time", *SERIES], how="left")
 
 
-def alert_history(db: Influx, start: datetime, end: datetime, *, domain: str | None = None,
-                  site: str | None = None, asset: str | None = None, sensor: str | None = None,
-                  chunk: timedelta = DEFAULT_CHUNK) -> pl.DataFrame:
+def alert_history(
+    db: Influx,
+    start: datetime,
+    end: datetime,
+    *,
+    domain: str | None = None,
+    site: str | None = None,
+    asset: str | None = None,
+    sensor: str | None = None,
+    chunk: timedelta = DEFAULT_CHUNK,
+) -> pl.DataFrame:
     """One row per fired alert episode: labels, fired/resolved/acked times and durations (s)."""
     raw = db.read("alert", start, end, where=_where(domain, site, asset, sensor), chunk=chunk)
     if not raw.height:
@@ -124,90 +213,149 @@ def alert_history(db: Influx, start: datetime, end: datetime, *, domain: str | N
     labels = [*SERIES, "rule", "severity"]
     at = lambda status: pl.col("time").filter(pl.col("status") == status).min()  # noqa: E731
     first_firing = pl.col("status") == "firing"
-    eps = (raw.group_by(["fingerprint", "starts_at_ms"])
-           .agg(*[pl.col(c).first() for c in labels],
-                pl.col("starts_at_ms").first().cast(pl.Int64).cast(TIME).alias("started_at"),
-                at("pending").alias("pending_at"), at("firing").alias("fired_at"),
-                at("resolved").alias("resolved_at"),
-                pl.col("value").filter(first_firing).first().alias("value"),
-                pl.col("unit").filter(first_firing).first().alias("unit"),
-                pl.col("summary").filter(first_firing).first().alias("summary"))
-           .filter(pl.col("fired_at").is_not_null()))
+    eps = (
+        raw.group_by(["fingerprint", "starts_at_ms"])
+        .agg(
+            *[pl.col(c).first() for c in labels],
+            pl.col("starts_at_ms").first().cast(pl.Int64).cast(TIME).alias("started_at"),
+            at("pending").alias("pending_at"),
+            at("firing").alias("fired_at"),
+            at("resolved").alias("resolved_at"),
+            pl.col("value").filter(first_firing).first().alias("value"),
+            pl.col("unit").filter(first_firing).first().alias("unit"),
+            pl.col("summary").filter(first_firing).first().alias("summary"),
+        )
+        .filter(pl.col("fired_at").is_not_null())
+    )
     eps = _with_acks(db, eps, start, end, chunk)
     seconds = lambda a, b: (pl.col(a) - pl.col(b)).dt.total_milliseconds() / 1000  # noqa: E731
-    return (eps.with_columns(seconds("acked_at", "fired_at").alias("time_to_ack_s"),
-                             seconds("resolved_at", "fired_at").alias("time_to_resolve_s"))
-            .select(_episodes_schema().columns).sort("fired_at", "fingerprint"))
+    return (
+        eps.with_columns(
+            seconds("acked_at", "fired_at").alias("time_to_ack_s"),
+            seconds("resolved_at", "fired_at").alias("time_to_resolve_s"),
+        )
+        .select(_episodes_schema().columns)
+        .sort("fired_at", "fingerprint")
+    )
 
 
 def _episodes_schema() -> pl.DataFrame:
     cat = pl.Categorical
-    return pl.DataFrame(schema={
-        "fingerprint": pl.String, **{c: cat for c in SERIES}, "rule": cat, "severity": cat,
-        "started_at": TIME, "pending_at": TIME, "fired_at": TIME, "acked_at": TIME,
-        "resolved_at": TIME, "time_to_ack_s": pl.Float64, "time_to_resolve_s": pl.Float64,
-        "value": pl.Float64, "unit": pl.String, "summary": pl.String})
+    return pl.DataFrame(
+        schema={
+            "fingerprint": pl.String,
+            **{c: cat for c in SERIES},
+            "rule": cat,
+            "severity": cat,
+            "started_at": TIME,
+            "pending_at": TIME,
+            "fired_at": TIME,
+            "acked_at": TIME,
+            "resolved_at": TIME,
+            "time_to_ack_s": pl.Float64,
+            "time_to_resolve_s": pl.Float64,
+            "value": pl.Float64,
+            "unit": pl.String,
+            "summary": pl.String,
+        }
+    )
 
 
-def _with_acks(db: Influx, eps: pl.DataFrame, start: datetime, end: datetime,
-               chunk: timedelta) -> pl.DataFrame:
+def _with_acks(
+    db: Influx, eps: pl.DataFrame, start: datetime, end: datetime, chunk: timedelta
+) -> pl.DataFrame:
     if "alert_ack" not in db.measurements():
         return eps.with_columns(pl.lit(None, TIME).alias("acked_at"))
     acks = db.read("alert_ack", start, end, chunk=chunk)
     if "fingerprint" not in acks.columns or not acks.height:
         return eps.with_columns(pl.lit(None, TIME).alias("acked_at"))
     acks = acks.select(pl.col("fingerprint").cast(pl.String), pl.col("time").alias("ack"))
-    first = (eps.select("fingerprint", "starts_at_ms", "fired_at", "resolved_at")
-             .join(acks, on="fingerprint")
-             .filter(pl.col("ack") >= pl.col("fired_at"),
-                     pl.col("resolved_at").is_null() | (pl.col("ack") <= pl.col("resolved_at")))
-             .group_by("fingerprint", "starts_at_ms").agg(pl.col("ack").min().alias("acked_at")))
+    first = (
+        eps.select("fingerprint", "starts_at_ms", "fired_at", "resolved_at")
+        .join(acks, on="fingerprint")
+        .filter(
+            pl.col("ack") >= pl.col("fired_at"),
+            pl.col("resolved_at").is_null() | (pl.col("ack") <= pl.col("resolved_at")),
+        )
+        .group_by("fingerprint", "starts_at_ms")
+        .agg(pl.col("ack").min().alias("acked_at"))
+    )
     return eps.join(first, on=["fingerprint", "starts_at_ms"], how="left")
 
 
-def mtta_mttr(episodes: pl.DataFrame, by: tuple[str, ...] = ("domain", "severity")
-              ) -> pl.DataFrame:
+def mtta_mttr(episodes: pl.DataFrame, by: tuple[str, ...] = ("domain", "severity")) -> pl.DataFrame:
     """Mean time to acknowledge / resolve (minutes) per group, with counts of each."""
     minutes = lambda c: pl.col(c) / 60  # noqa: E731
-    return (episodes.group_by(list(by))
-            .agg(pl.len().alias("alerts"),
-                 pl.col("time_to_ack_s").count().alias("acked"),
-                 minutes("time_to_ack_s").mean().alias("mtta_min"),
-                 pl.col("time_to_resolve_s").count().alias("resolved"),
-                 minutes("time_to_resolve_s").mean().alias("mttr_min"),
-                 minutes("time_to_resolve_s").median().alias("median_ttr_min"))
-            .sort(list(by)))
+    return (
+        episodes.group_by(list(by))
+        .agg(
+            pl.len().alias("alerts"),
+            pl.col("time_to_ack_s").count().alias("acked"),
+            minutes("time_to_ack_s").mean().alias("mtta_min"),
+            pl.col("time_to_resolve_s").count().alias("resolved"),
+            minutes("time_to_resolve_s").mean().alias("mttr_min"),
+            minutes("time_to_resolve_s").median().alias("median_ttr_min"),
+        )
+        .sort(list(by))
+    )
 
 
-def noisy_sensors(db: Influx, start: datetime, end: datetime, *, top: int = 10,
-                  episodes: pl.DataFrame | None = None) -> pl.DataFrame:
+def noisy_sensors(
+    db: Influx,
+    start: datetime,
+    end: datetime,
+    *,
+    top: int = 10,
+    episodes: pl.DataFrame | None = None,
+) -> pl.DataFrame:
     """Sensors with the most alert episodes, then the most detector hits (``anomaly`` points)."""
     if episodes is None:
         episodes = alert_history(db, start, end)
     alerts = episodes.group_by(SERIES).agg(pl.len().cast(pl.Int64).alias("alerts"))
-    hits = db.read("anomaly", start, end, select="count(score)",
-                   group_by="domain, site, asset, sensor", chunk=end - start + timedelta(1),
-                   dtypes={"count": pl.Int64})
+    hits = db.read(
+        "anomaly",
+        start,
+        end,
+        select="count(score)",
+        group_by="domain, site, asset, sensor",
+        chunk=end - start + timedelta(1),
+        dtypes={"count": pl.Int64},
+    )
     if hits.height:
         hits = hits.group_by(SERIES).agg(pl.col("count").sum().alias("detector_hits"))
         out = alerts.join(hits, on=SERIES, how="full", coalesce=True)
     else:
         out = alerts.with_columns(pl.lit(0, pl.Int64).alias("detector_hits"))
-    return (out.with_columns(pl.col("alerts", "detector_hits").fill_null(0))
-            .sort(["alerts", "detector_hits", *SERIES], descending=[True, True] + [False] * 4)
-            .head(top))
+    return (
+        out.with_columns(pl.col("alerts", "detector_hits").fill_null(0))
+        .sort(["alerts", "detector_hits", *SERIES], descending=[True, True] + [False] * 4)
+        .head(top)
+    )
 
 
-def dead_letter_stats(db: Influx, start: datetime, end: datetime, *,
-                      chunk: timedelta = DEFAULT_CHUNK) -> pl.DataFrame:
+def dead_letter_stats(
+    db: Influx, start: datetime, end: datetime, *, chunk: timedelta = DEFAULT_CHUNK
+) -> pl.DataFrame:
     """Dead letters per source and reason: count, first and last time, most frequent topic."""
     df = db.read("dead_letter", start, end, chunk=chunk)
     if not df.height:
-        return pl.DataFrame(schema={"source": pl.Categorical, "reason": pl.Categorical,
-                                    "count": pl.Int64, "first": TIME, "last": TIME,
-                                    "top_topic": pl.String})
-    return (df.group_by("source", "reason")
-            .agg(pl.len().cast(pl.Int64).alias("count"), pl.col("time").min().alias("first"),
-                 pl.col("time").max().alias("last"),
-                 pl.col("topic").mode().sort().first().alias("top_topic"))
-            .sort("count", "source", "reason", descending=[True, False, False]))
+        return pl.DataFrame(
+            schema={
+                "source": pl.Categorical,
+                "reason": pl.Categorical,
+                "count": pl.Int64,
+                "first": TIME,
+                "last": TIME,
+                "top_topic": pl.String,
+            }
+        )
+    return (
+        df.group_by("source", "reason")
+        .agg(
+            pl.len().cast(pl.Int64).alias("count"),
+            pl.col("time").min().alias("first"),
+            pl.col("time").max().alias("last"),
+            pl.col("topic").mode().sort().first().alias("top_topic"),
+        )
+        .sort("count", "source", "reason", descending=[True, False, False])
+    )

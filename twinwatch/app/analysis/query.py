@@ -29,22 +29,38 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
-from twinwatch.influx import InfluxError, InfluxRejected, InfluxUnavailable, InfluxV1Writer
 from twinwatch.config import ConfigError, InfluxService
+from twinwatch.influx import InfluxError, InfluxRejected, InfluxUnavailable, InfluxV1Writer
 
 __all__ = [
-    "AnalysisError", "Unreachable", "BadCredentials", "BadTimeRange", "EmptyResult",
-    "Influx", "Progress", "TIME", "parse_time", "parse_duration", "check_range", "ms",
-    "quote_ident", "quote_str", "where_clause",
+    "AnalysisError",
+    "Unreachable",
+    "BadCredentials",
+    "BadTimeRange",
+    "EmptyResult",
+    "Influx",
+    "Progress",
+    "TIME",
+    "parse_time",
+    "parse_duration",
+    "check_range",
+    "ms",
+    "quote_ident",
+    "quote_str",
+    "where_clause",
 ]
 
 TIME = pl.Datetime("ms", "UTC")
-FIELD_DTYPES = {"float": pl.Float64, "integer": pl.Int64, "string": pl.String,
-                "boolean": pl.Boolean}
+FIELD_DTYPES = {
+    "float": pl.Float64,
+    "integer": pl.Int64,
+    "string": pl.String,
+    "boolean": pl.Boolean,
+}
 DEFAULT_CHUNK = timedelta(hours=6)
 Progress = Callable[[int, int], None]
 _DURATION = re.compile(r"^(\d+)(ms|s|m|h|d|w)$")
@@ -73,6 +89,7 @@ class EmptyResult(AnalysisError):
 
 # --- times, durations, InfluxQL quoting --------------------------------------------------------
 
+
 def parse_duration(text: str) -> timedelta:
     """``30s``, ``5m``, ``1h``, ``1d``, ``1w`` (InfluxQL's and polars' shared spellings)."""
     m = _DURATION.match(text.strip())
@@ -93,11 +110,13 @@ def parse_time(text: str, now: datetime) -> datetime:
     try:
         dt = datetime.fromisoformat(t.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
-        raise BadTimeRange(f"bad time {text!r}: expected ISO 8601 with an offset "
-                           "(2026-11-20T00:00:00Z), now, or -6h") from None
+        raise BadTimeRange(
+            f"bad time {text!r}: expected ISO 8601 with an offset "
+            "(2026-11-20T00:00:00Z), now, or -6h"
+        ) from None
     if dt.tzinfo is None:
         raise BadTimeRange(f"time {text!r} has no UTC offset; add Z or +09:00")
-    return dt.astimezone(timezone.utc)
+    return dt.astimezone(UTC)
 
 
 def check_range(start: datetime, end: datetime) -> tuple[datetime, datetime]:
@@ -105,9 +124,10 @@ def check_range(start: datetime, end: datetime) -> tuple[datetime, datetime]:
         if t.tzinfo is None:
             raise BadTimeRange(f"{name} {t.isoformat()} has no UTC offset")
     if end <= start:
-        raise BadTimeRange(f"empty time range: end {end.isoformat()} is not after start "
-                           f"{start.isoformat()}")
-    return start.astimezone(timezone.utc), end.astimezone(timezone.utc)
+        raise BadTimeRange(
+            f"empty time range: end {end.isoformat()} is not after start {start.isoformat()}"
+        )
+    return start.astimezone(UTC), end.astimezone(UTC)
 
 
 def ms(t: datetime) -> int:
@@ -122,12 +142,12 @@ def quote_str(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def where_clause(start: datetime, end: datetime, where: dict[str, str | None] | None = None
-                 ) -> str:
+def where_clause(start: datetime, end: datetime, where: dict[str, str | None] | None = None) -> str:
     """``time >= ..ms AND time < ..ms AND "tag" = '...'`` (None values are left out)."""
     parts = [f"time >= {ms(start)}ms", f"time < {ms(end)}ms"]
-    parts += [f"{quote_ident(k)} = {quote_str(v)}" for k, v in (where or {}).items()
-              if v is not None]
+    parts += [
+        f"{quote_ident(k)} = {quote_str(v)}" for k, v in (where or {}).items() if v is not None
+    ]
     return " AND ".join(parts)
 
 
@@ -135,7 +155,7 @@ def _chunks(start: datetime, end: datetime, chunk: timedelta) -> list[tuple[date
     step = chunk.total_seconds()
     edges = [start]
     k = int(start.timestamp() // step) + 1
-    while (t := datetime.fromtimestamp(k * step, timezone.utc)) < end:
+    while (t := datetime.fromtimestamp(k * step, UTC)) < end:
         edges.append(t)
         k += 1
     edges.append(end)
@@ -144,6 +164,7 @@ def _chunks(start: datetime, end: datetime, chunk: timedelta) -> list[tuple[date
 
 # --- the reader ------------------------------------------------------------------------------
 
+
 class Influx:
     """Reads InfluxDB into polars. Credentials are revealed here (from env/files), never logged."""
 
@@ -151,10 +172,20 @@ class Influx:
         password = cfg.password.reveal() if cfg.password is not None else None
         token = cfg.token.reveal() if cfg.token is not None else None
         # An analyst waits at the terminal: fail fast rather than the flow's long backoff.
-        self._w = InfluxV1Writer(cfg.url, cfg.database, retention_policy=cfg.retention_policy,
-                                 username=cfg.username, password=password, token=token,
-                                 timeout=cfg.timeout_s, max_retries=max_retries, tls=cfg.tls,
-                                 backoff_s=0.2, max_backoff_s=1.0, **kw)
+        self._w = InfluxV1Writer(
+            cfg.url,
+            cfg.database,
+            retention_policy=cfg.retention_policy,
+            username=cfg.username,
+            password=password,
+            token=token,
+            timeout=cfg.timeout_s,
+            max_retries=max_retries,
+            tls=cfg.tls,
+            backoff_s=0.2,
+            max_backoff_s=1.0,
+            **kw,
+        )
         self.url, self.database = self._w.url, cfg.database
         self._schemas: dict[str, tuple[list[str], dict[str, str]]] = {}
 
@@ -174,29 +205,41 @@ class Influx:
         except InfluxUnavailable as e:
             where = f"InfluxDB at {self.url}"
             if e.status is None:
-                raise Unreachable(f"cannot reach {where} ({e.text or str(e).split(': ', 1)[-1]});"
-                                  " is it running? check services.influxdb.url") from None
+                raise Unreachable(
+                    f"cannot reach {where} ({e.text or str(e).split(': ', 1)[-1]});"
+                    " is it running? check services.influxdb.url"
+                ) from None
             raise Unreachable(f"{where} is unavailable: HTTP {e.status} {e.text}") from None
         except InfluxRejected as e:
             if e.status in (401, 403):
                 raise BadCredentials(
                     f"InfluxDB at {self.url} refused the credentials (HTTP {e.status}: {e.text});"
-                    " check services.influxdb.username/password/token") from None
-            raise AnalysisError(f"InfluxDB rejected the query: {e.text or e}\n  query: {q}"
-                                ) from None
+                    " check services.influxdb.username/password/token"
+                ) from None
+            raise AnalysisError(
+                f"InfluxDB rejected the query: {e.text or e}\n  query: {q}"
+            ) from None
         except InfluxError as e:  # pragma: no cover - the two above are all there is
             raise AnalysisError(str(e)) from None
 
     def measurements(self) -> set[str]:
-        return {row[0] for res in self.raw("SHOW MEASUREMENTS")
-                for s in res.get("series", []) for row in s["values"]}
+        return {
+            row[0]
+            for res in self.raw("SHOW MEASUREMENTS")
+            for s in res.get("series", [])
+            for row in s["values"]
+        }
 
     def schema(self, measurement: str) -> tuple[list[str], dict[str, str]]:
         """(tag keys, {field: influx type}) of a measurement, as the server knows them."""
         if measurement not in self._schemas:
             m = quote_ident(measurement)
-            tags = [row[0] for res in self.raw(f"SHOW TAG KEYS FROM {m}")
-                    for s in res.get("series", []) for row in s["values"]]
+            tags = [
+                row[0]
+                for res in self.raw(f"SHOW TAG KEYS FROM {m}")
+                for s in res.get("series", [])
+                for row in s["values"]
+            ]
             fields: dict[str, str] = {}
             for res in self.raw(f"SHOW FIELD KEYS FROM {m}"):
                 for s in res.get("series", []):
@@ -205,18 +248,31 @@ class Influx:
             self._schemas[measurement] = (sorted(tags), fields)
         return self._schemas[measurement]
 
-    def select(self, q: str, *, measurement: str | None = None,
-               dtypes: dict[str, pl.DataType] | None = None) -> pl.DataFrame:
+    def select(
+        self,
+        q: str,
+        *,
+        measurement: str | None = None,
+        dtypes: dict[str, pl.DataType] | None = None,
+    ) -> pl.DataFrame:
         """One InfluxQL SELECT -> DataFrame. Tags (of ``measurement`` or from GROUP BY) become
         Categorical; fields take the server's types; ``dtypes`` sets the rest (aggregates)."""
         tags, fields = self.schema(measurement) if measurement else ([], {})
         return to_frame(self.raw(q), tags, fields, dtypes)
 
-    def read(self, measurement: str, start: datetime, end: datetime, *,
-             where: dict[str, str | None] | None = None, select: str = "*",
-             group_by: str | None = None, dtypes: dict[str, pl.DataType] | None = None,
-             chunk: timedelta = DEFAULT_CHUNK, progress: Progress | None = None
-             ) -> pl.DataFrame:
+    def read(
+        self,
+        measurement: str,
+        start: datetime,
+        end: datetime,
+        *,
+        where: dict[str, str | None] | None = None,
+        select: str = "*",
+        group_by: str | None = None,
+        dtypes: dict[str, pl.DataType] | None = None,
+        chunk: timedelta = DEFAULT_CHUNK,
+        progress: Progress | None = None,
+    ) -> pl.DataFrame:
         """``SELECT {select} FROM measurement`` over [start, end), one request per chunk."""
         start, end = check_range(start, end)
         tags, fields = self.schema(measurement)
@@ -236,8 +292,9 @@ class Influx:
         return pl.concat(parts, how="diagonal_relaxed").sort("time", maintain_order=True)
 
 
-def _series_frame(s: dict, tags: set[str], fields: dict[str, str],
-                  dtypes: dict[str, pl.DataType]) -> pl.DataFrame:
+def _series_frame(
+    s: dict, tags: set[str], fields: dict[str, str], dtypes: dict[str, pl.DataType]
+) -> pl.DataFrame:
     cols, rows = s["columns"], s.get("values") or []
     data = dict(zip(cols, (list(c) for c in zip(*rows)))) if rows else {c: [] for c in cols}
     series_tags = s.get("tags") or {}
@@ -258,8 +315,12 @@ def _series_frame(s: dict, tags: set[str], fields: dict[str, str],
     return pl.DataFrame(columns)
 
 
-def to_frame(results: list[dict], tags: Iterable[str], fields: dict[str, str],
-             dtypes: dict[str, pl.DataType] | None = None) -> pl.DataFrame:
+def to_frame(
+    results: list[dict],
+    tags: Iterable[str],
+    fields: dict[str, str],
+    dtypes: dict[str, pl.DataType] | None = None,
+) -> pl.DataFrame:
     """InfluxQL JSON results -> one DataFrame (series with different columns are aligned)."""
     tagset, dtypes = set(tags), dtypes or {}
     parts, group_tags = [], set()
@@ -277,9 +338,13 @@ def to_frame(results: list[dict], tags: Iterable[str], fields: dict[str, str],
     return df.select(front + tag_cols + [c for c in df.columns if c not in front + tag_cols])
 
 
-def empty_frame(tags: Iterable[str], fields: dict[str, str],
-                dtypes: dict[str, pl.DataType] | None = None, *, raw: bool = True
-                ) -> pl.DataFrame:
+def empty_frame(
+    tags: Iterable[str],
+    fields: dict[str, str],
+    dtypes: dict[str, pl.DataType] | None = None,
+    *,
+    raw: bool = True,
+) -> pl.DataFrame:
     """The frame a query with no rows would have had (raw: all tags and fields)."""
     schema: dict[str, pl.DataType] = {"time": TIME}
     if raw:

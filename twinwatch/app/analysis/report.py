@@ -29,9 +29,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import polars as pl  # noqa: E402
 
-from twinwatch.engine.plan import Plan  # noqa: E402
 from twinwatch.app.analysis import helpers as h  # noqa: E402
 from twinwatch.app.analysis.query import Influx, check_range  # noqa: E402
+from twinwatch.engine.plan import Plan  # noqa: E402
 from twinwatch.schema import SEVERITIES  # noqa: E402
 
 __all__ = ["build_report", "incidents", "SECTIONS"]
@@ -58,8 +58,12 @@ def incidents(episodes: pl.DataFrame, end: datetime) -> list[dict]:
                 current["end"] = max(current["end"], t1)
                 current["episodes"].append(r)
                 continue
-            current = {**dict(zip(h.SERIES, key)), "start": r["fired_at"], "end": t1,
-                       "episodes": [r]}
+            current = {
+                **dict(zip(h.SERIES, key)),
+                "start": r["fired_at"],
+                "end": t1,
+                "episodes": [r],
+            }
             out.append(current)
     for inc in out:
         inc["severity"] = max((str(e["severity"]) for e in inc["episodes"]), key=rank.get)
@@ -88,31 +92,45 @@ def _img(data: str, alt: str) -> str:
 def _table(df: pl.DataFrame, empty: str) -> str:
     if not df.height:
         return f"<p>{html.escape(empty)}</p>"
+
     def cell(v) -> str:
         if isinstance(v, float):
             return f"{v:.1f}"
         if isinstance(v, datetime):
             return v.strftime("%Y-%m-%d %H:%M:%S")
         return html.escape("" if v is None else str(v))
+
     head = "".join(f"<th>{html.escape(c)}</th>" for c in df.columns)
-    body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>"
-                   for row in df.iter_rows())
+    body = "".join(
+        "<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in df.iter_rows()
+    )
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
 def _alerts_figure(episodes: pl.DataFrame, path: Path) -> str:
     fig, ax = plt.subplots(figsize=(11, 2.8))
-    per_hour = (episodes.with_columns(pl.col("fired_at").dt.truncate("1h").alias("hour"),
-                                      pl.col("severity").cast(pl.String))
-                .group_by("hour", "severity").len())
+    per_hour = (
+        episodes.with_columns(
+            pl.col("fired_at").dt.truncate("1h").alias("hour"), pl.col("severity").cast(pl.String)
+        )
+        .group_by("hour", "severity")
+        .len()
+    )
     bottom: dict = {}
     for sev in SEVERITIES:
         part = per_hour.filter(pl.col("severity") == sev).sort("hour")
         if not part.height:
             continue
         hours, counts = part["hour"].to_list(), part["len"].to_list()
-        ax.bar(hours, counts, width=1 / 26, bottom=[bottom.get(x, 0) for x in hours],
-               color=COLORS[sev], label=sev, align="edge")
+        ax.bar(
+            hours,
+            counts,
+            width=1 / 26,
+            bottom=[bottom.get(x, 0) for x in hours],
+            color=COLORS[sev],
+            label=sev,
+            align="edge",
+        )
         for x, c in zip(hours, counts):
             bottom[x] = bottom.get(x, 0) + c
     ax.set_ylabel("alerts fired / h")
@@ -121,14 +139,16 @@ def _alerts_figure(episodes: pl.DataFrame, path: Path) -> str:
     return _png(fig, path)
 
 
-def _incident_figure(db: Influx, plan: Plan, config, inc: dict, start: datetime,
-                     end: datetime, path: Path) -> str:
+def _incident_figure(
+    db: Influx, plan: Plan, config, inc: dict, start: datetime, end: datetime, path: Path
+) -> str:
     key = tuple(inc[c] for c in h.SERIES)
     a, b = max(start, inc["start"] - PAD), min(end, inc["end"] + PAD)
     where = dict(zip(h.SERIES, key))
     scores = db.read("anomaly_score", a, b, where=where) if b > a else pl.DataFrame()
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 4.6), sharex=True,
-                                      gridspec_kw={"height_ratios": [3, 2]})
+    fig, (top, bottom) = plt.subplots(
+        2, 1, figsize=(11, 4.6), sharex=True, gridspec_kw={"height_ratios": [3, 2]}
+    )
     ref = config.catalog.get(key)
     series = "/".join(key)
     if scores.height and ref is not None and ref.sensor.kind == "reading":
@@ -139,8 +159,9 @@ def _incident_figure(db: Influx, plan: Plan, config, inc: dict, start: datetime,
             if v is not None:
                 top.axhline(v, color="#eb5757", ls="--", lw=1, label=f"{name} limit {v:g}")
     elif scores.height:
-        per_min = (scores.sort("time").group_by_dynamic("time", every="1m")
-                   .agg(pl.col("value").sum()))
+        per_min = (
+            scores.sort("time").group_by_dynamic("time", every="1m").agg(pl.col("value").sum())
+        )
         top.step(per_min["time"].to_list(), per_min["value"].to_list(), lw=1, color="#333")
         top.set_ylabel("failures / min")
     try:
@@ -150,17 +171,20 @@ def _incident_figure(db: Influx, plan: Plan, config, inc: dict, start: datetime,
         thresholds = {}
     for name, thr in thresholds.items():
         if scores.height and name in scores.columns and thr:
-            bottom.plot(scores["time"].to_list(), (scores[name] / thr).to_list(), lw=1,
-                        label=name)
+            bottom.plot(scores["time"].to_list(), (scores[name] / thr).to_list(), lw=1, label=name)
     bottom.axhline(1.0, color="#888", ls=":", lw=1)
     bottom.set_ylabel("score / threshold")
     for e in inc["episodes"]:
         sev = str(e["severity"])
         for ax in (top, bottom):
-            ax.axvspan(e["fired_at"], e["resolved_at"] or inc["end"], color=COLORS[sev],
-                       alpha=0.25, label=f"{e['rule']} ({sev})" if ax is top else None)
-    top.set_title(f"{series}: {inc['severity']}, "
-                  f"{inc['start']:%H:%M}–{inc['end']:%H:%M} UTC")
+            ax.axvspan(
+                e["fired_at"],
+                e["resolved_at"] or inc["end"],
+                color=COLORS[sev],
+                alpha=0.25,
+                label=f"{e['rule']} ({sev})" if ax is top else None,
+            )
+    top.set_title(f"{series}: {inc['severity']}, {inc['start']:%H:%M}–{inc['end']:%H:%M} UTC")
     top.legend(loc="upper left", fontsize=7)
     if thresholds:
         bottom.legend(loc="upper left", fontsize=7, ncol=4)
@@ -175,9 +199,17 @@ def _noisy(db, start, end, episodes, domain, site) -> pl.DataFrame:
     return noisy.head(10)
 
 
-def build_report(db: Influx, config, start: datetime, end: datetime, out_dir: Path | str, *,
-                 domain: str | None = None, site: str | None = None,
-                 max_incidents: int = 12) -> Path:
+def build_report(
+    db: Influx,
+    config,
+    start: datetime,
+    end: datetime,
+    out_dir: Path | str,
+    *,
+    domain: str | None = None,
+    site: str | None = None,
+    max_incidents: int = 12,
+) -> Path:
     start, end = check_range(start, end)
     out = Path(out_dir)
     figs = out / "figures"
@@ -189,37 +221,59 @@ def build_report(db: Influx, config, start: datetime, end: datetime, out_dir: Pa
     title = f"twinwatch incident report — {config.city.name}" + (f" ({scope})" if scope else "")
     period = f"{start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} UTC"
 
-    parts = [f"<h1>{html.escape(title)}</h1><p>{period}</p>",
-             '<section id="summary"><h2>Summary</h2>',
-             f"<p>{episodes.height} alerts fired in {len(incs)} incidents; "
-             f"{episodes['resolved_at'].is_null().sum()} still firing at the end of the period; "
-             f"{episodes['acked_at'].is_not_null().sum()} acknowledged.</p></section>",
-             '<section id="alerts"><h2>Alerts</h2>']
+    parts = [
+        f"<h1>{html.escape(title)}</h1><p>{period}</p>",
+        '<section id="summary"><h2>Summary</h2>',
+        f"<p>{episodes.height} alerts fired in {len(incs)} incidents; "
+        f"{episodes['resolved_at'].is_null().sum()} still firing at the end of the period; "
+        f"{episodes['acked_at'].is_not_null().sum()} acknowledged.</p></section>",
+        '<section id="alerts"><h2>Alerts</h2>',
+    ]
     if episodes.height:
         parts.append(_img(_alerts_figure(episodes, figs / "alerts.png"), "alerts per hour"))
-    cols = ["fired_at", *h.SERIES, "rule", "severity", "value", "unit", "resolved_at",
-            "time_to_ack_s", "time_to_resolve_s"]
-    parts += [_table(episodes.select(cols), "No alerts fired in this period."), "</section>",
-              '<section id="incidents"><h2>Incidents</h2>']
+    cols = [
+        "fired_at",
+        *h.SERIES,
+        "rule",
+        "severity",
+        "value",
+        "unit",
+        "resolved_at",
+        "time_to_ack_s",
+        "time_to_resolve_s",
+    ]
+    parts += [
+        _table(episodes.select(cols), "No alerts fired in this period."),
+        "</section>",
+        '<section id="incidents"><h2>Incidents</h2>',
+    ]
     for i, inc in enumerate(incs[:max_incidents], 1):
         data = _incident_figure(db, plan, config, inc, start, end, figs / f"incident-{i:02d}.png")
-        parts.append(f"<h3>{i}. {html.escape('/'.join(inc[c] for c in h.SERIES))}</h3>"
-                     + _img(data, f"incident {i}"))
+        parts.append(
+            f"<h3>{i}. {html.escape('/'.join(inc[c] for c in h.SERIES))}</h3>"
+            + _img(data, f"incident {i}")
+        )
     if len(incs) > max_incidents:
         parts.append(f"<p>{len(incs) - max_incidents} less severe incidents not plotted.</p>")
     if not incs:
         parts.append("<p>No incidents.</p>")
-    parts += ["</section>", '<section id="mtta-mttr"><h2>MTTA / MTTR</h2>',
-              "<p>Minutes from firing to acknowledgement (MTTA) and to resolution (MTTR).</p>",
-              _table(h.mtta_mttr(episodes), "No alerts."), "</section>",
-              '<section id="noisy-sensors"><h2>Top noisy sensors</h2>',
-              _table(_noisy(db, start, end, episodes, domain, site),
-                     "No alerts or detector hits."), "</section>",
-              '<section id="dead-letters"><h2>Dead letters</h2>',
-              _table(h.dead_letter_stats(db, start, end), "No dead letters in this period."),
-              "</section>"]
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
-            f"</title><style>{_CSS}</style></head><body>{''.join(parts)}</body></html>")
+    parts += [
+        "</section>",
+        '<section id="mtta-mttr"><h2>MTTA / MTTR</h2>',
+        "<p>Minutes from firing to acknowledgement (MTTA) and to resolution (MTTR).</p>",
+        _table(h.mtta_mttr(episodes), "No alerts."),
+        "</section>",
+        '<section id="noisy-sensors"><h2>Top noisy sensors</h2>',
+        _table(_noisy(db, start, end, episodes, domain, site), "No alerts or detector hits."),
+        "</section>",
+        '<section id="dead-letters"><h2>Dead letters</h2>',
+        _table(h.dead_letter_stats(db, start, end), "No dead letters in this period."),
+        "</section>",
+    ]
+    page = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+        f"</title><style>{_CSS}</style></head><body>{''.join(parts)}</body></html>"
+    )
     path = out / "report.html"
     path.write_text(page, encoding="utf-8")
     return path

@@ -12,7 +12,7 @@ import csv
 import json
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 __all__ = ["DataFile", "NabLayoutError", "load_corpus", "write_results"]
@@ -43,7 +43,7 @@ class DataFile:
 
 def _epoch(text: str, where: str) -> float:
     try:
-        return datetime.fromisoformat(text.strip()).replace(tzinfo=timezone.utc).timestamp()
+        return datetime.fromisoformat(text.strip()).replace(tzinfo=UTC).timestamp()
     except ValueError:
         raise NabLayoutError(f"{where}: bad timestamp {text!r}") from None
 

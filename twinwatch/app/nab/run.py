@@ -14,9 +14,9 @@ import math
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from twinwatch.app.nab import scorer
 from twinwatch.app.nab.corpus import DataFile, load_corpus, write_results
@@ -70,8 +70,9 @@ def run_detector(name: str, files: list[DataFile], factory: Callable, progress=N
         res.events += len(scores)
         bad = [s for s in scores if not 0.0 <= s <= 1.0]
         if bad:
-            raise ValueError(f"{name} scored {bad[0]!r} on {data.key}: "
-                             "NAB scores must be in [0, 1]")
+            raise ValueError(
+                f"{name} scored {bad[0]!r} on {data.key}: NAB scores must be in [0, 1]"
+            )
         res.scores[data.key] = scores
         if progress:
             progress(f"{name}: {k + 1}/{len(files)} {data.key}")
@@ -81,8 +82,9 @@ def run_detector(name: str, files: list[DataFile], factory: Callable, progress=N
 def score_detector(res: Result, files: list[DataFile]) -> None:
     """Optimise a threshold per profile over the corpus and fill ``res.table``."""
     for profile in scorer.PROFILES:
-        rows = {f.key: scorer.sweep_rows(f.key, res.scores[f.key], f.windows, profile)
-                for f in files}
+        rows = {
+            f.key: scorer.sweep_rows(f.key, res.scores[f.key], f.windows, profile) for f in files
+        }
         everything = [r for rs in rows.values() for r in rs]
         threshold, raw = scorer.optimise_threshold(everything, profile)
         null, perfect = scorer.null_and_perfect(everything, profile)
@@ -97,10 +99,16 @@ def score_detector(res: Result, files: list[DataFile]) -> None:
             acc[2] += p
             for k in counts:
                 counts[k] += c[k]
-        corpus_scores = {c: scorer.normalise(*v) if v[2] != v[1] else float("nan")
-                         for c, v in sorted(by_corpus.items())}
-        res.table[profile.name] = (threshold, scorer.normalise(raw, null, perfect),
-                                   corpus_scores, counts)
+        corpus_scores = {
+            c: scorer.normalise(*v) if v[2] != v[1] else float("nan")
+            for c, v in sorted(by_corpus.items())
+        }
+        res.table[profile.name] = (
+            threshold,
+            scorer.normalise(raw, null, perfect),
+            corpus_scores,
+            counts,
+        )
 
 
 def format_tables(results: list[Result]) -> str:
@@ -109,27 +117,38 @@ def format_tables(results: list[Result]) -> str:
         corpora = sorted({c for r in results for c in r.table[profile.name][2]})
         lines.append(f"\n== NAB {profile.name} (tp {profile.tp}, fp {profile.fp}, fn {profile.fn})")
         head = f"{'detector':12} {'score':>6} {'thresh':>7} {'tp/fn/fp':>14}  " + " ".join(
-            f"{c[:14]:>14}" for c in corpora)
+            f"{c[:14]:>14}" for c in corpora
+        )
         lines.append(head)
         for r in sorted(results, key=lambda r: -r.table[profile.name][1]):
             thr, total, by_c, cnt = r.table[profile.name]
             tfp = f"{cnt['tp']}/{cnt['fn']}/{cnt['fp']}"
-            lines.append(f"{r.detector:12} {total:6.1f} {thr:7.4f} {tfp:>14}  " + " ".join(
-                f"{by_c.get(c, math.nan):14.1f}" for c in corpora))
-        lines.append("(per corpus: normalised within the corpus at the corpus-wide threshold; "
-                     "nan = no labelled windows there, its false positives count in the total)")
+            lines.append(
+                f"{r.detector:12} {total:6.1f} {thr:7.4f} {tfp:>14}  "
+                + " ".join(f"{by_c.get(c, math.nan):14.1f}" for c in corpora)
+            )
+        lines.append(
+            "(per corpus: normalised within the corpus at the corpus-wide threshold; "
+            "nan = no labelled windows there, its false positives count in the total)"
+        )
     lines.append(f"\n{'detector':12} {'events/s':>10}  (update() only, one core)")
     for r in results:
         lines.append(f"{r.detector:12} {r.events_per_s:10,.0f}")
     return "\n".join(lines)
 
 
-def bench(data_dir: Path, results_dir: Path | None, names: list[str], only: str | None = None,
-          progress=None) -> list[Result]:
+def bench(
+    data_dir: Path,
+    results_dir: Path | None,
+    names: list[str],
+    only: str | None = None,
+    progress=None,
+) -> list[Result]:
     unknown = [n for n in names if n not in DETECTORS]
     if unknown:
-        raise ValueError(f"unknown benchmark detector {', '.join(unknown)}; "
-                         f"known: {', '.join(DETECTORS)}")
+        raise ValueError(
+            f"unknown benchmark detector {', '.join(unknown)}; known: {', '.join(DETECTORS)}"
+        )
     files = load_corpus(data_dir, only)
     out = []
     for name in names:
@@ -152,12 +171,20 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bench nab", description=__doc__.split("\n")[0])
     p.add_argument("--data", default="../shared/data/nab", help="NAB-layout folder")
     p.add_argument("--results", default="results", help="where to write NAB result files")
-    p.add_argument("--detector", action="append", help=f"any of {', '.join(DETECTORS)} "
-                   f"(repeatable; default {' '.join(DEFAULT_DETECTORS)})")
+    p.add_argument(
+        "--detector",
+        action="append",
+        help=f"any of {', '.join(DETECTORS)} (repeatable; default {' '.join(DEFAULT_DETECTORS)})",
+    )
     p.add_argument("--only", help="only data files whose '<corpus>/<file>' contains this")
     args = p.parse_args(argv)
-    results = bench(Path(args.data), Path(args.results), args.detector or list(DEFAULT_DETECTORS),
-                    args.only, _progress if sys.stderr.isatty() else None)
+    results = bench(
+        Path(args.data),
+        Path(args.results),
+        args.detector or list(DEFAULT_DETECTORS),
+        args.only,
+        _progress if sys.stderr.isatty() else None,
+    )
     print(format_tables(results))
     return 0
 

@@ -24,8 +24,8 @@ window) scored by the same code.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 __all__ = [
     "PROFILES",

@@ -46,7 +46,19 @@ from twinwatch.app.simulator.publish import SimStats, print_progress, publish_mq
 from twinwatch.app.simulator.signals import MODELS
 
 __all__ = [
-    "INCIDENT_KINDS", "INCIDENT_PARAMS", "MODELS", "Message", "SimStats", "SimulationError",
-    "sim_start", "generate", "incident_labels", "write_labels", "write_replay", "read_replay",
-    "publish_mqtt", "print_progress", "utcnow",
+    "INCIDENT_KINDS",
+    "INCIDENT_PARAMS",
+    "MODELS",
+    "Message",
+    "SimStats",
+    "SimulationError",
+    "sim_start",
+    "generate",
+    "incident_labels",
+    "write_labels",
+    "write_replay",
+    "read_replay",
+    "publish_mqtt",
+    "print_progress",
+    "utcnow",
 ]

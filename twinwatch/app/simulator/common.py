@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 import msgspec
@@ -11,7 +11,7 @@ import numpy as np
 
 from twinwatch.schema import utc
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = 1_000_000
 _CHUNK_S = 3600
 _ENC = msgspec.json.Encoder()
@@ -31,7 +31,7 @@ def _rng(seed: int, *names: str) -> np.random.Generator:
     words = [seed % 2**32, (seed // 2**32) % 2**32]
     for name in names:
         digest = hashlib.sha256(name.encode()).digest()
-        words += [int.from_bytes(digest[i:i + 4], "little") for i in range(0, 16, 4)]
+        words += [int.from_bytes(digest[i : i + 4], "little") for i in range(0, 16, 4)]
     return np.random.default_rng(np.random.SeedSequence(words))
 
 

@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from twinwatch.schema import FirewallPayload, LogPayload
 from twinwatch.app.simulator.common import _CHUNK_S, _ENC, _EPOCH, _US, Message, _p, _rng
 from twinwatch.app.simulator.weather import _plateau
+from twinwatch.schema import FirewallPayload, LogPayload
 
 
 class _EventSource:
@@ -30,9 +30,13 @@ class _EventSource:
 
     def _events(self, chunk_fn) -> Iterator[tuple[int, int, Message]]:
         rng = _rng(self.world.seed, self.path, "events")
-        inc_rng = _rng(self.world.seed, self.path, "incident-events")  # incidents change nothing else
+        inc_rng = _rng(
+            self.world.seed, self.path, "incident-events"
+        )  # incidents change nothing else
         offline = [(i.t0, i.t1) for i in self.incs if i.kind == "sensor_offline"]
-        pending: list[tuple[int, int, Any]] = []  # (t_us, seq, payload-args), may lie in later chunks
+        pending: list[
+            tuple[int, int, Any]
+        ] = []  # (t_us, seq, payload-args), may lie in later chunks
         seq = 0
         topic, idx, E, td, enc = self.topic, self.index, _EPOCH, timedelta, _ENC.encode
         for c0 in range(self.start_us, self.end_us, _CHUNK_S * _US):
@@ -72,14 +76,40 @@ class _EventSource:
     _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
     _HUMANS = ("kimjh", "parksy", "leehs", "choimk", "jungyw")
     _SERVICES = ("ops", "deploy", "backup", "monitor")
-    _GUESSES = ("root", "admin", "test", "user", "oracle", "ubuntu", "pi", "guest", "postgres", "git",
-                "ftpuser", "support", "webmaster", "nagios", "hadoop", "mysql", "administrator",
-                "ec2-user", "vagrant", "minecraft", "ops", "deploy", "test1", "info", "www")
+    _GUESSES = (
+        "root",
+        "admin",
+        "test",
+        "user",
+        "oracle",
+        "ubuntu",
+        "pi",
+        "guest",
+        "postgres",
+        "git",
+        "ftpuser",
+        "support",
+        "webmaster",
+        "nagios",
+        "hadoop",
+        "mysql",
+        "administrator",
+        "ec2-user",
+        "vagrant",
+        "minecraft",
+        "ops",
+        "deploy",
+        "test1",
+        "info",
+        "www",
+    )
 
     def _syslog(self, t_us: int, pid: int, msg: str) -> str:
         local = (_EPOCH + timedelta(microseconds=t_us)).astimezone(self.world.tz)
-        return (f"{self._MONTHS[local.month - 1]} {local.day:2d} {local:%H:%M:%S} "
-                f"{self.asset.id} sshd[{pid}]: {msg}")
+        return (
+            f"{self._MONTHS[local.month - 1]} {local.day:2d} {local:%H:%M:%S} "
+            f"{self.asset.id} sshd[{pid}]: {msg}"
+        )
 
     _B64 = list("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
 
@@ -114,9 +144,17 @@ class _EventSource:
             if human:
                 add(t, pid, f"Accepted password for {user} from {ip} port {port} ssh2")
             else:
-                add(t, pid, f"Accepted publickey for {user} from {ip} port {port} ssh2: "
-                            f"ED25519 SHA256:{st['key'][user]}")
-            add(t + 20_000, pid, f"pam_unix(sshd:session): session opened for user {user} by (uid=0)")
+                add(
+                    t,
+                    pid,
+                    f"Accepted publickey for {user} from {ip} port {port} ssh2: "
+                    f"ED25519 SHA256:{st['key'][user]}",
+                )
+            add(
+                t + 20_000,
+                pid,
+                f"pam_unix(sshd:session): session opened for user {user} by (uid=0)",
+            )
             t_end = t + int(rng.lognormal(np.log(600), 1.0) * _US)  # sessions of ~10 minutes
             add(t_end, pid, f"Received disconnect from {ip} port {port}:11: disconnected by user")
             add(t_end + 3000, pid, f"pam_unix(sshd:session): session closed for user {user}")
@@ -132,7 +170,11 @@ class _EventSource:
                 else:
                     add(t, pid, f"Invalid user {user} from {ip}")
                     t += int(inc_rng.integers(100, 1500)) * 1000
-                    add(t, pid, f"Failed password for invalid user {user} from {ip} port {port} ssh2")
+                    add(
+                        t,
+                        pid,
+                        f"Failed password for invalid user {user} from {ip} port {port} ssh2",
+                    )
         return out
 
     _ALLOW_PORTS = (1883, 8883, 443, 123, 53, 22)
@@ -166,5 +208,7 @@ class _EventSource:
             for t in self._poisson_times(inc_rng, inc.params["rate_per_min"] / 60, a, b):
                 port = st["ports"][st["i"] % 65535]
                 st["i"] += 1
-                out.append((t, ("allow" if port in (22, 443, 1883, 8883) else "deny", ip, port, "tcp")))
+                out.append(
+                    (t, ("allow" if port in (22, 443, 1883, 8883) else "deny", ip, port, "tcp"))
+                )
         return out

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import msgspec
 
-from twinwatch.schema import utc
 from twinwatch.app.simulator.common import _ENC, Message
+from twinwatch.schema import utc
 
 
 def write_labels(path, labels: Iterable[dict]) -> None:

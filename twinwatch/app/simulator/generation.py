@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from twinwatch.schema import utc
 from twinwatch.app.simulator.common import _ENC, _US, Message, _micros
 from twinwatch.app.simulator.incidents import INCIDENT_KINDS, _Inc, _plan_incidents
 from twinwatch.app.simulator.sensors import _SensorSim, _World
+from twinwatch.schema import utc
 
 
 def _plan(config, start: datetime) -> tuple[_World, list[_Inc], dict[str, list[_Inc]]]:
@@ -26,7 +26,7 @@ def sim_start(config, now: datetime) -> datetime:
     tz = ZoneInfo(config.city.timezone)
     day = latest.astimezone(tz).date()
     while True:
-        midnight = datetime(day.year, day.month, day.day, tzinfo=tz).astimezone(timezone.utc)
+        midnight = datetime(day.year, day.month, day.day, tzinfo=tz).astimezone(UTC)
         if midnight <= latest:
             return midnight
         day -= timedelta(days=1)
@@ -43,15 +43,25 @@ def generate(config, start: datetime, *, duration_h: float | None = None) -> Ite
         for asset in site.assets:
             for sensor in asset.sensors:
                 path = f"{site.id}/{asset.id}/{sensor.id}"
-                sims.append(_SensorSim(world, site, asset, sensor, len(sims), by_path.get(path, []),
-                                       start_us, end_us))
+                sims.append(
+                    _SensorSim(
+                        world,
+                        site,
+                        asset,
+                        sensor,
+                        len(sims),
+                        by_path.get(path, []),
+                        start_us,
+                        end_us,
+                    )
+                )
     for _, _, msg in heapq.merge(*(s.messages() for s in sims)):
         yield msg
 
 
 def _iso(t: datetime | float) -> str:
     if not isinstance(t, datetime):
-        t = datetime.fromtimestamp(t, timezone.utc)
+        t = datetime.fromtimestamp(t, UTC)
     return _ENC.encode(utc(t)).decode()[1:-1]
 
 
@@ -67,10 +77,18 @@ def incident_labels(config, start: datetime) -> list[dict]:
             continue
         site, asset, _ = spec.targets[0].split("/")
         extra = f" ({', '.join(f'{k}={v}' for k, v in spec.params.items())})" if spec.params else ""
-        labels.append({
-            "id": f"inc-{inc.index + 1:02d}", "kind": inc.kind, "domain": domains[site],
-            "site": site, "asset": asset, "sensors": [t.split("/")[2] for t in spec.targets],
-            "targets": list(spec.targets), "start": _iso(inc.t0), "end": _iso(inc.t1),
-            "description": f"{INCIDENT_KINDS[inc.kind]}{extra} on {', '.join(spec.targets)}",
-        })
+        labels.append(
+            {
+                "id": f"inc-{inc.index + 1:02d}",
+                "kind": inc.kind,
+                "domain": domains[site],
+                "site": site,
+                "asset": asset,
+                "sensors": [t.split("/")[2] for t in spec.targets],
+                "targets": list(spec.targets),
+                "start": _iso(inc.t0),
+                "end": _iso(inc.t1),
+                "description": f"{INCIDENT_KINDS[inc.kind]}{extra} on {', '.join(spec.targets)}",
+            }
+        )
     return labels

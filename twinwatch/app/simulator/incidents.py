@@ -36,8 +36,12 @@ INCIDENT_PARAMS: dict[str, dict[str, Any]] = {
     "turbidity_spike": {"peak": 1.2},
     "sensor_offline": {},
     "pipe_burst": {"pressure_drop": 0.4, "flow_rise": 0.6},
-    "bearing_overheating": {"rise": 50.0, "vibration_factor": 2.5, "ramp_frac": 0.6,
-                            "cooldown_min": 15.0},
+    "bearing_overheating": {
+        "rise": 50.0,
+        "vibration_factor": 2.5,
+        "ramp_frac": 0.6,
+        "cooldown_min": 15.0,
+    },
     "ssh_brute_force": {"rate_per_min": 30.0, "src_ip": None},
     "port_scan": {"rate_per_min": 500.0, "src_ip": None},
 }
@@ -107,18 +111,27 @@ def _apply_incidents(c: _Chunk, v: np.ndarray, model: str, incs: list[_Inc], rng
 
 def _plan_incidents(config, start: datetime) -> tuple[list[_Inc], dict[str, list[_Inc]]]:
     """Validate the configured incidents; return them, and per target sensor path its own copies."""
-    paths = {f"{site.id}/{a.id}/{s.id}": s for site in config.sites for a in site.assets for s in a.sensors}
+    paths = {
+        f"{site.id}/{a.id}/{s.id}": s
+        for site in config.sites
+        for a in site.assets
+        for s in a.sensors
+    }
     start_us = _micros(start)
     incs, by_path = [], {}
     for i, inc in enumerate(config.simulation.incidents):
         where = f"simulation.incidents[{i}]"
         if inc.kind not in INCIDENT_KINDS:
-            raise SimulationError(f"{where}.kind: unknown incident kind {inc.kind!r}; "
-                                  f"known: {', '.join(INCIDENT_KINDS)}")
+            raise SimulationError(
+                f"{where}.kind: unknown incident kind {inc.kind!r}; "
+                f"known: {', '.join(INCIDENT_KINDS)}"
+            )
         unknown = set(inc.params) - set(INCIDENT_PARAMS[inc.kind])
         if unknown:
-            raise SimulationError(f"{where}.params: unknown {sorted(unknown)} for {inc.kind}; "
-                                  f"known: {sorted(INCIDENT_PARAMS[inc.kind]) or 'none'}")
+            raise SimulationError(
+                f"{where}.params: unknown {sorted(unknown)} for {inc.kind}; "
+                f"known: {sorted(INCIDENT_PARAMS[inc.kind]) or 'none'}"
+            )
         params = {**INCIDENT_PARAMS[inc.kind], **inc.params}
         rng = _rng(int(config.simulation.seed), "incident", str(i))
         if inc.kind == "ssh_brute_force" and params["src_ip"] is None:
@@ -134,9 +147,12 @@ def _plan_incidents(config, start: datetime) -> tuple[list[_Inc], dict[str, list
                 raise SimulationError(f"{where}.targets: no sensor {target!r}")
             need = _EVENT_KINDS.get(inc.kind)
             if inc.kind != "sensor_offline" and (need or "reading") != sensor.kind:
-                raise SimulationError(f"{where}: {inc.kind} needs a {need or 'reading'} sensor, "
-                                      f"{target} is a {sensor.kind} sensor")
+                raise SimulationError(
+                    f"{where}: {inc.kind} needs a {need or 'reading'} sensor, "
+                    f"{target} is a {sensor.kind} sensor"
+                )
             by_path.setdefault(target, []).append(
-                _Inc(i, inc.kind, item.t0, item.t1, dict(params)))  # own copy: stuck keeps state
+                _Inc(i, inc.kind, item.t0, item.t1, dict(params))
+            )  # own copy: stuck keeps state
         incs.append(item)
     return incs, by_path

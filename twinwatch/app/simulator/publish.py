@@ -6,16 +6,17 @@ import math
 import time as _time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
+from twinwatch.app.simulator.common import Message
 from twinwatch.config import MqttService
 from twinwatch.mqtt import make_client
-from twinwatch.app.simulator.common import Message
 
 
 @dataclass
 class SimStats:
     """Progress of a publishing run (passed to ``progress`` and returned at the end)."""
+
     messages: int = 0  # published (all acknowledged when publish_mqtt returns)
     per_domain: dict[str, int] = field(default_factory=dict)
     first_time: datetime | None = None  # sim time of the first / last message
@@ -28,10 +29,16 @@ class SimStats:
         return self.messages / self.wall_s if self.wall_s > 0 else 0.0
 
 
-def publish_mqtt(messages: Iterable[Message], *, mqtt: MqttService, speed: float,
-                 client_id: str = "twinwatch-sim",
-                 progress: Callable[[SimStats], None] | None = None,
-                 max_inflight: int = 1000, timeout: float = 30.0) -> SimStats:
+def publish_mqtt(
+    messages: Iterable[Message],
+    *,
+    mqtt: MqttService,
+    speed: float,
+    client_id: str = "twinwatch-sim",
+    progress: Callable[[SimStats], None] | None = None,
+    max_inflight: int = 1000,
+    timeout: float = 30.0,
+) -> SimStats:
     """Publish ``messages`` so that sim time advances ``speed`` sim-seconds per wall second
     (``speed`` 0 or inf: as fast as the broker acknowledges) and return when every QoS 1 message
     is acknowledged, so nothing is lost once it returns.
@@ -67,7 +74,11 @@ def publish_mqtt(messages: Iterable[Message], *, mqtt: MqttService, speed: float
         st["acked"] += 1
         st["last_ack"] = _time.monotonic()
 
-    client.on_connect, client.on_disconnect, client.on_publish = on_connect, on_disconnect, on_publish
+    client.on_connect, client.on_disconnect, client.on_publish = (
+        on_connect,
+        on_disconnect,
+        on_publish,
+    )
     where = f"MQTT broker {host}:{port}"
     try:
         client.connect(host, port, keepalive=30)
@@ -114,8 +125,10 @@ def publish_mqtt(messages: Iterable[Message], *, mqtt: MqttService, speed: float
                 while sent - st["acked"] >= max_inflight:
                     pump(0.05)
                     if _time.monotonic() - max(st["last_ack"], waiting) > timeout:
-                        raise TimeoutError(f"{where} stopped acknowledging ({sent - st['acked']} "
-                                           f"messages unacknowledged for {timeout}s)")
+                        raise TimeoutError(
+                            f"{where} stopped acknowledging ({sent - st['acked']} "
+                            f"messages unacknowledged for {timeout}s)"
+                        )
                     if progress and _time.monotonic() >= next_progress:
                         next_progress = _report(stats, st, wall0, progress)
                 since_loop = 0
@@ -137,8 +150,9 @@ def publish_mqtt(messages: Iterable[Message], *, mqtt: MqttService, speed: float
         while st["acked"] < sent:  # wait for every acknowledgement, as long as they keep coming
             pump(0.05)
             if _time.monotonic() - st["last_ack"] > timeout:
-                raise TimeoutError(f"{where}: {sent - st['acked']} messages not acknowledged "
-                                   f"after {timeout}s")
+                raise TimeoutError(
+                    f"{where}: {sent - st['acked']} messages not acknowledged after {timeout}s"
+                )
         stats.acked = st["acked"] if qos > 0 else stats.messages
         stats.wall_s = _time.monotonic() - wall0
         if progress:
@@ -153,14 +167,18 @@ def publish_mqtt(messages: Iterable[Message], *, mqtt: MqttService, speed: float
 
 def utcnow() -> datetime:
     """The wall clock, for callers that place the simulated span (never used by generators)."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def print_progress(stats: SimStats) -> None:
     """One self-overwriting status line: messages, simulated time reached, rate."""
     reached = stats.last_time.strftime("%Y-%m-%d %H:%M") if stats.last_time else "-"
-    print(f"\r  published {stats.messages:>9,}  simulated time {reached} UTC  "
-          f"{stats.rate:>7,.0f} msg/s", end="", flush=True)
+    print(
+        f"\r  published {stats.messages:>9,}  simulated time {reached} UTC  "
+        f"{stats.rate:>7,.0f} msg/s",
+        end="",
+        flush=True,
+    )
 
 
 def _report(stats: SimStats, st: dict, wall0: float, progress) -> float:

@@ -4,20 +4,27 @@ its validated ``sim`` parameters, and its readings chunk by chunk (events: see `
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from twinwatch.schema import SensorPayload
 from twinwatch.app.simulator.common import (
-    _CHUNK_S, _ENC, _EPOCH, _US, Message, SimulationError, _p, _rng,
+    _CHUNK_S,
+    _ENC,
+    _EPOCH,
+    _US,
+    Message,
+    SimulationError,
+    _p,
+    _rng,
 )
 from twinwatch.app.simulator.events import _EventSource
 from twinwatch.app.simulator.incidents import _apply_incidents, _Inc
 from twinwatch.app.simulator.signals import _EVENT_MODELS, _READING_MODELS, MODELS, _Chunk
 from twinwatch.app.simulator.weather import _plateau, _Smooth, _Weather
+from twinwatch.schema import SensorPayload
 
 
 class _World:
@@ -34,19 +41,40 @@ class _World:
         lo, hi = int(hours[0]), int(hours[-1])
         for h in (lo, hi):
             if h not in self._offsets:
-                dt = datetime.fromtimestamp(h * 3600, timezone.utc).astimezone(self.tz)
+                dt = datetime.fromtimestamp(h * 3600, UTC).astimezone(self.tz)
                 self._offsets[h] = dt.utcoffset().total_seconds()
         if self._offsets[lo] == self._offsets[hi]:
             return self._offsets[lo]
-        return np.array([datetime.fromtimestamp(h * 3600, timezone.utc).astimezone(self.tz)
-                         .utcoffset().total_seconds() for h in hours.tolist()])
-
+        return np.array(
+            [
+                datetime.fromtimestamp(h * 3600, UTC)
+                .astimezone(self.tz)
+                .utcoffset()
+                .total_seconds()
+                for h in hours.tolist()
+            ]
+        )
 
 
 class _SensorSim(_EventSource):
-    def __init__(self, world: _World, site, asset, sensor, index: int, incs: list[_Inc],
-                 start_us: int, end_us: int):
-        self.world, self.site, self.asset, self.sensor, self.index = world, site, asset, sensor, index
+    def __init__(
+        self,
+        world: _World,
+        site,
+        asset,
+        sensor,
+        index: int,
+        incs: list[_Inc],
+        start_us: int,
+        end_us: int,
+    ):
+        self.world, self.site, self.asset, self.sensor, self.index = (
+            world,
+            site,
+            asset,
+            sensor,
+            index,
+        )
         self.path = f"{site.id}/{asset.id}/{sensor.id}"
         prefix = world.config.services.mqtt.topic_prefix
         self.topic = f"{prefix}/{site.domain}/{self.path}"
@@ -54,15 +82,21 @@ class _SensorSim(_EventSource):
         self.model = sim.pop("model", _EVENT_MODELS.get(sensor.kind, "constant"))
         where = f"sites.{site.id}.{asset.id}.{sensor.id}.sim"
         if self.model not in MODELS:
-            raise SimulationError(f"{where}: unknown model {self.model!r}; "
-                                  f"known: {', '.join(sorted(MODELS))}")
+            raise SimulationError(
+                f"{where}: unknown model {self.model!r}; known: {', '.join(sorted(MODELS))}"
+            )
         if _EVENT_MODELS.get(sensor.kind, "reading") != (
-                self.model if self.model in _EVENT_MODELS.values() else "reading"):
-            raise SimulationError(f"{where}: model {self.model!r} does not fit a {sensor.kind} sensor")
+            self.model if self.model in _EVENT_MODELS.values() else "reading"
+        ):
+            raise SimulationError(
+                f"{where}: model {self.model!r} does not fit a {sensor.kind} sensor"
+            )
         unknown = set(sim) - set(MODELS[self.model]) - {"noise", "decimals"}
         if unknown:
-            raise SimulationError(f"{where}: unknown parameters {sorted(unknown)} for model "
-                                  f"{self.model}; known: {', '.join(MODELS[self.model])}, noise, decimals")
+            raise SimulationError(
+                f"{where}: unknown parameters {sorted(unknown)} for model "
+                f"{self.model}; known: {', '.join(MODELS[self.model])}, noise, decimals"
+            )
         if self.model == "constant" and "base" not in sim:  # the middle of the normal range
             lo, hi = (sensor.limits.low, sensor.limits.high) if sensor.limits else (None, None)
             if lo is not None and hi is not None:
@@ -110,7 +144,9 @@ class _SensorSim(_EventSource):
     def readings(self) -> Iterator[tuple[int, int, Message]]:
         interval_us = int(round(self.sensor.interval_s * _US))
         # one data logger per asset: its sensors with the same interval sample together
-        phase_rng = _rng(self.world.seed, f"{self.site.id}/{self.asset.id}", "phase", str(interval_us))
+        phase_rng = _rng(
+            self.world.seed, f"{self.site.id}/{self.asset.id}", "phase", str(interval_us)
+        )
         phase_us = int(phase_rng.integers(0, max(1, interval_us // _US))) * _US
         first = self.start_us + phase_us
         total = max(0, -(-(self.end_us - first) // interval_us))

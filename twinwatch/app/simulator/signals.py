@@ -60,7 +60,12 @@ class _Chunk:
     def traffic(self):
         """Road traffic in [0, 1]: rush hours on weekdays, a broad afternoon hump at weekends."""
         h = self.hour
-        wk = 0.05 + 0.85 * _bump(h, 8.0, 1.0) + 0.75 * _bump(h, 18.5, 1.3) + 0.35 * _plateau(h, 7, 21)
+        wk = (
+            0.05
+            + 0.85 * _bump(h, 8.0, 1.0)
+            + 0.75 * _bump(h, 18.5, 1.3)
+            + 0.35 * _plateau(h, 7, 21)
+        )
         we = 0.05 + 0.5 * _bump(h, 14.0, 3.5) + 0.15 * _plateau(h, 9, 22)
         return np.minimum(np.where(self.weekend, we, wk), 1.0)
 
@@ -68,8 +73,12 @@ class _Chunk:
     def demand(self):
         """Water demand relative to the daily mean, ~0.55 (night) .. ~1.45 (morning peak)."""
         h = self.hour
-        wk = 0.55 + 0.85 * _bump(h, 7.5, 1.2) + 0.6 * _bump(h, 20.0, 1.8) + 0.35 * _plateau(h, 9, 18)
-        we = 0.55 + 0.6 * _bump(h, 9.5, 1.8) + 0.55 * _bump(h, 19.5, 2.0) + 0.3 * _plateau(h, 11, 17)
+        wk = (
+            0.55 + 0.85 * _bump(h, 7.5, 1.2) + 0.6 * _bump(h, 20.0, 1.8) + 0.35 * _plateau(h, 9, 18)
+        )
+        we = (
+            0.55 + 0.6 * _bump(h, 9.5, 1.8) + 0.55 * _bump(h, 19.5, 2.0) + 0.3 * _plateau(h, 11, 17)
+        )
         return np.minimum(np.where(self.weekend, we, wk), 1.45)
 
     @cached_property
@@ -87,7 +96,9 @@ class _Chunk:
         return peak * clear * self.s.world.weather.cloud_transmission(site.id, self.t)
 
     def normal(self, k: int = 1) -> np.ndarray:
-        return self.s.rng.standard_normal((k, self.n)) if k > 1 else self.s.rng.standard_normal(self.n)
+        return (
+            self.s.rng.standard_normal((k, self.n)) if k > 1 else self.s.rng.standard_normal(self.n)
+        )
 
 
 def _m_temperature(c: _Chunk, p):
@@ -97,24 +108,39 @@ def _m_temperature(c: _Chunk, p):
 def _m_strain(c: _Chunk, p):
     z = c.normal(2)
     traffic = _p(p, "traffic", 0) * c.traffic * (1 + 0.25 * z[0])
-    return (_p(p, "base") + _p(p, "temp_coeff", 0) * (c.ambient - 15) + traffic
-            + _p(p, "noise", 1) * z[1])
+    return (
+        _p(p, "base")
+        + _p(p, "temp_coeff", 0) * (c.ambient - 15)
+        + traffic
+        + _p(p, "noise", 1) * z[1]
+    )
 
 
 def _m_accel_rms(c: _Chunk, p):
     z = c.normal(2)
-    return (_p(p, "base") + _p(p, "traffic", 0) * c.traffic * (1 + 0.2 * z[0])
-            + _p(p, "noise", 0.1) * z[1])
+    return (
+        _p(p, "base")
+        + _p(p, "traffic", 0) * c.traffic * (1 + 0.2 * z[0])
+        + _p(p, "noise", 0.1) * z[1]
+    )
 
 
 def _m_tilt(c: _Chunk, p):
     noise = _p(p, "noise", 0.01)
-    return (_p(p, "base", 0) + _p(p, "temp_coeff", 0) * (c.ambient - 15) + 2 * noise * c.drift
-            + noise * c.normal())
+    return (
+        _p(p, "base", 0)
+        + _p(p, "temp_coeff", 0) * (c.ambient - 15)
+        + 2 * noise * c.drift
+        + noise * c.normal()
+    )
 
 
 def _m_crack(c: _Chunk, p):
-    return _p(p, "base") + _p(p, "temp_coeff", 0) * (c.ambient - 15) + _p(p, "noise", 0.002) * c.normal()
+    return (
+        _p(p, "base")
+        + _p(p, "temp_coeff", 0) * (c.ambient - 15)
+        + _p(p, "noise", 0.002) * c.normal()
+    )
 
 
 def _m_turbidity(c: _Chunk, p):
@@ -124,14 +150,22 @@ def _m_turbidity(c: _Chunk, p):
 
 
 def _m_chlorine(c: _Chunk, p):
-    v = (_p(p, "base") - _p(p, "demand_coeff", 0) * c.demand + 0.01 * c.drift
-         + _p(p, "noise", 0.01) * c.normal())
+    v = (
+        _p(p, "base")
+        - _p(p, "demand_coeff", 0) * c.demand
+        + 0.01 * c.drift
+        + _p(p, "noise", 0.01) * c.normal()
+    )
     return np.maximum(v, 0.0)
 
 
 def _m_ph(c: _Chunk, p):
-    return (_p(p, "base") + 0.05 * c.drift + 0.03 * np.sin(2 * np.pi * (c.hour - 9) / 24)
-            + _p(p, "noise", 0.02) * c.normal())
+    return (
+        _p(p, "base")
+        + 0.05 * c.drift
+        + 0.03 * np.sin(2 * np.pi * (c.hour - 9) / 24)
+        + _p(p, "noise", 0.02) * c.normal()
+    )
 
 
 def _m_conductivity(c: _Chunk, p):
@@ -140,21 +174,31 @@ def _m_conductivity(c: _Chunk, p):
 
 
 def _m_pressure(c: _Chunk, p):
-    return (_p(p, "base") - _p(p, "demand_coeff", 0) * c.demand**2 + 1.5 * c.drift
-            + _p(p, "noise", 1) * c.normal())
+    return (
+        _p(p, "base")
+        - _p(p, "demand_coeff", 0) * c.demand**2
+        + 1.5 * c.drift
+        + _p(p, "noise", 1) * c.normal()
+    )
 
 
 def _m_flow(c: _Chunk, p):
     base = _p(p, "base")
     shape = (c.demand - 1) / 0.45  # ~[-1, 1]
-    v = (base * (1 + _p(p, "daily", 0.4) * shape) * (1 + 0.03 * c.drift)
-         + _p(p, "noise", 0.01 * base) * c.normal())
+    v = (
+        base * (1 + _p(p, "daily", 0.4) * shape) * (1 + 0.03 * c.drift)
+        + _p(p, "noise", 0.01 * base) * c.normal()
+    )
     return np.maximum(v, 0.0)
 
 
 def _m_level(c: _Chunk, p):
-    return (_p(p, "base") + _p(p, "daily", 0.5) * np.cos(2 * np.pi * (c.hour - 6) / 24)
-            + 0.05 * c.drift + _p(p, "noise", 0.01) * c.normal())
+    return (
+        _p(p, "base")
+        + _p(p, "daily", 0.5) * np.cos(2 * np.pi * (c.hour - 6) / 24)
+        + 0.05 * c.drift
+        + _p(p, "noise", 0.01) * c.normal()
+    )
 
 
 def _m_irradiance(c: _Chunk, p):
@@ -177,13 +221,20 @@ def _m_load(c: _Chunk, p):
     base, daily = _p(p, "base"), _p(p, "daily", 0.5)
     occupancy = _plateau(c.hour, 8, 19, 1.5) * np.where(c.weekend, _p(p, "weekend", 0.4), 1.0)
     hvac = 0.008 * base * np.abs(c.ambient - 18)
-    return (base * (1 - daily + 2 * daily * occupancy) * (1 + 0.02 * c.drift) + hvac
-            + _p(p, "noise", 0.01 * base) * c.normal())
+    return (
+        base * (1 - daily + 2 * daily * occupancy) * (1 + 0.02 * c.drift)
+        + hvac
+        + _p(p, "noise", 0.01 * base) * c.normal()
+    )
 
 
 def _m_bearing_temp(c: _Chunk, p):
-    return (_p(p, "base") + 0.5 * (c.ambient - 15) + _p(p, "load_coeff", 10) * (c.wind - 0.5)
-            + _p(p, "noise", 0.2) * c.normal())
+    return (
+        _p(p, "base")
+        + 0.5 * (c.ambient - 15)
+        + _p(p, "load_coeff", 10) * (c.wind - 0.5)
+        + _p(p, "noise", 0.2) * c.normal()
+    )
 
 
 def _m_vibration(c: _Chunk, p):
@@ -209,22 +260,48 @@ def _m_constant(c: _Chunk, p):
 
 
 _READING_MODELS: dict[str, Callable[[_Chunk, dict], np.ndarray]] = {
-    "temperature": _m_temperature, "strain": _m_strain, "accel_rms": _m_accel_rms, "tilt": _m_tilt,
-    "crack": _m_crack, "turbidity": _m_turbidity, "chlorine": _m_chlorine, "ph": _m_ph,
-    "conductivity": _m_conductivity, "pressure": _m_pressure, "flow": _m_flow, "level": _m_level,
-    "irradiance": _m_irradiance, "pv_power": _m_pv_power, "load": _m_load,
-    "bearing_temp": _m_bearing_temp, "vibration": _m_vibration, "ev_power": _m_ev_power,
+    "temperature": _m_temperature,
+    "strain": _m_strain,
+    "accel_rms": _m_accel_rms,
+    "tilt": _m_tilt,
+    "crack": _m_crack,
+    "turbidity": _m_turbidity,
+    "chlorine": _m_chlorine,
+    "ph": _m_ph,
+    "conductivity": _m_conductivity,
+    "pressure": _m_pressure,
+    "flow": _m_flow,
+    "level": _m_level,
+    "irradiance": _m_irradiance,
+    "pv_power": _m_pv_power,
+    "load": _m_load,
+    "bearing_temp": _m_bearing_temp,
+    "vibration": _m_vibration,
+    "ev_power": _m_ev_power,
     "constant": _m_constant,
 }
 # model -> its `sim` parameters (besides `model`; every reading model also takes noise, decimals)
 MODELS: dict[str, tuple[str, ...]] = {
-    "temperature": ("offset",), "strain": ("base", "temp_coeff", "traffic"),
-    "accel_rms": ("base", "traffic"), "tilt": ("base", "temp_coeff"), "crack": ("base", "temp_coeff"),
-    "turbidity": ("base",), "chlorine": ("base", "demand_coeff"), "ph": ("base",),
-    "conductivity": ("base",), "pressure": ("base", "demand_coeff"), "flow": ("base", "daily"),
-    "level": ("base", "daily"), "irradiance": ("peak",), "pv_power": ("capacity", "efficiency"),
-    "load": ("base", "daily", "weekend"), "bearing_temp": ("base", "load_coeff"),
-    "vibration": ("base",), "ev_power": ("rated", "sessions_per_h"), "constant": ("base",),
-    "sshd": ("logins_per_h", "failure_rate"), "firewall": ("events_per_min", "deny_rate"),
+    "temperature": ("offset",),
+    "strain": ("base", "temp_coeff", "traffic"),
+    "accel_rms": ("base", "traffic"),
+    "tilt": ("base", "temp_coeff"),
+    "crack": ("base", "temp_coeff"),
+    "turbidity": ("base",),
+    "chlorine": ("base", "demand_coeff"),
+    "ph": ("base",),
+    "conductivity": ("base",),
+    "pressure": ("base", "demand_coeff"),
+    "flow": ("base", "daily"),
+    "level": ("base", "daily"),
+    "irradiance": ("peak",),
+    "pv_power": ("capacity", "efficiency"),
+    "load": ("base", "daily", "weekend"),
+    "bearing_temp": ("base", "load_coeff"),
+    "vibration": ("base",),
+    "ev_power": ("rated", "sessions_per_h"),
+    "constant": ("base",),
+    "sshd": ("logins_per_h", "failure_rate"),
+    "firewall": ("events_per_min", "deny_rate"),
 }
 _EVENT_MODELS = {"log": "sshd", "firewall": "firewall"}  # sensor kind -> its (only) model

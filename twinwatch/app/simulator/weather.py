@@ -50,15 +50,18 @@ class _Weather:
         year = ((t / 86400 - 10957.5) / 365.2422) % 1.0
         mean = 12.9 - 14.0 * np.cos(2 * np.pi * (year - 0.04))
         rising = (hour >= 5) & (hour < 15)
-        daily = np.where(rising, -np.cos(np.pi * (hour - 5) / 10),
-                         np.cos(np.pi * ((hour - 15) % 24) / 14))
+        daily = np.where(
+            rising, -np.cos(np.pi * (hour - 5) / 10), np.cos(np.pi * ((hour - 15) % 24) / 14)
+        )
         return mean + 5.0 * daily + 2.0 * self.drift(t)
 
     def _site(self, site: str) -> tuple[_Smooth, _Smooth, _Smooth]:
         if site not in self._sites:
-            self._sites[site] = (_Smooth(_rng(self.seed, "weather", "clouds", site), 8, 1.5, 72),
-                                 _Smooth(_rng(self.seed, "weather", "cloudlets", site), 6, 0.3, 1.5),
-                                 _Smooth(_rng(self.seed, "weather", "wind", site), 8, 0.5, 48))
+            self._sites[site] = (
+                _Smooth(_rng(self.seed, "weather", "clouds", site), 8, 1.5, 72),
+                _Smooth(_rng(self.seed, "weather", "cloudlets", site), 6, 0.3, 1.5),
+                _Smooth(_rng(self.seed, "weather", "wind", site), 8, 0.5, 48),
+            )
         return self._sites[site]
 
     def cloud_transmission(self, site: str, t: np.ndarray) -> np.ndarray:
@@ -75,8 +78,11 @@ def _sin_sun_elevation(t: np.ndarray, lat: float, lon: float) -> np.ndarray:
     """sin(solar elevation), low-precision almanac formulas (~0.01 deg)."""
     n = (t - 946728000.0) / 86400  # days since J2000.0
     g = np.radians((357.528 + 0.9856003 * n) % 360)
-    lam = np.radians((280.460 + 0.9856474 * n) % 360) + np.radians(1.915) * np.sin(g) \
+    lam = (
+        np.radians((280.460 + 0.9856474 * n) % 360)
+        + np.radians(1.915) * np.sin(g)
         + np.radians(0.020) * np.sin(2 * g)
+    )
     eps = np.radians(23.439 - 4e-7 * n)
     ra = np.arctan2(np.cos(eps) * np.sin(lam), np.cos(lam))
     dec = np.arcsin(np.sin(eps) * np.sin(lam))
