@@ -16,14 +16,21 @@ from __future__ import annotations
 
 from twinwatch.detectors.base import MAX_SCORE, Detector
 from twinwatch.detectors.burst import EventBurst
+from twinwatch.detectors.consistency import Consistency
 from twinwatch.detectors.cusum import EwmaCusum
+from twinwatch.detectors.dosing import Dosing
 from twinwatch.detectors.ensemble import DriftReset, Ensemble
 from twinwatch.detectors.gaussian import WindowedGaussian
+from twinwatch.detectors.group import Explanation, GroupDetector, Role
 from twinwatch.detectors.hst import ScaledHST
 from twinwatch.detectors.knn_cad import KnnCad
 from twinwatch.detectors.likelihood import Likelihood
 from twinwatch.detectors.limits import PhysicalLimits
+from twinwatch.detectors.night_flow import NightFlow
+from twinwatch.detectors.performance_ratio import PerformanceRatio
+from twinwatch.detectors.response_ratio import ResponseRatio
 from twinwatch.detectors.robust_z import RobustZ
+from twinwatch.detectors.schedule import Schedule
 from twinwatch.detectors.seasonal import Seasonal
 from twinwatch.detectors.stale import Gap, StaleTracker, Stuck
 
@@ -46,6 +53,17 @@ __all__ = [
     "Stuck",
     "WindowedGaussian",
     "build",
+    # asset-group detectors (detectors/group.py)
+    "GROUP_REGISTRY",
+    "Consistency",
+    "Dosing",
+    "Explanation",
+    "GroupDetector",
+    "NightFlow",
+    "PerformanceRatio",
+    "ResponseRatio",
+    "Role",
+    "Schedule",
 ]
 
 #: Registry name -> detector class (``StaleTracker`` is not a per-series detector and is absent).
@@ -66,6 +84,13 @@ REGISTRY: dict[str, type] = {
         DriftReset,
         KnnCad,
     )
+}
+
+
+#: Registry name -> asset-group detector class (vector input by role; ``detectors/group.py``).
+GROUP_REGISTRY: dict[str, type] = {
+    cls.name: cls
+    for cls in (Consistency, ResponseRatio, PerformanceRatio, NightFlow, Schedule, Dosing)
 }
 
 

@@ -1,0 +1,228 @@
+"""Chlorine dosing consistency: the free-chlorine residual against its expected daily cycle.
+
+The residual at a plant outlet or in the network moves with the daily demand cycle (water age
+and chlorine decay change with the flow), so a fixed baseline mistakes the cycle for drift (the
+recurring false alarms of a CUSUM on the raw signal). What a dosing fault changes is the level
+*relative to that cycle*: a failing dosing pump or a weakening hypochlorite stock lowers the
+residual slowly, hour after hour, while the cycle goes on. So the reference is the residual's
+profile over the day (per time-of-day slot and day type, working days apart from weekends and
+holidays, as the demand differs), optionally corrected by the measured flow (flow-paced dosing:
+residual against demand; e.g. the dose-flow consistency checks of AWWA M20, *Water Chlorination
+and Chloramination Practices*, 2006), and the alarm is on the smoothed, standardised departure
+from it (an EWMA chart, Roberts 1959; Montgomery, *Statistical Quality Control*, ch. 9).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import ClassVar
+
+from twinwatch.detectors.base import (
+    check_int,
+    check_nonnegative,
+    check_positive,
+    clamp_score,
+)
+from twinwatch.detectors.group import Explanation, LocalClock, Role, check_counts, ew_weight
+
+__all__ = ["Dosing"]
+
+
+class Dosing:
+    """Free chlorine against its daily profile (and the flow), EWMA of the standardised residual.
+
+    Profile: per ``slot_s`` slot of the local day (``timezone``), for two day types (working
+    days; weekends and ``holidays``), the EW mean over ``memory_days`` of that slot, learned
+    with a weight that shrinks to 0 as the score nears the threshold (gated). With ``flow``,
+    the residual is also regressed on the flow's departure from *its* slot profile. The
+    residual is divided by its EW standard deviation, smoothed with an EWMA (``smooth``) and
+    divided by the EWMA's own spread on the reference (floored at the white-noise value), so a
+    slow wander of the analyser is part of the normal scatter and a sustained decline is not.
+
+    score = -z for ``direction="low"`` (default: under-dosing, the risk to public health), |z|
+    for ``"both"``. 0.0 while a slot has fewer than ``min_count`` days.
+
+    >>> det = Dosing({"chlorine": 1}, timezone="UTC", min_count=2)
+    >>> def day(d, decline=0.0):
+    ...     out = []
+    ...     for m in range(1440):
+    ...         demand = 1 + 0.4 * math.sin(2 * math.pi * (m / 1440 - 0.3))
+    ...         cl = 0.9 - 0.1 * demand - decline * m / 1440 + 0.01 * ((m * 7919) % 11 - 5) / 5
+    ...         out.append(det.update(d * 86400.0 + m * 60, [cl]))
+    ...     return max(out)
+    >>> max(day(d) for d in range(4, 11)) < det.threshold  # the daily cycle is not a drift
+    True
+    >>> day(11, decline=0.3) >= det.threshold  # 0.3 mg/L lost over the day
+    True
+    """
+
+    name: ClassVar[str] = "dosing"
+    kind: ClassVar[str] = "dosing"
+    ROLES: ClassVar[tuple[Role, ...]] = (
+        Role("chlorine", 1, 1, "free chlorine residual (mg/L)"),
+        Role("flow", 0, 1, "the flow the dose is paced on, or a demand proxy (m3/h)"),
+    )
+
+    def __init__(
+        self,
+        counts: dict,
+        timezone: str = "UTC",
+        holidays: Sequence[str] = (),
+        slot_s: float = 1800.0,
+        memory_days: float = 14.0,
+        min_count: int = 2,
+        smooth: float = 0.05,
+        min_scale: float = 0.005,
+        direction: str = "low",
+        threshold: float = 6.0,
+    ) -> None:
+        self.counts = check_counts(self.ROLES, counts)
+        self.timezone = timezone
+        self.holidays = tuple(str(h) for h in holidays)
+        self._clock = LocalClock(timezone, self.holidays)
+        self.slot_s = check_positive("slot_s", slot_s)
+        if 86400.0 % self.slot_s:
+            raise ValueError(f"slot_s must divide a day, got {slot_s!r}")
+        self.memory_days = check_positive("memory_days", memory_days)
+        self.min_count = check_int("min_count", min_count, 1)
+        self.smooth = check_positive("smooth", smooth)
+        if self.smooth > 1.0:
+            raise ValueError(f"smooth must be in (0, 1], got {smooth!r}")
+        self.min_scale = check_nonnegative("min_scale", min_scale)
+        if direction not in ("low", "both"):
+            raise ValueError(f"direction must be 'low' or 'both', got {direction!r}")
+        self.direction = direction
+        self.threshold = check_positive("threshold", threshold)
+        self._flow = self.counts["flow"] == 1
+        self._per_day = int(86400.0 // self.slot_s)
+        slots = 2 * self._per_day
+        self._days = [0] * slots
+        self._ticks = [0] * slots
+        self._seen = [-1] * slots
+        self._cl = [0.0] * slots  # chlorine profile
+        self._fl = [0.0] * slots  # flow profile
+        self._t = 0.0
+        self._n = 0  # learned ticks (global)
+        self._var = 0.0  # EW variance of the residual
+        self._m = [0.0, 0.0]  # EW moments for the flow term: (df*df, df*resid)
+        self._beta = 0.0
+        self._u = 0.0  # EWMA of the standardised residual
+        self._v = 0.0  # EW mean of u**2 on the reference
+        self._nv = 0
+        self._last = (math.nan, math.nan, math.nan)  # observed, expected, band
+
+    def update(self, t: float, xs: Sequence[float]) -> float:
+        if len(xs) != 1 + self._flow:
+            raise ValueError(f"expected {1 + self._flow} values, got {len(xs)}")
+        cl = float(xs[0])
+        flow = float(xs[1]) if self._flow else 0.0
+        if not (math.isfinite(cl) and math.isfinite(flow)):
+            return 0.0
+        local = self._clock.local(t)
+        day = int(local // 86400.0)
+        kind = 1 if self._clock.day_type(local) else 0
+        slot = kind * self._per_day + int((local % 86400.0) // self.slot_s)
+        dt = min(max(t - self._t, 0.0), self.slot_s) if self._n else 0.0
+        self._t = t
+        n = self._days[slot]
+        df = flow - self._fl[slot]
+        expected = self._cl[slot] + self._beta * df
+        e = cl - expected
+        score = 0.0
+        floor_u = math.sqrt(self.smooth / (2.0 - self.smooth))
+        if n >= self.min_count:
+            sd = max(math.sqrt(self._var), self.min_scale, 1e-12)
+            self._u += self.smooth * (e / sd - self._u)
+            z = self._u / max(math.sqrt(self._v), floor_u)
+            score = -z if self.direction == "low" else abs(z)
+            band = self.threshold * sd * max(math.sqrt(self._v), floor_u)
+            self._last = (cl, expected, band)
+        else:
+            self._u = 0.0
+        score = clamp_score(score)
+        gate = 1.0 - score / self.threshold
+        if gate > 0.0:
+            gate *= gate
+            if day != self._seen[slot]:
+                self._seen[slot] = day
+                self._days[slot] = n + 1
+            self._ticks[slot] += 1
+            w = ew_weight(dt, self.memory_days * self.slot_s, self._ticks[slot]) * gate
+            self._cl[slot] += w * (cl - self._beta * df - self._cl[slot])
+            self._fl[slot] += w * (flow - self._fl[slot])
+            if n >= self.min_count:  # the scatter around a profile that exists
+                self._n += 1
+                wg = ew_weight(dt, self.memory_days * 86400.0 / 4, self._n) * gate
+                self._var += wg * (e * e - self._var)
+                if self._flow:
+                    m = self._m
+                    m[0] += wg * (df * df - m[0])
+                    m[1] += wg * (df * (cl - self._cl[slot]) - m[1])
+                    self._beta = m[1] / m[0] if m[0] > 1e-12 else 0.0
+                self._nv += 1
+                self._v += (
+                    ew_weight(dt, self.memory_days * 86400.0 / 4, self._nv)
+                    * gate
+                    * (self._u * self._u - self._v)
+                )
+        return score
+
+    def explain(self) -> Explanation:
+        cl, expected, band = self._last
+        return Explanation(
+            quantity="free chlorine",
+            observed=cl,
+            expected=expected,
+            low=expected - band,
+            high=expected + band if self.direction == "both" else None,
+            contributors=((0, 1.0),),
+            member=0,
+            note="residual departs from its daily cycle",
+        )
+
+    def rebaseline(self, member: int) -> None:
+        """A replaced or recalibrated analyser: learn the profile again."""
+        fresh = type(self)(**self.params())
+        self.__dict__.update(fresh.__dict__)
+
+    def to_state(self) -> tuple:
+        return (
+            tuple(self._days),
+            tuple(self._ticks),
+            tuple(self._seen),
+            tuple(self._cl),
+            tuple(self._fl),
+            self._t,
+            self._n,
+            self._var,
+            tuple(self._m),
+            self._beta,
+            self._u,
+            self._v,
+            self._nv,
+            self._last,
+        )
+
+    @classmethod
+    def from_state(cls, params: dict, state: tuple) -> Dosing:
+        det = cls(**params)
+        days, ticks, seen, cl, fl, det._t, det._n, det._var, m, det._beta, *rest = state
+        det._u, det._v, det._nv, last = rest
+        det._days, det._ticks, det._seen = list(days), list(ticks), list(seen)
+        det._cl, det._fl, det._m, det._last = list(cl), list(fl), list(m), tuple(last)
+        return det
+
+    def params(self) -> dict:
+        return {
+            "counts": dict(self.counts),
+            "timezone": self.timezone,
+            "holidays": list(self.holidays),
+            "slot_s": self.slot_s,
+            "memory_days": self.memory_days,
+            "min_count": self.min_count,
+            "smooth": self.smooth,
+            "min_scale": self.min_scale,
+            "direction": self.direction,
+            "threshold": self.threshold,
+        }

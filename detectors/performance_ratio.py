@@ -1,0 +1,206 @@
+"""PV performance ratio: the energy an array delivered over the energy its irradiance promised.
+
+IEC 61724-1:2021 defines the performance ratio ``PR = (sum P) / (sum P0 * G / G_stc)`` (P0 the
+array's rated power, G the plane-of-array irradiance, G_stc = 1000 W/m2), optionally with the
+module temperature corrected to 25 degC (``P0 * (1 + gamma (T_mod - 25))``, the
+temperature-corrected PR of Dierauf et al., NREL/TP-5200-57991, 2013). It is the quantity a PV
+operator knows: a healthy system holds a steady PR (0.75-0.9 in the field), a string lost out of
+eight takes it down by 12 %, an inverter trip to 0. Because PR divides the weather out, clouds
+that make the output ramp all day (the false alarms of a z-score on the power) leave it alone.
+
+Low sun is left out (G below ``min_irradiance``: reflection and spectral losses and the
+mismatch between pyranometer and array dominate there, and IEC 61724 filters it the same way).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import ClassVar
+
+from twinwatch.detectors.base import check_finite, check_positive, clamp_score
+from twinwatch.detectors.group import Explanation, Role, check_counts, ew_weight
+
+__all__ = ["PerformanceRatio"]
+
+
+class PerformanceRatio:
+    """Rolling performance ratio against its own reference.
+
+    Vector: ``power`` (kW), ``irradiance`` (W/m2), optional ``module_temp`` (degC). Ticks with
+    irradiance >= ``min_irradiance`` are *daylight ticks*; the current PR is the ratio of
+    exponentially weighted sums of delivered and promised power over ``window_s`` of daylight
+    (energy-weighted, as IEC 61724 aggregates). The reference is the EW mean and spread of that
+    PR over ``memory_s`` of daylight, learned only while the detector does not flag, with a
+    weight ``(1 - score / threshold)**2`` (gated: a slow loss is not learned on its way down).
+
+    score = (reference - current) / max(spread, ``min_drop`` x reference): in units of the PR's
+    own day-to-day scatter, floored so a perfectly steady simulator does not alarm on a 1 %
+    dip. One-sided (``direction="low"``, underperformance) by default; ``"both"`` also flags
+    a PR that rises (a soiled or failing pyranometer reads low). 0.0 until ``warmup_s`` of
+    daylight ticks have been seen, and held (not re-scored) at night.
+
+    >>> det = PerformanceRatio({"power": 1, "irradiance": 1}, capacity_kw=100, warmup_s=3600)
+    >>> for t in range(0, 8 * 3600, 60):
+    ...     g = 800.0
+    ...     score = det.update(float(t), [0.9 * 100 * g / 1000, g])
+    >>> score
+    0.0
+    >>> for t in range(8 * 3600, 10 * 3600, 60):  # one string of eight lost: -12 %
+    ...     score = det.update(float(t), [0.9 * 0.88 * 100 * 800 / 1000, 800.0])
+    >>> score >= det.threshold, round(det.explain().observed, 3)
+    (True, 0.807)
+    """
+
+    name: ClassVar[str] = "performance_ratio"
+    kind: ClassVar[str] = "underperformance"
+    ROLES: ClassVar[tuple[Role, ...]] = (
+        Role("power", 1, 1, "AC or DC power of the array or inverter (kW)"),
+        Role("irradiance", 1, 1, "plane-of-array irradiance (W/m2)"),
+        Role("module_temp", 0, 1, "module temperature (degC), for the temperature-corrected PR"),
+    )
+
+    def __init__(
+        self,
+        counts: dict,
+        capacity_kw: float,
+        gamma: float = -0.004,
+        min_irradiance: float = 200.0,
+        window_s: float = 3600.0,
+        memory_s: float = 14 * 86400.0,
+        warmup_s: float = 2 * 3600.0,
+        min_drop: float = 0.02,
+        direction: str = "low",
+        threshold: float = 4.0,
+    ) -> None:
+        self.counts = check_counts(self.ROLES, counts)
+        self.capacity_kw = check_positive("capacity_kw", capacity_kw)
+        self.gamma = check_finite("gamma", gamma)
+        self.min_irradiance = check_positive("min_irradiance", min_irradiance)
+        self.window_s = check_positive("window_s", window_s)
+        self.memory_s = check_positive("memory_s", memory_s)
+        self.warmup_s = check_finite("warmup_s", warmup_s)
+        self.min_drop = check_positive("min_drop", min_drop)
+        if direction not in ("low", "both"):
+            raise ValueError(f"direction must be 'low' or 'both', got {direction!r}")
+        self.direction = direction
+        self.threshold = check_positive("threshold", threshold)
+        self._temp = self.counts["module_temp"] == 1
+        self._t = math.nan  # last daylight tick
+        self._day_s = 0.0  # daylight seen
+        self._n = 0  # daylight ticks
+        self._p = 0.0  # EW delivered power (window)
+        self._e = 0.0  # EW promised power (window)
+        self._nref = 0
+        self._ref = 0.0  # EW mean PR (reference)
+        self._var = 0.0  # EW variance of the PR around the reference
+        self._score = 0.0
+        self._pr = math.nan
+
+    def update(self, t: float, xs: Sequence[float]) -> float:
+        if len(xs) != 2 + self._temp:
+            raise ValueError(f"expected {2 + self._temp} values, got {len(xs)}")
+        power, g = float(xs[0]), float(xs[1])
+        temp = float(xs[2]) if self._temp else 25.0
+        if not (math.isfinite(power) and math.isfinite(g) and math.isfinite(temp)):
+            return self._score
+        if g < self.min_irradiance:
+            return self._score  # night and low sun: hold the verdict of the day so far
+        promised = self.capacity_kw * g / 1000.0 * (1.0 + self.gamma * (temp - 25.0))
+        if promised <= 0.0:
+            return self._score
+        dt = t - self._t if self._n else 0.0
+        if dt < 0:
+            return self._score
+        dt = min(dt, 600.0)  # the first tick of the day continues yesterday's window
+        self._n += 1
+        self._t = t
+        self._day_s += dt
+        w = ew_weight(dt, self.window_s, self._n)
+        self._p += w * (power - self._p)
+        self._e += w * (promised - self._e)
+        pr = self._p / self._e
+        self._pr = pr
+        warm = self._day_s >= self.warmup_s
+        score = 0.0
+        if warm and self._nref:
+            scale = max(math.sqrt(self._var), self.min_drop * self._ref)
+            dev = (self._ref - pr) / scale
+            score = dev if self.direction == "low" else abs(dev)
+        self._score = clamp_score(score) if warm else 0.0
+        # The reference learns once the window holds an hour of the day; never while flagged,
+        # and with a weight that shrinks as the score nears the threshold (soft gate).
+        gate = 1.0 - self._score / self.threshold
+        if self._day_s >= min(self.window_s, self.warmup_s) and gate > 0.0:
+            self._nref += 1
+            wr = ew_weight(dt, self.memory_s, self._nref) * gate * gate
+            d = pr - self._ref
+            self._ref += wr * d
+            self._var = (1.0 - wr) * (self._var + wr * d * d) if self._nref > 1 else 0.0
+        return self._score
+
+    def explain(self) -> Explanation:
+        scale = max(math.sqrt(self._var), self.min_drop * self._ref)
+        contributors = ((0, 1.0),)  # the array under-delivers, the irradiance is the reference
+        return Explanation(
+            quantity="performance ratio",
+            observed=self._pr,
+            expected=self._ref,
+            low=self._ref - self.threshold * scale,
+            high=self._ref + self.threshold * scale if self.direction == "both" else None,
+            contributors=contributors,
+            member=0,
+            note=f"PR {self._pr:.3f} vs reference {self._ref:.3f}"
+            if math.isfinite(self._pr)
+            else "",
+        )
+
+    def rebaseline(self, member: int) -> None:
+        """A replaced meter or pyranometer changes the PR's level: learn the reference again."""
+        fresh = type(self)(**self.params())
+        self.__dict__.update(fresh.__dict__)
+
+    def to_state(self) -> tuple:
+        return (
+            self._t,
+            self._day_s,
+            self._n,
+            self._p,
+            self._e,
+            self._nref,
+            self._ref,
+            self._var,
+            self._score,
+            self._pr,
+        )
+
+    @classmethod
+    def from_state(cls, params: dict, state: tuple) -> PerformanceRatio:
+        det = cls(**params)
+        (
+            det._t,
+            det._day_s,
+            det._n,
+            det._p,
+            det._e,
+            det._nref,
+            det._ref,
+            det._var,
+            det._score,
+            det._pr,
+        ) = state
+        return det
+
+    def params(self) -> dict:
+        return {
+            "counts": dict(self.counts),
+            "capacity_kw": self.capacity_kw,
+            "gamma": self.gamma,
+            "min_irradiance": self.min_irradiance,
+            "window_s": self.window_s,
+            "memory_s": self.memory_s,
+            "warmup_s": self.warmup_s,
+            "min_drop": self.min_drop,
+            "direction": self.direction,
+            "threshold": self.threshold,
+        }
