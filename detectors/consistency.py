@@ -15,7 +15,11 @@ textbook EWMA variance too small).
 
 Two modes, two alerts: ``mode="single"`` (kind ``sensor_fault``) scores the largest standardised
 departure minus the second largest; ``mode="common"`` (kind ``structural``) scores the smallest
-departure when all share a sign. Run both on one group as two named detectors.
+departure when all share a sign. Run both on one group as two named detectors. A third mode,
+``residual`` (kind ``behaviour``), scores the largest departure whatever the others do: the
+normal-behaviour model of condition monitoring, e.g. a wind-turbine bearing's temperature against
+what its load predicts (Zaher et al. 2009, "Online wind turbine fault detection through automated
+SCADA data analysis", Wind Energy 12), for one sensor or a few.
 """
 
 from __future__ import annotations
@@ -31,25 +35,29 @@ from twinwatch.detectors.group import Explanation, Role, check_counts, ew_weight
 
 __all__ = ["Consistency"]
 
-_MODES = {"single": "sensor_fault", "common": "structural"}
+_MODES = {"single": "sensor_fault", "common": "structural", "residual": "behaviour"}
 _RELEARN = 30.0  # ticks over which a re-zeroed sensor's offset is re-learned (not judged)
 
 
 class Consistency:
     """Sensors of one quantity judged against their drivers or their siblings.
 
-    ``counts``: {"sensors": n >= 2, "drivers": k >= 0}. Features of sensor i: an intercept, the
-    drivers and, when ``siblings`` (default: when there are no drivers), the mean of the other
-    sensors. Per sensor, an exponentially weighted least-squares fit (time constant
-    ``memory_s``) learned only on ticks neither mode flags (gated learning) predicts it; the
-    residual over its EW spread is smoothed by an EWMA (``smooth`` = lambda) and divided by the
-    EWMA's own spread on the reference (floored at the white-noise value
-    ``sqrt(lambda / (2 - lambda))``). 0.0 until ``warmup_s`` of ticks have been seen (the
-    reference needs a full daily cycle of temperature and traffic). A tick with a missing member
-    is skipped (score 0.0, nothing learned).
+    ``counts``: {"sensors": n, "drivers": k}. Features of sensor i: an intercept, the drivers
+    and, when ``siblings`` (default: when there are no drivers), the mean of the other sensors.
+    Per sensor, an exponentially weighted least-squares fit (time constant ``memory_s``) learned
+    only on ticks where no sensor is flagged (gated learning: an incident is not learned)
+    predicts it; the residual over the fit's spread is smoothed by an EWMA (``smooth`` =
+    lambda) and divided by the EWMA's own spread on the reference (floored at the white-noise
+    value ``sqrt(lambda / (2 - lambda))``): that is each sensor's departure z. 0.0 until
+    ``warmup_s`` of ticks have been seen (the reference needs a full daily cycle of temperature
+    and traffic).
 
-    With two sensors and siblings as the only reference the two residuals mirror each other, so
-    ``single`` cannot say which one departed: give drivers, or three or more sensors.
+    Missing values: a tick without all drivers (or, judged against siblings, without all
+    sensors) is skipped; otherwise a missing sensor is left out of that tick, so a gauge that
+    never reports does not silence the others.
+
+    ``single`` needs two sensors with drivers or three against siblings (two siblings mirror
+    each other: nothing tells which one departed); ``common`` needs two sensors.
 
     >>> rng = np.random.default_rng(0)
     >>> det = Consistency({"sensors": 3, "drivers": 1}, warmup_s=3600)
@@ -69,7 +77,7 @@ class Consistency:
 
     name: ClassVar[str] = "consistency"
     ROLES: ClassVar[tuple[Role, ...]] = (
-        Role("sensors", 2, None, "sensors of one quantity on one asset (the gauges of a span)"),
+        Role("sensors", 1, None, "sensors of one quantity on one asset (the gauges of a span)"),
         Role("drivers", 0, None, "what drives them: temperature, a load or traffic proxy"),
     )
 
@@ -92,8 +100,16 @@ class Consistency:
         self.kind = _MODES[mode]
         n, k = self.counts["sensors"], self.counts["drivers"]
         self.siblings = (k == 0) if siblings is None else bool(siblings)
+        if self.siblings and n < 2:
+            raise ValueError("judging sensors against their siblings needs at least 2 sensors")
         if not self.siblings and k == 0:
             raise ValueError("with no drivers the siblings must be the reference (siblings: true)")
+        least = {"single": 3 if k == 0 else 2, "common": 2, "residual": 1}[mode]
+        if n < least:
+            raise ValueError(
+                f"mode {mode!r} needs at least {least} sensors"
+                + (" (two siblings mirror each other)" if mode == "single" and k == 0 else "")
+            )
         self.memory_s = check_positive("memory_s", memory_s)
         self.warmup_s = check_finite("warmup_s", warmup_s)
         self.smooth = check_positive("smooth", smooth)
@@ -111,11 +127,12 @@ class Consistency:
         self._a = np.zeros((n, self._p, self._p))  # EW feature moments, per sensor
         self._b = np.zeros((n, self._p))  # EW feature x reading moments
         self._yy = np.zeros(n)  # EW reading moments: the fit's residual variance comes from them
+        self._seen = np.zeros(n)  # ticks learned, per sensor
         self._u = np.zeros(n)  # EWMA of standardised residuals (the test statistic)
         self._v = np.zeros(n)  # EW mean of u**2 on the reference (from warmup_s / 2 on)
         self._nv = 0
         self._offset = np.zeros(n)  # re-zero corrections (rebaseline)
-        self._relearn = np.zeros(n)  # readings of offset re-learning left, per sensor
+        self._relearn = np.zeros(n)  # ticks of offset re-learning left, per sensor
         self._beta = np.zeros((n, self._p))
         self._var = np.zeros(n)  # residual variance of the current fit
         self._last: tuple = ()  # (x, predicted, z, sd) of the last scored tick
@@ -134,63 +151,77 @@ class Consistency:
         ridge = 1e-9 * np.trace(self._a, axis1=1, axis2=2)[:, None, None] + 1e-12
         beta = np.linalg.solve(self._a + ridge * np.eye(self._p), self._b[..., None])[..., 0]
         self._beta = beta
-        self._var = np.maximum(self._yy - (beta * self._b).sum(axis=1), 0.0)
+        self._var = np.where(
+            self._seen > self._p, np.maximum(self._yy - (beta * self._b).sum(axis=1), 0.0), 0.0
+        )
 
     def update(self, t: float, xs: Sequence[float]) -> float:
         v = np.asarray(xs, dtype=float)
         if v.shape != (self._n + self._k,):
             raise ValueError(f"expected {self._n + self._k} values, got shape {v.shape}")
-        if not np.isfinite(v).all():
+        present = np.isfinite(v[: self._n])
+        if not np.isfinite(v[self._n :]).all() or not present.any():
             return 0.0
-        x, d = v[: self._n] - self._offset, v[self._n :]
+        if self.siblings and not present.all():
+            return 0.0
+        x, d = np.where(present, v[: self._n] - self._offset, 0.0), v[self._n :]
         phi = self._features(x, d)
         if self._count == 0:
             self._t0 = t
         dt = t - self._t if self._count else 0.0
         self._count += 1
         self._t = t
-        w = ew_weight(dt, self.memory_s, self._count)
-        if self._count % self.refit == 0 and self._count > self._p:
+        if self._count % self.refit == 0:
             self._fit()
         pred = (phi * self._beta).sum(axis=1)
-        e = x - pred
+        e = np.where(present, x - pred, 0.0)
         sd = np.sqrt(np.maximum(self._var, self.min_scale**2 + 1e-18 * (1.0 + x * x)))
-        r = np.where(self._var > 0, e / sd, 0.0)
+        r = np.where(present & (self._var > 0), e / sd, 0.0)
         relearning = self._relearn > 0
         if relearning.any():  # a re-zeroed sensor: learn its new offset, judge it later
             done = _RELEARN - self._relearn[relearning]
             self._offset[relearning] += e[relearning] / (done + 1.0)
-            self._relearn[relearning] -= 1
+            self._relearn[relearning] -= present[relearning]
             r = np.where(relearning, 0.0, r)
         lam = self.smooth
-        self._u = (1.0 - lam) * self._u + lam * r
+        self._u = np.where(present, (1.0 - lam) * self._u + lam * r, self._u)
         age = t - self._t0
         warm = age >= self.warmup_s
-        z = self._u / np.maximum(np.sqrt(self._v), self._floor_u)
-        single, common = self._scores(z)
-        score = (single if self.mode == "single" else common) if warm else 0.0
+        z = np.where(present, self._u / np.maximum(np.sqrt(self._v), self._floor_u), 0.0)
+        score = self._score(z, present) if warm else 0.0
         self._last = (v[: self._n], pred + self._offset, z, sd)
-        flagged = warm and max(single, common) >= self.threshold
-        if not flagged and float(np.abs(r).max()) < 8.0:  # gated: incidents are not learned
-            self._a += w * (np.einsum("ip,iq->ipq", phi, phi) - self._a)
-            self._b += w * (phi * x[:, None] - self._b)
-            self._yy += w * (x * x - self._yy)
-            if age >= self.warmup_s / 2:  # the EWMA's spread, once the fit has settled
-                self._nv += 1
-                self._v += ew_weight(dt, self.memory_s, self._nv) * (self._u**2 - self._v)
+        # gated: no sensor departing (whatever the mode), no raw outlier
+        if not (warm and float(np.abs(z).max()) >= self.threshold) and float(np.abs(r).max()) < 8.0:
+            self._learn(dt, phi, x, present, age)
         return clamp_score(score)
 
-    def _scores(self, z: np.ndarray) -> tuple[float, float]:
-        a = np.abs(z)
-        top2 = np.partition(a, self._n - 2)[-2:]
-        single = float(top2[1] - top2[0])
-        same = (z > 0).all() or (z < 0).all()
-        common = float(a.min()) if same else 0.0
-        return single, common
+    def _learn(self, dt: float, phi: np.ndarray, x: np.ndarray, present, age: float) -> None:
+        self._seen += present
+        w = np.array([ew_weight(dt, self.memory_s, max(int(c), 1)) for c in self._seen])
+        w = np.where(present, w, 0.0)
+        self._a += w[:, None, None] * (np.einsum("ip,iq->ipq", phi, phi) - self._a)
+        self._b += w[:, None] * (phi * x[:, None] - self._b)
+        self._yy += w * (x * x - self._yy)
+        if age >= self.warmup_s / 2:  # the EWMA's spread, once the fit has settled
+            self._nv += 1
+            wv = ew_weight(dt, self.memory_s, self._nv)
+            self._v = np.where(present, self._v + wv * (self._u**2 - self._v), self._v)
+
+    def _score(self, z: np.ndarray, present: np.ndarray) -> float:
+        a = np.abs(z[present])
+        if self.mode == "residual":
+            return float(a.max())
+        if len(a) < 2:
+            return 0.0
+        if self.mode == "single":
+            top2 = np.partition(a, len(a) - 2)[-2:]
+            return float(top2[1] - top2[0])
+        zp = z[present]
+        return float(a.min()) if (zp > 0).all() or (zp < 0).all() else 0.0
 
     def explain(self) -> Explanation:
         if not self._last:
-            return Explanation("reading", math.nan, math.nan)
+            return Explanation("{member}", math.nan, math.nan)
         x, pred, z, sd = self._last
         a = np.abs(z)
         share = a * a / max(float((a * a).sum()), 1e-300)
@@ -198,13 +229,14 @@ class Consistency:
         j = int(order[0])
         # a persistent offset D drives u to D / sd: the threshold in reading units
         band = self.threshold * float(sd[j]) * max(float(np.sqrt(self._v[j])), self._floor_u)
-        if self.mode == "single":
-            note = f"member {j} departs from its {'siblings' if self.siblings else 'drivers'}"
+        if self.mode != "common":
+            ref = "siblings" if self.siblings else "drivers"
+            note = f"departs from what its {ref} predict by {float(x[j] - pred[j]):+.4g}"
         else:
             sign = "up" if z[j] > 0 else "down"
             note = f"all {self._n} sensors depart {sign} together"
         return Explanation(
-            quantity="reading",
+            quantity="{member}",
             observed=float(x[j]),
             expected=float(pred[j]),
             low=float(pred[j]) - band,
@@ -212,6 +244,7 @@ class Consistency:
             contributors=tuple((int(i), round(float(share[i]), 4)) for i in order),
             member=j,
             note=note,
+            unit_of=j,
         )
 
     def rebaseline(self, member: int) -> None:
@@ -234,6 +267,7 @@ class Consistency:
             tuple(self._a.ravel().tolist()),
             tuple(self._b.ravel().tolist()),
             tuple(self._yy.tolist()),
+            tuple(self._seen.tolist()),
             tuple(self._beta.ravel().tolist()),
             tuple(self._var.tolist()),
             tuple(self._u.tolist()),
@@ -246,14 +280,14 @@ class Consistency:
     @classmethod
     def from_state(cls, params: dict, state: tuple) -> Consistency:
         det = cls(**params)
-        count, det._t0, det._t, a, b, yy, beta, var, u, v, nv, offset, relearn = state
+        count, det._t0, det._t, a, b, yy, seen, beta, var, u, v, nv, offset, relearn = state
         n, p = det._n, det._p
         det._count, det._nv = int(count), int(nv)
         det._a = np.array(a, dtype=float).reshape(n, p, p)
         det._b = np.array(b, dtype=float).reshape(n, p)
         det._beta = np.array(beta, dtype=float).reshape(n, p)
-        det._yy, det._var, det._u, det._v, det._offset, det._relearn = (
-            np.array(s, dtype=float) for s in (yy, var, u, v, offset, relearn)
+        det._yy, det._seen, det._var, det._u, det._v, det._offset, det._relearn = (
+            np.array(s, dtype=float) for s in (yy, seen, var, u, v, offset, relearn)
         )
         return det
 

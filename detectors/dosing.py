@@ -34,7 +34,8 @@ class Dosing:
 
     Profile: per ``slot_s`` slot of the local day (``timezone``), for two day types (working
     days; weekends and ``holidays``), the EW mean over ``memory_days`` of that slot, learned
-    with a weight that shrinks to 0 as the score nears the threshold (gated). With ``flow``,
+    with a weight ``(1 - score / threshold)**2`` (gated: a slow decline is not learned on its
+    way down; the scatter learns from every unflagged tick). With ``flow``,
     the residual is also regressed on the flow's departure from *its* slot profile. The
     residual is divided by its EW standard deviation, smoothed with an EWMA (``smooth``) and
     divided by the EWMA's own spread on the reference (floored at the white-noise value), so a
@@ -109,7 +110,6 @@ class Dosing:
         self._beta = 0.0
         self._u = 0.0  # EWMA of the standardised residual
         self._v = 0.0  # EW mean of u**2 on the reference
-        self._nv = 0
         self._last = (math.nan, math.nan, math.nan)  # observed, expected, band
 
     def update(self, t: float, xs: Sequence[float]) -> float:
@@ -141,9 +141,11 @@ class Dosing:
         else:
             self._u = 0.0
         score = clamp_score(score)
-        gate = 1.0 - score / self.threshold
-        if gate > 0.0:
-            gate *= gate
+        # Gated learning: the profile (the level) learns with a weight that shrinks to 0 as the
+        # score nears the threshold, so a slow decline is not learned on its way down; the
+        # scatter learns from every unflagged tick, so it is not biased low.
+        if score < self.threshold:
+            gate = (1.0 - score / self.threshold) ** 2
             if day != self._seen[slot]:
                 self._seen[slot] = day
                 self._days[slot] = n + 1
@@ -153,24 +155,20 @@ class Dosing:
             self._fl[slot] += w * (flow - self._fl[slot])
             if n >= self.min_count:  # the scatter around a profile that exists
                 self._n += 1
-                wg = ew_weight(dt, self.memory_days * 86400.0 / 4, self._n) * gate
+                wg = ew_weight(dt, self.memory_days * 86400.0 / 4, self._n)
                 self._var += wg * (e * e - self._var)
                 if self._flow:
                     m = self._m
                     m[0] += wg * (df * df - m[0])
                     m[1] += wg * (df * (cl - self._cl[slot]) - m[1])
                     self._beta = m[1] / m[0] if m[0] > 1e-12 else 0.0
-                self._nv += 1
-                self._v += (
-                    ew_weight(dt, self.memory_days * 86400.0 / 4, self._nv)
-                    * gate
-                    * (self._u * self._u - self._v)
-                )
+                self._v += wg * (self._u * self._u - self._v)
         return score
 
     def explain(self) -> Explanation:
         cl, expected, band = self._last
         return Explanation(
+            unit_of=0,
             quantity="free chlorine",
             observed=cl,
             expected=expected,
@@ -200,7 +198,6 @@ class Dosing:
             self._beta,
             self._u,
             self._v,
-            self._nv,
             self._last,
         )
 
@@ -208,7 +205,7 @@ class Dosing:
     def from_state(cls, params: dict, state: tuple) -> Dosing:
         det = cls(**params)
         days, ticks, seen, cl, fl, det._t, det._n, det._var, m, det._beta, *rest = state
-        det._u, det._v, det._nv, last = rest
+        det._u, det._v, last = rest
         det._days, det._ticks, det._seen = list(days), list(ticks), list(seen)
         det._cl, det._fl, det._m, det._last = list(cl), list(fl), list(m), tuple(last)
         return det

@@ -58,9 +58,10 @@ class Explanation:
     """Why a group detector scored what it scored, in the operator's quantities.
 
     ``observed`` and ``expected`` are values of ``quantity`` (e.g. the performance ratio, the
-    night flow in m3/h, a gauge's reading), ``low``/``high`` the band that counts as normal
-    (either may be None), ``contributors`` (member index, share) with shares summing to ~1,
-    largest first; ``member`` the index the finding is about (a faulty gauge), or None.
+    night flow, a gauge's reading; ``{member}`` in it stands for the sensor's name), in the unit
+    of member ``unit_of`` (None: dimensionless); ``low``/``high`` the band that counts as
+    normal (either may be None); ``contributors`` (member index, share) with shares summing to
+    ~1, largest first; ``member`` the index the finding is about (a faulty gauge), or None.
     """
 
     quantity: str
@@ -71,6 +72,7 @@ class Explanation:
     contributors: tuple[tuple[int, float], ...] = ()
     member: int | None = None
     note: str = ""
+    unit_of: int | None = None
 
 
 @runtime_checkable

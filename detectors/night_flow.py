@@ -151,6 +151,7 @@ class NightFlow:
         mnf, med, scale = self._last
         n = sum(self.counts.values())
         return Explanation(
+            unit_of=0,
             quantity="minimum night flow",
             observed=mnf,
             expected=med,

@@ -31,8 +31,9 @@ class PerformanceRatio:
     irradiance >= ``min_irradiance`` are *daylight ticks*; the current PR is the ratio of
     exponentially weighted sums of delivered and promised power over ``window_s`` of daylight
     (energy-weighted, as IEC 61724 aggregates). The reference is the EW mean and spread of that
-    PR over ``memory_s`` of daylight, learned only while the detector does not flag, with a
-    weight ``(1 - score / threshold)**2`` (gated: a slow loss is not learned on its way down).
+    PR over ``memory_s`` of daylight, learned only while the detector does not flag, the mean
+    with a weight ``(1 - score / threshold)**2`` (gated: a slow loss is not learned on its way
+    down).
 
     score = (reference - current) / max(spread, ``min_drop`` x reference): in units of the PR's
     own day-to-day scatter, floored so a perfectly steady simulator does not alarm on a 1 %
@@ -128,14 +129,14 @@ class PerformanceRatio:
             dev = (self._ref - pr) / scale
             score = dev if self.direction == "low" else abs(dev)
         self._score = clamp_score(score) if warm else 0.0
-        # The reference learns once the window holds an hour of the day; never while flagged,
-        # and with a weight that shrinks as the score nears the threshold (soft gate).
-        gate = 1.0 - self._score / self.threshold
-        if self._day_s >= min(self.window_s, self.warmup_s) and gate > 0.0:
+        # The reference learns once the window holds an hour of the day, never while flagged;
+        # its level with a weight that shrinks as the score nears the threshold (a slow loss is
+        # not learned on its way down), its spread from every unflagged tick (not biased low).
+        if self._day_s >= min(self.window_s, self.warmup_s) and self._score < self.threshold:
             self._nref += 1
-            wr = ew_weight(dt, self.memory_s, self._nref) * gate * gate
+            wr = ew_weight(dt, self.memory_s, self._nref)
             d = pr - self._ref
-            self._ref += wr * d
+            self._ref += wr * (1.0 - self._score / self.threshold) ** 2 * d
             self._var = (1.0 - wr) * (self._var + wr * d * d) if self._nref > 1 else 0.0
         return self._score
 

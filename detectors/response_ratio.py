@@ -136,16 +136,15 @@ class ResponseRatio:
         if age >= self.warmup_s:
             score = clamp_score(abs(m) / max(math.sqrt(self._var), self.min_sd))
         self._score = score
-        gate = 1.0 - score / self.threshold
-        if gate > 0.0:  # the reference learns only what is not flagged (soft gate)
-            gate *= gate
+        if score < self.threshold:  # the reference learns only what is not flagged
+            gate = (1.0 - score / self.threshold) ** 2  # slopes: less and less near the threshold
             self._nref += 1
             wr = ew_weight(dt, self.memory_s, self._nref) * gate
             self._a_ref += wr * (outer - self._a_ref)
             self._b_ref += wr * (np.outer(phi, y) - self._b_ref)
             if age >= self.warmup_s / 2 and np.isfinite(ratio).all():
                 self._nv += 1
-                self._var += ew_weight(dt, self.memory_s, self._nv) * gate * (m * m - self._var)
+                self._var += ew_weight(dt, self.memory_s, self._nv) * (m * m - self._var)
         return score
 
     def _solve_ref(self) -> np.ndarray:

@@ -191,6 +191,7 @@ class Schedule:
         kind = _DAY_TYPES[slot // self._per_day] if slot >= 0 else ""
         minute = int((slot % self._per_day) * self.slot_s // 60) if slot >= 0 else 0
         return Explanation(
+            unit_of=0,
             quantity="load",
             observed=load,
             expected=expected,

@@ -5,8 +5,10 @@
     source ──► parse ──► dead letters ─────────────────────────────┬──► JSONL file
                  │                                                 │
                  ├──► records ─────────────────────────────────────┼──► InfluxDB
-                 │       └─► shard ─► detect (stateful) ─► scores ─┤
-                 │                          └──────────► alerts ───┼──► Alertmanager
+                 │       ├─► shard ─► detect (stateful) ─► scores ─┤
+                 │       │                  └──────────► alerts ───┼──► Alertmanager
+                 │       └─► group members ─► asset shard ─► align, detect (stateful) ─► scores,
+                 │                                                            alerts ┤
                  └──► latest time per series ─► liveness ─► alerts ┘
 
 Every item is a *batch* (a list of records) and series are routed to ``flow.shards`` shard
@@ -23,6 +25,7 @@ from bytewax.dataflow import Dataflow
 
 from twinwatch.config import Config
 from twinwatch.engine.alerts import shard_of
+from twinwatch.engine.assets import AssetShard, by_group_shard, member_readings
 from twinwatch.engine.liveness import Liveness, latest_times
 from twinwatch.engine.parse import Parser
 from twinwatch.engine.plan import Plan
@@ -40,6 +43,21 @@ class _ShardLogic(op.StatefulBatchLogic):
     def on_batch(self, batches: list[list]) -> tuple[list, bool]:
         records = batches[0] if len(batches) == 1 else [r for b in batches for r in b]
         return [self.shard.process(records)], op.StatefulBatchLogic.RETAIN
+
+    def snapshot(self) -> dict:
+        return self.shard.to_state()
+
+
+class _AssetLogic(op.StatefulBatchLogic):
+    """Asset groups (issue #12): alignment and group detectors, keyed by the group's shard."""
+
+    def __init__(self, plan: Plan, state: dict | None):
+        self.shard = AssetShard(plan, state)
+
+    def on_batch(self, batches: list[list]) -> tuple[list, bool]:
+        readings = batches[0] if len(batches) == 1 else [r for b in batches for r in b]
+        out = self.shard.process(readings)
+        return ([out] if out else []), op.StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> dict:
         return self.shard.to_state()
@@ -128,6 +146,15 @@ def build_flow(
     stale_alerts = op.map("unkey_liveness", stale, lambda kv: kv[1])
 
     to_influx = [records, outputs, stale_alerts, dead]
+    group_outputs = []
+    if plan.groups:  # asset groups: their members' readings, aligned and judged together
+        members = op.filter_map(
+            "group_members", records, lambda rs: member_readings(rs, plan) or None
+        )
+        by_group = op.flat_map("group_shard", members, lambda rs: by_group_shard(rs, plan, shards))
+        assets = op.stateful_batch("detect_assets", by_group, lambda s: _AssetLogic(plan, s))
+        group_outputs.append(op.map("unkey_assets", assets, lambda kv: kv[1]))
+        to_influx += group_outputs
     if (
         config.flow.rollups
     ):  # reading_1m / reading_1h for long-range panels (twinwatch.flows.rollup)
@@ -155,7 +182,7 @@ def build_flow(
     if alert_sink is not None:
         alerts = op.filter_map(
             "alerts",
-            op.merge("all_alerts", outputs, stale_alerts, *security_alerts),
+            op.merge("all_alerts", outputs, stale_alerts, *group_outputs, *security_alerts),
             lambda batch: [a for a in batch if type(a) is Alert] or None,
         )
         op.output("alertmanager", alerts, alert_sink)

@@ -13,7 +13,10 @@ fields, never tags, so series cardinality stays bounded):
     anomaly_score   asset domain sensor site                       <detector>=score... value hits(i)
     anomaly         asset detector domain sensor site              score value   (one per hit)
     alert           asset domain rule sensor severity site status  fingerprint value unit summary
-                                                                   starts_at_ms(i)
+                                                                   starts_at_ms(i) detector kind
+                                                                   observed expected expected_low
+                                                                   expected_high contributors
+                                                                   explanation
     dead_letter     reason source                                  topic detail payload
     reading_1m      asset domain quantity sensor site unit         mean min max count(i)
     reading_1h      (the same; ``Rollup`` records, time = window start)
@@ -71,6 +74,7 @@ __all__ = [
     "escape_field_key",
     "escape_string",
     "format_line",
+    "contributors_text",
 ]
 
 PRECISION = "ms"
@@ -256,7 +260,20 @@ def _alert(a: Alert) -> list[str]:
     fields.append(f"unit={escape_string(a.unit)}")
     fields.append(f"summary={escape_string(a.summary)}")
     fields.append(f"starts_at_ms={_ms(a.starts_at)}i")
+    if a.detector:  # the explanation (issue #12): fields, never tags
+        fields.append(f"detector={escape_string(a.detector)},kind={escape_string(a.kind)}")
+        for key in ("observed", "expected", "expected_low", "expected_high"):
+            if (text := _field(getattr(a, key))) is not None:
+                fields.append(f"{key}={text}")
+        if a.contributors:
+            fields.append(f"contributors={escape_string(contributors_text(a.contributors))}")
+        fields.append(f"explanation={escape_string(a.explanation)}")
     return [f"{head} {','.join(fields)} {_ms(a.at)}"]
+
+
+def contributors_text(contributors: Iterable[tuple[str, float]]) -> str:
+    """``strain-2=0.91,strain-1=0.06``: an alert's contributors as one string field."""
+    return ",".join(f"{s}={share:.3g}" for s, share in contributors)
 
 
 def _dead_letter(d: DeadLetter) -> list[str]:

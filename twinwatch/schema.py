@@ -203,7 +203,14 @@ class AnomalyScore(msgspec.Struct, frozen=True, gc=False):
 
 
 class Alert(msgspec.Struct, frozen=True):
-    """A state change of one alert, identified by its stable ``fingerprint``."""
+    """A state change of one alert, identified by its stable ``fingerprint``.
+
+    The explanation (issue #12), so an alert can be judged on its own: ``detector`` (the
+    registry type that fired) and ``kind`` (what a hit means: ``sensor_fault``, ``leak``, ...),
+    ``observed`` against ``expected`` and the normal band ``expected_low``..``expected_high``
+    (any may be None), ``contributors`` (sensor, share of the anomaly) largest first, and a
+    one-line ``explanation``. Stored as InfluxDB fields, never tags.
+    """
 
     fingerprint: str
     status: AlertStatus
@@ -219,6 +226,14 @@ class Alert(msgspec.Struct, frozen=True):
     unit: str
     summary: str
     ends_at: UtcTime | None = None
+    detector: str = ""
+    kind: str = ""
+    observed: float | None = None
+    expected: float | None = None
+    expected_low: float | None = None
+    expected_high: float | None = None
+    contributors: tuple[tuple[str, float], ...] = ()
+    explanation: str = ""
 
     @property
     def labels(self) -> dict[str, str]:

@@ -34,11 +34,13 @@ def make_alert(
     value: float,
     unit: str,
     summary: str,
+    **explanation,
 ) -> Alert:
     """An alert state change at event time ``t`` (epoch s) of the episode that began at ``since``.
 
     The fingerprint hashes the label set, so it is stable across restarts and processes. Counted
-    in the ``twinwatch_alerts_total`` metric.
+    in the ``twinwatch_alerts_total`` metric. ``explanation``: the Alert's explanation fields
+    (``twinwatch.engine.explain``).
     """
     labels = {"domain": domain, "site": site, "asset": asset, "sensor": sensor, "rule": rule}
     at = datetime.fromtimestamp(t, UTC)
@@ -58,4 +60,5 @@ def make_alert(
         unit=unit,
         summary=summary[:512],
         ends_at=at if status == "resolved" else None,
+        **explanation,
     )
