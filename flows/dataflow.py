@@ -26,7 +26,7 @@ from bytewax.dataflow import Dataflow
 from twinwatch.config import Config
 from twinwatch.engine.alerts import shard_of
 from twinwatch.engine.assets import AssetShard, by_group_shard, member_readings
-from twinwatch.engine.liveness import Liveness, latest_times
+from twinwatch.engine.liveness import Liveness, latest_times, maintenance_windows
 from twinwatch.engine.parse import Parser
 from twinwatch.engine.plan import Plan
 from twinwatch.engine.shard import Shard
@@ -67,9 +67,9 @@ class _LivenessLogic(op.StatefulBatchLogic):
     def __init__(self, config: Config, state: tuple | None):
         self.liveness = Liveness(config, state)
 
-    def on_batch(self, summaries: list[dict[str, float]]) -> tuple[list, bool]:
+    def on_batch(self, summaries: list[tuple[dict, dict]]) -> tuple[list, bool]:
         # One check per source batch, in order: the watermark advances as finely as the source.
-        alerts = [a for latest in summaries for a in self.liveness.process(latest)]
+        alerts = [a for latest, held in summaries for a in self.liveness.process(latest, held)]
         return ([alerts] if alerts else []), op.StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> tuple:
@@ -141,7 +141,9 @@ def build_flow(
     detected = op.stateful_batch("detect", keyed, lambda s: _ShardLogic(plan, s))
     outputs = op.map("unkey", detected, lambda kv: kv[1])
 
-    latest = op.map("latest", records, lambda rs: ("liveness", latest_times(rs)))
+    latest = op.map(
+        "latest", records, lambda rs: ("liveness", (latest_times(rs), maintenance_windows(rs)))
+    )
     stale = op.stateful_batch("liveness", latest, lambda s: _LivenessLogic(config, s))
     stale_alerts = op.map("unkey_liveness", stale, lambda kv: kv[1])
 

@@ -132,6 +132,16 @@ class Sensor(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     detectors: list[str] | None = None  # None: the domain's defaults
     kind: Literal["reading", "log", "firewall", "device_event"] = "reading"
     sim: dict[str, Any] = {}  # simulator parameters (see twinwatch.app.simulator)
+    # Silence longer than this fires `stale`. Default: flow.stale_factor x interval_s for
+    # readings; event streams (logs, firewall, device events) are bursty, a quiet night is normal
+    # for them, so they are not checked unless stale_s is set.
+    stale_s: PositiveFloat | None = None
+
+    def stale_after(self, factor: float) -> float | None:
+        """Seconds of silence that make this sensor stale (None: not checked)."""
+        if self.stale_s is not None:
+            return self.stale_s
+        return factor * self.interval_s if self.kind == "reading" else None
 
 
 class Asset(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -372,6 +382,8 @@ class Incident(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     at_h: Annotated[float, msgspec.Meta(ge=0)]
     duration_h: PositiveFloat = 1.0
     params: dict[str, Any] = {}
+    # the detector kinds meant to catch it (e.g. leak, sensor_fault), for scoring; [] = any
+    expect: list[str] = []
 
 
 class Simulation(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

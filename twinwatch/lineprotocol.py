@@ -20,6 +20,7 @@ fields, never tags, so series cardinality stays bounded):
     dead_letter     reason source                                  topic detail payload
     reading_1m      asset domain quantity sensor site unit         mean min max count(i)
     reading_1h      (the same; ``Rollup`` records, time = window start)
+    annotation      asset domain kind sensor site                  text until_ms(i)
 
 Escaping, as InfluxDB 1.x (checked against 1.6.7) and 2.x parse it:
 
@@ -60,7 +61,15 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from twinwatch.schema import Alert, AnomalyScore, DeadLetter, Reading, Rollup, SecurityEvent
+from twinwatch.schema import (
+    Alert,
+    Annotation,
+    AnomalyScore,
+    DeadLetter,
+    Reading,
+    Rollup,
+    SecurityEvent,
+)
 
 __all__ = [
     "PRECISION",
@@ -85,6 +94,7 @@ MEASUREMENTS: tuple[str, ...] = (
     "anomaly",
     "alert",
     "dead_letter",
+    "annotation",
 )
 
 _NAME_TABLE = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ ", "\n": "\\n"})
@@ -294,6 +304,13 @@ def _rollup(r: Rollup) -> list[str]:
     ]
 
 
+def _annotation(a: Annotation) -> list[str]:
+    head = _cached_head(
+        "annotation", _SCORE_TAGS + ("kind",), (a.domain, a.site, a.asset, a.sensor, a.kind)
+    )
+    return [f"{head} text={escape_string(a.text)},until_ms={_ms(a.until)}i {_ms(a.time)}"]
+
+
 def reset() -> None:
     """Forget the cached series heads (for tests)."""
     _heads.clear()
@@ -307,6 +324,7 @@ _ENCODERS: dict[type, Callable[[Any], list[str]]] = {
     Alert: _alert,
     DeadLetter: _dead_letter,
     Rollup: _rollup,
+    Annotation: _annotation,
 }
 _MEASUREMENT_OF: dict[type, str] = {
     Reading: "reading",
@@ -314,6 +332,7 @@ _MEASUREMENT_OF: dict[type, str] = {
     AnomalyScore: "anomaly_score",
     Alert: "alert",
     DeadLetter: "dead_letter",
+    Annotation: "annotation",
 }
 
 

@@ -5,6 +5,7 @@ Every record that crosses a module boundary is one of these msgspec Structs:
     Reading        a sensor value (structures, water, energy)
     SecurityEvent  a parsed log line or security-device event (security)
     AnomalyScore   the detector scores of one reading or event
+    Annotation     an operator's note on a sensor: a maintenance window
     Alert          a state change of an alert (pending, firing, resolved)
     DeadLetter     an input that could not be parsed, with the reason
 
@@ -37,6 +38,8 @@ __all__ = [
     "LogPayload",
     "FirewallPayload",
     "DeviceEventPayload",
+    "AnnotationPayload",
+    "Annotation",
     "Reading",
     "SecurityEvent",
     "AnomalyScore",
@@ -141,6 +144,18 @@ class DeviceEventPayload(msgspec.Struct, frozen=True):
     confidence: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
 
 
+class AnnotationPayload(msgspec.Struct, frozen=True):
+    """JSON payload of ``<prefix>/<domain>/<site>/<asset>/<sensor>/annotation`` (issue #12): an
+    operator (or the maintenance system) says the sensor is in maintenance from ``time`` until
+    ``until``, e.g. ``{"time": "...", "kind": "maintenance", "until": "...", "text": "gauge
+    replaced, re-zeroed"}``. Its alerts are held meanwhile and its detectors re-learn after."""
+
+    time: UtcTime
+    until: UtcTime
+    kind: Literal["maintenance"] = "maintenance"
+    text: Annotated[str, msgspec.Meta(max_length=1024)] = ""
+
+
 # --- records -----------------------------------------------------------------------------------
 
 
@@ -180,6 +195,27 @@ class SecurityEvent(msgspec.Struct, frozen=True, gc=False):
     dst_port: int | None = None
     message: str = ""
     domain: Domain = "security"
+
+    @property
+    def series(self) -> str:
+        return series_key(self.domain, self.site, self.asset, self.sensor)
+
+
+class Annotation(msgspec.Struct, frozen=True, gc=False):
+    """A maintenance window on one sensor (``AnnotationPayload``), with the sensor's identity.
+
+    While it lasts, the sensor's alerts (per-sensor, stale and those of its asset groups) are
+    held; when it ends, the sensor's detectors learn its new normal (a replaced gauge reads
+    re-zeroed). Stored as measurement ``annotation`` (Grafana can show it on the panels)."""
+
+    time: UtcTime
+    domain: Domain
+    site: Name
+    asset: Name
+    sensor: Name
+    kind: Literal["maintenance"]
+    until: UtcTime
+    text: str = ""
 
     @property
     def series(self) -> str:

@@ -24,7 +24,7 @@ import msgspec
 
 from twinwatch.alerting.alertmanager import AlertmanagerClient, AlertmanagerError
 from twinwatch.app import services, simulator
-from twinwatch.app.evaluate import AlertRow, match_incidents, unmatched_alerts
+from twinwatch.app.evaluate import AlertRow, group_members, match_incidents, unmatched_alerts
 from twinwatch.config import Config, ConfigError, load_config
 from twinwatch.influx import InfluxV1Writer
 from twinwatch.schema import DOMAINS, SEVERITIES, SEVERITY_KO
@@ -194,6 +194,8 @@ def print_summary(
                     d["sensor"],
                     d["rule"],
                     d["severity"],
+                    d.get("kind") or "",
+                    d.get("detector") or "",
                 )
             )
 
@@ -217,21 +219,27 @@ def print_summary(
     for d in DOMAINS:
         print(f"  {d:12}" + "".join(f"{by.get((d, s), 0):>16}" for s in SEVERITIES))
 
-    results = match_incidents(labels, alerts)
-    detected = sum(r.detected for r in results)
+    groups = group_members(config)
+    results = match_incidents(labels, alerts, groups=groups)
+    incidents = [r for r in results if not r.legit]
+    detected = sum(r.detected for r in incidents)
     skipped = len(config.simulation.incidents) - len(labels)
     print(
-        f"\nincidents injected vs detected: {detected}/{len(results)}"
+        f"\nincidents injected vs detected: {detected}/{len(incidents)}"
         + (f" ({skipped} scheduled after the simulated span, not injected)" if skipped else "")
     )
     for r in results:
-        if r.detected:
-            a = r.first_alert
+        a = r.first_alert
+        if r.legit:
+            how = "quiet (legitimate change)" if a is None else f"FALSE ALARM by {a.rule}"
+        elif a is not None:
             how = f"after {r.delay_s / 60:6.1f} min by {a.rule} ({a.severity}) on {a.sensor}"
+            if not r.right_kind:
+                how += f" (not a {'/'.join(r.expect)} detector)"
         else:
             how = "NOT DETECTED"
         print(f"  {r.kind:24} {r.targets[0]:34} {how}")
-    false = unmatched_alerts(labels, alerts)
+    false = unmatched_alerts(labels, alerts, groups=groups)
     print(
         f"alerts outside any incident (false alarms): {len(false)}"
         + (
@@ -255,7 +263,10 @@ def print_summary(
         "\"q=SELECT mean(value) FROM reading WHERE domain='water' AND time > now() - 2d "
         'GROUP BY site, sensor, time(1h)"'
     )
-    print("measurements: reading, security_event, anomaly_score, anomaly, alert, dead_letter")
+    print(
+        "measurements: reading, security_event, anomaly_score, anomaly, alert, dead_letter, "
+        "annotation"
+    )
     print(
         f"incident labels: {config.simulation.labels_path}; dead letters: "
         f"{config.flow.dead_letter_path}"

@@ -1,11 +1,21 @@
-"""Score alerts against the simulator's incident labels: detected or missed, and how fast.
+"""Score alerts against the simulator's incident labels: detected or missed, by the right kind of
+detector or by chance, how fast, and what fired where nothing was wrong.
 
-    match_incidents(labels, alerts, grace_s) -> list[IncidentResult]
+    match_incidents(labels, alerts, grace_s, groups) -> list[IncidentResult]
+    unmatched_alerts(labels, alerts, grace_s, groups) -> false alarms
+    group_members(config) -> {(site, asset, group id): sensor ids}
 
-An incident counts as detected by the first firing alert on one of its target sensors whose
-time lies in [incident start, incident end + grace]; the detection delay is that alert's time
-minus the incident start. Firing alerts that match no incident are reported separately
-(``unmatched_alerts``) so false alarms are visible next to recall.
+An incident counts as detected by the first firing alert on one of its targets whose time lies
+in [incident start, incident end + grace]; the detection delay is that alert's time minus the
+incident start. An asset group's alert (``sensor`` = the group's id) is on a target when the
+group uses a target sensor (``groups``). A label's ``expect`` lists the detector kinds meant to
+catch it (issue #12: a leak by ``leak``, a debonded gauge by ``sensor_fault``): ``right_kind``
+says whether the first alert was one of them, i.e. detected by design and not by chance.
+
+Labels marked ``legit`` are legitimate changes (rain-driven turbidity under its limit, a
+holiday, a sensor replaced under a maintenance annotation): nothing is to be detected there, and
+an alert in their window is a false alarm (``unmatched_alerts`` returns it; ``legit_alarms``
+lists those of one label).
 """
 
 from __future__ import annotations
@@ -13,7 +23,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-__all__ = ["AlertRow", "IncidentResult", "match_incidents", "unmatched_alerts"]
+__all__ = [
+    "AlertRow",
+    "IncidentResult",
+    "match_incidents",
+    "unmatched_alerts",
+    "legit_alarms",
+    "group_members",
+]
+
+Groups = dict[tuple[str, str, str], frozenset[str]]
 
 
 @dataclass(frozen=True)
@@ -27,10 +46,19 @@ class AlertRow:
     sensor: str
     rule: str
     severity: str
+    kind: str = ""  # what the detector's hit means (issue #12), "" for older rows
+    detector: str = ""
 
     @property
     def target(self) -> str:
         return f"{self.site}/{self.asset}/{self.sensor}"
+
+    def targets(self, groups: Groups | None = None) -> set[str]:
+        """The sensor paths this alert is about: its own, or its group's members."""
+        members = (groups or {}).get((self.site, self.asset, self.sensor))
+        if members is None:
+            return {self.target}
+        return {f"{self.site}/{self.asset}/{m}" for m in members}
 
 
 @dataclass(frozen=True)
@@ -42,6 +70,8 @@ class IncidentResult:
     start: datetime
     end: datetime
     first_alert: AlertRow | None
+    expect: tuple[str, ...] = ()
+    legit: bool = False
 
     @property
     def detected(self) -> bool:
@@ -53,47 +83,71 @@ class IncidentResult:
             return None
         return (self.first_alert.at - self.start).total_seconds()
 
+    @property
+    def right_kind(self) -> bool:
+        """Detected, and first by a detector meant for it (any detector if none is named)."""
+        a = self.first_alert
+        return a is not None and (not self.expect or a.kind in self.expect)
+
+
+def group_members(config) -> Groups:
+    """{(site, asset, group id): member sensor ids} of the config's asset groups."""
+    return {(g.site, g.asset, g.id): frozenset(g.members) for g in config.asset_groups}
+
 
 def _window(label: dict) -> tuple[datetime, datetime]:
     return datetime.fromisoformat(label["start"]), datetime.fromisoformat(label["end"])
 
 
+def _in(label: dict, a: AlertRow, grace_s: float, groups: Groups | None) -> bool:
+    start, end = _window(label)
+    return (
+        start <= a.at
+        and (a.at - end).total_seconds() <= grace_s
+        and not a.targets(groups).isdisjoint(label["targets"])
+    )
+
+
 def match_incidents(
-    labels: list[dict], alerts: list[AlertRow], grace_s: float = 1800.0
+    labels: list[dict],
+    alerts: list[AlertRow],
+    grace_s: float = 1800.0,
+    groups: Groups | None = None,
 ) -> list[IncidentResult]:
     results = []
     for label in labels:
         start, end = _window(label)
-        targets = tuple(label["targets"])
-        hits = [
-            a
-            for a in alerts
-            if a.target in targets and start <= a.at and (a.at - end).total_seconds() <= grace_s
-        ]
+        hits = [a for a in alerts if _in(label, a, grace_s, groups)]
         results.append(
             IncidentResult(
                 label["id"],
                 label["kind"],
                 label["domain"],
-                targets,
+                tuple(label["targets"]),
                 start,
                 end,
                 min(hits, key=lambda a: a.at, default=None),
+                tuple(label.get("expect", ())),
+                bool(label.get("legit", False)),
             )
         )
     return results
 
 
 def unmatched_alerts(
-    labels: list[dict], alerts: list[AlertRow], grace_s: float = 1800.0
+    labels: list[dict],
+    alerts: list[AlertRow],
+    grace_s: float = 1800.0,
+    groups: Groups | None = None,
 ) -> list[AlertRow]:
-    """Firing alerts that fall in no incident's window on its targets (false alarms)."""
-    windows = [(set(lb["targets"]), *_window(lb)) for lb in labels]
-    return [
-        a
-        for a in alerts
-        if not any(
-            a.target in t and s <= a.at and (a.at - e).total_seconds() <= grace_s
-            for t, s, e in windows
-        )
-    ]
+    """Firing alerts that fall in no incident's window on its targets (false alarms), including
+    every alert inside a legitimate change's window."""
+    real = [lb for lb in labels if not lb.get("legit")]
+    return [a for a in alerts if not any(_in(lb, a, grace_s, groups) for lb in real)]
+
+
+def legit_alarms(
+    label: dict, alerts: list[AlertRow], grace_s: float = 1800.0, groups: Groups | None = None
+) -> list[AlertRow]:
+    """The alerts on a legitimate change's targets in its window (each is a false alarm)."""
+    return [a for a in alerts if _in(label, a, grace_s, groups)]

@@ -31,20 +31,24 @@ from twinwatch.engine.explain import group_explanation
 from twinwatch.engine.lifecycle import AlertState, evaluate
 from twinwatch.engine.plan import GroupPlan, Plan
 from twinwatch.metrics import ANOMALIES, DETECT_SECONDS
-from twinwatch.schema import Alert, AnomalyScore, Reading
+from twinwatch.schema import Alert, Annotation, AnomalyScore, Reading
 
 __all__ = ["AssetShard", "member_readings", "by_group_shard"]
 
 log = logging.getLogger(__name__)
 
 
-def member_readings(records: list, plan: Plan) -> list[Reading]:
-    """The readings of a batch that some asset group uses (the rest never reach the step)."""
+def member_readings(records: list, plan: Plan) -> list[Reading | Annotation]:
+    """The readings (and maintenance annotations) of a batch that some asset group uses; the
+    rest never reach the step."""
     member_of = plan.member_of
-    return [r for r in records if type(r) is Reading and r.series in member_of]
+    return [r for r in records if type(r) in _MEMBER_TYPES and r.series in member_of]
 
 
-def by_group_shard(readings: list[Reading], plan: Plan, shards: int) -> list[tuple[str, list]]:
+_MEMBER_TYPES = (Reading, Annotation)
+
+
+def by_group_shard(readings: list, plan: Plan, shards: int) -> list[tuple[str, list]]:
     """Route member readings to their groups' shards; a reading in two groups on two shards
     goes to both."""
     out: dict[str, list] = defaultdict(list)
@@ -59,14 +63,22 @@ def by_group_shard(readings: list[Reading], plan: Plan, shards: int) -> list[tup
 
 
 class _Group:
-    __slots__ = ("plan", "aligner", "detectors", "alerts", "slices")
+    __slots__ = ("plan", "aligner", "detectors", "alerts", "slices", "held")
 
-    def __init__(self, gp: GroupPlan, aligner: Aligner, dets: list, alerts: list[AlertState]):
+    def __init__(
+        self,
+        gp: GroupPlan,
+        aligner: Aligner,
+        dets: list,
+        alerts: list[AlertState],
+        held: dict[int, float] | None = None,
+    ):
         self.plan = gp
         self.aligner = aligner
         self.detectors = dets
         self.alerts = alerts
         self.slices = [idx for _, _, _, idx in gp.detectors]
+        self.held = held or {}  # member in maintenance -> end of the window
 
 
 class AssetShard:
@@ -76,7 +88,7 @@ class AssetShard:
         self.plan = plan
         self.groups: dict[str, _Group] = {}
         dropped: list[str] = []
-        for key, (align_state, det_states, alert_states) in (state or {}).items():
+        for key, (align_state, det_states, alert_states, *held) in (state or {}).items():
             gp = plan.groups.get(key)
             if gp is None:
                 dropped.append(key)
@@ -96,7 +108,8 @@ class AssetShard:
             ]
             gone = set(det_states) - {(n, k) for n, k, _, _ in gp.detectors}
             dropped.extend(f"{key}:{n}" for n, _ in sorted(gone))
-            self.groups[key] = _Group(gp, self._aligner(gp, align_state), dets, alerts)
+            kept = {m: u for m, u in (held[0] if held else {}).items() if m < len(gp.members)}
+            self.groups[key] = _Group(gp, self._aligner(gp, align_state), dets, alerts, kept)
         if dropped:
             log.warning(
                 "restore: dropped the saved state of %d asset groups/detectors no longer in "
@@ -125,9 +138,10 @@ class AssetShard:
         for r in sorted(readings, key=lambda r: r.time):
             t = r.time.timestamp()
             for key, member in member_of.get(r.series, ()):
-                if key not in self.plan.groups:
-                    continue
                 g = self._get(key)
+                if type(r) is Annotation:  # maintenance: the member is left out until it ends
+                    g.held[member] = max(g.held.get(member, 0.0), r.until.timestamp())
+                    continue
                 for tick, vec in g.aligner.push(t, member, r.value):
                     self._tick(g, tick, vec, out)
         if readings:
@@ -136,6 +150,8 @@ class AssetShard:
 
     def _tick(self, g: _Group, t: float, vec: tuple[float, ...], out: list) -> None:
         gp = g.plan
+        if g.held:
+            vec = self._release(g, t, vec)
         scores = {}
         hits = []
         for (name, kind, _, _), det, idx, alert in zip(
@@ -194,16 +210,19 @@ class AssetShard:
             **why,
         )
 
-    def rebaseline(self, series: str) -> None:
-        """A member sensor was replaced or re-zeroed (maintenance annotation): each group
-        detector that uses it re-learns that member."""
-        for key, member in self.plan.member_of.get(series, ()):
-            g = self.groups.get(key)
-            if g is None:
-                continue
-            for det, idx in zip(g.detectors, g.slices):
-                if member in idx:
-                    det.rebaseline(idx.index(member))
+    @staticmethod
+    def _release(g: _Group, t: float, vec: tuple[float, ...]) -> tuple[float, ...]:
+        """Members in maintenance read as missing; when a window ends, every detector that
+        uses the member re-learns it (a replaced, re-zeroed sensor: its new normal)."""
+        for member, until in list(g.held.items()):
+            if t >= until:
+                del g.held[member]
+                for det, idx in zip(g.detectors, g.slices):
+                    if member in idx:
+                        det.rebaseline(idx.index(member))
+        if not g.held:
+            return vec
+        return tuple(math.nan if i in g.held else v for i, v in enumerate(vec))
 
     def to_state(self) -> dict:
         return {
@@ -215,5 +234,6 @@ class AssetShard:
                 },
                 {name: a.to_state() for (name, _, _, _), a in zip(g.plan.detectors, g.alerts)},
             )
+            + ((dict(g.held),) if g.held else ())
             for key, g in self.groups.items()
         }

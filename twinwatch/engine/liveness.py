@@ -3,7 +3,13 @@
 A per-series detector only runs when its series sends data, so it cannot notice silence. This
 step sees, per batch, the latest time of every series (a small summary, not the records) and the
 stream's watermark (the newest event time seen); a series silent for more than
-``flow.stale_factor`` x its interval fires a ``stale`` alert, resolved when it reports again.
+``flow.stale_factor`` x its interval (or its own ``stale_s``) fires a ``stale`` alert, resolved
+when it reports again. Event streams (logs, firewall, device events) are bursty, so only those
+with an explicit ``stale_s`` are checked.
+
+A maintenance annotation (issue #12) suspends the check for its sensor until its end: a sensor
+being replaced is silent on purpose. If it is still silent a stale period after the window, it
+is stale.
 """
 
 from __future__ import annotations
@@ -13,11 +19,12 @@ import logging
 from twinwatch.config import Config
 from twinwatch.detectors.stale import StaleTracker
 from twinwatch.engine.alerts import make_alert
+from twinwatch.engine.explain import stale_explanation
 from twinwatch.engine.lifecycle import AlertState
 from twinwatch.engine.plan import summary_fields
-from twinwatch.schema import Alert, series_key
+from twinwatch.schema import Alert, Annotation, series_key
 
-__all__ = ["Liveness", "latest_times", "RULE"]
+__all__ = ["Liveness", "latest_times", "maintenance_windows", "RULE"]
 
 log = logging.getLogger(__name__)
 RULE = "stale"
@@ -28,23 +35,41 @@ def latest_times(records) -> dict[str, float]:
     """series -> newest event time (epoch s) in a batch of records."""
     out: dict[str, float] = {}
     for r in records:
+        if type(r) is Annotation:  # a note about the sensor, not a sign of life
+            continue
         t = r.time.timestamp()
         if t > out.get(r.series, 0.0):
             out[r.series] = t
     return out
 
 
+def maintenance_windows(records) -> dict[str, float]:
+    """series -> end (epoch s) of the maintenance windows announced in a batch."""
+    out: dict[str, float] = {}
+    for r in records:
+        if type(r) is Annotation:
+            out[r.series] = max(out.get(r.series, 0.0), r.until.timestamp())
+    return out
+
+
 class Liveness:
     def __init__(self, config: Config, state: tuple | None = None):
         self.config = config
+        factor = config.flow.stale_factor
         self.refs = {
-            series_key(r.domain, r.site, r.asset, r.sensor.id): r for r in config.catalog.values()
+            series_key(r.domain, r.site, r.asset, r.sensor.id): r
+            for r in config.catalog.values()
+            if r.sensor.stale_after(factor) is not None
         }
+        # the tracker's unit: silence > factor x interval is stale, so stale_s / factor
+        self.intervals = {k: r.sensor.stale_after(factor) / factor for k, r in self.refs.items()}
         self.tracker = StaleTracker(config.flow.stale_factor)
         self.stale: dict[str, AlertState] = {}
         self.watermark = 0.0
+        self.held: dict[str, float] = {}  # series in maintenance -> its end
         if state is not None:
-            tracker_state, stale, self.watermark = state
+            tracker_state, stale, self.watermark, *held = state
+            self.held = {k: v for k, v in (held[0] if held else {}).items() if k in self.refs}
             kept = tuple(e for e in tracker_state if e[0] in self.refs)
             self.tracker = StaleTracker.from_state({"factor": config.flow.stale_factor}, kept)
             self.stale = {k: AlertState.from_state(v) for k, v in stale.items() if k in self.refs}
@@ -54,15 +79,27 @@ class Liveness:
                     len(tracker_state) - len(kept),
                 )
 
-    def process(self, latest: dict[str, float]) -> list[Alert]:
+    def process(
+        self, latest: dict[str, float], maintenance: dict[str, float] | None = None
+    ) -> list[Alert]:
         out = []
+        for key, until in (maintenance or {}).items():
+            if key in self.refs:
+                self.held[key] = max(self.held.get(key, 0.0), until)
+                self.tracker.forget(key)
         for key, t in latest.items():
-            self.tracker.seen(key, t, self.refs[key].sensor.interval_s)
             if t > self.watermark:
                 self.watermark = t
+            if key in self.held or key not in self.intervals:
+                continue
+            self.tracker.seen(key, t, self.intervals[key])
             state = self.stale.pop(key, None)
             if state is not None:
                 out.append(self._alert(key, "resolved", state, t, t - state.last_hit))
+        for key, until in list(self.held.items()):
+            if until <= self.watermark:  # window over: silent from now on is stale again
+                del self.held[key]
+                self.tracker.seen(key, max(until, latest.get(key, 0.0)), self.intervals[key])
         for key, silent in self.tracker.check(self.watermark):
             state = AlertState(since=self.watermark, last_hit=self.watermark - silent)
             self.stale[key] = state
@@ -87,6 +124,7 @@ class Liveness:
             value=silent,
             unit="s",
             summary=template.format(**summary_fields(RULE, ref, silent) | {"unit": "s"}),
+            **stale_explanation(ref, silent, self.config.flow.stale_factor * self.intervals[key]),
         )
 
     def to_state(self) -> tuple:
@@ -94,4 +132,4 @@ class Liveness:
             self.tracker.to_state(),
             {k: v.to_state() for k, v in self.stale.items()},
             self.watermark,
-        )
+        ) + ((dict(self.held),) if self.held else ())

@@ -7,8 +7,12 @@ The flow routes every series to one of ``flow.shards`` shards and moves *lists* 
 between steps; Bytewax's per-item cost (~1-3 µs a step) would otherwise exceed the detectors' own
 cost.
 
+A maintenance annotation (``Annotation``, issue #12) holds a series: until its end its readings
+are recorded but not judged (no scores, no alerts), and then its detectors start afresh, so a
+replaced, re-zeroed sensor's new level is its new normal rather than an alarm.
+
 A shard's snapshot (``to_state()``) is plain data keyed by name, never by position:
-``{series: ({(detector name, type): detector state}, {detector name: alert state})}``. A restore
+``{series: ({(detector name, type): detector state}, {detector name: alert state}[, held until])}``. A restore
 under a changed config matches state by those keys: reordered detectors keep their state, a
 detector whose type changed starts fresh, and state whose detector or sensor has left the config
 is dropped with one log line.
@@ -21,10 +25,11 @@ from time import perf_counter
 
 from twinwatch import detectors
 from twinwatch.engine.alerts import make_alert
+from twinwatch.engine.explain import series_explanation
 from twinwatch.engine.lifecycle import AlertState, evaluate
 from twinwatch.engine.plan import Plan, SeriesPlan, summary_fields
 from twinwatch.metrics import ANOMALIES, DETECT_SECONDS
-from twinwatch.schema import Alert, AnomalyScore, Reading, SecurityEvent
+from twinwatch.schema import Alert, Annotation, AnomalyScore, Reading, SecurityEvent
 
 __all__ = ["Shard", "event_weight"]
 
@@ -39,19 +44,21 @@ def event_weight(event: SecurityEvent) -> float:
 
 
 class _Series:
-    __slots__ = ("plan", "detectors", "alerts")
+    __slots__ = ("plan", "detectors", "alerts", "held_until")
 
-    def __init__(self, plan: SeriesPlan, dets: list, alerts: list[AlertState]):
+    def __init__(self, plan: SeriesPlan, dets: list, alerts: list[AlertState], held: float = 0.0):
         self.plan = plan
         self.detectors = dets
         self.alerts = alerts
+        self.held_until = held  # end of a maintenance window (epoch s), 0.0 if none
 
 
 def _alert(
-    plan: SeriesPlan, rule: str, status: str, state: AlertState, t: float, value: float
+    plan: SeriesPlan, rule: str, status: str, state: AlertState, t: float, value: float, det
 ) -> Alert:
     ref = plan.ref
     pol, ladder = plan.policies[rule]
+    kind = next(k for n, k, _ in plan.detectors if n == rule)
     return make_alert(
         domain=ref.domain,
         site=ref.site,
@@ -65,6 +72,7 @@ def _alert(
         value=value,
         unit=ref.sensor.unit,
         summary=plan.rules[rule].summary.format(**summary_fields(rule, ref, value)),
+        **series_explanation(ref, rule, kind, det, value),
     )
 
 
@@ -75,7 +83,7 @@ class Shard:
         self.plan = plan
         self.series: dict[str, _Series] = {}
         dropped: list[str] = []
-        for key, (det_states, alert_states) in (state or {}).items():
+        for key, (det_states, alert_states, *held) in (state or {}).items():
             if key not in plan:
                 dropped.append(key)
                 continue
@@ -94,7 +102,7 @@ class Shard:
             ]
             gone = set(det_states) - {(n, k) for n, k, _ in sp.detectors}
             dropped.extend(f"{key}:{n}" for n, _ in sorted(gone))
-            self.series[key] = _Series(sp, dets, alerts)
+            self.series[key] = _Series(sp, dets, alerts, held[0] if held else 0.0)
         if dropped:
             log.warning(
                 "restore: dropped the saved state of %d series/detectors no longer in "
@@ -110,14 +118,26 @@ class Shard:
             s = self.series[key] = _Series(sp, sp.build(), [AlertState() for _ in sp.detectors])
         return s
 
-    def process(self, records: list[Reading | SecurityEvent]) -> list[AnomalyScore | Alert]:
+    def process(
+        self, records: list[Reading | SecurityEvent | Annotation]
+    ) -> list[AnomalyScore | Alert]:
         out: list[AnomalyScore | Alert] = []
         started = perf_counter()
         for rec in records:
             s = self._get(rec.series)
             plan = s.plan
+            if type(rec) is Annotation:  # maintenance: hold the series until it ends
+                s.held_until = max(s.held_until, rec.until.timestamp())
+                continue
             t = rec.time.timestamp()
             x = rec.value if type(rec) is Reading else event_weight(rec)
+            if s.held_until:
+                if t < s.held_until:  # recorded, not judged
+                    out.append(
+                        AnomalyScore(rec.time, rec.domain, rec.site, rec.asset, rec.sensor, x, {})
+                    )
+                    continue
+                s.detectors, s.held_until = plan.build(), 0.0  # its new normal, learned afresh
             scores = {}
             hits = []
             for (name, _, _), det, alert in zip(plan.detectors, s.detectors, s.alerts):
@@ -131,7 +151,7 @@ class Shard:
                 if pol is not None:
                     change = evaluate(alert, t, score, det.threshold, pol[0])
                     if change is not None:
-                        out.append(_alert(plan, name, change, alert, t, x))
+                        out.append(_alert(plan, name, change, alert, t, x, det))
             out.append(
                 AnomalyScore(
                     rec.time, rec.domain, rec.site, rec.asset, rec.sensor, x, scores, tuple(hits)
@@ -150,5 +170,6 @@ class Shard:
                 },
                 {name: a.to_state() for (name, _, _), a in zip(s.plan.detectors, s.alerts)},
             )
+            + ((s.held_until,) if s.held_until else ())
             for key, s in self.series.items()
         }
