@@ -37,6 +37,7 @@ __all__ = ["Consistency"]
 
 _MODES = {"single": "sensor_fault", "common": "structural", "residual": "behaviour"}
 _RELEARN = 30.0  # ticks over which a re-zeroed sensor's offset is re-learned (not judged)
+_CLIP = 2.5  # Huber's constant: learning sees deviations of at most this many spreads
 
 
 class Consistency:
@@ -196,16 +197,26 @@ class Consistency:
         return clamp_score(score)
 
     def _learn(self, dt: float, phi: np.ndarray, x: np.ndarray, present, age: float) -> None:
+        """Robust, gated learning (Huber): the fit learns each reading pulled to within
+        ``_CLIP`` spreads of its prediction, and the EWMA's spread learns clipped squares, so a
+        slow drift barely moves the reference on its way to the threshold."""
         self._seen += present
-        w = np.array([ew_weight(dt, self.memory_s, max(int(c), 1)) for c in self._seen])
+        w = -math.expm1(-max(dt, 0.0) / self.memory_s)
+        if age < self.warmup_s:  # the fault-free start: a plain mean; then the memory's pace
+            w = np.maximum(w, 1.0 / np.maximum(self._seen, 1))
         w = np.where(present, w, 0.0)
+        pred = (phi * self._beta).sum(axis=1)
+        sd = np.sqrt(self._var)
+        y = np.where(self._var > 0, np.clip(x, pred - _CLIP * sd, pred + _CLIP * sd), x)
         self._a += w[:, None, None] * (np.einsum("ip,iq->ipq", phi, phi) - self._a)
-        self._b += w[:, None] * (phi * x[:, None] - self._b)
-        self._yy += w * (x * x - self._yy)
+        self._b += w[:, None] * (phi * y[:, None] - self._b)
+        self._yy += w * (y * y - self._yy)
         if age >= self.warmup_s / 2:  # the EWMA's spread, once the fit has settled
             self._nv += 1
-            wv = ew_weight(dt, self.memory_s, self._nv)
-            self._v = np.where(present, self._v + wv * (self._u**2 - self._v), self._v)
+            wv = ew_weight(dt, self.memory_s, self._nv if age < self.warmup_s else 0)
+            cap = _CLIP * _CLIP * np.maximum(self._v, self._floor_u**2)
+            u2 = np.minimum(self._u**2, cap) if self._nv > 100 else self._u**2
+            self._v = np.where(present, self._v + wv * (u2 - self._v), self._v)
 
     def _score(self, z: np.ndarray, present: np.ndarray) -> float:
         a = np.abs(z[present])

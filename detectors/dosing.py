@@ -28,6 +28,8 @@ from twinwatch.detectors.group import Explanation, LocalClock, Role, check_count
 
 __all__ = ["Dosing"]
 
+_CLIP = 2.5  # Huber's constant: learning sees deviations of at most this many spreads
+
 
 class Dosing:
     """Free chlorine against its daily profile (and the flow), EWMA of the standardised residual.
@@ -150,19 +152,25 @@ class Dosing:
                 self._seen[slot] = day
                 self._days[slot] = n + 1
             self._ticks[slot] += 1
-            w = ew_weight(dt, self.memory_days * self.slot_s, self._ticks[slot]) * gate
-            self._cl[slot] += w * (cl - self._beta * df - self._cl[slot])
+            young = self._ticks[slot] if n < self.min_count else 0  # reference mode once warm
+            w = ew_weight(dt, self.memory_days * self.slot_s, young) * gate
+            sd = math.sqrt(self._var)
+            ec = min(max(e, -_CLIP * sd), _CLIP * sd) if n >= self.min_count else e  # Huber
+            self._cl[slot] += w * ec
             self._fl[slot] += w * (flow - self._fl[slot])
             if n >= self.min_count:  # the scatter around a profile that exists
                 self._n += 1
-                wg = ew_weight(dt, self.memory_days * 86400.0 / 4, self._n)
-                self._var += wg * (e * e - self._var)
+                robust = self._n > 1440  # a day of scatter learned: clip, at the memory's pace
+                wg = ew_weight(dt, self.memory_days * 86400.0 / 4, 0 if robust else self._n)
+                self._var += wg * ((ec * ec if robust else e * e) - self._var)
                 if self._flow:
                     m = self._m
                     m[0] += wg * (df * df - m[0])
                     m[1] += wg * (df * (cl - self._cl[slot]) - m[1])
                     self._beta = m[1] / m[0] if m[0] > 1e-12 else 0.0
-                self._v += wg * (self._u * self._u - self._v)
+                cap = _CLIP * _CLIP * max(self._v, floor_u * floor_u)
+                u2 = min(self._u * self._u, cap) if robust else self._u * self._u
+                self._v += wg * (u2 - self._v)
         return score
 
     def explain(self) -> Explanation:

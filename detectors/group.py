@@ -120,9 +120,14 @@ def ew_weight(dt: float, memory_s: float, count: int) -> float:
     """Weight of a new observation in an exponentially weighted average with time constant
     ``memory_s``, ``dt`` seconds after the previous one; a plain running mean while ``count``
     (observations so far, this one included) is small, so early estimates are not biased to the
-    first value."""
-    w = 1.0 - math.exp(-max(dt, 0.0) / memory_s) if dt > 0 else 0.0
-    return max(w, 1.0 / count)
+    first value. ``count`` 0: the time constant only.
+
+    Reference mode: detectors pass their count while warming up (the fit of the fault-free
+    start) and 0 afterwards, so the reference then moves at its memory's pace only and an
+    incident below the threshold is not learned faster just because the detector is young.
+    """
+    w = -math.expm1(-dt / memory_s) if dt > 0 else 0.0
+    return max(w, 1.0 / count) if count > 0 else w
 
 
 class LocalClock:

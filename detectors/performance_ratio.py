@@ -38,8 +38,8 @@ class PerformanceRatio:
     score = (reference - current) / max(spread, ``min_drop`` x reference): in units of the PR's
     own day-to-day scatter, floored so a perfectly steady simulator does not alarm on a 1 %
     dip. One-sided (``direction="low"``, underperformance) by default; ``"both"`` also flags
-    a PR that rises (a soiled or failing pyranometer reads low). 0.0 until ``warmup_s`` of
-    daylight ticks have been seen, and held (not re-scored) at night.
+    a PR that rises (a soiled or failing pyranometer reads low). 0.0 until the reference has
+    learned ``warmup_s`` of daylight; held (not re-scored) at night.
 
     >>> det = PerformanceRatio({"power": 1, "irradiance": 1}, capacity_kw=100, warmup_s=3600)
     >>> for t in range(0, 8 * 3600, 60):
@@ -89,6 +89,7 @@ class PerformanceRatio:
         self._temp = self.counts["module_temp"] == 1
         self._t = math.nan  # last daylight tick
         self._day_s = 0.0  # daylight seen
+        self._ref_s = 0.0  # daylight learned into the reference
         self._n = 0  # daylight ticks
         self._p = 0.0  # EW delivered power (window)
         self._e = 0.0  # EW promised power (window)
@@ -122,20 +123,24 @@ class PerformanceRatio:
         self._e += w * (promised - self._e)
         pr = self._p / self._e
         self._pr = pr
-        warm = self._day_s >= self.warmup_s
+        warm = self._ref_s >= self.warmup_s  # the reference has learned warmup_s of daylight
         score = 0.0
         if warm and self._nref:
-            scale = max(math.sqrt(self._var), self.min_drop * self._ref)
+            scale = max(math.sqrt(self._var), self.min_drop * self._ref, 1e-9)
             dev = (self._ref - pr) / scale
             score = dev if self.direction == "low" else abs(dev)
         self._score = clamp_score(score) if warm else 0.0
-        # The reference learns once the window holds an hour of the day, never while flagged;
+        # The reference learns once the window is half full, never while flagged;
         # its level with a weight that shrinks as the score nears the threshold (a slow loss is
         # not learned on its way down), its spread from every unflagged tick (not biased low).
-        if self._day_s >= min(self.window_s, self.warmup_s) and self._score < self.threshold:
+        if self._day_s >= self.window_s / 2 and self._score < self.threshold:
             self._nref += 1
-            wr = ew_weight(dt, self.memory_s, self._nref)
+            self._ref_s += dt
+            wr = ew_weight(dt, self.memory_s, 0 if warm else self._nref)  # reference mode
             d = pr - self._ref
+            if warm and self._nref > 60:  # Huber: a slow loss barely moves the reference
+                cap = 2.5 * max(math.sqrt(self._var), self.min_drop * self._ref)
+                d = min(max(d, -cap), cap)
             self._ref += wr * (1.0 - self._score / self.threshold) ** 2 * d
             self._var = (1.0 - wr) * (self._var + wr * d * d) if self._nref > 1 else 0.0
         return self._score
@@ -165,6 +170,7 @@ class PerformanceRatio:
         return (
             self._t,
             self._day_s,
+            self._ref_s,
             self._n,
             self._p,
             self._e,
@@ -181,6 +187,7 @@ class PerformanceRatio:
         (
             det._t,
             det._day_s,
+            det._ref_s,
             det._n,
             det._p,
             det._e,

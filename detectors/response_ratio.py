@@ -22,30 +22,39 @@ from typing import ClassVar
 
 import numpy as np
 
-from twinwatch.detectors.base import check_finite, check_int, check_positive, clamp_score
+from twinwatch.detectors.base import check_finite, check_positive, clamp_score
 from twinwatch.detectors.group import Explanation, Role, check_counts, ew_weight
 
 __all__ = ["ResponseRatio"]
 
 
 class ResponseRatio:
-    """Per response sensor, slope on ``load`` (with ``covariates`` regressed out) over the
-    recent ``window_s`` against the reference over ``memory_s``; both EW least squares.
+    """Per response sensor, slope on ``load`` over the recent ``window_s`` against the
+    reference over ``memory_s``; both exponentially weighted least squares on ``block_s`` means.
+
+    Block means, not raw ticks: a load proxy read with noise (an accelerometer's RMS as a
+    traffic measure) biases a regression slope towards 0 by a factor that depends on how much
+    the load varied (errors in variables), so a quiet Sunday would look like a change of
+    stiffness; averaging a block removes most of that noise. The ``covariates`` (temperature)
+    are regressed out with their *reference* coefficients, so the recent window estimates only
+    the load's slope and is not confused by a day on which traffic and temperature rise
+    together.
 
     ratio_i = slope_recent_i / slope_ref_i; m = median(ratio) - 1 when every ratio lies on the
-    same side of 1, else 0. score = |m| / max(sd, ``min_sd``) where sd is the EW spread of m on
-    the reference (learned, like the reference slopes, only from ticks that are not flagged,
-    with a weight shrinking to 0 near the threshold). 0.0 until ``warmup_s`` of ticks; a tick
-    with a missing member is skipped.
+    same side of 1, else 0. score = |m| / max(sd, ``min_sd``), sd the EW spread of m on the
+    reference; judged at the end of each block and held in between. The reference learns only
+    blocks that are not flagged, its slopes with a weight shrinking to 0 near the threshold and
+    its spread from clipped values (gated, robust: a slow change is not learned on its way).
+    0.0 until ``warmup_s``; ticks with a missing member are left out of the block.
 
     >>> rng = np.random.default_rng(1)
-    >>> det = ResponseRatio({"response": 2, "load": 1}, window_s=3 * 3600, warmup_s=86400)
+    >>> det = ResponseRatio({"response": 2, "load": 1}, window_s=6 * 3600, warmup_s=86400)
     >>> def run(t0, hours, gain):
     ...     out = []
     ...     for t in range(t0, t0 + hours * 3600, 60):
     ...         load = max(math.sin(2 * math.pi * t / 86400), 0) + 0.1 * rng.random()
     ...         xs = [100 + 30 * gain * load, 50 + 20 * gain * load] + rng.normal(0, 1, 2)
-    ...         out.append(det.update(float(t), [*xs, load]))
+    ...         out.append(det.update(float(t), [*xs, load + rng.normal(0, 0.05)]))
     ...     return max(out)
     >>> run(0, 72, 1.0) < det.threshold
     True
@@ -66,14 +75,15 @@ class ResponseRatio:
     def __init__(
         self,
         counts: dict,
-        window_s: float = 6 * 3600.0,
+        block_s: float = 900.0,
+        window_s: float = 86400.0,
         memory_s: float = 14 * 86400.0,
-        warmup_s: float = 86400.0,
+        warmup_s: float = 2 * 86400.0,
         min_sd: float = 0.02,
         threshold: float = 5.0,
-        refit: int = 10,
     ) -> None:
         self.counts = check_counts(self.ROLES, counts)
+        self.block_s = check_positive("block_s", block_s)
         self.window_s = check_positive("window_s", window_s)
         self.memory_s = check_positive("memory_s", memory_s)
         if self.memory_s <= self.window_s:
@@ -81,15 +91,17 @@ class ResponseRatio:
         self.warmup_s = check_finite("warmup_s", warmup_s)
         self.min_sd = check_positive("min_sd", min_sd)
         self.threshold = check_positive("threshold", threshold)
-        self.refit = check_int("refit", refit, 1)
         self._n = self.counts["response"]
         self._p = 2 + self.counts["covariates"]  # intercept, load, covariates
         n, p = self._n, self._p
-        self._count = 0
+        self._block = math.nan  # the current block's index
+        self._sum = np.zeros(n + p - 1)  # its sums and tick count
+        self._cnt = 0
+        self._blocks = 0
         self._nref = 0
         self._nv = 0
         self._t0 = math.nan
-        self._t = math.nan
+        self._t = math.nan  # end of the last block learned
         self._a_rec = np.zeros((p, p))
         self._b_rec = np.zeros((p, n))
         self._a_ref = np.zeros((p, p))
@@ -100,9 +112,16 @@ class ResponseRatio:
         self._score = 0.0
 
     @staticmethod
-    def _solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    def _coef(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         ridge = 1e-9 * np.trace(a) + 1e-12
-        return np.linalg.solve(a + ridge * np.eye(len(a)), b)[1]  # the load's row
+        return np.linalg.solve(a + ridge * np.eye(len(a)), b)
+
+    def _slopes_now(self) -> tuple[np.ndarray, np.ndarray]:
+        ref = self._coef(self._a_ref, self._b_ref)  # (p, n): intercept, load, covariates
+        a, b = self._a_rec, self._b_rec
+        # recent: regress y - covariates x reference coefficients on (1, load) only
+        target = b[:2] - a[:2, 2:] @ ref[2:]
+        return self._coef(a[:2, :2], target)[1], ref[1]
 
     def update(self, t: float, xs: Sequence[float]) -> float:
         v = np.asarray(xs, dtype=float)
@@ -110,45 +129,56 @@ class ResponseRatio:
             raise ValueError(f"expected {self._n + self._p - 1} values, got shape {v.shape}")
         if not np.isfinite(v).all():
             return self._score
+        if self._t0 != self._t0:
+            self._t0 = t
+        block = t // self.block_s
+        if block != self._block:
+            if self._cnt:
+                self._close_block((self._block + 1) * self.block_s)
+            self._block = block
+        self._sum += v
+        self._cnt += 1
+        return self._score
+
+    def _close_block(self, t: float) -> None:
+        v = self._sum / self._cnt
+        self._sum[:] = 0.0
+        self._cnt = 0
         y = v[: self._n]
         phi = np.empty(self._p)
         phi[0] = 1.0
         phi[1:] = v[self._n :]
-        if self._count == 0:
-            self._t0 = t
-        dt = t - self._t if self._count else 0.0
-        self._count += 1
+        dt = t - self._t if self._blocks else 0.0
+        self._blocks += 1
         self._t = t
-        w = ew_weight(dt, self.window_s, self._count)
-        outer = np.outer(phi, phi)
+        outer, cross = np.outer(phi, phi), np.outer(phi, y)
+        w = ew_weight(dt, self.window_s, self._blocks)
         self._a_rec += w * (outer - self._a_rec)
-        self._b_rec += w * (np.outer(phi, y) - self._b_rec)
+        self._b_rec += w * (cross - self._b_rec)
         age = t - self._t0
-        if self._count % self.refit == 0 and self._nref > self._p and age >= self.window_s:
-            self._slopes = (self._solve(self._a_rec, self._b_rec), self._solve_ref())
-        rec, ref = self._slopes
-        ratio = rec / np.where(np.abs(ref) > 1e-12, ref, math.nan)
         m = 0.0
-        if np.isfinite(ratio).all() and ((ratio > 1).all() or (ratio < 1).all()):
-            m = float(np.median(ratio)) - 1.0
+        ratio = np.full(self._n, math.nan)
+        if self._nref > 2 * self._p and age >= self.window_s / 2:
+            self._slopes = self._slopes_now()
+            rec, ref = self._slopes
+            ratio = rec / np.where(np.abs(ref) > 1e-12, ref, math.nan)
+            if np.isfinite(ratio).all() and ((ratio > 1).all() or (ratio < 1).all()):
+                m = float(np.median(ratio)) - 1.0
         self._m = m
-        score = 0.0
-        if age >= self.warmup_s:
-            score = clamp_score(abs(m) / max(math.sqrt(self._var), self.min_sd))
+        sd = max(math.sqrt(self._var), self.min_sd)
+        score = clamp_score(abs(m) / sd) if age >= self.warmup_s else 0.0
         self._score = score
         if score < self.threshold:  # the reference learns only what is not flagged
-            gate = (1.0 - score / self.threshold) ** 2  # slopes: less and less near the threshold
             self._nref += 1
-            wr = ew_weight(dt, self.memory_s, self._nref) * gate
+            young = self._nref if age < self.warmup_s else 0  # reference mode once warm
+            wr = ew_weight(dt, self.memory_s, young) * (1.0 - score / self.threshold) ** 2
             self._a_ref += wr * (outer - self._a_ref)
-            self._b_ref += wr * (np.outer(phi, y) - self._b_ref)
-            if age >= self.warmup_s / 2 and np.isfinite(ratio).all():
+            self._b_ref += wr * (cross - self._b_ref)
+            if np.isfinite(ratio).all():
                 self._nv += 1
-                self._var += ew_weight(dt, self.memory_s, self._nv) * (m * m - self._var)
-        return score
-
-    def _solve_ref(self) -> np.ndarray:
-        return self._solve(self._a_ref, self._b_ref)
+                clipped = min(m * m, 6.25 * sd * sd)  # Huber: a slow change barely widens it
+                young = self._nv if age < self.warmup_s else 0
+                self._var += ew_weight(dt, self.memory_s, young) * (clipped - self._var)
 
     def explain(self) -> Explanation:
         rec, ref = self._slopes
@@ -175,7 +205,10 @@ class ResponseRatio:
 
     def to_state(self) -> tuple:
         return (
-            self._count,
+            self._block,
+            tuple(self._sum.tolist()),
+            self._cnt,
+            self._blocks,
             self._nref,
             self._nv,
             self._t0,
@@ -194,9 +227,10 @@ class ResponseRatio:
     @classmethod
     def from_state(cls, params: dict, state: tuple) -> ResponseRatio:
         det = cls(**params)
-        (det._count, det._nref, det._nv, det._t0, det._t, a_rec, b_rec, a_ref, b_ref) = state[:9]
-        rec, ref, det._var, det._m, det._score = state[9:]
+        det._block, sums, det._cnt, det._blocks, det._nref, det._nv, det._t0, det._t = state[:8]
+        a_rec, b_rec, a_ref, b_ref, rec, ref, det._var, det._m, det._score = state[8:]
         p, n = det._p, det._n
+        det._sum = np.array(sums, dtype=float)
         det._a_rec = np.array(a_rec, dtype=float).reshape(p, p)
         det._b_rec = np.array(b_rec, dtype=float).reshape(p, n)
         det._a_ref = np.array(a_ref, dtype=float).reshape(p, p)
@@ -207,10 +241,10 @@ class ResponseRatio:
     def params(self) -> dict:
         return {
             "counts": dict(self.counts),
+            "block_s": self.block_s,
             "window_s": self.window_s,
             "memory_s": self.memory_s,
             "warmup_s": self.warmup_s,
             "min_sd": self.min_sd,
             "threshold": self.threshold,
-            "refit": self.refit,
         }

@@ -160,7 +160,8 @@ class Schedule:
                 self._days[slot] = n + 1
             self._ticks[slot] += 1
             # a slot gets slot_s of data a day: memory_days of it is memory_days x slot_s
-            w = ew_weight(dt, self.memory_days * self.slot_s, self._ticks[slot])
+            young = self._ticks[slot] if n < self.min_count else 0  # reference mode once warm
+            w = ew_weight(dt, self.memory_days * self.slot_s, young)
             d = y - mean
             self._mean[slot] = mean + w * d
             self._var[slot] = (1.0 - w) * (self._var[slot] + w * d * d)
