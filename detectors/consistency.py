@@ -14,7 +14,8 @@ is standardised by its own spread measured on the reference (autocorrelated resi
 textbook EWMA variance too small).
 
 Two modes, two alerts: ``mode="single"`` (kind ``sensor_fault``) scores the largest standardised
-departure minus the second largest; ``mode="common"`` (kind ``structural``) scores the smallest
+departure minus the second largest, while the others stay in control (below half the
+threshold); ``mode="common"`` (kind ``structural``) scores the smallest
 departure when all share a sign. Run both on one group as two named detectors. A third mode,
 ``residual`` (kind ``behaviour``), scores the largest departure whatever the others do: the
 normal-behaviour model of condition monitoring, e.g. a wind-turbine bearing's temperature against
@@ -224,9 +225,9 @@ class Consistency:
             return float(a.max())
         if len(a) < 2:
             return 0.0
-        if self.mode == "single":
+        if self.mode == "single":  # one departs while the others stay in control
             top2 = np.partition(a, len(a) - 2)[-2:]
-            return float(top2[1] - top2[0])
+            return float(top2[1] - top2[0]) if top2[0] < self.threshold / 2 else 0.0
         zp = z[present]
         return float(a.min()) if (zp > 0).all() or (zp < 0).all() else 0.0
 

@@ -10,8 +10,8 @@ a recent window and over a long reference, with the other drivers (temperature) 
 their ratio is the quantity an engineer reads ("the span now deflects 1.2x as much per vehicle").
 
 Only a change shared by *every* response sensor is structural: a single gauge whose slope moves
-is a sensor problem, which ``consistency`` reports. So the score is the median ratio's departure
-from 1, and 0 unless all sensors moved the same way.
+(a debonded gauge loses its response) is a sensor problem, which ``consistency`` reports. So the
+score is the *smallest* departure of a ratio from 1, and 0 unless all sensors moved the same way.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ class ResponseRatio:
     the load's slope and is not confused by a day on which traffic and temperature rise
     together.
 
-    ratio_i = slope_recent_i / slope_ref_i; m = median(ratio) - 1 when every ratio lies on the
-    same side of 1, else 0. score = |m| / max(sd, ``min_sd``), sd the EW spread of m on the
+    ratio_i = slope_recent_i / slope_ref_i; m = the ratio - 1 closest to 0 when every ratio lies
+    on the same side of 1, else 0. score = |m| / max(sd, ``min_sd``), sd the EW spread of m on the
     reference; judged at the end of each block and held in between. The reference learns only
     blocks that are not flagged, its slopes with a weight shrinking to 0 near the threshold and
     its spread from clipped values (gated, robust: a slow change is not learned on its way).
@@ -162,8 +162,9 @@ class ResponseRatio:
             self._slopes = self._slopes_now()
             rec, ref = self._slopes
             ratio = rec / np.where(np.abs(ref) > 1e-12, ref, math.nan)
-            if np.isfinite(ratio).all() and ((ratio > 1).all() or (ratio < 1).all()):
-                m = float(np.median(ratio)) - 1.0
+            dev = ratio - 1.0
+            if np.isfinite(dev).all() and ((dev > 0).all() or (dev < 0).all()):
+                m = float(dev[np.argmin(np.abs(dev))])  # the smallest: every sensor moved
         self._m = m
         sd = max(math.sqrt(self._var), self.min_sd)
         score = clamp_score(abs(m) / sd) if age >= self.warmup_s else 0.0

@@ -75,7 +75,8 @@ def test_replay_through_the_flow(config, tmp_path):
     assert [r.value for r in readings] == values  # every valid reading, in order
     scores = [s for s in influx if type(s) is AnomalyScore]
     assert len(scores) == len(values)
-    assert all(set(s.scores) == {"limits", "robust_z", "stuck", "gap"} for s in scores)
+    # the example's turbidity detectors (rain raises it within its limit: no robust_z, issue #12)
+    assert all(set(s.scores) == {"limits", "stuck", "gap"} for s in scores)
     assert [s.value for s in scores if "limits" in s.hits] == [0.9, 1.1, 0.95]
     assert sorted(d.reason for d in dead) == ["bad_json", "bad_time", "bad_topic"]
     assert [d for d in influx if type(d) is DeadLetter] == dead
