@@ -41,8 +41,10 @@ def span(n_days: float, seed: int = 0, step: float = 60.0, gain=None, offset=Non
     for t in np.arange(0, n_days * DAY, step):
         h = (t % DAY) / 3600
         temp = 12 + 6 * math.sin(2 * math.pi * (h - 9) / 24) + rng.normal(0, 0.1)
-        traffic = 0.05 + 0.9 * math.exp(-0.5 * ((h - 8) / 1.2) ** 2) + 0.7 * math.exp(
-            -0.5 * ((h - 18) / 1.5) ** 2
+        traffic = (
+            0.05
+            + 0.9 * math.exp(-0.5 * ((h - 8) / 1.2) ** 2)
+            + 0.7 * math.exp(-0.5 * ((h - 18) / 1.5) ** 2)
         )
         g = gain(t) if gain else (1.0, 1.0)
         o = offset(t) if offset else (0.0, 0.0)
@@ -71,8 +73,10 @@ def dma(n_days: float, seed: int = 0, leak=lambda t: 0.0):
     out = []
     for t in np.arange(0, n_days * DAY, 30.0):
         h = (t % DAY) / 3600
-        demand = 0.55 + 0.85 * math.exp(-0.5 * ((h - 7.5) / 1.2) ** 2) + 0.6 * math.exp(
-            -0.5 * ((h - 20) / 1.8) ** 2
+        demand = (
+            0.55
+            + 0.85 * math.exp(-0.5 * ((h - 7.5) / 1.2) ** 2)
+            + 0.6 * math.exp(-0.5 * ((h - 20) / 1.8) ** 2)
         )
         drift = 0.02 * math.sin(t / (1.7 * DAY))
         out.append((float(t), [260 * demand * (1 + drift) + rng.normal(0, 5) + leak(t)]))
@@ -403,7 +407,9 @@ def test_holidays_stay_quiet_with_or_without_the_calendar():
     both = Schedule({"load": 1}, timezone="UTC", direction="both")
     found = hits(both, rows)  # a deficit on a working day the calendar does not know
     assert found and all(holiday * DAY <= t < (holiday + 1) * DAY for t, _ in found)
-    assert hits(Schedule({"load": 1}, timezone="UTC", holidays=[date], direction="both"), rows) == []
+    assert (
+        hits(Schedule({"load": 1}, timezone="UTC", holidays=[date], direction="both"), rows) == []
+    )
 
 
 def test_load_left_on_overnight_is_flagged():
