@@ -194,9 +194,9 @@ def _security_panels(d: db.Dashboard) -> db.Dashboard:
         .description("Source IPs and users are fields, shown here, never used as tags.")
         .with_target(
             influxql(
-                'SELECT "kind", "outcome", "site", "asset", "sensor", "user", "src_ip", "dst_port", '
-                f'"message" FROM "security_event" WHERE {where} AND "outcome" =~ /^(failure|deny)$/ '
-                "ORDER BY time DESC LIMIT 100",
+                'SELECT "kind", "outcome", "site", "asset", "sensor", "user", "src_ip", '
+                f'"dst_port", "message" FROM "security_event" WHERE {where} '
+                'AND "outcome" =~ /^(failure|deny)$/ ORDER BY time DESC LIMIT 100',
                 fmt="table",
             )
         )

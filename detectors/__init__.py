@@ -1,7 +1,7 @@
 """Per-series online anomaly detectors: pure algorithms, no I/O, no clock.
 
-Every detector follows :class:`~twinwatch.detectors.base.Detector`: ``update(t, x) -> score`` scores a
-reading and then learns it, ``score >= threshold`` is a hit, and ``to_state()`` /
+Every detector follows :class:`~twinwatch.detectors.base.Detector`: ``update(t, x) -> score``
+scores a reading and then learns it, ``score >= threshold`` is a hit, and ``to_state()`` /
 ``from_state(params, state)`` snapshot and restore it. Build one by registry name::
 
     >>> from detectors import build

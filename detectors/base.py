@@ -4,8 +4,9 @@ A detector scores one series. ``update(t, x)`` scores the reading ``x`` taken at
 (epoch seconds, UTC, non-decreasing within a series) against the current state and *then* learns
 it. This is river's ``score_one`` followed by ``learn_one`` in a single call: a stream always does
 both, and several detectors share work between the two halves (the sorted window in
-:class:`~twinwatch.detectors.robust_z.RobustZ`, the residual in :class:`~twinwatch.detectors.cusum.EwmaCusum`, the
-feature vector in :class:`~twinwatch.detectors.hst.ScaledHST`).
+:class:`~twinwatch.detectors.robust_z.RobustZ`, the residual in
+:class:`~twinwatch.detectors.cusum.EwmaCusum`, the feature vector in
+:class:`~twinwatch.detectors.hst.ScaledHST`).
 
 Conventions shared by every detector in this package:
 

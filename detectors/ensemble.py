@@ -23,8 +23,8 @@ class Ensemble:
     """The highest score of several calibrated detectors (all scoring in ``[0, 1]``).
 
     Use members that speak the same language, e.g. ``likelihood`` wrappers around different
-    raw detectors, or the windowed ``gaussian``: then one threshold means the same for all of them and the
-    ensemble fires when any member finds the reading unusual enough. After a score >=
+    raw detectors, or the windowed ``gaussian``: then one threshold means the same for all of them
+    and the ensemble fires when any member finds the reading unusual enough. After a score >=
     ``threshold`` it reports 0.0 for ``rest_period`` readings (one alarm per event; 0 = off).
 
     >>> det = Ensemble(members=[["gaussian", {"window": 50, "min_periods": 10}],

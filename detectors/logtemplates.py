@@ -2,7 +2,8 @@
 
     lt = LogTemplates(sim_th=0.4, depth=4)
     lt.update(t, "sshd: Failed password for root from 192.0.2.7 port 22 ssh2")
-        -> (template id, template, [("new_template", 1.0, template) | ("template_rate", n, template)])
+        -> (template id, template,
+            [("new_template", 1.0, template) | ("template_rate", n, template)])
 
 drain3 (Drain: He et al., "Drain: An Online Log Parsing Approach with Fixed Depth Tree", ICWS
 2017) groups lines into templates such as ``Failed password for <*> from <IP> port <NUM> ssh2``.

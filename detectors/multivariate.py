@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 from river.anomaly import HalfSpaceTrees
 
+from twinwatch.detectors.base import check_int, check_positive, check_unit_threshold, clamp_score
+from twinwatch.detectors.hst import _unit
+
 if TYPE_CHECKING:
     from sklearn.ensemble import IsolationForest
-
-from twinwatch.detectors.base import check_int, check_positive, check_unit_threshold, clamp_score
 
 
 def _isolation_forest():
@@ -25,8 +26,6 @@ def _isolation_forest():
 
     return IsolationForest
 
-
-from twinwatch.detectors.hst import _unit
 
 __all__ = ["IsolationForestDetector", "PcaT2Q", "VectorHST", "chi2_quantile"]
 
@@ -206,9 +205,9 @@ class IsolationForestDetector:
     ``threshold`` 0.7 is a compromise measured on two cases: on the simulated DMA inlet
     (pressure, flow) normal readings stay <= 0.65 and a pipe burst scores 0.735; on correlated
     Gaussian pairs (3 seeds x 3,000 vectors) ~1 % of normal vectors reach 0.7 (99.9th percentile
-    0.77), i.e. Gaussian tails are as "isolated" as true outliers. The trees split one axis at a time, so a
-    broken correlation with both values in range ([2, -2] on the diagonal x = y) scores only
-    ~0.65: use :class:`PcaT2Q` for that. The score also saturates: a point 6 sd out scores
+    0.77), i.e. Gaussian tails are as "isolated" as true outliers. The trees split one axis at a
+    time, so a broken correlation with both values in range ([2, -2] on the diagonal x = y) scores
+    only ~0.65: use :class:`PcaT2Q` for that. The score also saturates: a point 6 sd out scores
     0.73-0.80, no more than the most extreme 0.1 % of normal points, because the cloud's own
     edge is isolated about as fast. The forest earns its keep on non-Gaussian, multi-modal
     clouds (pump on/off states), not as a sharper Gaussian tail test.
@@ -323,14 +322,15 @@ class VectorHST:
     """river's :class:`~river.anomaly.HalfSpaceTrees` on the asset's reading vector.
 
     ``update(t, xs)`` (same vector API as :class:`PcaT2Q`) scales each reading with the running
-    min/max of that sensor's readings seen *before* this one (no look-ahead) so that the range
-    seen so far maps onto [1/3, 2/3] of [0, 1] (the headroom of :class:`~twinwatch.detectors.hst.ScaledHST`:
-    a new extreme lands in cells the normal data never reached), scores the vector, then learns
-    it. Score in [0, 1]; 0.0 until ``window_size`` vectors have been seen. Defaults measured on
-    two Gaussian sensors (3 seeds x 3,000 vectors): normal max 0.84-0.87, 99.9th percentile
-    0.79; one sensor 8 sd out 0.885-0.91, both 12 sd out ~0.98. The margin is thin: the
-    default threshold fires on up to ~0.1 % of normal vectors. More trees than ScaledHST's 10 (25) because with
-    several features each tree splits each one less often (10 trees: normal max up to 0.92).
+    min/max of that sensor's readings seen *before* this one (no look-ahead) so that the range seen
+    so far maps onto [1/3, 2/3] of [0, 1] (the headroom of
+    :class:`~twinwatch.detectors.hst.ScaledHST`: a new extreme lands in cells the normal data never
+    reached), scores the vector, then learns it. Score in [0, 1]; 0.0 until ``window_size`` vectors
+    have been seen. Defaults measured on two Gaussian sensors (3 seeds x 3,000 vectors): normal max
+    0.84-0.87, 99.9th percentile 0.79; one sensor 8 sd out 0.885-0.91, both 12 sd out ~0.98. The
+    margin is thin: the default threshold fires on up to ~0.1 % of normal vectors. More trees than
+    ScaledHST's 10 (25) because with several features each tree splits each one less often (10
+    trees: normal max up to 0.92).
 
     HST splits one random feature at a time, so it catches a sensor leaving its range, and a
     combination of values never seen together only as far as the trees' cells are fine enough

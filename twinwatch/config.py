@@ -7,8 +7,8 @@ Layers, later wins: the YAML file, then environment variables named
 scalars), e.g. ``TWINWATCH__SERVICES__INFLUXDB__URL=http://10.0.0.5:8086``.
 
 Secrets never live in the config: a password or token is a ``Secret`` that names an environment
-variable or a file (``{env: TWINWATCH_INFLUX_TOKEN}`` or ``{file: /run/secrets/influx}``); it is read
-only when a client connects and its repr never shows the value.
+variable or a file (``{env: TWINWATCH_INFLUX_TOKEN}`` or ``{file: /run/secrets/influx}``); it is
+read only when a client connects and its repr never shows the value.
 
 The config is validated completely when it is built (types, references between sections,
 duplicate ids), so a typo fails at start-up with the path of the bad key, not hours later.
@@ -170,7 +170,7 @@ class AlertRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     for_s: Annotated[float, msgspec.Meta(ge=0)] = 0.0
     clear_s: Annotated[float, msgspec.Meta(ge=0)] = 300.0
     summary: str = "{detector} anomaly on {site}/{asset}/{sensor}: {value:g} {unit}"
-    # Issue #4 (twinwatch/engine/lifecycle.py): hysteresis, flapping, escalation, re-notify interval.
+    # Issue #4 (twinwatch/engine/lifecycle.py): hysteresis, flapping, escalation, re-notify period.
     reset: Annotated[float, msgspec.Meta(ge=0)] | None = (
         None  # an active alert stays hit while score >= reset
     )

@@ -46,8 +46,8 @@ full): series repeat, so the hot path is one dict lookup plus one f-string.
 
 InfluxDB keeps one point per (measurement, tag set, timestamp): a second point overwrites the
 first. Readings, scores and alerts rely on that (re-delivery is idempotent); security events and
-dead letters get distinct times upstream (``twinwatch.engine.parse.UniqueTimes``), so the encoder is stateless
-apart from its caches.
+dead letters get distinct times upstream (``twinwatch.engine.parse.UniqueTimes``), so the encoder
+is stateless apart from its caches.
 """
 
 from __future__ import annotations

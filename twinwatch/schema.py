@@ -11,7 +11,7 @@ Every record that crosses a module boundary is one of these msgspec Structs:
 Why msgspec and not pydantic v2: the flow decodes and validates every MQTT payload on the hot
 path. msgspec validates while it decodes (one pass, in C, ~0.3 µs for a reading payload, several
 times faster than pydantic) and its errors name the offending field (``... - at `$.value```).
-Structs are frozen, slotted and cheap to create and pickle, which also keeps Bytewax snapshots small.
+Structs are frozen, slotted and cheap to create and pickle, which keeps Bytewax snapshots small.
 
 Times are timezone-aware UTC datetimes; payloads without a UTC offset are rejected, not guessed.
 """

@@ -5,7 +5,7 @@
     twinwatch demo       services + simulator + flow for a bounded time, then a summary
     twinwatch services   up | down | status of the local InfluxDB, Mosquitto, Alertmanager, ...
     twinwatch config     check a config file and print what it describes
-    twinwatch query      InfluxDB -> table, CSV or Parquet      (twinwatch/app/analysis, docs/analysts.md)
+    twinwatch query      InfluxDB -> table, CSV or Parquet (docs/analysts.md)
     twinwatch report     incident report: HTML with plots
     twinwatch backtest   detectors over stored history vs incident labels
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time as _time
 from collections.abc import Callable, Iterable
@@ -90,10 +91,8 @@ def publish_mqtt(
         if client.loop(wait) == paho.MQTT_ERR_SUCCESS:
             return
         _time.sleep(min(wait, 0.5) or 0.05)
-        try:
+        with contextlib.suppress(OSError):  # keep trying until the stall timeout
             client.reconnect()
-        except OSError:
-            pass  # keep trying until the stall timeout
         if _time.monotonic() - st["last_ack"] > timeout:
             raise TimeoutError(f"{where}: connection lost, not back for {timeout}s")
 
@@ -159,10 +158,8 @@ def publish_mqtt(
             progress(stats)
         return stats
     finally:
-        try:
+        with contextlib.suppress(OSError):
             client.disconnect()  # sends DISCONNECT and closes the socket
-        except OSError:
-            pass
 
 
 def utcnow() -> datetime:
