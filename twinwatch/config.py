@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import msgspec
 import yaml
@@ -87,6 +87,7 @@ class Secret(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             if value is None:
                 raise ConfigError(f"secret: environment variable {self.env} is not set")
             return value
+        assert self.file is not None  # __post_init__: exactly one of env, file
         try:
             return Path(self.file).read_text().strip()
         except OSError as e:
@@ -539,4 +540,4 @@ def load_config(
     return parse_config(raw, env)
 
 
-assert set(DOMAINS) == set(Domain.__args__)  # the two spellings of the domain set agree
+assert set(DOMAINS) == set(get_args(Domain))  # the two spellings of the domain set agree
