@@ -49,7 +49,7 @@ __all__ = [
 ]
 
 #: Registry name -> detector class (``StaleTracker`` is not a per-series detector and is absent).
-REGISTRY: dict[str, type] = {
+REGISTRY: dict[str, type[Detector]] = {
     cls.name: cls
     for cls in (
         PhysicalLimits,

@@ -41,7 +41,11 @@ class Detector(Protocol):
     """What the flow needs from a per-series anomaly detector."""
 
     name: ClassVar[str]
-    threshold: float
+
+    @property
+    def threshold(self) -> float:
+        """A score >= threshold is a hit (an attribute or a read-only property)."""
+        ...
 
     def update(self, t: float, x: float) -> float:
         """Score ``x`` (read at time ``t``) against the current state, then learn it."""

@@ -44,7 +44,7 @@ class Ensemble:
     ) -> None:
         if not members:
             raise ValueError("members must name at least one detector")
-        self.members = [[str(n), dict(p)] for n, p in members]
+        self.members: list[list] = [[str(n), dict(p)] for n, p in members]
         self.threshold = check_positive("threshold", threshold)
         self.rest_period = check_int("rest_period", rest_period, 0)
         self._dets = [_build(n, p) for n, p in self.members]

@@ -49,6 +49,7 @@ class PhysicalLimits:
             self._scale = self.high - self.low
         else:
             limit = self.low if self.low is not None else self.high
+            assert limit is not None  # checked above: at least one of low, high
             self._scale = abs(limit) if limit != 0.0 else 1.0
 
     def update(self, t: float, x: float) -> float:

@@ -106,7 +106,7 @@ class PcaT2Q:
         lam, vec = np.linalg.eigh(self._cov)
         lam, vec = np.maximum(lam[::-1], 1e-9), vec[:, ::-1]
         share = np.cumsum(lam) / lam.sum()
-        k = int(min(np.searchsorted(share, self.explained) + 1, self.n - 1))
+        k = min(int(np.searchsorted(share, self.explained)) + 1, self.n - 1)
         rest = lam[k:]
         th1, th2 = rest.sum(), (rest**2).sum()
         q_limit = (th2 / th1) * chi2_quantile(self.confidence, th1 * th1 / th2)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import math
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, final
 
 import msgspec
 
@@ -33,6 +33,7 @@ __all__ = [
     "Domain",
     "Severity",
     "AlertStatus",
+    "Outcome",
     "SensorPayload",
     "LogPayload",
     "FirewallPayload",
@@ -58,6 +59,7 @@ SEVERITIES: tuple[str, ...] = ("attention", "caution", "alert", "severe")
 SEVERITY_KO = {"attention": "관심", "caution": "주의", "alert": "경계", "severe": "심각"}
 
 AlertStatus = Literal["pending", "firing", "resolved"]
+Outcome = Literal["success", "failure", "deny", "allow", "info"]  # of a SecurityEvent
 
 # Dead-letter reasons form a closed set: they are an InfluxDB tag and a Prometheus label,
 # so the set must stay small (the free-text detail goes into a field).
@@ -144,6 +146,7 @@ class DeviceEventPayload(msgspec.Struct, frozen=True):
 # --- records -----------------------------------------------------------------------------------
 
 
+@final  # the flow tests `type(rec) is Reading` (10x faster than isinstance on a Struct)
 class Reading(msgspec.Struct, frozen=True, gc=False):
     """One sensor value. ``quantity`` and ``unit`` come from the config's sensor catalogue."""
 
@@ -174,7 +177,7 @@ class SecurityEvent(msgspec.Struct, frozen=True, gc=False):
     asset: Name
     sensor: Name  # the log source, e.g. "sshd", "firewall"
     kind: Name  # e.g. auth_failure, invalid_user, auth_success, fw_deny
-    outcome: Literal["success", "failure", "deny", "allow", "info"]
+    outcome: Outcome
     user: str | None = None
     src_ip: str | None = None
     dst_port: int | None = None

@@ -28,7 +28,7 @@ from twinwatch.detectors.security import SecurityDetector
 from twinwatch.engine.alerts import make_alert
 from twinwatch.engine.lifecycle import AlertState, step
 from twinwatch.metrics import ANOMALIES, DETECT_SECONDS
-from twinwatch.schema import Alert, AnomalyScore, SecurityEvent
+from twinwatch.schema import Alert, AlertStatus, AnomalyScore, SecurityEvent
 
 __all__ = ["SecurityShard"]
 
@@ -124,7 +124,7 @@ class SecurityShard:
         self,
         ev: SecurityEvent,
         rule: str,
-        status: str,
+        status: AlertStatus,
         state: AlertState,
         t: float,
         value: float,
