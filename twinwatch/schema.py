@@ -34,6 +34,7 @@ __all__ = [
     "Severity",
     "AlertStatus",
     "Outcome",
+    "RollupWindow",
     "SensorPayload",
     "LogPayload",
     "FirewallPayload",
@@ -60,6 +61,7 @@ SEVERITY_KO = {"attention": "관심", "caution": "주의", "alert": "경계", "s
 
 AlertStatus = Literal["pending", "firing", "resolved"]
 Outcome = Literal["success", "failure", "deny", "allow", "info"]  # of a SecurityEvent
+RollupWindow = Literal["1m", "1h"]
 
 # Dead-letter reasons form a closed set: they are an InfluxDB tag and a Prometheus label,
 # so the set must stay small (the free-text detail goes into a field).
@@ -252,7 +254,7 @@ class Rollup(msgspec.Struct, frozen=True, gc=False):
     Written as measurement ``reading_<window>`` with the tags of ``reading``."""
 
     time: UtcTime  # window start
-    window: Literal["1m", "1h"]
+    window: RollupWindow
     domain: Domain
     site: str
     asset: str
