@@ -191,6 +191,7 @@ class SecurityEvent(msgspec.Struct, frozen=True, gc=False):
         return series_key(self.domain, self.site, self.asset, self.sensor)
 
 
+@final  # tested with `type(x) is AnomalyScore`, like Reading
 class AnomalyScore(msgspec.Struct, frozen=True, gc=False):
     """Detector scores of one reading (or security event): ``scores[detector] = score``.
 

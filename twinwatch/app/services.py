@@ -140,7 +140,7 @@ def _tail(path: Path, n: int = 40) -> str:
 
 class Service:
     name: ClassVar[str]
-    binary: ClassVar[str]
+    binary: str  # the class's default; an instance may be given its own
     ready_path: ClassVar[str | None] = None  # HTTP readiness path; None = TCP connect
     ready_status: ClassVar[int] = 200
     scheme: ClassVar[str] = "http"
@@ -507,7 +507,7 @@ def status(base_dir: Path) -> dict[str, dict]:
         running = svc is not None and svc.running
         out[name] = {
             "running": running,
-            "pid": svc.pid if running else None,
+            "pid": svc.pid if svc and running else None,
             "url": svc.url if svc else None,
             "port": svc.port if svc else None,
             "data_dir": str(Path(base_dir) / name),

@@ -99,6 +99,8 @@ def load_history(
     else:
         from twinwatch.app.analysis.helpers import history
 
+        if start is None or end is None:
+            raise AnalysisError("reading the history from InfluxDB needs a start and an end")
         df = history(db, start, end, progress=progress)
     missing = {"time", "domain", "site", "asset", "sensor"} - set(df.columns)
     if missing:

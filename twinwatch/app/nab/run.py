@@ -27,8 +27,8 @@ __all__ = ["DETECTORS", "DEFAULT_DETECTORS", "Result", "run_detector", "score_de
 _LH = {"window": 2000, "short": 10, "min_periods": 300}
 #: one alarm per event: after a calibrated score >= 0.2, silence for 120 readings (CAD-OSE's idea)
 _REST = {"threshold": 0.2, "rest_period": 120}
-_SEASONAL = ["likelihood", {"detector": "seasonal", "detector_params": {"alpha": 0.02}, **_LH}]
-_GAUSSIAN = ["likelihood", {"detector": "gaussian", "detector_params": {"window": 2000}, **_LH}]
+_SEASONAL = ("likelihood", {"detector": "seasonal", "detector_params": {"alpha": 0.02}, **_LH})
+_GAUSSIAN = ("likelihood", {"detector": "gaussian", "detector_params": {"window": 2000}, **_LH})
 
 #: Benchmark name -> factory of a fresh detector whose scores are in [0, 1]. Raw-score detectors
 #: are wrapped in the anomaly likelihood; parameters are the same for every file.
