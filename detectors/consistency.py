@@ -26,13 +26,12 @@ SCADA data analysis", Wind Energy 12), for one sensor or a few.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import ClassVar
 
 import numpy as np
 
 from twinwatch.detectors.base import check_finite, check_int, check_positive, clamp_score
-from twinwatch.detectors.group import Explanation, Role, check_counts, ew_weight
+from twinwatch.detectors.group import Explanation, Grouped, Role, check_counts, ew_weight
 
 __all__ = ["Consistency"]
 
@@ -41,7 +40,7 @@ _RELEARN = 30.0  # ticks over which a re-zeroed sensor's offset is re-learned (n
 _CLIP = 2.5  # Huber's constant: learning sees deviations of at most this many spreads
 
 
-class Consistency:
+class Consistency(Grouped):
     """Sensors of one quantity judged against their drivers or their siblings.
 
     ``counts``: {"sensors": n, "drivers": k}. Features of sensor i: an intercept, the drivers
@@ -52,11 +51,7 @@ class Consistency:
     lambda) and divided by the EWMA's own spread on the reference (floored at the white-noise
     value ``sqrt(lambda / (2 - lambda))``): that is each sensor's departure z. 0.0 until
     ``warmup_s`` of ticks have been seen (the reference needs a full daily cycle of temperature
-    and traffic).
-
-    Missing values: a tick without all drivers (or, judged against siblings, without all
-    sensors) is skipped; otherwise a missing sensor is left out of that tick, so a gauge that
-    never reports does not silence the others.
+    and traffic). A tick with a missing member is not judged (the vector protocol).
 
     ``single`` needs two sensors with drivers or three against siblings (two siblings mirror
     each other: nothing tells which one departed); ``common`` needs two sensors.
@@ -124,12 +119,12 @@ class Consistency:
         self._p = 1 + k + (1 if self.siblings else 0)
         self._floor_u = math.sqrt(self.smooth / (2.0 - self.smooth))
         self._count = 0
-        self._t0 = math.nan
-        self._t = math.nan
+        self._t0 = 0.0  # first tick
+        self._t = 0.0  # last tick
         self._a = np.zeros((n, self._p, self._p))  # EW feature moments, per sensor
         self._b = np.zeros((n, self._p))  # EW feature x reading moments
         self._yy = np.zeros(n)  # EW reading moments: the fit's residual variance comes from them
-        self._seen = np.zeros(n)  # ticks learned, per sensor
+        self._seen = 0  # ticks learned
         self._u = np.zeros(n)  # EWMA of standardised residuals (the test statistic)
         self._v = np.zeros(n)  # EW mean of u**2 on the reference (from warmup_s / 2 on)
         self._nv = 0
@@ -138,6 +133,7 @@ class Consistency:
         self._beta = np.zeros((n, self._p))
         self._var = np.zeros(n)  # residual variance of the current fit
         self._last: tuple = ()  # (x, predicted, z, sd) of the last scored tick
+        self._pending: tuple = ()  # what score_one computed, for learn_one
 
     # -- the model --
     def _features(self, x: np.ndarray, d: np.ndarray) -> np.ndarray:
@@ -151,85 +147,89 @@ class Consistency:
     def _fit(self) -> None:
         """Refresh the regression and its residual variance from the EW moments."""
         ridge = 1e-9 * np.trace(self._a, axis1=1, axis2=2)[:, None, None] + 1e-12
-        beta = np.linalg.solve(self._a + ridge * np.eye(self._p), self._b[..., None])[..., 0]
-        self._beta = beta
-        self._var = np.where(
-            self._seen > self._p, np.maximum(self._yy - (beta * self._b).sum(axis=1), 0.0), 0.0
-        )
+        with np.errstate(all="ignore"):
+            try:
+                beta = np.linalg.solve(self._a + ridge * np.eye(self._p), self._b[..., None])
+            except np.linalg.LinAlgError:  # degenerate drivers (constant, or overflowing)
+                return
+            beta = beta[..., 0]
+            var = np.maximum(self._yy - (beta * self._b).sum(axis=1), 0.0)
+        if np.isfinite(beta).all() and np.isfinite(var).all():
+            self._beta, self._var = beta, var
 
-    def update(self, t: float, xs: Sequence[float]) -> float:
-        v = np.asarray(xs, dtype=float)
-        if v.shape != (self._n + self._k,):
-            raise ValueError(f"expected {self._n + self._k} values, got shape {v.shape}")
-        present = np.isfinite(v[: self._n])
-        if not np.isfinite(v[self._n :]).all() or not present.any():
-            return 0.0
-        if self.siblings and not present.all():
-            return 0.0
-        x, d = np.where(present, v[: self._n] - self._offset, 0.0), v[self._n :]
-        phi = self._features(x, d)
+    def score_one(self, t: float, x: np.ndarray) -> float:
+        y, d = x[: self._n] - self._offset, x[self._n :]
+        phi = self._features(y, d)
         if self._count == 0:
             self._t0 = t
         dt = t - self._t if self._count else 0.0
         self._count += 1
         self._t = t
-        if self._count % self.refit == 0:
+        if self._count % self.refit == 0 and self._seen > self._p:
             self._fit()
-        pred = (phi * self._beta).sum(axis=1)
-        e = np.where(present, x - pred, 0.0)
-        sd = np.sqrt(np.maximum(self._var, self.min_scale**2 + 1e-18 * (1.0 + x * x)))
-        r = np.where(present & (self._var > 0), e / sd, 0.0)
-        relearning = self._relearn > 0
-        if relearning.any():  # a re-zeroed sensor: learn its new offset, judge it later
-            done = _RELEARN - self._relearn[relearning]
-            self._offset[relearning] += e[relearning] / (done + 1.0)
-            self._relearn[relearning] -= present[relearning]
-            r = np.where(relearning, 0.0, r)
-        lam = self.smooth
-        self._u = np.where(present, (1.0 - lam) * self._u + lam * r, self._u)
+        with np.errstate(all="ignore"):
+            pred = (phi * self._beta).sum(axis=1)
+            e = y - pred
+            sd = np.sqrt(np.maximum(self._var, self.min_scale**2 + 1e-18 * (1.0 + y * y)))
+            r = np.where(self._var > 0, e / sd, 0.0)
+        r = np.where(np.isfinite(r) & (self._relearn <= 0), r, 0.0)  # re-zeroed: not judged yet
+        self._u = (1.0 - self.smooth) * self._u + self.smooth * r  # the statistic: every tick
         age = t - self._t0
         warm = age >= self.warmup_s
-        z = np.where(present, self._u / np.maximum(np.sqrt(self._v), self._floor_u), 0.0)
-        score = self._score(z, present) if warm else 0.0
-        self._last = (v[: self._n], pred + self._offset, z, sd)
-        # gated: no sensor departing (whatever the mode), no raw outlier
-        if not (warm and float(np.abs(z).max()) >= self.threshold) and float(np.abs(r).max()) < 8.0:
-            self._learn(dt, phi, x, present, age)
+        z = self._u / np.maximum(np.sqrt(self._v), self._floor_u)
+        score = self._score(z) if warm else 0.0
+        self._last = (x[: self._n].copy(), pred + self._offset, z, sd)
+        # gated: a tick with a sensor departing (whatever the mode) or a raw outlier
+        skip = (warm and float(np.abs(z).max()) >= self.threshold) or float(np.abs(r).max()) >= 8
+        self._pending = (t, dt, phi, y, e, skip, age)
         return clamp_score(score)
 
-    def _learn(self, dt: float, phi: np.ndarray, x: np.ndarray, present, age: float) -> None:
+    def learn_one(self, t: float, x: np.ndarray) -> None:
+        if not self._pending or self._pending[0] != t:
+            self.score_one(t, x)
+        _, dt, phi, y, e, skip, age = self._pending
+        self._pending = ()
+        relearning = self._relearn > 0
+        if relearning.any():  # a re-zeroed sensor: its new offset, a running mean
+            done = _RELEARN - self._relearn[relearning]
+            self._offset[relearning] += e[relearning] / (done + 1.0)
+            self._relearn[relearning] -= 1
+        if not skip:
+            self._learn(dt, phi, y, age)
+
+    def _learn(self, dt: float, phi: np.ndarray, y: np.ndarray, age: float) -> None:
         """Robust, gated learning (Huber): the fit learns each reading pulled to within
         ``_CLIP`` spreads of its prediction, and the EWMA's spread learns clipped squares, so a
-        slow drift barely moves the reference on its way to the threshold."""
-        self._seen += present
-        w = -math.expm1(-max(dt, 0.0) / self.memory_s)
-        if age < self.warmup_s:  # the fault-free start: a plain mean; then the memory's pace
-            w = np.maximum(w, 1.0 / np.maximum(self._seen, 1))
-        w = np.where(present, w, 0.0)
-        pred = (phi * self._beta).sum(axis=1)
-        sd = np.sqrt(self._var)
-        y = np.where(self._var > 0, np.clip(x, pred - _CLIP * sd, pred + _CLIP * sd), x)
-        self._a += w[:, None, None] * (np.einsum("ip,iq->ipq", phi, phi) - self._a)
-        self._b += w[:, None] * (phi * y[:, None] - self._b)
-        self._yy += w * (y * y - self._yy)
+        slow drift barely moves the reference on its way to the threshold. A plain mean over
+        the fault-free start (``warmup_s``), then the memory's pace (reference mode)."""
+        young = age < self.warmup_s
+        self._seen += 1
+        w = ew_weight(dt, self.memory_s, self._seen if young else 0)
+        with np.errstate(all="ignore"):  # readings near the float limit: the fit rejects them
+            pred = (phi * self._beta).sum(axis=1)
+            sd = np.sqrt(self._var)
+            yc = np.where(self._var > 0, np.clip(y, pred - _CLIP * sd, pred + _CLIP * sd), y)
+            a = self._a + w * (np.einsum("ip,iq->ipq", phi, phi) - self._a)
+            b = self._b + w * (phi * yc[:, None] - self._b)
+            yy = self._yy + w * (yc * yc - self._yy)
+        if not (np.isfinite(a).all() and np.isfinite(b).all() and np.isfinite(yy).all()):
+            return
+        self._a, self._b, self._yy = a, b, yy
         if age >= self.warmup_s / 2:  # the EWMA's spread, once the fit has settled
             self._nv += 1
-            wv = ew_weight(dt, self.memory_s, self._nv if age < self.warmup_s else 0)
+            wv = ew_weight(dt, self.memory_s, self._nv if young else 0)
             cap = _CLIP * _CLIP * np.maximum(self._v, self._floor_u**2)
-            u2 = np.minimum(self._u**2, cap) if self._nv > 100 else self._u**2
-            self._v = np.where(present, self._v + wv * (u2 - self._v), self._v)
+            u2 = self._u**2 if young else np.minimum(self._u**2, cap)
+            self._v += wv * (u2 - self._v)
 
-    def _score(self, z: np.ndarray, present: np.ndarray) -> float:
-        a = np.abs(z[present])
+    def _score(self, z: np.ndarray) -> float:
+        a = np.abs(z)
         if self.mode == "residual":
             return float(a.max())
-        if len(a) < 2:
-            return 0.0
         if self.mode == "single":  # one departs while the others stay in control
-            top2 = np.partition(a, len(a) - 2)[-2:]
+            top2 = np.partition(a, self._n - 2)[-2:]
             return float(top2[1] - top2[0]) if top2[0] < self.threshold / 2 else 0.0
-        zp = z[present]
-        return float(a.min()) if (zp > 0).all() or (zp < 0).all() else 0.0
+        return float(a.min()) if (z > 0).all() or (z < 0).all() else 0.0
 
     def explain(self) -> Explanation:
         if not self._last:
@@ -266,12 +266,11 @@ class Consistency:
         if 0 <= member < self._n:
             self._relearn[member] = _RELEARN
             self._u[member] = 0.0
-        elif self._n <= member < self._n + self._k:
-            fresh = type(self)(**self.params())
-            self.__dict__.update(fresh.__dict__)
+        else:
+            super().rebaseline(member)
 
     # -- state --
-    def to_state(self) -> tuple:
+    def _dump(self) -> tuple:
         return (
             self._count,
             self._t0,
@@ -279,7 +278,7 @@ class Consistency:
             tuple(self._a.ravel().tolist()),
             tuple(self._b.ravel().tolist()),
             tuple(self._yy.tolist()),
-            tuple(self._seen.tolist()),
+            self._seen,
             tuple(self._beta.ravel().tolist()),
             tuple(self._var.tolist()),
             tuple(self._u.tolist()),
@@ -289,29 +288,13 @@ class Consistency:
             tuple(self._relearn.tolist()),
         )
 
-    @classmethod
-    def from_state(cls, params: dict, state: tuple) -> Consistency:
-        det = cls(**params)
-        count, det._t0, det._t, a, b, yy, seen, beta, var, u, v, nv, offset, relearn = state
-        n, p = det._n, det._p
-        det._count, det._nv = int(count), int(nv)
-        det._a = np.array(a, dtype=float).reshape(n, p, p)
-        det._b = np.array(b, dtype=float).reshape(n, p)
-        det._beta = np.array(beta, dtype=float).reshape(n, p)
-        det._yy, det._seen, det._var, det._u, det._v, det._offset, det._relearn = (
-            np.array(s, dtype=float) for s in (yy, seen, var, u, v, offset, relearn)
+    def _load(self, state: tuple) -> None:
+        self._count, self._t0, self._t, a, b, yy, self._seen, beta, *rest = state
+        var, u, v, self._nv, offset, relearn = rest
+        n, p = self._n, self._p
+        self._a = np.array(a, dtype=float).reshape(n, p, p)
+        self._b = np.array(b, dtype=float).reshape(n, p)
+        self._beta = np.array(beta, dtype=float).reshape(n, p)
+        self._yy, self._var, self._u, self._v, self._offset, self._relearn = (
+            np.array(s, dtype=float) for s in (yy, var, u, v, offset, relearn)
         )
-        return det
-
-    def params(self) -> dict:
-        return {
-            "counts": dict(self.counts),
-            "mode": self.mode,
-            "siblings": self.siblings,
-            "memory_s": self.memory_s,
-            "warmup_s": self.warmup_s,
-            "smooth": self.smooth,
-            "threshold": self.threshold,
-            "min_scale": self.min_scale,
-            "refit": self.refit,
-        }

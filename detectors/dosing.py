@@ -18,20 +18,29 @@ import math
 from collections.abc import Sequence
 from typing import ClassVar
 
+import numpy as np
+
 from twinwatch.detectors.base import (
     check_int,
     check_nonnegative,
     check_positive,
     clamp_score,
 )
-from twinwatch.detectors.group import Explanation, LocalClock, Role, check_counts, ew_weight
+from twinwatch.detectors.group import (
+    Explanation,
+    Grouped,
+    LocalClock,
+    Role,
+    check_counts,
+    ew_weight,
+)
 
 __all__ = ["Dosing"]
 
 _CLIP = 2.5  # Huber's constant: learning sees deviations of at most this many spreads
 
 
-class Dosing:
+class Dosing(Grouped):
     """Free chlorine against its daily profile (and the flow), EWMA of the standardised residual.
 
     Profile: per ``slot_s`` slot of the local day (``timezone``), for two day types (working
@@ -61,10 +70,10 @@ class Dosing:
     """
 
     name: ClassVar[str] = "dosing"
-    kind: ClassVar[str] = "dosing"
+    kind: ClassVar[str] = "dosing"  # type: ignore[misc]
     ROLES: ClassVar[tuple[Role, ...]] = (
         Role("chlorine", 1, 1, "free chlorine residual (mg/L)"),
-        Role("flow", 0, 1, "the flow the dose is paced on, or a demand proxy (m3/h)"),
+        Role("flow", 0, None, "the flow the dose is paced on, or a demand proxy (m3/h); summed"),
     )
 
     def __init__(
@@ -97,7 +106,7 @@ class Dosing:
             raise ValueError(f"direction must be 'low' or 'both', got {direction!r}")
         self.direction = direction
         self.threshold = check_positive("threshold", threshold)
-        self._flow = self.counts["flow"] == 1
+        self._flow = self.counts["flow"] > 0
         self._per_day = int(86400.0 // self.slot_s)
         slots = 2 * self._per_day
         self._days = [0] * slots
@@ -112,66 +121,74 @@ class Dosing:
         self._beta = 0.0
         self._u = 0.0  # EWMA of the standardised residual
         self._v = 0.0  # EW mean of u**2 on the reference
-        self._last = (math.nan, math.nan, math.nan)  # observed, expected, band
+        self._last = (0.0, 0.0, 0.0)  # observed, expected, band
+        self._floor_u = math.sqrt(self.smooth / (2.0 - self.smooth))
+        self._pending: tuple = ()  # a tick scored, for learn_one
 
-    def update(self, t: float, xs: Sequence[float]) -> float:
-        if len(xs) != 1 + self._flow:
-            raise ValueError(f"expected {1 + self._flow} values, got {len(xs)}")
-        cl = float(xs[0])
-        flow = float(xs[1]) if self._flow else 0.0
-        if not (math.isfinite(cl) and math.isfinite(flow)):
-            return 0.0
+    def score_one(self, t: float, x: np.ndarray) -> float:
+        cl = float(x[0])
+        flow = float(x[1:].sum())
         local = self._clock.local(t)
         day = int(local // 86400.0)
         kind = 1 if self._clock.day_type(local) else 0
         slot = kind * self._per_day + int((local % 86400.0) // self.slot_s)
-        dt = min(max(t - self._t, 0.0), self.slot_s) if self._n else 0.0
+        dt = min(max(t - self._t, 0.0), self.slot_s) if self._t else 0.0
         self._t = t
         n = self._days[slot]
         df = flow - self._fl[slot]
         expected = self._cl[slot] + self._beta * df
         e = cl - expected
         score = 0.0
-        floor_u = math.sqrt(self.smooth / (2.0 - self.smooth))
         if n >= self.min_count:
             sd = max(math.sqrt(self._var), self.min_scale, 1e-12)
-            self._u += self.smooth * (e / sd - self._u)
-            z = self._u / max(math.sqrt(self._v), floor_u)
+            self._u += self.smooth * (e / sd - self._u)  # the statistic
+            z = self._u / max(math.sqrt(self._v), self._floor_u)
             score = -z if self.direction == "low" else abs(z)
-            band = self.threshold * sd * max(math.sqrt(self._v), floor_u)
+            band = self.threshold * sd * max(math.sqrt(self._v), self._floor_u)
             self._last = (cl, expected, band)
         else:
             self._u = 0.0
         score = clamp_score(score)
-        # Gated learning: the profile (the level) learns with a weight that shrinks to 0 as the
-        # score nears the threshold, so a slow decline is not learned on its way down; the
-        # scatter learns from every unflagged tick, so it is not biased low.
-        if score < self.threshold:
-            gate = (1.0 - score / self.threshold) ** 2
-            if day != self._seen[slot]:
-                self._seen[slot] = day
-                self._days[slot] = n + 1
-            self._ticks[slot] += 1
-            young = self._ticks[slot] if n < self.min_count else 0  # reference mode once warm
-            w = ew_weight(dt, self.memory_days * self.slot_s, young) * gate
-            sd = math.sqrt(self._var)
-            ec = min(max(e, -_CLIP * sd), _CLIP * sd) if n >= self.min_count else e  # Huber
-            self._cl[slot] += w * ec
-            self._fl[slot] += w * (flow - self._fl[slot])
-            if n >= self.min_count:  # the scatter around a profile that exists
-                self._n += 1
-                robust = self._n > 1440  # a day of scatter learned: clip, at the memory's pace
-                wg = ew_weight(dt, self.memory_days * 86400.0 / 4, 0 if robust else self._n)
-                self._var += wg * ((ec * ec if robust else e * e) - self._var)
-                if self._flow:
-                    m = self._m
-                    m[0] += wg * (df * df - m[0])
-                    m[1] += wg * (df * (cl - self._cl[slot]) - m[1])
-                    self._beta = m[1] / m[0] if m[0] > 1e-12 else 0.0
-                cap = _CLIP * _CLIP * max(self._v, floor_u * floor_u)
-                u2 = min(self._u * self._u, cap) if robust else self._u * self._u
-                self._v += wg * (u2 - self._v)
+        self._pending = (t, slot, day, cl, flow, df, e, dt, score)
         return score
+
+    def learn_one(self, t: float, x: np.ndarray) -> None:
+        """Gated learning: the profile (the level) learns with a weight that shrinks to 0 as the
+        score nears the threshold, clipped, so a slow decline is not learned on its way down;
+        the scatter learns from every unflagged tick, so it is not biased low. A plain mean over
+        a slot's first ``min_count`` days, then the memory's pace (reference mode)."""
+        if not self._pending or self._pending[0] != t:
+            return
+        _, slot, day, cl, flow, df, e, dt, score = self._pending
+        self._pending = ()
+        if score >= self.threshold:
+            return
+        gate = (1.0 - score / self.threshold) ** 2
+        n = self._days[slot]
+        if day != self._seen[slot]:
+            self._seen[slot] = day
+            self._days[slot] = n + 1
+        self._ticks[slot] += 1
+        young = self._ticks[slot] if n < self.min_count else 0
+        w = ew_weight(dt, self.memory_days * self.slot_s, young) * gate
+        sd = math.sqrt(self._var)
+        ec = min(max(e, -_CLIP * sd), _CLIP * sd) if n >= self.min_count else e  # Huber
+        self._cl[slot] += w * ec
+        self._fl[slot] += w * (flow - self._fl[slot])
+        if n < self.min_count:
+            return
+        self._n += 1  # the scatter around a profile that exists
+        robust = self._n > 1440  # a day of scatter learned: clip, at the memory's pace
+        wg = ew_weight(dt, self.memory_days * 86400.0 / 4, 0 if robust else self._n)
+        self._var += wg * ((ec * ec if robust else e * e) - self._var)
+        if self._flow:
+            m = self._m
+            m[0] += wg * (df * df - m[0])
+            m[1] += wg * (df * (cl - self._cl[slot]) - m[1])
+            self._beta = m[1] / m[0] if m[0] > 1e-12 else 0.0
+        cap = _CLIP * _CLIP * max(self._v, self._floor_u**2)
+        u2 = min(self._u * self._u, cap) if robust else self._u * self._u
+        self._v += wg * (u2 - self._v)
 
     def explain(self) -> Explanation:
         cl, expected, band = self._last
@@ -187,12 +204,7 @@ class Dosing:
             note="residual departs from its daily cycle",
         )
 
-    def rebaseline(self, member: int) -> None:
-        """A replaced or recalibrated analyser: learn the profile again."""
-        fresh = type(self)(**self.params())
-        self.__dict__.update(fresh.__dict__)
-
-    def to_state(self) -> tuple:
+    def _dump(self) -> tuple:
         return (
             tuple(self._days),
             tuple(self._ticks),
@@ -209,25 +221,8 @@ class Dosing:
             self._last,
         )
 
-    @classmethod
-    def from_state(cls, params: dict, state: tuple) -> Dosing:
-        det = cls(**params)
-        days, ticks, seen, cl, fl, det._t, det._n, det._var, m, det._beta, *rest = state
-        det._u, det._v, last = rest
-        det._days, det._ticks, det._seen = list(days), list(ticks), list(seen)
-        det._cl, det._fl, det._m, det._last = list(cl), list(fl), list(m), tuple(last)
-        return det
-
-    def params(self) -> dict:
-        return {
-            "counts": dict(self.counts),
-            "timezone": self.timezone,
-            "holidays": list(self.holidays),
-            "slot_s": self.slot_s,
-            "memory_days": self.memory_days,
-            "min_count": self.min_count,
-            "smooth": self.smooth,
-            "min_scale": self.min_scale,
-            "direction": self.direction,
-            "threshold": self.threshold,
-        }
+    def _load(self, state: tuple) -> None:
+        days, ticks, seen, cl, fl, self._t, self._n, self._var, m, self._beta, *rest = state
+        self._u, self._v, last = rest
+        self._days, self._ticks, self._seen = list(days), list(ticks), list(seen)
+        self._cl, self._fl, self._m, self._last = list(cl), list(fl), list(m), tuple(last)

@@ -1,21 +1,29 @@
-"""The asset-group detector protocol: detectors that judge several sensors of one asset together.
+"""Vector detectors with roles: the detectors of asset groups (issue #12).
 
-A group detector sees one *aligned tick* of its asset at a time (``twinwatch.engine.align``):
-``update(t, xs) -> score``, where ``xs`` holds one value per member sensor, laid out role by role
-in the order of the class's ``ROLES`` (``nan`` = that member had no recent reading). A role is a
-part the detector needs: the ``power`` and ``irradiance`` of a PV inverter, the ``sensors`` and
-``drivers`` of a strain-gauge span. The config maps sensors to roles; how many sensors fill each
-role is passed to the constructor as ``counts`` ({role: n}), checked against the role's arity.
+An asset group (``asset_groups`` in the config) feeds a *vector* detector (``base.Vector``) one
+aligned tick of its asset at a time (``twinwatch.engine.align``): ``update(t, xs) -> score``. A
+plain vector detector (PCA T2/Q, isolation forest) takes ``n`` interchangeable sensors. The
+domain detectors here also say what each value *is*: they declare ``ROLES`` (the ``power`` and
+``irradiance`` of a PV inverter, the ``sensors`` and ``drivers`` of a strain-gauge span), the
+config maps sensors to roles, and how many sensors fill each role is passed to the constructor
+as ``counts`` ({role: n}, checked against each role's arity); ``xs`` is laid out role by role in
+``ROLES`` order. ``roles_of(cls)`` gives any vector class's roles (one ``sensors`` role for the
+plain ones).
 
-After a hit, ``explain()`` says why: what was expected against what was observed, and which
-members contributed how much (``Explanation``). The engine turns it into the alert's fields.
+On top of the vector protocol a :class:`Grouped` detector has
 
-Learning policy (issue #12): a group detector learns its reference only from ticks it did not
-flag (gated learning), with a long memory, so an incident is never learned as the new normal;
-``rebaseline(member)`` re-learns one member's level after an operator's maintenance annotation
-(a sensor replaced and re-zeroed). Otherwise the protocol is the per-series one (``base``):
-scores are finite floats >= 0, ``score >= threshold`` is a hit, 0.0 while warming up,
-``to_state()`` / ``from_state(params, state)`` give compact plain data, no I/O, no clock.
+* ``kind``: what a hit means to the operator (``sensor_fault``, ``structural``, ``leak``, ...);
+* ``explain()``: why it scored what it scored, in the operator's quantities: expected against
+  observed, the normal band, which members contributed how much (:class:`Explanation`); the
+  engine puts it on the alert;
+* ``rebaseline(member)``: re-learn after an operator's maintenance annotation (a sensor replaced
+  and re-zeroed), by default by starting afresh.
+
+Learning policy (issue #12), shared by these detectors: the reference is fitted as a plain mean
+over the fault-free start, then moves only at its memory's pace (``ew_weight`` with count 0);
+ticks the detector flags are not learned, and what is learned is clipped at a few spreads
+(Huber), so a slow incident is not absorbed on its way to the threshold and a collective anomaly
+stays flagged for as long as it lasts.
 """
 
 from __future__ import annotations
@@ -24,17 +32,18 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ClassVar, NamedTuple, Protocol, runtime_checkable
+from typing import ClassVar, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from twinwatch.detectors.base import check_int
+from twinwatch.detectors.base import Vector, check_int
 
 __all__ = [
     "Role",
-    "GroupDetector",
+    "Grouped",
     "Explanation",
     "check_counts",
     "ew_weight",
+    "roles_of",
     "LocalClock",
 ]
 
@@ -75,25 +84,38 @@ class Explanation:
     unit_of: int | None = None
 
 
-@runtime_checkable
-class GroupDetector(Protocol):
-    name: ClassVar[str]
+#: The role of a plain vector detector's interchangeable sensors.
+SENSORS = Role("sensors", 1, None, "sensors judged together")
+
+
+def roles_of(cls: type) -> tuple[Role, ...]:
+    """The roles of a vector detector class (``ROLES``, or one ``sensors`` role)."""
+    return getattr(cls, "ROLES", (SENSORS,))
+
+
+class Grouped(Vector):
+    """Base of the vector detectors with roles (see the module docstring).
+
+    Subclasses declare ``ROLES`` and ``kind``, take ``counts`` as their first constructor
+    argument (stored as validated by :func:`check_counts`), and implement ``score_one``,
+    ``learn_one``, ``_dump``/``_load`` and ``explain``.
+    """
+
     ROLES: ClassVar[tuple[Role, ...]]
-    kind: str  # what a hit means to the operator: "sensor_fault", "structural", "leak", ...
-    threshold: float
+    kind: str
+    counts: dict[str, int]
 
-    def update(self, t: float, xs: Sequence[float]) -> float: ...
+    @property
+    def n(self) -> int:  # type: ignore[override]
+        return sum(self.counts.values())
 
-    def explain(self) -> Explanation: ...
+    def explain(self) -> Explanation:
+        raise NotImplementedError
 
-    def rebaseline(self, member: int) -> None: ...
-
-    def to_state(self) -> Any: ...
-
-    @classmethod
-    def from_state(cls, params: dict, state: Any) -> GroupDetector: ...
-
-    def params(self) -> dict: ...
+    def rebaseline(self, member: int) -> None:
+        """A member was replaced or re-zeroed: learn the reference again, from the next tick."""
+        fresh = type(self)(**self.params())
+        self.__dict__.update(fresh.__dict__)
 
 
 def check_counts(roles: tuple[Role, ...], counts: dict) -> dict[str, int]:

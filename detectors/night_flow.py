@@ -14,16 +14,17 @@ The net inflow is the sum of the DMA's inlets minus its outlets (a DMA may feed 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import ClassVar
 
+import numpy as np
+
 from twinwatch.detectors.base import check_finite, check_int, check_positive, clamp_score
-from twinwatch.detectors.group import Explanation, LocalClock, Role, check_counts
+from twinwatch.detectors.group import Explanation, Grouped, LocalClock, Role, check_counts
 
 __all__ = ["NightFlow"]
 
 
-class NightFlow:
+class NightFlow(Grouped):
     """Nightly minimum of the ``block_s`` mean net inflow in [``start_h``, ``end_h``) local time
     (``timezone``), judged when the night window closes against the median of the last
     ``nights`` unflagged nights.
@@ -52,7 +53,7 @@ class NightFlow:
     """
 
     name: ClassVar[str] = "night_flow"
-    kind: ClassVar[str] = "leak"
+    kind: ClassVar[str] = "leak"  # type: ignore[misc]
     ROLES: ClassVar[tuple[Role, ...]] = (
         Role("inflow", 1, None, "flow meters into the DMA"),
         Role("outflow", 0, None, "flow meters out of the DMA (to a neighbouring DMA)"),
@@ -95,14 +96,12 @@ class NightFlow:
         self._blocks = 0  # complete blocks this night
         self._baseline: tuple[float, ...] = ()  # unflagged nights' MNF, oldest first
         self._score = 0.0
-        self._last = (math.nan, math.nan, math.nan)  # (MNF, median, scale) of the last verdict
+        self._last = (0.0, 0.0, 0.0)  # (MNF, median, scale) of the last verdict
+        self._closed: float | None = None  # a night just judged, for learn_one
 
-    def update(self, t: float, xs: Sequence[float]) -> float:
-        if len(xs) != sum(self.counts.values()):
-            raise ValueError(f"expected {sum(self.counts.values())} values, got {len(xs)}")
-        net = math.fsum(xs[: self._n_in]) - math.fsum(xs[self._n_in :])
-        local = self._clock.local(t)
-        day, hour = divmod(local, 86400.0)
+    def score_one(self, t: float, x: np.ndarray) -> float:
+        net = float(x[: self._n_in].sum() - x[self._n_in :].sum())
+        day, hour = divmod(self._clock.local(t), 86400.0)
         hour /= 3600.0
         in_window = self.start_h <= hour < self.end_h
         if self._night >= 0 and (not in_window or day != self._night):
@@ -127,49 +126,44 @@ class NightFlow:
     def _close_night(self) -> None:
         self._close_block()
         expected_blocks = (self.end_h - self.start_h) * 3600.0 / self.block_s
-        mnf = self._min
-        self._night, self._block, self._min, self._blocks, judged = (
-            -1,
-            -1,
-            math.inf,
-            0,
-            self._blocks >= expected_blocks / 2,
-        )
+        mnf, judged = self._min, self._blocks >= expected_blocks / 2
+        self._night, self._block, self._min, self._blocks = -1, -1, math.inf, 0
         if not judged or not math.isfinite(mnf):
             return
-        base = sorted(self._baseline)
+        base = self._baseline
         if len(base) >= self.min_nights:
             med = _median(base)
             mad = _median([abs(b - med) for b in base])
             scale = max(1.4826 * mad, self.min_rise * abs(med), self.min_abs, 1e-9)
             self._score = clamp_score((mnf - med) / scale)
             self._last = (mnf, med, scale)
-        if self._score < self.threshold:  # gated: a leak night never joins the baseline
-            self._baseline = (*self._baseline, mnf)[-self.nights :]
+        self._closed = mnf
+
+    def learn_one(self, t: float, x: np.ndarray) -> None:
+        """A night judged and not flagged joins the baseline (gated: a leak night never does,
+        so a leak stays flagged for as long as it lasts)."""
+        if self._closed is not None and self._score < self.threshold:
+            self._baseline = (*self._baseline, self._closed)[-self.nights :]
+        self._closed = None
 
     def explain(self) -> Explanation:
         mnf, med, scale = self._last
-        n = sum(self.counts.values())
         return Explanation(
-            unit_of=0,
             quantity="minimum night flow",
             observed=mnf,
             expected=med,
             low=None,
             high=med + self.threshold * scale,
-            contributors=tuple((i, round(1.0 / self._n_in, 4)) for i in range(self._n_in))
-            if n
-            else (),
-            note=f"night minimum {mnf:.4g} vs {med:.4g} on the previous nights"
-            if math.isfinite(mnf)
-            else "",
+            contributors=tuple((i, round(1.0 / self._n_in, 4)) for i in range(self._n_in)),
+            note=f"night minimum {mnf:.4g} vs {med:.4g} on the previous nights",
+            unit_of=0,
         )
 
     def rebaseline(self, member: int) -> None:
         """A replaced meter: the nightly minimum is re-learned from the next nights."""
         self._baseline, self._score = (), 0.0
 
-    def to_state(self) -> tuple:
+    def _dump(self) -> tuple:
         return (
             self._night,
             self._block,
@@ -180,41 +174,16 @@ class NightFlow:
             self._baseline,
             self._score,
             self._last,
+            self._closed,
         )
 
-    @classmethod
-    def from_state(cls, params: dict, state: tuple) -> NightFlow:
-        det = cls(**params)
-        (
-            det._night,
-            det._block,
-            det._sum,
-            det._cnt,
-            det._min,
-            det._blocks,
-            baseline,
-            det._score,
-            last,
-        ) = state
-        det._baseline, det._last = tuple(baseline), tuple(last)
-        return det
-
-    def params(self) -> dict:
-        return {
-            "counts": dict(self.counts),
-            "timezone": self.timezone,
-            "start_h": self.start_h,
-            "end_h": self.end_h,
-            "block_s": self.block_s,
-            "nights": self.nights,
-            "min_nights": self.min_nights,
-            "min_rise": self.min_rise,
-            "min_abs": self.min_abs,
-            "threshold": self.threshold,
-        }
+    def _load(self, state: tuple) -> None:
+        self._night, self._block, self._sum, self._cnt, self._min, self._blocks, *rest = state
+        baseline, self._score, last, self._closed = rest
+        self._baseline, self._last = tuple(baseline), tuple(last)
 
 
-def _median(values: list[float]) -> float:
+def _median(values) -> float:
     s = sorted(values)
     m = len(s) // 2
     return s[m] if len(s) % 2 else 0.5 * (s[m - 1] + s[m])

@@ -15,16 +15,19 @@ mismatch between pyranometer and array dominate there, and IEC 61724 filters it 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import ClassVar
 
+import numpy as np
+
 from twinwatch.detectors.base import check_finite, check_positive, clamp_score
-from twinwatch.detectors.group import Explanation, Role, check_counts, ew_weight
+from twinwatch.detectors.group import Explanation, Grouped, Role, check_counts, ew_weight
 
 __all__ = ["PerformanceRatio"]
 
+_CLIP = 2.5  # Huber's constant: the reference learns deviations of at most this many spreads
 
-class PerformanceRatio:
+
+class PerformanceRatio(Grouped):
     """Rolling performance ratio against its own reference.
 
     Vector: ``power`` (kW), ``irradiance`` (W/m2), optional ``module_temp`` (degC). Ticks with
@@ -54,7 +57,7 @@ class PerformanceRatio:
     """
 
     name: ClassVar[str] = "performance_ratio"
-    kind: ClassVar[str] = "underperformance"
+    kind: ClassVar[str] = "underperformance"  # type: ignore[misc]
     ROLES: ClassVar[tuple[Role, ...]] = (
         Role("power", 1, 1, "AC or DC power of the array or inverter (kW)"),
         Role("irradiance", 1, 1, "plane-of-array irradiance (W/m2)"),
@@ -87,7 +90,7 @@ class PerformanceRatio:
         self.direction = direction
         self.threshold = check_positive("threshold", threshold)
         self._temp = self.counts["module_temp"] == 1
-        self._t = math.nan  # last daylight tick
+        self._t = 0.0  # last daylight tick
         self._day_s = 0.0  # daylight seen
         self._ref_s = 0.0  # daylight learned into the reference
         self._n = 0  # daylight ticks
@@ -97,22 +100,17 @@ class PerformanceRatio:
         self._ref = 0.0  # EW mean PR (reference)
         self._var = 0.0  # EW variance of the PR around the reference
         self._score = 0.0
-        self._pr = math.nan
+        self._pr = 0.0
+        self._pending: tuple = ()  # a daylight tick scored, for learn_one
 
-    def update(self, t: float, xs: Sequence[float]) -> float:
-        if len(xs) != 2 + self._temp:
-            raise ValueError(f"expected {2 + self._temp} values, got {len(xs)}")
-        power, g = float(xs[0]), float(xs[1])
-        temp = float(xs[2]) if self._temp else 25.0
-        if not (math.isfinite(power) and math.isfinite(g) and math.isfinite(temp)):
-            return self._score
+    def score_one(self, t: float, x: np.ndarray) -> float:
+        power, g = float(x[0]), float(x[1])
+        temp = float(x[2]) if self._temp else 25.0
         if g < self.min_irradiance:
-            return self._score  # night and low sun: hold the verdict of the day so far
+            return self._score  # night and low sun: the verdict of the day so far holds
         promised = self.capacity_kw * g / 1000.0 * (1.0 + self.gamma * (temp - 25.0))
-        if promised <= 0.0:
-            return self._score
         dt = t - self._t if self._n else 0.0
-        if dt < 0:
+        if promised <= 0.0 or dt < 0:
             return self._score
         dt = min(dt, 600.0)  # the first tick of the day continues yesterday's window
         self._n += 1
@@ -121,52 +119,53 @@ class PerformanceRatio:
         w = ew_weight(dt, self.window_s, self._n)
         self._p += w * (power - self._p)
         self._e += w * (promised - self._e)
-        pr = self._p / self._e
-        self._pr = pr
+        pr = self._p / self._e if self._e > 0 else 0.0
+        self._pr = pr if math.isfinite(pr) else 0.0
         warm = self._ref_s >= self.warmup_s  # the reference has learned warmup_s of daylight
         score = 0.0
-        if warm and self._nref:
-            scale = max(math.sqrt(self._var), self.min_drop * self._ref, 1e-9)
-            dev = (self._ref - pr) / scale
+        if warm:
+            scale = max(math.sqrt(self._var), self.min_drop * abs(self._ref), 1e-9)
+            dev = (self._ref - self._pr) / scale
             score = dev if self.direction == "low" else abs(dev)
-        self._score = clamp_score(score) if warm else 0.0
-        # The reference learns once the window is half full, never while flagged;
-        # its level with a weight that shrinks as the score nears the threshold (a slow loss is
-        # not learned on its way down), its spread from every unflagged tick (not biased low).
-        if self._day_s >= self.window_s / 2 and self._score < self.threshold:
-            self._nref += 1
-            self._ref_s += dt
-            wr = ew_weight(dt, self.memory_s, 0 if warm else self._nref)  # reference mode
-            d = pr - self._ref
-            if warm and self._nref > 60:  # Huber: a slow loss barely moves the reference
-                cap = 2.5 * max(math.sqrt(self._var), self.min_drop * self._ref)
-                d = min(max(d, -cap), cap)
-            self._ref += wr * (1.0 - self._score / self.threshold) ** 2 * d
-            self._var = (1.0 - wr) * (self._var + wr * d * d) if self._nref > 1 else 0.0
+        self._score = clamp_score(score)
+        self._pending = (t, dt, warm)
         return self._score
 
+    def learn_one(self, t: float, x: np.ndarray) -> None:
+        """The reference learns once the window is half full, never while flagged: its level
+        with a weight ``(1 - score / threshold)**2`` and clipped (a slow loss is not learned on
+        its way down), its spread from every unflagged tick; a plain mean until it has learned
+        ``warmup_s`` of daylight, then the memory's pace (reference mode)."""
+        if not self._pending or self._pending[0] != t:
+            return
+        _, dt, warm = self._pending
+        self._pending = ()
+        if self._day_s < self.window_s / 2 or self._score >= self.threshold:
+            return
+        self._nref += 1
+        self._ref_s += dt
+        wr = ew_weight(dt, self.memory_s, 0 if warm else self._nref)
+        d = self._pr - self._ref
+        if warm:
+            cap = _CLIP * max(math.sqrt(self._var), self.min_drop * abs(self._ref))
+            d = min(max(d, -cap), cap)
+        self._ref += wr * (1.0 - self._score / self.threshold) ** 2 * d
+        self._var = (1.0 - wr) * (self._var + wr * d * d) if self._nref > 1 else 0.0
+
     def explain(self) -> Explanation:
-        scale = max(math.sqrt(self._var), self.min_drop * self._ref)
-        contributors = ((0, 1.0),)  # the array under-delivers, the irradiance is the reference
+        scale = max(math.sqrt(self._var), self.min_drop * abs(self._ref))
         return Explanation(
             quantity="performance ratio",
             observed=self._pr,
             expected=self._ref,
             low=self._ref - self.threshold * scale,
             high=self._ref + self.threshold * scale if self.direction == "both" else None,
-            contributors=contributors,
+            contributors=((0, 1.0),),  # the array under-delivers; the irradiance is the yardstick
             member=0,
-            note=f"PR {self._pr:.3f} vs reference {self._ref:.3f}"
-            if math.isfinite(self._pr)
-            else "",
+            note=f"PR {self._pr:.3f} vs reference {self._ref:.3f}",
         )
 
-    def rebaseline(self, member: int) -> None:
-        """A replaced meter or pyranometer changes the PR's level: learn the reference again."""
-        fresh = type(self)(**self.params())
-        self.__dict__.update(fresh.__dict__)
-
-    def to_state(self) -> tuple:
+    def _dump(self) -> tuple:
         return (
             self._t,
             self._day_s,
@@ -181,34 +180,17 @@ class PerformanceRatio:
             self._pr,
         )
 
-    @classmethod
-    def from_state(cls, params: dict, state: tuple) -> PerformanceRatio:
-        det = cls(**params)
+    def _load(self, state: tuple) -> None:
         (
-            det._t,
-            det._day_s,
-            det._ref_s,
-            det._n,
-            det._p,
-            det._e,
-            det._nref,
-            det._ref,
-            det._var,
-            det._score,
-            det._pr,
+            self._t,
+            self._day_s,
+            self._ref_s,
+            self._n,
+            self._p,
+            self._e,
+            self._nref,
+            self._ref,
+            self._var,
+            self._score,
+            self._pr,
         ) = state
-        return det
-
-    def params(self) -> dict:
-        return {
-            "counts": dict(self.counts),
-            "capacity_kw": self.capacity_kw,
-            "gamma": self.gamma,
-            "min_irradiance": self.min_irradiance,
-            "window_s": self.window_s,
-            "memory_s": self.memory_s,
-            "warmup_s": self.warmup_s,
-            "min_drop": self.min_drop,
-            "direction": self.direction,
-            "threshold": self.threshold,
-        }

@@ -17,18 +17,19 @@ score is the *smallest* departure of a ratio from 1, and 0 unless all sensors mo
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import ClassVar
 
 import numpy as np
 
 from twinwatch.detectors.base import check_finite, check_positive, clamp_score
-from twinwatch.detectors.group import Explanation, Role, check_counts, ew_weight
+from twinwatch.detectors.group import Explanation, Grouped, Role, check_counts, ew_weight
 
 __all__ = ["ResponseRatio"]
 
+_CLIP = 2.5  # Huber's constant for the spread of the ratio
 
-class ResponseRatio:
+
+class ResponseRatio(Grouped):
     """Per response sensor, slope on ``load`` over the recent ``window_s`` against the
     reference over ``memory_s``; both exponentially weighted least squares on ``block_s`` means.
 
@@ -65,7 +66,7 @@ class ResponseRatio:
     """
 
     name: ClassVar[str] = "response_ratio"
-    kind: ClassVar[str] = "structural"
+    kind: ClassVar[str] = "structural"  # type: ignore[misc]
     ROLES: ClassVar[tuple[Role, ...]] = (
         Role("response", 1, None, "strain gauges, displacement or acceleration of the structure"),
         Role("load", 1, 1, "the load whose effect is tracked: traffic, wind, or temperature"),
@@ -91,63 +92,67 @@ class ResponseRatio:
         self.warmup_s = check_finite("warmup_s", warmup_s)
         self.min_sd = check_positive("min_sd", min_sd)
         self.threshold = check_positive("threshold", threshold)
-        self._n = self.counts["response"]
+        self._r = self.counts["response"]
         self._p = 2 + self.counts["covariates"]  # intercept, load, covariates
-        n, p = self._n, self._p
-        self._block = math.nan  # the current block's index
-        self._sum = np.zeros(n + p - 1)  # its sums and tick count
+        r, p = self._r, self._p
+        self._block = -1.0  # the current block's index
+        self._sum = np.zeros(r + p - 1)  # its sums and tick count
         self._cnt = 0
         self._blocks = 0
         self._nref = 0
         self._nv = 0
-        self._t0 = math.nan
-        self._t = math.nan  # end of the last block learned
+        self._t0 = 0.0
+        self._t = 0.0  # end of the last block
         self._a_rec = np.zeros((p, p))
-        self._b_rec = np.zeros((p, n))
+        self._b_rec = np.zeros((p, r))
         self._a_ref = np.zeros((p, p))
-        self._b_ref = np.zeros((p, n))
-        self._slopes = (np.full(n, math.nan), np.full(n, math.nan))  # recent, reference
+        self._b_ref = np.zeros((p, r))
+        self._rec = np.zeros(r)  # slopes, recent and reference (0: not estimated yet)
+        self._ref = np.zeros(r)
         self._var = 0.0  # EW variance of m on the reference
         self._m = 0.0
         self._score = 0.0
+        self._pending: tuple = ()  # a block closed by score_one, for learn_one
 
     @staticmethod
-    def _coef(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    def _coef(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
         ridge = 1e-9 * np.trace(a) + 1e-12
-        return np.linalg.solve(a + ridge * np.eye(len(a)), b)
+        with np.errstate(all="ignore"):
+            try:
+                out = np.linalg.solve(a + ridge * np.eye(len(a)), b)
+            except np.linalg.LinAlgError:
+                return None
+        return out if np.isfinite(out).all() else None
 
-    def _slopes_now(self) -> tuple[np.ndarray, np.ndarray]:
-        ref = self._coef(self._a_ref, self._b_ref)  # (p, n): intercept, load, covariates
+    def _slopes(self) -> tuple[np.ndarray, np.ndarray] | None:
+        ref = self._coef(self._a_ref, self._b_ref)  # (p, r): intercept, load, covariates
+        if ref is None:
+            return None
         a, b = self._a_rec, self._b_rec
         # recent: regress y - covariates x reference coefficients on (1, load) only
-        target = b[:2] - a[:2, 2:] @ ref[2:]
-        return self._coef(a[:2, :2], target)[1], ref[1]
+        rec = self._coef(a[:2, :2], b[:2] - a[:2, 2:] @ ref[2:])
+        return None if rec is None else (rec[1], ref[1])
 
-    def update(self, t: float, xs: Sequence[float]) -> float:
-        v = np.asarray(xs, dtype=float)
-        if v.shape != (self._n + self._p - 1,):
-            raise ValueError(f"expected {self._n + self._p - 1} values, got shape {v.shape}")
-        if not np.isfinite(v).all():
-            return self._score
-        if self._t0 != self._t0:
+    def score_one(self, t: float, x: np.ndarray) -> float:
+        if not self._blocks and not self._cnt:  # the first tick
             self._t0 = t
         block = t // self.block_s
-        if block != self._block:
-            if self._cnt:
-                self._close_block((self._block + 1) * self.block_s)
-            self._block = block
-        self._sum += v
+        if block != self._block and self._cnt:
+            self._close_block((self._block + 1) * self.block_s)
+        self._block = block
+        self._sum += x
         self._cnt += 1
         return self._score
 
     def _close_block(self, t: float) -> None:
+        """A block's means enter the recent fit; the ratio and the score are judged."""
         v = self._sum / self._cnt
-        self._sum[:] = 0.0
+        self._sum = np.zeros_like(self._sum)
         self._cnt = 0
-        y = v[: self._n]
+        y = v[: self._r]
         phi = np.empty(self._p)
         phi[0] = 1.0
-        phi[1:] = v[self._n :]
+        phi[1:] = v[self._r :]
         dt = t - self._t if self._blocks else 0.0
         self._blocks += 1
         self._t = t
@@ -156,35 +161,49 @@ class ResponseRatio:
         self._a_rec += w * (outer - self._a_rec)
         self._b_rec += w * (cross - self._b_rec)
         age = t - self._t0
-        m = 0.0
-        ratio = np.full(self._n, math.nan)
+        m, judged = 0.0, False
         if self._nref > 2 * self._p and age >= self.window_s / 2:
-            self._slopes = self._slopes_now()
-            rec, ref = self._slopes
-            ratio = rec / np.where(np.abs(ref) > 1e-12, ref, math.nan)
-            dev = ratio - 1.0
-            if np.isfinite(dev).all() and ((dev > 0).all() or (dev < 0).all()):
-                m = float(dev[np.argmin(np.abs(dev))])  # the smallest: every sensor moved
+            slopes = self._slopes()
+            if slopes is not None:
+                self._rec, self._ref = slopes
+                with np.errstate(all="ignore"):
+                    dev = self._rec / self._ref - 1.0
+                if np.isfinite(dev).all():
+                    judged = True
+                    if (dev > 0).all() or (dev < 0).all():
+                        m = float(dev[np.argmin(np.abs(dev))])  # the smallest: every one moved
         self._m = m
         sd = max(math.sqrt(self._var), self.min_sd)
-        score = clamp_score(abs(m) / sd) if age >= self.warmup_s else 0.0
-        self._score = score
-        if score < self.threshold:  # the reference learns only what is not flagged
-            self._nref += 1
-            young = self._nref if age < self.warmup_s else 0  # reference mode once warm
-            wr = ew_weight(dt, self.memory_s, young) * (1.0 - score / self.threshold) ** 2
-            self._a_ref += wr * (outer - self._a_ref)
-            self._b_ref += wr * (cross - self._b_ref)
-            if np.isfinite(ratio).all():
-                self._nv += 1
-                clipped = min(m * m, 6.25 * sd * sd)  # Huber: a slow change barely widens it
-                young = self._nv if age < self.warmup_s else 0
-                self._var += ew_weight(dt, self.memory_s, young) * (clipped - self._var)
+        self._score = clamp_score(abs(m) / sd) if age >= self.warmup_s else 0.0
+        self._pending = (dt, outer, cross, m, judged, age)
+
+    def learn_one(self, t: float, x: np.ndarray) -> None:
+        """The reference learns closed blocks that are not flagged: its slopes with a weight
+        shrinking to 0 near the threshold, its spread from clipped values; a plain mean over
+        the fault-free start (``warmup_s``), then the memory's pace."""
+        if not self._pending:
+            return
+        dt, outer, cross, m, judged, age = self._pending
+        self._pending = ()
+        score = self._score
+        if score >= self.threshold:
+            return
+        young = age < self.warmup_s
+        self._nref += 1
+        wr = ew_weight(dt, self.memory_s, self._nref if young else 0)
+        wr *= (1.0 - score / self.threshold) ** 2
+        self._a_ref += wr * (outer - self._a_ref)
+        self._b_ref += wr * (cross - self._b_ref)
+        if judged:
+            self._nv += 1
+            sd = max(math.sqrt(self._var), self.min_sd)
+            m2 = m * m if young else min(m * m, _CLIP * _CLIP * sd * sd)
+            self._var += ew_weight(dt, self.memory_s, self._nv if young else 0) * (m2 - self._var)
 
     def explain(self) -> Explanation:
-        rec, ref = self._slopes
-        ratio = rec / np.where(np.abs(ref) > 1e-12, ref, math.nan)
-        dev = np.abs(np.nan_to_num(ratio - 1.0))
+        rec, ref = self._rec, self._ref
+        with np.errstate(all="ignore"):
+            dev = np.abs(np.nan_to_num(rec / ref - 1.0))
         share = dev / max(float(dev.sum()), 1e-300)
         order = np.argsort(-dev)
         med_rec, med_ref = float(np.median(rec)), float(np.median(ref))
@@ -196,15 +215,10 @@ class ResponseRatio:
             low=med_ref - band,
             high=med_ref + band,
             contributors=tuple((int(i), round(float(share[i]), 4)) for i in order),
-            note=f"response per unit load x{1.0 + self._m:.2f} on all {self._n} sensors",
+            note=f"response per unit load x{1.0 + self._m:.2f} on all {self._r} sensors",
         )
 
-    def rebaseline(self, member: int) -> None:
-        """A replaced sensor: its slope is learned again (in practice, the whole reference)."""
-        fresh = type(self)(**self.params())
-        self.__dict__.update(fresh.__dict__)
-
-    def to_state(self) -> tuple:
+    def _dump(self) -> tuple:
         return (
             self._block,
             tuple(self._sum.tolist()),
@@ -218,34 +232,21 @@ class ResponseRatio:
             tuple(self._b_rec.ravel().tolist()),
             tuple(self._a_ref.ravel().tolist()),
             tuple(self._b_ref.ravel().tolist()),
-            tuple(self._slopes[0].tolist()),
-            tuple(self._slopes[1].tolist()),
+            tuple(self._rec.tolist()),
+            tuple(self._ref.tolist()),
             self._var,
             self._m,
             self._score,
         )
 
-    @classmethod
-    def from_state(cls, params: dict, state: tuple) -> ResponseRatio:
-        det = cls(**params)
-        det._block, sums, det._cnt, det._blocks, det._nref, det._nv, det._t0, det._t = state[:8]
-        a_rec, b_rec, a_ref, b_ref, rec, ref, det._var, det._m, det._score = state[8:]
-        p, n = det._p, det._n
-        det._sum = np.array(sums, dtype=float)
-        det._a_rec = np.array(a_rec, dtype=float).reshape(p, p)
-        det._b_rec = np.array(b_rec, dtype=float).reshape(p, n)
-        det._a_ref = np.array(a_ref, dtype=float).reshape(p, p)
-        det._b_ref = np.array(b_ref, dtype=float).reshape(p, n)
-        det._slopes = (np.array(rec, dtype=float), np.array(ref, dtype=float))
-        return det
-
-    def params(self) -> dict:
-        return {
-            "counts": dict(self.counts),
-            "block_s": self.block_s,
-            "window_s": self.window_s,
-            "memory_s": self.memory_s,
-            "warmup_s": self.warmup_s,
-            "min_sd": self.min_sd,
-            "threshold": self.threshold,
-        }
+    def _load(self, state: tuple) -> None:
+        self._block, sums, self._cnt, self._blocks, self._nref, self._nv, *rest = state
+        self._t0, self._t, a_rec, b_rec, a_ref, b_ref, rec, ref, *last = rest
+        self._var, self._m, self._score = last
+        p, r = self._p, self._r
+        self._sum = np.array(sums, dtype=float)
+        self._a_rec = np.array(a_rec, dtype=float).reshape(p, p)
+        self._b_rec = np.array(b_rec, dtype=float).reshape(p, r)
+        self._a_ref = np.array(a_ref, dtype=float).reshape(p, p)
+        self._b_ref = np.array(b_ref, dtype=float).reshape(p, r)
+        self._rec, self._ref = np.array(rec, dtype=float), np.array(ref, dtype=float)

@@ -20,6 +20,8 @@ import math
 from collections.abc import Sequence
 from typing import ClassVar
 
+import numpy as np
+
 from twinwatch.detectors.base import (
     check_finite,
     check_int,
@@ -27,14 +29,21 @@ from twinwatch.detectors.base import (
     check_positive,
     clamp_score,
 )
-from twinwatch.detectors.group import Explanation, LocalClock, Role, check_counts, ew_weight
+from twinwatch.detectors.group import (
+    Explanation,
+    Grouped,
+    LocalClock,
+    Role,
+    check_counts,
+    ew_weight,
+)
 
 __all__ = ["Schedule"]
 
 _DAY_TYPES = ("working day", "Saturday", "Sunday/holiday")
 
 
-class Schedule:
+class Schedule(Grouped):
     """Load against its day-type x time-of-day slot baseline, corrected for outdoor temperature.
 
     Slots: ``slot_s`` long (15 min), per day type (working day, Saturday, Sunday/holiday in
@@ -66,9 +75,9 @@ class Schedule:
     """
 
     name: ClassVar[str] = "schedule"
-    kind: ClassVar[str] = "consumption"
+    kind: ClassVar[str] = "consumption"  # type: ignore[misc]
     ROLES: ClassVar[tuple[Role, ...]] = (
-        Role("load", 1, 1, "the building's active power (kW)"),
+        Role("load", 1, None, "the building's active power (kW); several meters are summed"),
         Role("outdoor_temp", 0, 1, "outdoor air temperature (degC)"),
     )
 
@@ -106,6 +115,7 @@ class Schedule:
             raise ValueError(f"direction must be 'high' or 'both', got {direction!r}")
         self.direction = direction
         self.threshold = check_positive("threshold", threshold)
+        self._meters = self.counts["load"]
         self._temp = self.counts["outdoor_temp"] == 1
         per_day = int(86400.0 // self.slot_s)
         self._slots = 3 * per_day
@@ -122,22 +132,19 @@ class Schedule:
         self._xty = [0.0, 0.0]
         self._nt = 0
         self._dev = 0.0  # EWMA of the deviation
-        self._last = (math.nan, math.nan, math.nan, -1)  # observed, expected, scale, slot
+        self._last = (0.0, 0.0, 0.0, -1)  # observed, expected, scale, slot
+        self._pending: tuple = ()  # a tick scored, for learn_one
 
     def _slot(self, t: float) -> tuple[int, int]:
         local = self._clock.local(t)
         kind = self._clock.day_type(local)
         return kind * self._per_day + int((local % 86400.0) // self.slot_s), int(local // 86400.0)
 
-    def update(self, t: float, xs: Sequence[float]) -> float:
-        if len(xs) != 1 + self._temp:
-            raise ValueError(f"expected {1 + self._temp} values, got {len(xs)}")
-        load = float(xs[0])
-        if not math.isfinite(load):
-            return 0.0
-        temp = float(xs[1]) if self._temp else math.nan
+    def score_one(self, t: float, x: np.ndarray) -> float:
+        load = float(x[: self._meters].sum())
         hdd = cdd = 0.0
-        if math.isfinite(temp):
+        if self._temp:
+            temp = float(x[self._meters])
             hdd, cdd = max(self.balance_c - temp, 0.0), max(temp - self.balance_c, 0.0)
         slot, day = self._slot(t)
         weather = self._coef[0] * hdd + self._coef[1] * cdd
@@ -146,28 +153,39 @@ class Schedule:
         score = 0.0
         if n >= self.min_count:
             scale = max(math.sqrt(self._var[slot]), self.min_rel * abs(mean), self.min_abs, 1e-9)
-            self._dev += self.smooth * ((y - mean) / scale - self._dev)
+            self._dev += self.smooth * ((y - mean) / scale - self._dev)  # the statistic
             score = self._dev if self.direction == "high" else abs(self._dev)
             self._last = (load, mean + weather, scale, slot)
         else:
             self._dev = 0.0
-        score = clamp_score(score)
         dt = min(max(t - self._t, 0.0), self.slot_s) if self._ticks[slot] else 0.0
         self._t = t
-        if score < self.threshold:  # gated learning
-            if day != self._seen[slot]:
-                self._seen[slot] = day
-                self._days[slot] = n + 1
-            self._ticks[slot] += 1
-            # a slot gets slot_s of data a day: memory_days of it is memory_days x slot_s
-            young = self._ticks[slot] if n < self.min_count else 0  # reference mode once warm
-            w = ew_weight(dt, self.memory_days * self.slot_s, young)
-            d = y - mean
-            self._mean[slot] = mean + w * d
-            self._var[slot] = (1.0 - w) * (self._var[slot] + w * d * d)
-            if self._temp and math.isfinite(temp) and n >= self.min_count:
-                self._learn_weather(hdd, cdd, load - mean)
-        return score
+        self._pending = (t, slot, day, y, load, hdd, cdd, dt)
+        return clamp_score(score)
+
+    def learn_one(self, t: float, x: np.ndarray) -> None:
+        """Gated: a flagged tick is not learned. A slot's day weighs 1/``memory_days`` once the
+        slot has ``min_count`` days (a plain mean before: the fault-free start)."""
+        if not self._pending or self._pending[0] != t:
+            return
+        _, slot, day, y, load, hdd, cdd, dt = self._pending
+        self._pending = ()
+        score = self._dev if self.direction == "high" else abs(self._dev)
+        n, mean = self._days[slot], self._mean[slot]
+        if n >= self.min_count and score >= self.threshold:
+            return
+        if day != self._seen[slot]:
+            self._seen[slot] = day
+            self._days[slot] = n + 1
+        self._ticks[slot] += 1
+        # a slot gets slot_s of data a day: memory_days of it is memory_days x slot_s
+        young = self._ticks[slot] if n < self.min_count else 0
+        w = ew_weight(dt, self.memory_days * self.slot_s, young)
+        d = y - mean
+        self._mean[slot] = mean + w * d
+        self._var[slot] = (1.0 - w) * (self._var[slot] + w * d * d)
+        if self._temp and n >= self.min_count:
+            self._learn_weather(hdd, cdd, load - mean)
 
     def _learn_weather(self, hdd: float, cdd: float, resid: float) -> None:
         self._nt += 1
@@ -203,12 +221,7 @@ class Schedule:
             note=f"{kind} {minute // 60:02d}:{minute % 60:02d} slot" if kind else "",
         )
 
-    def rebaseline(self, member: int) -> None:
-        """A replaced meter: the profile is learned again."""
-        fresh = type(self)(**self.params())
-        self.__dict__.update(fresh.__dict__)
-
-    def to_state(self) -> tuple:
+    def _dump(self) -> tuple:
         return (
             tuple(self._days),
             tuple(self._ticks),
@@ -224,27 +237,8 @@ class Schedule:
             self._last,
         )
 
-    @classmethod
-    def from_state(cls, params: dict, state: tuple) -> Schedule:
-        det = cls(**params)
-        days, ticks, det._t, seen, mean, var, coef, xtx, xty, det._nt, det._dev, last = state
-        det._ticks = list(ticks)
-        det._days, det._seen, det._mean, det._var = list(days), list(seen), list(mean), list(var)
-        det._coef, det._xtx, det._xty, det._last = list(coef), list(xtx), list(xty), tuple(last)
-        return det
-
-    def params(self) -> dict:
-        return {
-            "counts": dict(self.counts),
-            "timezone": self.timezone,
-            "holidays": list(self.holidays),
-            "slot_s": self.slot_s,
-            "memory_days": self.memory_days,
-            "min_count": self.min_count,
-            "balance_c": self.balance_c,
-            "smooth": self.smooth,
-            "min_rel": self.min_rel,
-            "min_abs": self.min_abs,
-            "direction": self.direction,
-            "threshold": self.threshold,
-        }
+    def _load(self, state: tuple) -> None:
+        days, ticks, self._t, seen, mean, var, coef, xtx, xty, self._nt, self._dev, last = state
+        self._days, self._ticks, self._seen = list(days), list(ticks), list(seen)
+        self._mean, self._var, self._coef = list(mean), list(var), list(coef)
+        self._xtx, self._xty, self._last = list(xtx), list(xty), tuple(last)

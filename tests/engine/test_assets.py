@@ -82,7 +82,7 @@ def group(r: dict, gid: str) -> dict:
         ),
         (  # a group detector on a sensor
             lambda r: r["domain_detectors"]["water"].append("night_flow"),
-            r"'night_flow' is an asset-group detector \(night_flow\); use it under `asset_groups`",
+            r"'night_flow' is an asset-group \(vector\) detector \(night_flow\); use it under",
         ),
         (
             lambda r: group(r, "gauges")["detectors"]["span_response"].update(load="temp"),

@@ -5,7 +5,7 @@
     twinwatch demo       services + simulator + flow for a bounded time, then a summary
     twinwatch services   up | down | status of the local InfluxDB, Mosquitto, Alertmanager, ...
     twinwatch config     check a config file and print what it describes
-    twinwatch query      InfluxDB -> table, CSV or Parquet      (twinwatch/app/analysis, docs/analysts.md)
+    twinwatch query      InfluxDB -> table, CSV or Parquet (docs/analysts.md)
     twinwatch report     incident report: HTML with plots
     twinwatch backtest   detectors over stored history vs incident labels
 
@@ -68,6 +68,7 @@ def cmd_run(args) -> int:
     config = load_config(args.config)
     m = config.services.metrics
     serve(m.host, m.port + (args.process_id or 0) if m.port else 0)
+    source: ReplaySource | MqttSource
     if args.replay:
         source = ReplaySource(args.replay, config.flow.batch_size, args.speed)
     else:
@@ -196,6 +197,7 @@ def cmd_logs(args) -> int:
         raise ConfigError("logs: give either --syslog PORT or --tail FILE ...")
     m = config.services.metrics
     serve(m.host, m.port)
+    source: SyslogSource | TailSource
     if args.syslog is not None:
         source = SyslogSource(
             args.host,
@@ -216,7 +218,10 @@ def cmd_logs(args) -> int:
 
 
 def cmd_config(args) -> int:
+    from twinwatch.engine.plan import Plan
+
     config = load_config(args.config)
+    Plan(config)  # the rest of validation: every detector built, every summary template formatted
     by_domain: dict[str, int] = {}
     for ref in config.catalog.values():
         by_domain[ref.domain] = by_domain.get(ref.domain, 0) + 1

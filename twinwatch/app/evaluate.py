@@ -22,10 +22,13 @@ lists those of one label).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+
+from twinwatch.engine.parse import Parser
 
 __all__ = [
     "replay",
+    "TrustingParser",
     "AlertRow",
     "IncidentResult",
     "match_incidents",
@@ -155,24 +158,27 @@ def legit_alarms(
     return [a for a in alerts if _in(label, a, grace_s, groups)]
 
 
+class TrustingParser(Parser):
+    """The flow's parser for replayed history: times far from today's are expected."""
+
+    def _now(self) -> datetime:
+        return datetime(2262, 1, 1, tzinfo=UTC)
+
+
 def replay(config, messages, batch_size: int = 1000) -> list[AlertRow]:
     """Run ``messages`` ((topic, payload) pairs or simulator Messages, in time order) through
     the flow's own logic, batch by batch as the flow does: parse, per-series detection
     (``Shard``), asset groups (``AssetShard``), stale sensors (``Liveness``) and, when enabled,
     the security rules; return the firing alerts. No Bytewax, no services: for benchmarks and
     tests of whole scenarios. Times are trusted (no "too far in the future" check)."""
-    from datetime import UTC
-
     from twinwatch.engine.assets import AssetShard, member_readings
     from twinwatch.engine.liveness import Liveness, latest_times, maintenance_windows
-    from twinwatch.engine.parse import Parser
     from twinwatch.engine.plan import Plan
     from twinwatch.engine.shard import Shard
     from twinwatch.schema import Alert, SecurityEvent
 
     plan = Plan(config)
-    parser = Parser(config)
-    parser._now = lambda: datetime(2262, 1, 1, tzinfo=UTC)  # replayed times are trusted
+    parser = TrustingParser(config)
     shard, assets, live = Shard(plan), AssetShard(plan), Liveness(config)
     security = None
     if config.security.enabled:

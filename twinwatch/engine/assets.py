@@ -21,8 +21,10 @@ from __future__ import annotations
 import logging
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from time import perf_counter
+from typing import Any
 
 from twinwatch import detectors
 from twinwatch.engine.alerts import make_alert, shard_of
@@ -48,7 +50,7 @@ def member_readings(records: list, plan: Plan) -> list[Reading | Annotation]:
 _MEMBER_TYPES = (Reading, Annotation)
 
 
-def by_group_shard(readings: list, plan: Plan, shards: int) -> list[tuple[str, list]]:
+def by_group_shard(readings: Sequence, plan: Plan, shards: int) -> list[tuple[str, list]]:
     """Route member readings to their groups' shards; a reading in two groups on two shards
     goes to both."""
     out: dict[str, list] = defaultdict(list)
@@ -96,7 +98,7 @@ class AssetShard:
             dets = []
             for name, kind, params, _ in gp.detectors:
                 saved = det_states.get((name, kind))
-                cls = detectors.GROUP_REGISTRY[kind]
+                cls: Any = detectors.VECTORS[kind]
                 try:
                     dets.append(cls(**params) if saved is None else cls.from_state(params, saved))
                 except (TypeError, ValueError):  # its roles changed: the saved shape is stale
@@ -131,7 +133,7 @@ class AssetShard:
             )
         return g
 
-    def process(self, readings: list[Reading]) -> list[AnomalyScore | Alert]:
+    def process(self, readings: Sequence[Reading | Annotation]) -> list[AnomalyScore | Alert]:
         out: list[AnomalyScore | Alert] = []
         started = perf_counter()
         member_of = self.plan.member_of
@@ -166,7 +168,7 @@ class AssetShard:
             if pol is not None:
                 change = evaluate(alert, t, score, det.threshold, pol[0])
                 if change is not None:
-                    out.append(self._alert(gp, name, kind, det, change, alert, t))
+                    out.append(self._alert(gp, name, kind, det, change, alert, t, score))
         out.append(
             AnomalyScore(
                 datetime.fromtimestamp(t, UTC),
@@ -181,9 +183,11 @@ class AssetShard:
         )
 
     @staticmethod
-    def _alert(gp: GroupPlan, name: str, kind: str, det, status: str, state, t: float) -> Alert:
+    def _alert(
+        gp: GroupPlan, name: str, kind: str, det, status, state, t: float, score: float
+    ) -> Alert:
         pol, ladder = gp.policies[name]
-        unit, why = group_explanation(gp, name, kind, det)
+        unit, why = group_explanation(gp, name, kind, det, score)
         value = why["observed"] if why["observed"] is not None else math.nan
         fields = {
             "detector": name,
@@ -217,9 +221,13 @@ class AssetShard:
         for member, until in list(g.held.items()):
             if t >= until:
                 del g.held[member]
-                for det, idx in zip(g.detectors, g.slices):
-                    if member in idx:
+                for i, (det, idx) in enumerate(zip(g.detectors, g.slices)):
+                    if member not in idx:
+                        continue
+                    if hasattr(det, "rebaseline"):  # a detector with roles re-learns the member
                         det.rebaseline(idx.index(member))
+                    else:  # a plain vector detector learns its reference again
+                        g.detectors[i] = type(det)(**det.params())
         if not g.held:
             return vec
         return tuple(math.nan if i in g.held else v for i, v in enumerate(vec))

@@ -1,7 +1,7 @@
 """Explanations on alerts: which detector fired, which sensors contributed and by how much, and
 what was expected against what was observed (issue #12).
 
-    group_explanation(gp, name, kind, det) -> (unit, dict)   for an asset-group detector's alert
+    group_explanation(gp, name, kind, det, score) -> (unit, dict)   for an asset group's alert
     series_explanation(ref, name, kind, det, x) -> dict   for a per-sensor detector's alert
     stale_explanation(ref, silent_s, expected_s) -> dict
 
@@ -107,12 +107,27 @@ def _fields(
     }
 
 
-def group_explanation(gp, name: str, kind: str, det) -> tuple[str, dict[str, Any]]:
+def group_explanation(gp, name: str, kind: str, det, score: float) -> tuple[str, dict[str, Any]]:
     """The unit of the observed quantity, and the explanation of group detector ``name`` (type
-    ``kind``) of group plan ``gp``."""
-    e: Explanation = det.explain()
+    ``kind``) of group plan ``gp`` (a plain vector detector, without ``explain``, reports its
+    score against its threshold)."""
     _, _, _, idx = next(d for d in gp.detectors if d[0] == name)
     sensors = [gp.members[i] for i in idx]
+    if not hasattr(det, "explain"):
+        share = round(1.0 / len(sensors), 4)
+        return "", _fields(
+            kind,
+            getattr(det, "kind", "multivariate"),
+            "score",
+            "",
+            score,
+            None,
+            None,
+            det.threshold,
+            tuple((s, share) for s in sensors),
+            f"{name}: the sensors together, against their learned relation",
+        )
+    e: Explanation = det.explain()
     contributors = tuple((sensors[i], share) for i, share in e.contributors if i < len(sensors))
     quantity = e.quantity.replace("{member}", sensors[e.member] if e.member is not None else "")
     unit = gp.units[idx[e.unit_of]] if e.unit_of is not None else ""

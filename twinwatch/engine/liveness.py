@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import logging
 
-from twinwatch.config import Config
+from twinwatch.config import Config, SensorRef
 from twinwatch.detectors.stale import StaleTracker
 from twinwatch.engine.alerts import make_alert
 from twinwatch.engine.explain import stale_explanation
 from twinwatch.engine.lifecycle import AlertState
 from twinwatch.engine.plan import summary_fields
-from twinwatch.schema import Alert, Annotation, series_key
+from twinwatch.schema import Alert, AlertStatus, Annotation, series_key
 
 __all__ = ["Liveness", "latest_times", "maintenance_windows", "RULE"]
 
@@ -56,13 +56,13 @@ class Liveness:
     def __init__(self, config: Config, state: tuple | None = None):
         self.config = config
         factor = config.flow.stale_factor
-        self.refs = {
-            series_key(r.domain, r.site, r.asset, r.sensor.id): r
-            for r in config.catalog.values()
-            if r.sensor.stale_after(factor) is not None
-        }
-        # the tracker's unit: silence > factor x interval is stale, so stale_s / factor
-        self.intervals = {k: r.sensor.stale_after(factor) / factor for k, r in self.refs.items()}
+        self.refs: dict[str, SensorRef] = {}
+        self.intervals: dict[str, float] = {}  # the tracker's unit: stale after factor x this
+        for r in config.catalog.values():
+            after = r.sensor.stale_after(factor)
+            if after is not None:
+                key = series_key(r.domain, r.site, r.asset, r.sensor.id)
+                self.refs[key], self.intervals[key] = r, after / factor
         self.tracker = StaleTracker(config.flow.stale_factor)
         self.stale: dict[str, AlertState] = {}
         self.watermark = 0.0
@@ -106,7 +106,9 @@ class Liveness:
             out.append(self._alert(key, "firing", state, self.watermark, silent))
         return out
 
-    def _alert(self, key: str, status: str, state: AlertState, t: float, silent: float) -> Alert:
+    def _alert(
+        self, key: str, status: AlertStatus, state: AlertState, t: float, silent: float
+    ) -> Alert:
         ref = self.refs[key]
         rule = self.config.rule_for(ref.domain, RULE)
         template = rule.summary if rule else _DEFAULT_SUMMARY

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from twinwatch import detectors
 from twinwatch.config import AlertRule, AssetGroup, Config, ConfigError, SensorRef
 from twinwatch.engine.lifecycle import Policy
-from twinwatch.schema import SEVERITIES, series_key
+from twinwatch.schema import SEVERITIES, Domain, Severity, series_key
 
 __all__ = ["Plan", "SeriesPlan", "GroupPlan", "policy", "summary_fields", "SUMMARY_FIELDS"]
 
@@ -55,7 +55,7 @@ def _check_summary(where: str, template: str) -> None:
         ) from None
 
 
-def policy(rule: AlertRule, base_severity: str) -> tuple[Policy, tuple[str, ...]]:
+def policy(rule: AlertRule, base_severity: Severity) -> tuple[Policy, tuple[Severity, ...]]:
     """The lifecycle policy of ``rule`` and its severity ladder (``ladder[state.level]``).
 
     Escalation levels come from ``rule.escalate`` ({severity: score}); only severities above the
@@ -89,7 +89,7 @@ class SeriesPlan:
     ref: SensorRef
     detectors: tuple[tuple[str, str, dict], ...]  # (name, registry type, params)
     rules: dict[str, AlertRule]  # detector name -> rule
-    policies: dict[str, tuple[Policy, tuple[str, ...]]]  # name -> (Policy, severity ladder)
+    policies: dict[str, tuple[Policy, tuple[Severity, ...]]]  # name -> (Policy, severity ladder)
 
     def build(self) -> list:
         return [detectors.build(kind, **params) for _, kind, params in self.detectors]
@@ -105,7 +105,7 @@ class GroupPlan:
     """
 
     key: str
-    domain: str
+    domain: Domain
     site: str
     asset: str
     id: str
@@ -117,10 +117,10 @@ class GroupPlan:
     lateness_s: float
     detectors: tuple[tuple[str, str, dict, tuple[int, ...]], ...]
     rules: dict[str, AlertRule]
-    policies: dict[str, tuple[Policy, tuple[str, ...]]]
+    policies: dict[str, tuple[Policy, tuple[Severity, ...]]]
 
     def build(self) -> list:
-        return [detectors.GROUP_REGISTRY[kind](**params) for _, kind, params, _ in self.detectors]
+        return [detectors.VECTORS[kind](**params) for _, kind, params, _ in self.detectors]
 
 
 class Plan:
@@ -128,7 +128,7 @@ class Plan:
 
     def __init__(self, config: Config):
         self.config = config
-        known = {**detectors.REGISTRY, **detectors.GROUP_REGISTRY}
+        known = {**detectors.REGISTRY, **detectors.VECTORS}  # per sensor, per asset group
         for name, spec in config.detectors.items():
             if spec.type not in known:
                 raise ConfigError(
@@ -169,35 +169,34 @@ class Plan:
         dets, rules, policies = [], {}, {}
         for name in group.detectors:
             spec = self.config.detectors[name]
-            cls = detectors.GROUP_REGISTRY.get(spec.type)
+            cls = detectors.VECTORS.get(spec.type)
             if cls is None:
                 raise ConfigError(
                     f"{where}.detectors.{name}: {spec.type!r} is a per-sensor detector; asset "
-                    f"groups take {', '.join(sorted(detectors.GROUP_REGISTRY))}"
+                    f"groups take the vector detectors: {', '.join(sorted(detectors.VECTORS))}"
                 )
-            roles = group.roles(name)
-            known = [r.name for r in cls.ROLES]
+            roles, role_defs = group.roles(name), detectors.roles_of(cls)
+            known = [r.name for r in role_defs]
+            described = ", ".join(f"{r.name} ({r.arity()})" for r in role_defs)
             unknown = set(roles) - set(known)
             if unknown:
                 raise ConfigError(
                     f"{where}.detectors.{name}: unknown role(s) {', '.join(sorted(unknown))} "
-                    f"for {spec.type}; roles: "
-                    + ", ".join(f"{r.name} ({r.arity()})" for r in cls.ROLES)
+                    f"for {spec.type}; roles: {described}"
                 )
             used = [sid for r in known for sid in roles.get(r, [])]
             if len(set(used)) != len(used):
                 raise ConfigError(f"{where}.detectors.{name}: a sensor fills two roles")
-            params = {
-                **self._city_params(cls),
-                **spec.params,
-                "counts": {r: len(roles.get(r, [])) for r in known},
-            }
+            params = {**self._city_params(cls), **spec.params}
+            if hasattr(cls, "ROLES"):
+                params["counts"] = {r: len(roles.get(r, [])) for r in known}
+            else:  # a plain vector detector: n interchangeable sensors
+                params["n"] = len(used)
             try:
                 cls(**params)
             except (TypeError, ValueError) as e:
                 raise ConfigError(
-                    f"detectors.{name}.params (used by {where}): {e}; roles: "
-                    + ", ".join(f"{r.name} ({r.arity()})" for r in cls.ROLES)
+                    f"detectors.{name}.params (used by {where}): {e}; roles: {described}"
                 ) from None
             dets.append((name, spec.type, params, tuple(index[sid] for sid in used)))
             rule = self.config.rule_for(site.domain, name)
@@ -227,10 +226,10 @@ class Plan:
         dets, rules, policies = [], {}, {}
         for name in self.config.detectors_for(ref):
             spec = self.config.detectors[name]
-            if spec.type in detectors.GROUP_REGISTRY:
+            if spec.type in detectors.VECTORS:
                 raise ConfigError(
                     f"sites.{ref.site}.{ref.asset}.{ref.sensor.id}.detectors: {name!r} is an "
-                    f"asset-group detector ({spec.type}); use it under `asset_groups`"
+                    f"asset-group (vector) detector ({spec.type}); use it under `asset_groups`"
                 )
             params = dict(spec.params)
             if spec.type == "limits":

@@ -12,8 +12,9 @@ are recorded but not judged (no scores, no alerts), and then its detectors start
 replaced, re-zeroed sensor's new level is its new normal rather than an alarm.
 
 A shard's snapshot (``to_state()``) is plain data keyed by name, never by position:
-``{series: ({(detector name, type): detector state}, {detector name: alert state}[, held until])}``. A restore
-under a changed config matches state by those keys: reordered detectors keep their state, a
+``{series: ({(detector name, type): detector state}, {detector name: alert state}[, held
+until])}``. A restore under a changed config matches state by those keys: reordered detectors
+keep their state, a
 detector whose type changed starts fresh, and state whose detector or sensor has left the config
 is dropped with one log line.
 """
@@ -21,6 +22,7 @@ is dropped with one log line.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from time import perf_counter
 
 from twinwatch import detectors
@@ -29,7 +31,7 @@ from twinwatch.engine.explain import series_explanation
 from twinwatch.engine.lifecycle import AlertState, evaluate
 from twinwatch.engine.plan import Plan, SeriesPlan, summary_fields
 from twinwatch.metrics import ANOMALIES, DETECT_SECONDS
-from twinwatch.schema import Alert, Annotation, AnomalyScore, Reading, SecurityEvent
+from twinwatch.schema import Alert, AlertStatus, Annotation, AnomalyScore, Reading, SecurityEvent
 
 __all__ = ["Shard", "event_weight"]
 
@@ -54,7 +56,13 @@ class _Series:
 
 
 def _alert(
-    plan: SeriesPlan, rule: str, status: str, state: AlertState, t: float, value: float, det
+    plan: SeriesPlan,
+    rule: str,
+    status: AlertStatus,
+    state: AlertState,
+    t: float,
+    value: float,
+    det,
 ) -> Alert:
     ref = plan.ref
     pol, ladder = plan.policies[rule]
@@ -119,7 +127,7 @@ class Shard:
         return s
 
     def process(
-        self, records: list[Reading | SecurityEvent | Annotation]
+        self, records: Sequence[Reading | SecurityEvent | Annotation]
     ) -> list[AnomalyScore | Alert]:
         out: list[AnomalyScore | Alert] = []
         started = perf_counter()

@@ -43,8 +43,8 @@ from twinwatch.app.simulator.common import Message, SimulationError
 from twinwatch.app.simulator.files import read_replay, write_labels, write_replay
 from twinwatch.app.simulator.generation import generate, incident_labels, sim_start
 from twinwatch.app.simulator.incidents import INCIDENT_KINDS, INCIDENT_PARAMS, LEGIT_KINDS
-from twinwatch.app.simulator.scenarios import SCENARIOS, Scenario, scenario_config
 from twinwatch.app.simulator.publish import SimStats, print_progress, publish_mqtt, utcnow
+from twinwatch.app.simulator.scenarios import SCENARIOS, Scenario, scenario_config
 from twinwatch.app.simulator.signals import MODELS
 
 __all__ = [
