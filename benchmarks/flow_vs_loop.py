@@ -6,9 +6,10 @@
 Both sides get the same pre-built raw MQTT messages (topic, JSON payload bytes) in batches and run
 the same code: Parser.split -> shard routing -> Shard.process (limits, robust z, EWMA-CUSUM, stuck,
 gap detectors + alert lifecycle) -> Liveness; with ``--groups`` also the asset-group step
-(alignment on a 60 s tick + a consistency detector on 3 of each asset's 10 gauges against a 4th). The flow's sinks only count, so the ratio is what
-Bytewax itself costs. Both run in this one process, one after the other, so the ratio is robust to
-this noisy machine even when the absolute rates are not.
+(alignment on a 60 s tick + a consistency detector on 3 of each asset's 10 gauges against a
+4th). The flow's sinks only count, so the ratio is what Bytewax itself costs. Both run in this
+one process, one after the other, so the ratio is robust to this noisy machine even when the
+absolute rates are not.
 """
 
 from __future__ import annotations

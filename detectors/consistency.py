@@ -46,7 +46,8 @@ class Consistency(Grouped):
     ``counts``: {"sensors": n, "drivers": k}. Features of sensor i: an intercept, the drivers
     and, when ``siblings`` (default: when there are no drivers), the mean of the other sensors.
     Per sensor, an exponentially weighted least-squares fit (time constant ``memory_s``) learned
-    only on ticks where no sensor is flagged (gated learning: an incident is not learned)
+    only on ticks where no sensor is half-way to the threshold (gated learning: an incident,
+    even a slow one, is not learned)
     predicts it; the residual over the fit's spread is smoothed by an EWMA (``smooth`` =
     lambda) and divided by the EWMA's own spread on the reference (floored at the white-noise
     value ``sqrt(lambda / (2 - lambda))``): that is each sensor's departure z. 0.0 until
@@ -179,8 +180,11 @@ class Consistency(Grouped):
         z = self._u / np.maximum(np.sqrt(self._v), self._floor_u)
         score = self._score(z) if warm else 0.0
         self._last = (x[: self._n].copy(), pred + self._offset, z, sd)
-        # gated: a tick with a sensor departing (whatever the mode) or a raw outlier
-        skip = (warm and float(np.abs(z).max()) >= self.threshold) or float(np.abs(r).max()) >= 8
+        # gated: a tick with a sensor half-way to the threshold (whatever the mode), or a raw
+        # outlier, is not learned: a slow drift must not drag the reference along
+        skip = (warm and float(np.abs(z).max()) >= self.threshold / 2) or float(
+            np.abs(r).max()
+        ) >= 8
         self._pending = (t, dt, phi, y, e, skip, age)
         return clamp_score(score)
 

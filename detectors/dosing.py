@@ -155,8 +155,8 @@ class Dosing(Grouped):
     def learn_one(self, t: float, x: np.ndarray) -> None:
         """Gated learning: the profile (the level) learns with a weight that shrinks to 0 as the
         score nears the threshold, clipped, so a slow decline is not learned on its way down;
-        the scatter learns from every unflagged tick, so it is not biased low. A plain mean over
-        a slot's first ``min_count`` days, then the memory's pace (reference mode)."""
+        the scatter learns from ticks below half the threshold, clipped. A plain mean over a
+        slot's first ``min_count`` days, then the memory's pace (reference mode)."""
         if not self._pending or self._pending[0] != t:
             return
         _, slot, day, cl, flow, df, e, dt, score = self._pending
@@ -175,11 +175,11 @@ class Dosing(Grouped):
         ec = min(max(e, -_CLIP * sd), _CLIP * sd) if n >= self.min_count else e  # Huber
         self._cl[slot] += w * ec
         self._fl[slot] += w * (flow - self._fl[slot])
-        if n < self.min_count:
+        if n < self.min_count or score >= self.threshold / 2:  # the scatter: quiet ticks only
             return
         self._n += 1  # the scatter around a profile that exists
         robust = self._n > 1440  # a day of scatter learned: clip, at the memory's pace
-        wg = ew_weight(dt, self.memory_days * 86400.0 / 4, 0 if robust else self._n)
+        wg = ew_weight(dt, self.memory_days * 86400.0, 0 if robust else self._n)
         self._var += wg * ((ec * ec if robust else e * e) - self._var)
         if self._flow:
             m = self._m

@@ -32,8 +32,9 @@ class NightFlow(Grouped):
     score = (MNF - median) / max(1.4826 x MAD, ``min_rise`` x median, ``min_abs``): the rise in
     units of the night-to-night scatter, floored at a relative and an absolute resolution (a
     few nights give a noisy MAD). The score is held until the next night's verdict, so an
-    alert stays up through the day for as long as the leak lasts; a flagged night is not added
-    to the baseline (gated), so a leak never becomes the new normal. 0.0 until ``min_nights``
+    alert stays up through the day for as long as the leak lasts; a night scoring half the
+    threshold or more is not added to the baseline (gated), so a leak never becomes the new
+    normal. 0.0 until ``min_nights``
     nights are in the baseline. A night with less than half its blocks is not judged.
 
     >>> det = NightFlow({"inflow": 1}, timezone="UTC", min_nights=3)
@@ -140,9 +141,10 @@ class NightFlow(Grouped):
         self._closed = mnf
 
     def learn_one(self, t: float, x: np.ndarray) -> None:
-        """A night judged and not flagged joins the baseline (gated: a leak night never does,
-        so a leak stays flagged for as long as it lasts)."""
-        if self._closed is not None and self._score < self.threshold:
+        """A night joins the baseline unless it scored half the threshold or more (gated: a
+        leak night never does, nor a suspicious one, so a leak stays flagged for as long as it
+        lasts and a small one does not raise the bar for the next night)."""
+        if self._closed is not None and self._score < self.threshold / 2:
             self._baseline = (*self._baseline, self._closed)[-self.nights :]
         self._closed = None
 

@@ -8,8 +8,9 @@ operator knows: a healthy system holds a steady PR (0.75-0.9 in the field), a st
 eight takes it down by 12 %, an inverter trip to 0. Because PR divides the weather out, clouds
 that make the output ramp all day (the false alarms of a z-score on the power) leave it alone.
 
-Low sun is left out (G below ``min_irradiance``: reflection and spectral losses and the
-mismatch between pyranometer and array dominate there, and IEC 61724 filters it the same way).
+Low sun is left out (G below ``min_irradiance``, 100 W/m2: reflection and spectral losses and
+the mismatch between pyranometer and array dominate there; IEC 61724 analyses filter it the same
+way, usually at 100-200 W/m2; 100 keeps a winter day judged).
 """
 
 from __future__ import annotations
@@ -41,8 +42,12 @@ class PerformanceRatio(Grouped):
     score = (reference - current) / max(spread, ``min_drop`` x reference): in units of the PR's
     own day-to-day scatter, floored so a perfectly steady simulator does not alarm on a 1 %
     dip. One-sided (``direction="low"``, underperformance) by default; ``"both"`` also flags
-    a PR that rises (a soiled or failing pyranometer reads low). 0.0 until the reference has
-    learned ``warmup_s`` of daylight; held (not re-scored) at night.
+    a PR that rises (a soiled or failing pyranometer reads low). Held (not re-scored) at night.
+
+    Until the reference has learned ``warmup_s`` of daylight, only the physical floor applies:
+    no working array delivers under ``min_pr`` of what its irradiance promises, so a PR below
+    it (an inverter trip, a string of fuses blown) scores at least the threshold once the window
+    holds a quarter of its span; otherwise 0.0.
 
     >>> det = PerformanceRatio({"power": 1, "irradiance": 1}, capacity_kw=100, warmup_s=3600)
     >>> for t in range(0, 8 * 3600, 60):
@@ -69,11 +74,12 @@ class PerformanceRatio(Grouped):
         counts: dict,
         capacity_kw: float,
         gamma: float = -0.004,
-        min_irradiance: float = 200.0,
+        min_irradiance: float = 100.0,
         window_s: float = 3600.0,
         memory_s: float = 14 * 86400.0,
-        warmup_s: float = 2 * 3600.0,
+        warmup_s: float = 3600.0,
         min_drop: float = 0.02,
+        min_pr: float = 0.3,
         direction: str = "low",
         threshold: float = 4.0,
     ) -> None:
@@ -85,6 +91,7 @@ class PerformanceRatio(Grouped):
         self.memory_s = check_positive("memory_s", memory_s)
         self.warmup_s = check_finite("warmup_s", warmup_s)
         self.min_drop = check_positive("min_drop", min_drop)
+        self.min_pr = check_positive("min_pr", min_pr)
         if direction not in ("low", "both"):
             raise ValueError(f"direction must be 'low' or 'both', got {direction!r}")
         self.direction = direction
@@ -127,6 +134,8 @@ class PerformanceRatio(Grouped):
             scale = max(math.sqrt(self._var), self.min_drop * abs(self._ref), 1e-9)
             dev = (self._ref - self._pr) / scale
             score = dev if self.direction == "low" else abs(dev)
+        if self._pr < self.min_pr and self._day_s >= self.window_s / 4:  # the physical floor
+            score = max(score, self.threshold * self.min_pr / max(self._pr, 0.01 * self.min_pr))
         self._score = clamp_score(score)
         self._pending = (t, dt, warm)
         return self._score
@@ -134,8 +143,8 @@ class PerformanceRatio(Grouped):
     def learn_one(self, t: float, x: np.ndarray) -> None:
         """The reference learns once the window is half full, never while flagged: its level
         with a weight ``(1 - score / threshold)**2`` and clipped (a slow loss is not learned on
-        its way down), its spread from every unflagged tick; a plain mean until it has learned
-        ``warmup_s`` of daylight, then the memory's pace (reference mode)."""
+        its way down), its spread from ticks below half the threshold; a plain mean until it has
+        learned ``warmup_s`` of daylight, then the memory's pace (reference mode)."""
         if not self._pending or self._pending[0] != t:
             return
         _, dt, warm = self._pending
@@ -150,7 +159,8 @@ class PerformanceRatio(Grouped):
             cap = _CLIP * max(math.sqrt(self._var), self.min_drop * abs(self._ref))
             d = min(max(d, -cap), cap)
         self._ref += wr * (1.0 - self._score / self.threshold) ** 2 * d
-        self._var = (1.0 - wr) * (self._var + wr * d * d) if self._nref > 1 else 0.0
+        if self._score < self.threshold / 2 or not warm:  # the spread: quiet ticks only
+            self._var = (1.0 - wr) * (self._var + wr * d * d) if self._nref > 1 else 0.0
 
     def explain(self) -> Explanation:
         scale = max(math.sqrt(self._var), self.min_drop * abs(self._ref))

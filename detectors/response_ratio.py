@@ -179,8 +179,9 @@ class ResponseRatio(Grouped):
 
     def learn_one(self, t: float, x: np.ndarray) -> None:
         """The reference learns closed blocks that are not flagged: its slopes with a weight
-        shrinking to 0 near the threshold, its spread from clipped values; a plain mean over
-        the fault-free start (``warmup_s``), then the memory's pace."""
+        shrinking to 0 near the threshold, its spread from quiet blocks (below half the
+        threshold), clipped; a plain mean over the fault-free start (``warmup_s``), then the
+        memory's pace."""
         if not self._pending:
             return
         dt, outer, cross, m, judged, age = self._pending
@@ -194,7 +195,7 @@ class ResponseRatio(Grouped):
         wr *= (1.0 - score / self.threshold) ** 2
         self._a_ref += wr * (outer - self._a_ref)
         self._b_ref += wr * (cross - self._b_ref)
-        if judged:
+        if judged and score < self.threshold / 2:  # the spread: quiet blocks only
             self._nv += 1
             sd = max(math.sqrt(self._var), self.min_sd)
             m2 = m * m if young else min(m * m, _CLIP * _CLIP * sd * sd)

@@ -164,15 +164,16 @@ class Schedule(Grouped):
         return clamp_score(score)
 
     def learn_one(self, t: float, x: np.ndarray) -> None:
-        """Gated: a flagged tick is not learned. A slot's day weighs 1/``memory_days`` once the
-        slot has ``min_count`` days (a plain mean before: the fault-free start)."""
+        """Gated: a tick half-way to the threshold is not learned. A slot's day weighs
+        1/``memory_days`` once the slot has ``min_count`` days (a plain mean before: the
+        fault-free start)."""
         if not self._pending or self._pending[0] != t:
             return
         _, slot, day, y, load, hdd, cdd, dt = self._pending
         self._pending = ()
         score = self._dev if self.direction == "high" else abs(self._dev)
         n, mean = self._days[slot], self._mean[slot]
-        if n >= self.min_count and score >= self.threshold:
+        if n >= self.min_count and score >= self.threshold / 2:  # half-way: not learned
             return
         if day != self._seen[slot]:
             self._seen[slot] = day

@@ -50,7 +50,8 @@ SCENARIOS: dict[str, Scenario] = {
     "stiffness_growth": Scenario(
         "stiffness_growth", (f"{SPAN}/strain-1", f"{SPAN}/strain-2"), ("structural",), 48
     ),
-    "night_leak": Scenario("night_leak", ("sejong-dma-1/inlet/flow",), ("leak",), 48),
+    # a leak runs until it is found and repaired: days, not hours
+    "night_leak": Scenario("night_leak", ("sejong-dma-1/inlet/flow",), ("leak",), 72),
     "pv_underperformance": Scenario(
         "pv_underperformance", ("sejong-pv/inverter-1/power",), ("underperformance",), 48
     ),
