@@ -9,8 +9,10 @@ Segments survive a restart of the flow: a new Spool over the same folder picks t
 first. When the spool is full, ``policy`` decides, and says so loudly:
 
 * ``drop_oldest``: the oldest segments are deleted and their points counted as dropped;
-* ``block``: ``push`` raises ``SpoolFull`` and the caller waits for InfluxDB (backpressure up to
-  the source: MQTT keeps queueing on the broker, the persistent session holds the rest).
+* ``block``: ``push`` raises ``SpoolFull`` and the caller waits for InfluxDB. That blocks the
+  flow's worker; the MQTT source then stops reading from the broker once it holds
+  ``flow.max_queued`` messages, so the backlog stays on the broker (the persistent session),
+  not in the flow's memory.
 """
 
 from __future__ import annotations
@@ -84,6 +86,10 @@ class Spool:
             return None
         seq = next(iter(self._segments))
         return seq, self._read(seq)
+
+    def points(self) -> int:
+        """Points (lines) waiting in the spool; reads every segment, so for reports only."""
+        return sum(len(self._read(seq)) for seq in self._segments)
 
     def pop(self, seq: int) -> None:
         (self.path / f"{seq:012d}.lp").unlink(missing_ok=True)
