@@ -10,7 +10,7 @@ import logging
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
-from twinwatch.config import is_loopback
+from twinwatch.config import ConfigError, is_loopback
 
 __all__ = [
     "RECORDS_IN",
@@ -112,4 +112,10 @@ def serve(host: str, port: int) -> None:
                 host,
                 port,
             )
-        start_http_server(port, addr=host)
+        try:
+            start_http_server(port, addr=host)
+        except OSError as e:
+            raise ConfigError(
+                f"services.metrics: cannot serve /metrics on {host}:{port}: {e.strerror} "
+                "(set services.metrics.port, or 0 to disable)"
+            ) from None

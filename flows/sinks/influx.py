@@ -172,7 +172,7 @@ class _InfluxPartition(StatelessSinkPartition[Any]):
         durable = True
         bs = self.writer.batch_size
         down = False  # without a spool: once InfluxDB failed, keep the rest for the redelivery
-        for lines in groups.values():
+        for m, lines in groups.items():
             for i in range(0, len(lines), bs):
                 chunk = lines[i : i + bs]
                 if self.spool is not None and len(self.spool):
@@ -187,7 +187,7 @@ class _InfluxPartition(StatelessSinkPartition[Any]):
                             )
                         down, durable = True, False
                         self.unacked += len(chunk)
-                        OUTCOME.count("unacked", len(chunk))
+                        OUTCOME.add("unacked", m, len(chunk))
                     else:
                         self._next_try = self._clock() + self.retry_s
                         if self.refusal is None:
@@ -323,10 +323,11 @@ class _InfluxPartition(StatelessSinkPartition[Any]):
         self._backfill(force=True)
         if self.spool is not None and len(self.spool):
             points = self.spool.points()
-            OUTCOME.count("pending", points)
+            for m, n in points.items():
+                OUTCOME.add("pending", m, n)
             log.warning(
                 "influxdb: %d points (%d bytes) stay in the spool %s; backfilled at the next start",
-                points,
+                points.total(),
                 self.spool.bytes,
                 self.spool.path,
             )

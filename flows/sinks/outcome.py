@@ -1,6 +1,7 @@
 """What this process' sinks did, for the command's exit status and last words.
 
-    OUTCOME.stored / dead / refused / pending / unacked / dropped    (tallied by the sinks)
+    OUTCOME.stored / dead / refused / pending / unacked / dropped    (tallied by the sinks;
+                                                                     points per measurement)
     OUTCOME.verdict() -> (exit status, lines to print)
 
 A run that stored nothing, or could not store what it received, must not end quietly with
@@ -27,8 +28,9 @@ class Outcome:
         self.stored: Counter[str] = Counter()  # measurement -> points written to InfluxDB
         self.dead: Counter[str] = Counter()  # reason -> dead letters made durable
         self.refused: dict[str, str] = {}  # cause -> the server's answer, one line
-        self.pending = 0  # points left in a spool at close (written at the next start)
-        self.unacked = 0  # points neither written nor spooled: source messages not acknowledged
+        self.pending: Counter[str] = Counter()  # measurement -> points left in a spool at close
+        self.unacked: Counter[str] = Counter()  # measurement -> points neither written nor
+        # spooled: their source messages were not acknowledged
         self.dropped = 0  # points deleted from a full spool (policy drop_oldest)
         self.dead_letter_path: str | None = None
         self.spool_path: str | None = None
@@ -48,21 +50,24 @@ class Outcome:
     def verdict(self) -> tuple[int, list[str]]:
         lines = []
         why = "; ".join(self.refused.values()) or "InfluxDB was unavailable"
-        if self.unacked:
+        unacked, pending = self.unacked.total(), self.pending.total()
+        if unacked:
             lines.append(
-                f"{self.unacked} points were not stored ({why}); their source messages were not "
+                f"{unacked} points were not stored ({why}); their source messages were not "
                 "acknowledged (MQTT redelivers them at the next start)"
             )
-        if self.pending:
+        if pending:
             lines.append(
-                f"{self.pending} points wait in the spool {self.spool_path or ''} ({why}); "
+                f"{pending} points wait in the spool {self.spool_path or ''} ({why}); "
                 "they are written when InfluxDB takes them, at the latest at the next start"
             )
         if self.dropped:
             lines.append(f"{self.dropped} points were dropped from a full spool (drop_oldest)")
-        stored = sum(self.stored[m] for m in INPUT_MEASUREMENTS)
-        if not stored and not self.pending and not self.unacked:
-            n = sum(self.dead.values())
+        inputs = sum(
+            c[m] for c in (self.stored, self.pending, self.unacked) for m in INPUT_MEASUREMENTS
+        )
+        if not inputs:
+            n = self.dead.total()
             if n:
                 reasons = ", ".join(f"{r} {c}" for r, c in self.dead.most_common())
                 where = f"; see {self.dead_letter_path}" if self.dead_letter_path else ""

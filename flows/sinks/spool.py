@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Literal
 
@@ -87,9 +88,13 @@ class Spool:
         seq = next(iter(self._segments))
         return seq, self._read(seq)
 
-    def points(self) -> int:
-        """Points (lines) waiting in the spool; reads every segment, so for reports only."""
-        return sum(len(self._read(seq)) for seq in self._segments)
+    def points(self) -> Counter[str]:
+        """Points waiting in the spool, by measurement; reads every segment (for reports)."""
+        return Counter(
+            line.split(",", 1)[0].split(" ", 1)[0]
+            for seq in self._segments
+            for line in self._read(seq)
+        )
 
     def pop(self, seq: int) -> None:
         (self.path / f"{seq:012d}.lp").unlink(missing_ok=True)

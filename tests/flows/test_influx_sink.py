@@ -222,7 +222,7 @@ def test_missing_database_is_spooled_loudly_and_backfilled_once_created(influxdb
     with caplog.at_level(logging.WARNING, logger="twinwatch.flows.sinks.influx"):
         part.write_batch([Acked(readings(5), lambda: acked.append(1))])
     assert acked == [1]  # durable: fsynced to the spool
-    assert part.written == 0 and part.dropped == 0 and part.spool.points() == 5
+    assert part.written == 0 and part.dropped == 0 and part.spool.points() == {"reading": 5}
     assert metric("twinwatch_sink_refused_total", sink="influxdb", status="404") > refused
     loud = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(loud) == 1 and "database not found" in loud[0].getMessage()
@@ -506,7 +506,9 @@ def test_basic_auth_on_real_influxdb_and_secrets_stay_hidden(
         part = InfluxSink(spooled).build("influxdb", 0, 1)
         part.write_batch([readings(1)])
         part.close()
-        assert part.dropped == 0 and part.spool.points() == 1  # kept for a fixed password
+        assert part.dropped == 0 and part.spool.points() == {
+            "reading": 1
+        }  # kept for a fixed password
     assert "authorization failed" in caplog.text
     for text in (caplog.text, str(ei.value), repr(good), repr(bad), repr(part.writer)):
         assert PASSWORD not in text
