@@ -494,7 +494,9 @@ def make_writer(cfg: InfluxService, **kw: Any) -> Writer:
     )
     common.update(kw)
     if cfg.api == "v1":
-        return InfluxV1Writer(cfg.url, cfg.database, retention_policy=cfg.retention_policy, **common)
+        return InfluxV1Writer(
+            cfg.url, cfg.database, retention_policy=cfg.retention_policy, **common
+        )
     bucket = cfg.bucket or (
         f"{cfg.database}/{cfg.retention_policy}" if cfg.retention_policy else cfg.database
     )

@@ -193,12 +193,11 @@ def cmd_logs(args) -> int:
     """The log flow (issue #6): syslog receiver or log files -> security detection -> sinks."""
     from bytewax.run import cli_main
 
+    from twinwatch.app import startup
     from twinwatch.flows.security import build_log_flow
     from twinwatch.flows.sources.syslog import SyslogSource
     from twinwatch.flows.sources.tail import TailSource
     from twinwatch.metrics import serve
-
-    from twinwatch.app import startup
 
     config = load_config(args.config)
     if bool(args.syslog is not None) == bool(args.tail):
