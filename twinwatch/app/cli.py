@@ -225,7 +225,10 @@ def cmd_logs(args) -> int:
 
 
 def cmd_config(args) -> int:
+    from twinwatch.engine.plan import Plan
+
     config = load_config(args.config)
+    Plan(config)  # builds every detector and formats every summary template, as `run` does
     by_domain: dict[str, int] = {}
     for ref in config.catalog.values():
         by_domain[ref.domain] = by_domain.get(ref.domain, 0) + 1
