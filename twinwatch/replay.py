@@ -67,12 +67,12 @@ def decode_line(raw: bytes) -> tuple[str, bytes]:
         payload = bytes(rec.payload)
         if payload[:1] == b'"':  # a raw payload stored as a JSON string is replayed as its text
             payload = msgspec.json.decode(payload, type=str).encode("utf-8", "surrogatepass")
-    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as e:
-        raise BadReplayLine("bad_json", f"not a JSON replay line: {str(e)[:200]}") from None
-    except msgspec.ValidationError as e:
+    except msgspec.ValidationError as e:  # JSON, but not {"topic": ..., "payload": ...}
         raise BadReplayLine(
             "bad_schema", f'a replay line is {{"topic": ..., "payload": ...}}: {str(e)[:200]}'
         ) from None
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as e:
+        raise BadReplayLine("bad_json", f"not a JSON replay line: {str(e)[:200]}") from None
     return rec.topic, payload
 
 

@@ -50,15 +50,14 @@ class Outcome:
     def verdict(self) -> tuple[int, list[str]]:
         lines = []
         why = "; ".join(self.refused.values()) or "InfluxDB was unavailable"
-        unacked, pending = self.unacked.total(), self.pending.total()
-        if unacked:
+        if self.unacked:
             lines.append(
-                f"{unacked} points were not stored ({why}); their source messages were not "
-                "acknowledged (MQTT redelivers them at the next start)"
+                f"{_points(self.unacked)} were not stored ({why}); their source messages were "
+                "not acknowledged (MQTT redelivers them at the next start)"
             )
-        if pending:
+        if self.pending:
             lines.append(
-                f"{pending} points wait in the spool {self.spool_path or ''} ({why}); "
+                f"{_points(self.pending)} wait in the spool {self.spool_path or ''} ({why}); "
                 "they are written when InfluxDB takes them, at the latest at the next start"
             )
         if self.dropped:
@@ -75,6 +74,11 @@ class Outcome:
             else:
                 lines.append("stored nothing: no input arrived")
         return (1 if lines else 0), lines
+
+
+def _points(by_measurement: Counter[str]) -> str:
+    inputs = sum(by_measurement[m] for m in INPUT_MEASUREMENTS)
+    return f"{by_measurement.total()} points ({inputs} readings and events)"
 
 
 OUTCOME = Outcome()
