@@ -287,3 +287,21 @@ def test_device_event_kinds_are_a_bounded_tag(cctv_config):
     assert oks[7].message == "event=kind_7 zone=z"
     allowed = set(cctv_config.security.device_events) | set(cctv_config.security.device_event_kinds)
     assert len({e.kind for e in oks}) <= len(allowed) + 1
+
+
+def test_events_of_one_second_arriving_out_of_order_all_get_their_own_time():
+    """Before: 200 events of two seconds, interleaved, kept 2 distinct times (2 of 200 stored)."""
+    from twinwatch.engine.parse import UniqueTimes
+
+    unique = UniqueTimes()
+    t4 = datetime(2026, 11, 20, 0, 0, 4, tzinfo=UTC)
+    t5 = datetime(2026, 11, 20, 0, 0, 5, tzinfo=UTC)
+    times = [unique("security/s/a/sshd", t5 if i % 2 else t4) for i in range(200)]
+    assert len(set(times)) == 200
+    assert all(t4 <= t < t4 + (t5 - t4) * 1.2 for t in times[::2])  # near their own second
+    assert all(t5 <= t < t5 + (t5 - t4) * 0.2 for t in times[1::2])
+    # a long burst is one interval of taken milliseconds: cheap and bounded
+    burst = [unique("security/s/a/x", t4) for _ in range(20_000)]
+    assert len(set(burst)) == 20_000
+    starts, ends = unique._taken["security/s/a/x"]
+    assert len(starts) == 1 and ends[0] - starts[0] == 20_000

@@ -10,6 +10,7 @@ cannot invent series (bounded tag cardinality) or relabel its unit.
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 from collections.abc import Iterable
@@ -71,31 +72,51 @@ def parse_sshd(line: str) -> tuple[str, str, str | None, str | None]:
 
 
 class UniqueTimes:
-    """Distinct occurrences that share a timestamp get distinct ones, 1 ms apart.
+    """Distinct occurrences that share a timestamp get distinct ones: the next free millisecond.
 
     InfluxDB keeps one point per (series, time): a second point overwrites the first. That is right
     for readings (a re-delivered reading is the same fact: idempotent). But security events and
     dead letters are occurrences, and they often share a time (sshd logs have whole seconds; a burst
-    of bad messages is received within one millisecond). Within a burst of one series (from its
-    first time to the last time handed out), each next occurrence moves to 1 ms after the last one;
-    an occurrence after the burst, or older than it (out of order), keeps its own time. Done here,
-    before detection, so an event's score, anomaly and alert points carry the same time as it.
+    of bad messages is received within one millisecond). Each occurrence takes the first
+    millisecond at or after its own time that no earlier occurrence of its series took, also when
+    it arrives out of order (issue #15: events of one second arriving out of order overwrote each
+    other). Done here, before detection, so an event's score, anomaly and alert points carry the
+    same time as it.
+
+    The taken milliseconds of a series are kept as merged intervals, so a burst of any size is
+    one interval. Memory is bounded: a series keeps at most ``max_intervals`` (when full it
+    forgets the older half) and at most ``max_series`` series are tracked.
     """
 
-    def __init__(self, max_series: int = 100_000):
+    def __init__(self, max_series: int = 100_000, max_intervals: int = 10_000):
         self.max_series = max_series
-        self._bursts: dict[str, tuple[int, int]] = {}  # series -> (first ms, last ms handed out)
+        self.max_intervals = max_intervals
+        self._taken: dict[str, tuple[list[int], list[int]]] = {}  # series -> (starts, ends)
 
     def __call__(self, series: str, t: datetime) -> datetime:
-        ms = round(t.timestamp() * 1000)
-        burst = self._bursts.get(series)
-        if burst is not None and burst[0] <= ms <= burst[1]:
-            self._bursts[series] = (burst[0], burst[1] + 1)
-            return datetime.fromtimestamp((burst[1] + 1) / 1000, UTC)
-        if burst is None and len(self._bursts) >= self.max_series:
-            self._bursts.clear()  # bounded memory; at worst one overwrite after a clear
-        self._bursts[series] = (ms, ms)
-        return t
+        own = round(t.timestamp() * 1000)
+        taken = self._taken.get(series)
+        if taken is None:
+            if len(self._taken) >= self.max_series:
+                self._taken.clear()  # bounded memory; at worst one overwrite after a clear
+            taken = self._taken[series] = ([], [])
+        starts, ends = taken
+        i = bisect.bisect_right(starts, own) - 1  # the interval at or before own, if any
+        if i >= 0 and ends[i] >= own:  # inside it or just after it: extend it
+            free = ends[i]
+            ends[i] += 1
+        else:
+            free = own
+            i += 1
+            starts.insert(i, own)
+            ends.insert(i, own + 1)
+        if i + 1 < len(starts) and starts[i + 1] == ends[i]:  # it now touches the next one
+            ends[i] = ends.pop(i + 1)
+            starts.pop(i + 1)
+        if len(starts) > self.max_intervals:  # forget the older half
+            half = len(starts) // 2
+            del starts[:half], ends[:half]
+        return t if free == own else datetime.fromtimestamp(free / 1000, UTC)
 
 
 class Parser:
