@@ -158,9 +158,10 @@ class _InfluxPartition(StatelessSinkPartition[Any]):
                 try:
                     one = encode_by_measurement([rec])
                 except Exception as e:
-                    one = encode_by_measurement(
-                        [internal_error("encode", e, "influxdb", repr(rec))]
-                    )
+                    dl = internal_error("encode", e, "influxdb", repr(rec))
+                    if self.dead is not None:
+                        self.dead.write([dl], sync=True)
+                    one = encode_by_measurement([dl])
                 for m, lines in one.items():
                     groups.setdefault(m, []).extend(lines)
             return groups
