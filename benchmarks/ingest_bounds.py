@@ -8,8 +8,8 @@ then ``scattered`` valid readings one per 7 weeks since 1700 through the real fl
 and reports InfluxDB's shard count (SHOW SHARDS), its RSS and open files, and the
 security_event series count (SHOW SERIES), before and after. Settings: the default config
 (``flow.max_lateness_s`` 7 days, event kinds from ``security.device_event_kinds``) and
-``max_lateness_s: null`` (the old, unbounded event time). Not a CI test (tests/e2e/test_cardinality.py
-checks the bounds).
+``max_lateness_s: null`` (the old, unbounded event time). Not a CI test
+(tests/e2e/test_cardinality.py checks the bounds).
 """
 
 from __future__ import annotations

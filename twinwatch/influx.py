@@ -414,9 +414,10 @@ class InfluxV2Writer(_Retrying):
         try:
             found = self._client.buckets_api().find_bucket_by_name(name)
         except ApiException as e:
-            if e.status == 404:
-                return None
-            raise _status_error(what, int(e.status or 0), _error_text(e.body), None) from None
+            text = _error_text(e.body)
+            if e.status == 404 or (e.status == 400 and "unsupported path" in text):
+                return None  # not InfluxDB 2.x/3.x (e.g. VictoriaMetrics): no bucket API
+            raise _status_error(what, int(e.status or 0), text, None) from None
         except (Urllib3Error, OSError) as e:
             raise InfluxUnavailable(f"{what}: {type(e).__name__}: {e}") from None
         return found is not None
@@ -448,21 +449,13 @@ def prepare_database(cfg: InfluxService) -> bool:
         log.error("%s is unreachable at start (%s): points are spooled until it is back", where, e)
         return False
     except InfluxRejected as e:
-        what = "create database" if cfg.api == "v1" else "check bucket"
+        what = f"create database {cfg.database!r}" if cfg.api == "v1" else "check the bucket"
         hint = {
             401: "check services.influxdb.username/password (or token)",
             403: "the user may not create databases: create it as an admin, or set "
             "services.influxdb.create_database: false",
         }.get(e.status or 0, "check services.influxdb")
-        log.error(
-            "%s: cannot %s %r (HTTP %s: %s); %s",
-            where,
-            what,
-            cfg.database,
-            e.status,
-            e.text[:200],
-            hint,
-        )
+        log.error("%s: cannot %s (HTTP %s: %s); %s", where, what, e.status, e.text[:200], hint)
         return False
     if found is None:
         log.info("%s has no bucket API (not InfluxDB 2.x/3.x): writing without a check", where)

@@ -21,7 +21,6 @@ from twinwatch.flows.dataflow import build_flow
 from twinwatch.flows.sinks.influx import InfluxSink
 from twinwatch.influx import InfluxV1Writer
 
-
 CHLORINE = "city/water/sejong-wtp/clearwell/chlorine"
 CCTV = "city/security/sejong-soc/gate-2/cctv"
 

@@ -112,7 +112,8 @@ def test_each_crashing_input_is_a_dead_letter_and_the_flow_stays_up(
             expected.append(value)
             _publish(pub, [(CHLORINE, payload), _reading(t0 + timedelta(minutes=i), value)])
             # the next valid reading is stored while the flow is still running
-            _wait(lambda: len(_values(influxdb.url, influx_db)) == i + 1, what=f"reading {i}")
+            n = i + 1
+            _wait(lambda n=n: len(_values(influxdb.url, influx_db)) == n, what=f"reading {i}")
             assert flow.poll() is None, log_path.read_text()[-3000:]
         pub.loop_stop()
         pub.disconnect()

@@ -173,7 +173,7 @@ class Shard:
                     state = s.detectors[i].to_state()
                     assumed = t - params["interval_s"]
                     if state and state[0] < assumed:
-                        s.detectors[i] = detectors.REGISTRY[kind].from_state(params, (assumed,))
+                        s.detectors[i] = type(s.detectors[i]).from_state(params, (assumed,))
 
     def to_state(self) -> dict:
         return {
