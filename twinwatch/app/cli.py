@@ -92,7 +92,7 @@ def cmd_run(args) -> int:
     flow = build_flow(config, source)  # builds the plan: every detector and template checked
     # one process creates the database and applies retention (issue #5)
     startup.prepare(
-        config, mqtt=not args.replay, create_db=not args.no_create_db and not args.process_id
+        config, mqtt=not args.replay, create_db=not args.no_create_db, first=not args.process_id
     )
     m = config.services.metrics
     serve(m.host, m.port + (args.process_id or 0) if m.port else 0)

@@ -51,21 +51,26 @@ def check_secrets(config: Config, mqtt: bool = True) -> None:
             raise ConfigError(f"{key}: {str(e).removeprefix('secret: ')}") from None
 
 
-def prepare(config: Config, *, mqtt: bool = True, create_db: bool = True) -> None:
+def prepare(
+    config: Config, *, mqtt: bool = True, create_db: bool = True, first: bool = True
+) -> None:
+    """``first``: this is the first (or only) process of the flow, which creates the database
+    and applies retention."""
     from twinwatch.flows.sinks.outcome import OUTCOME
     from twinwatch.influx import InfluxError, prepare_database
 
     OUTCOME.reset()
     check_secrets(config, mqtt)
     influx = config.services.influxdb
-    if create_db and influx.create_database:
+    if first and create_db and influx.create_database:
         prepare_database(influx)
-    from twinwatch.app.retention import apply_configured
+    if first:
+        from twinwatch.app.retention import apply_configured
 
-    try:
-        apply_configured(influx)
-    except InfluxError as e:
-        log.error("retention not applied (applied at the next start): %s", e)
+        try:
+            apply_configured(influx)
+        except InfluxError as e:
+            log.error("retention not applied (applied at the next start): %s", e)
     if mqtt:
         from twinwatch.mqtt import check_broker
 
