@@ -154,8 +154,10 @@ def cmd_demo(args) -> int:
 
 def cmd_dashboards(args) -> int:
     from twinwatch.dashboards.build import main as dashboards_main
+    from twinwatch.engine.plan import Plan
 
-    return dashboards_main(args)
+    config = load_config(args.config)
+    return dashboards_main(args, config, Plan(config).thresholds())
 
 
 def cmd_bench(args) -> int:
