@@ -44,6 +44,7 @@ __all__ = [
     "level_mappings",
     "level_thresholds",
     "alert_state",
+    "STATE_FIELDS",
     "firing_table",
     "tag_regex",
 ]
@@ -96,18 +97,22 @@ def tag_regex(*names: str) -> str:
     return " AND ".join(f'"{n}" =~ /^${n}$/' for n in names)
 
 
-def alert_state(where: str = "") -> str:
-    """InfluxQL subquery: one row per alert that has a state at the end of the dashboard's range,
-    with its latest ``level`` (severity rank while firing, else 0), ``firing`` (1/0), severity,
-    status, fingerprint, value, unit, summary and ``starts_at_ms``; tags domain, site, asset,
-    sensor, rule. ``where`` (ending in ``AND``) filters on those tags.
+STATE_FIELDS = ("severity", "status", "fingerprint", "value", "unit", "summary", "starts_at_ms")
 
-    No lower time bound: an alert that started before the range is still firing in it. ``last()``
-    of one series per alert reads only the newest block of each series, so this stays cheap
-    (measured in docs/dashboards.md)."""
+
+def alert_state(where: str = "", field: str = "level", *, details: bool = False) -> str:
+    """InfluxQL subquery: one row per alert with a state at the end of the dashboard's range,
+    its latest ``field`` (``level``: the severity rank while firing, else 0; ``firing``: 1/0)
+    and, with ``details``, severity, status, fingerprint, value, unit, summary, starts_at_ms;
+    tags domain, site, asset, sensor, rule. ``where`` (ending in ``AND``) filters on those tags.
+
+    No lower time bound: an alert that started before the range is still firing in it. Each
+    alert is one series and ``last()`` reads each series' newest points, so the cost grows with
+    the number of alerts and of shards, not with the range (measured in docs/dashboards.md).
+    The details cost more, so only the lists ask for them."""
+    extra = "".join(f', "{f}"' for f in STATE_FIELDS) if details else ""
     return (
-        '(SELECT last("level") AS "level", "firing", "severity", "status", "fingerprint", '
-        '"value", "unit", "summary", "starts_at_ms" FROM "alert_state" '
+        f'(SELECT last("{field}") AS "{field}"{extra} FROM "alert_state" '
         f"WHERE {where}time <= ${{__to}}ms "
         'GROUP BY "domain", "site", "asset", "sensor", "rule")'
     )
@@ -193,8 +198,10 @@ def severity_mappings() -> list:
     ]
 
 
-def firing_table(subquery: str, where: str) -> table.Panel:
-    """What is firing at the end of the range, most severe first (``where`` ends in ``AND``)."""
+def firing_table(state_where: str, where: str) -> table.Panel:
+    """What is firing at the end of the range, most severe first. ``state_where`` filters the
+    alerts by tag, ``where`` by severity (both end in ``AND``)."""
+    subquery = alert_state(state_where, details=True)
     return (
         table.Panel()
         .title("Firing now")

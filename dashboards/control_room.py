@@ -153,7 +153,7 @@ def control_room(config: Config) -> db.Dashboard:
         )
         .with_target(
             influxql(
-                f'SELECT sum("firing") FROM {alert_state()} GROUP BY "domain"',
+                f'SELECT sum("firing") FROM {alert_state(field="firing")} GROUP BY "domain"',
                 alias="$tag_domain",
             )
         )
@@ -185,7 +185,7 @@ def control_room(config: Config) -> db.Dashboard:
         .span(10)
         .height(8)
     )
-    d = d.with_panel(firing_table(alert_state(), "").span(24))
+    d = d.with_panel(firing_table("", "").span(24))
     d = d.with_panel(
         table.Panel()
         .title("Latest incidents (alert state changes)")

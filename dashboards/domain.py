@@ -285,7 +285,7 @@ def domain_dashboard(config: Config, domain: str, thresholds: Mapping[str, float
             for name in config.detectors_for(ref)
         }
     )
-    state = alert_state(f"\"domain\" = '{domain}' AND {SELECT} AND ")
+    tags = f"\"domain\" = '{domain}' AND {SELECT} AND "
     d = d.with_panel(
         stat.Panel()
         .title("Firing now")
@@ -294,7 +294,9 @@ def domain_dashboard(config: Config, domain: str, thresholds: Mapping[str, float
             "Alerts of the selected sensors firing at the end of the selected range, "
             "wherever they started (alert_state)."
         )
-        .with_target(influxql(f'SELECT sum("firing") FROM {state}', fmt="table"))
+        .with_target(
+            influxql(f'SELECT sum("firing") FROM {alert_state(tags, "firing")}', fmt="table")
+        )
         .no_value("0")
         .thresholds(thresholds_config([(None, "green"), (1, "orange")]))
         .span(4)
@@ -317,7 +319,7 @@ def domain_dashboard(config: Config, domain: str, thresholds: Mapping[str, float
         .span(4)
         .height(4)
     )
-    d = d.with_panel(firing_table(state, "").span(16))
+    d = d.with_panel(firing_table(tags, "").span(16))
     d = d.with_panel(_alerts_table(domain).span(24 if not detectors else 12))
     if detectors:
         d = d.with_panel(_scores_panel(domain, detectors, thresholds).span(12))

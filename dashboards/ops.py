@@ -20,7 +20,6 @@ from twinwatch.config import Config
 from twinwatch.dashboards.common import (
     ALERTMANAGER,
     SEVERITY_COLORS,
-    alert_state,
     firing_table,
     influxql,
     new_dashboard,
@@ -67,9 +66,7 @@ def alerts_dashboard(config: Config) -> db.Dashboard:
     )
     d = alert_annotations(d, '"domain" =~ /^$domain$/ AND ')
     d = d.with_panel(
-        firing_table(
-            alert_state('"domain" =~ /^$domain$/ AND '), '"severity" =~ /^$severity$/ AND '
-        ).span(24)
+        firing_table('"domain" =~ /^$domain$/ AND ', '"severity" =~ /^$severity$/ AND ').span(24)
     )
     d = d.with_panel(
         stat.Panel()
