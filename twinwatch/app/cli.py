@@ -446,8 +446,9 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    if not args.verbose:  # one line per HTTP request is noise, not news
-        logging.getLogger("httpx").setLevel(logging.WARNING)
+    if not args.verbose:  # one line per HTTP request, or per template miner started, is noise
+        for name in ("httpx", "drain3"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     try:
         return args.func(args)
     except ConfigError as e:

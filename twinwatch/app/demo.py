@@ -384,7 +384,8 @@ def print_summary(
     try:
         with AlertmanagerClient(am, max_retries=0) as client:
             active = client.get_alerts(active=True)
-        print(f"\nAlertmanager {am}: {len(active)} alerts firing now")
+        n = len(active)
+        print(f"\nAlertmanager {am}: {n} alert{'s' if n != 1 else ''} firing now")
     except AlertmanagerError as e:
         print(f"\nAlertmanager {am}: not reachable ({e})")
 
