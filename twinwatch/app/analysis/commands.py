@@ -65,9 +65,7 @@ def add_query_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--every", default="1h", help="rollup bucket (default 1h)")
     p.add_argument("--format", choices=("table", "csv", "parquet"), default="table")
     p.add_argument("-o", "--out", help="output file (required for parquet; default stdout)")
-    p.add_argument(
-        "--fail-empty", action="store_true", help="exit 1 when there is nothing to show"
-    )
+    p.add_argument("--fail-empty", action="store_true", help="exit 1 when there is nothing to show")
 
 
 def add_report_args(p: argparse.ArgumentParser) -> None:
