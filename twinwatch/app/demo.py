@@ -310,24 +310,25 @@ def print_summary(
         rows = _series(influx, f"SELECT * FROM alert WHERE status = 'firing' AND {since}")
     clear = {r.detector: r.clear_s for r in config.alert_rules}
     runs = episodes(hits, clear)
-    eps, nhits = Counter(), Counter()
-    for key, n in runs.items():
-        eps[key[0]] += n
-        nhits[key[0]] += len(hits[key])
+    eps: Counter[str] = Counter()
+    nhits: Counter[str] = Counter()
+    for run_key, n in runs.items():
+        eps[run_key[0]] += n
+        nhits[run_key[0]] += len(hits[run_key])
     alerts = []
     for series in rows:
         cols = series["columns"]
         for v in series["values"]:
-            d = dict(zip(cols, v))
+            row = dict(zip(cols, v))
             alerts.append(
                 AlertRow(
-                    datetime.fromtimestamp(d["time"] / 1000, UTC),
-                    d["domain"],
-                    d["site"],
-                    d["asset"],
-                    d["sensor"],
-                    d["rule"],
-                    d["severity"],
+                    datetime.fromtimestamp(row["time"] / 1000, UTC),
+                    row["domain"],
+                    row["site"],
+                    row["asset"],
+                    row["sensor"],
+                    row["rule"],
+                    row["severity"],
                 )
             )
 

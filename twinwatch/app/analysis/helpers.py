@@ -269,17 +269,19 @@ def firing_at(
     """The alerts firing at ``t``, most severe first: ``since`` (their latest state change:
     fired or escalated), ``started_at`` (the episode's start), labels, severity, value, unit,
     summary. One cheap query: ``last()`` of each alert's ``alert_state`` series before ``t``."""
-    schema = {
-        "since": TIME,
-        "started_at": TIME,
-        **{c: pl.Categorical for c in SERIES},
-        "rule": pl.Categorical,
-        "severity": pl.String,
-        "fingerprint": pl.String,
-        "value": pl.Float64,
-        "unit": pl.String,
-        "summary": pl.String,
-    }
+    schema = pl.Schema(
+        {
+            "since": TIME,
+            "started_at": TIME,
+            **{c: pl.Categorical() for c in SERIES},
+            "rule": pl.Categorical(),
+            "severity": pl.String(),
+            "fingerprint": pl.String(),
+            "value": pl.Float64(),
+            "unit": pl.String(),
+            "summary": pl.String(),
+        }
+    )
     if "alert_state" not in db.measurements():
         return pl.DataFrame(schema=schema)
     tags = "".join(
@@ -295,7 +297,7 @@ def firing_at(
     df = db.select(
         f'SELECT * FROM ({inner}) WHERE "level" > 0',
         measurement="alert_state",
-        dtypes={"level": pl.Int64, "starts_at_ms": pl.Int64},
+        dtypes={"level": pl.Int64(), "starts_at_ms": pl.Int64()},
     )
     if not df.height:
         return pl.DataFrame(schema=schema)
