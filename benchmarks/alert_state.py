@@ -28,6 +28,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import msgspec
+
 from twinwatch.app import services
 from twinwatch.config import load_config
 from twinwatch.dashboards.build import dashboards
@@ -63,16 +65,18 @@ def history(n_alerts: int, days: int, episodes: int, end: datetime, seed: int = 
         for k, s in enumerate(starts):
             t0 = end - timedelta(seconds=span_s - s)
             sev = SEVERITIES[rng.randrange(4)]
-            common = dict(labels, fingerprint=fp, severity=sev, starts_at=t0, value=1.0)
-            records.append(Alert(status="firing", at=t0, unit="", summary="x", **common))
-            still = i % 10 == 0 and k == len(starts) - 1
-            if still:
-                firing.add(fp)
+            fired = msgspec.convert(
+                dict(labels, fingerprint=fp, severity=sev, starts_at=t0, value=1.0, unit="")
+                | {"status": "firing", "at": t0, "summary": "x"},
+                Alert,
+                from_attributes=True,
+            )
+            records.append(fired)
+            if i % 10 == 0 and k == len(starts) - 1:
+                firing.add(fp)  # still firing at the end
             else:
                 t1 = t0 + timedelta(seconds=rng.uniform(60, 3600))
-                records.append(
-                    Alert(status="resolved", at=t1, unit="", summary="x", ends_at=t1, **common)
-                )
+                records.append(msgspec.structs.replace(fired, status="resolved", at=t1, ends_at=t1))
     return records, firing
 
 

@@ -66,8 +66,9 @@ def _by_shard(records: list, shards: int) -> list[tuple[str, list]]:
 
 
 def _parse(parser: Parser, batch: list) -> tuple[list, list]:
-    """Parse a raw batch; its acknowledgement (twinwatch.flows.acks) moves to the records, or to the dead
-    letters when no record was valid, so the InfluxDB sink acks it once that batch is durable."""
+    """Parse a raw batch; its acknowledgement (twinwatch.flows.acks) moves to the records, or to the
+    dead letters when no record was valid, so the InfluxDB sink acks it once that batch is
+    durable."""
     oks, errs = parser.split(batch)
     ack = getattr(batch, "ack", None)
     if ack is not None:

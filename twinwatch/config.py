@@ -7,8 +7,8 @@ Layers, later wins: the YAML file, then environment variables named
 scalars), e.g. ``TWINWATCH__SERVICES__INFLUXDB__URL=http://10.0.0.5:8086``.
 
 Secrets never live in the config: a password or token is a ``Secret`` that names an environment
-variable or a file (``{env: TWINWATCH_INFLUX_TOKEN}`` or ``{file: /run/secrets/influx}``); it is read
-only when a client connects and its repr never shows the value.
+variable or a file (``{env: TWINWATCH_INFLUX_TOKEN}`` or ``{file: /run/secrets/influx}``); it is
+read only when a client connects and its repr never shows the value.
 
 The config is validated completely when it is built (types, references between sections,
 duplicate ids), so a typo fails at start-up with the path of the bad key, not hours later.
@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import msgspec
 import yaml
@@ -87,6 +87,7 @@ class Secret(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             if value is None:
                 raise ConfigError(f"secret: environment variable {self.env} is not set")
             return value
+        assert self.file is not None  # __post_init__: exactly one of env, file
         try:
             return Path(self.file).read_text().strip()
         except OSError as e:
@@ -170,7 +171,7 @@ class AlertRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     for_s: Annotated[float, msgspec.Meta(ge=0)] = 0.0
     clear_s: Annotated[float, msgspec.Meta(ge=0)] = 300.0
     summary: str = "{detector} anomaly on {site}/{asset}/{sensor}: {value:g} {unit}"
-    # Issue #4 (twinwatch/engine/lifecycle.py): hysteresis, flapping, escalation, re-notify interval.
+    # Issue #4 (twinwatch/engine/lifecycle.py): hysteresis, flapping, escalation, re-notify period.
     reset: Annotated[float, msgspec.Meta(ge=0)] | None = (
         None  # an active alert stays hit while score >= reset
     )
@@ -539,4 +540,4 @@ def load_config(
     return parse_config(raw, env)
 
 
-assert set(DOMAINS) == set(Domain.__args__)  # the two spellings of the domain set agree
+assert set(DOMAINS) == set(get_args(Domain))  # the two spellings of the domain set agree

@@ -30,7 +30,7 @@ import json
 import logging
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -112,8 +112,12 @@ class _Retrying:
     max_retries: int
     backoff_s: float
     max_backoff_s: float
+    batch_size: int
     _sleep: Callable[[float], Any]
     _on_retry: RetryHook | None
+
+    def write_chunk(self, lines: Sequence[str]) -> None:
+        raise NotImplementedError
 
     def _retry(self, call: Callable[[], T]) -> T:
         return retry(
@@ -129,9 +133,9 @@ class _Retrying:
     def write(self, lines: Sequence[str]) -> int:
         """Write all lines in chunks of ``batch_size``; returns the number written.
         Raises at the first chunk that fails (earlier chunks stay written)."""
-        bs = self.batch_size  # type: ignore[attr-defined]
+        bs = self.batch_size
         for i in range(0, len(lines), bs):
-            self.write_chunk(lines[i : i + bs])  # type: ignore[attr-defined]
+            self.write_chunk(lines[i : i + bs])
         return len(lines)
 
 
@@ -390,10 +394,11 @@ class InfluxV2Writer(_Retrying):
                 bucket=self.bucket,
                 org=self.org,
                 record=list(lines),
-                write_precision=WritePrecision.MS,
+                # the client annotates WritePrecision but its members are plain str ("ms")
+                write_precision=WritePrecision.MS,  # type: ignore[arg-type]
             )
         except ApiException as e:
-            headers = e.headers or {}
+            headers: Mapping[str, str] = e.headers or {}
             raise _status_error(
                 what,
                 int(e.status or 0),
@@ -418,7 +423,7 @@ def make_writer(cfg: InfluxService, **kw: Any) -> Writer:
     (e.g. ``sleep``, ``on_retry``, ``client`` for v1)."""
     password = cfg.password.reveal() if cfg.password is not None else None
     token = cfg.token.reveal() if cfg.token is not None else None
-    common = dict(
+    common: dict[str, Any] = dict(
         username=cfg.username,
         password=password,
         token=token,

@@ -254,9 +254,9 @@ def _anomaly_score(s: AnomalyScore) -> list[str]:
     fields.append(f"hits={len(s.hits)}i")
     lines = [f"{_cached_head('anomaly_score', _SCORE_TAGS, series)} {','.join(fields)} {ms}"]
     for detector in s.hits:
-        score = s.scores.get(detector)
+        hit_score = s.scores.get(detector)
         parts = []
-        if score is not None and (text := _field(float(score))) is not None:
+        if hit_score is not None and (text := _field(float(hit_score))) is not None:
             parts.append(f"score={text}")
         if value is not None:
             parts.append(f"value={value}")
@@ -342,9 +342,7 @@ def encode_many(records: Iterable[Any]) -> list[str]:
     out: list[str] = []
     encoders = _ENCODERS
     for r in records:
-        fn = encoders.get(type(r))
-        if fn is None:
-            encode(r)  # raises the TypeError
+        fn = encoders.get(type(r), encode)  # encode raises the TypeError
         out += fn(r)
     return out
 

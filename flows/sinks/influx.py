@@ -49,6 +49,7 @@ SINK = "influxdb"
 
 class _Writer(Protocol):
     batch_size: int
+    max_retries: int
 
     def write_chunk(self, lines: Sequence[str]) -> None: ...
     def close(self) -> None: ...
@@ -154,6 +155,7 @@ class _InfluxPartition(StatelessSinkPartition[Any]):
         return "ok"
 
     def _to_spool(self, chunk: list[str]) -> None:
+        assert self.spool is not None  # the callers checked
         while True:
             try:
                 before = self.spool.dropped

@@ -85,7 +85,7 @@ class _ReplayPartition(StatefulSourcePartition):
         self.pending = []
         if not batch:
             raise StopIteration
-        if self.speed and self._ahead(batch):
+        if self.speed and self._ahead(batch, self.speed):
             self.pending = batch
             return []
         RECORDS_IN.labels("file").inc(len(batch))
@@ -102,7 +102,7 @@ class _ReplayPartition(StatefulSourcePartition):
                 batch.append(self.convert(raw, f"{self.path.name}@{pos}"))
         return batch
 
-    def _ahead(self, batch) -> bool:
+    def _ahead(self, batch, speed: float) -> bool:
         """True (and sleep scheduled) when the batch's last payload time is still in the future."""
         try:
             t = _time.decode(batch[-1][1]).time.timestamp()
@@ -111,7 +111,7 @@ class _ReplayPartition(StatefulSourcePartition):
         now = time.monotonic()
         if self.origin is None:
             self.origin = (t, now)
-        due = self.origin[1] + (t - self.origin[0]) / self.speed
+        due = self.origin[1] + (t - self.origin[0]) / speed
         if due > now:
             self.wait_until = due
             return True

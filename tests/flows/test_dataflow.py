@@ -89,8 +89,8 @@ def test_a_silent_sensor_raises_a_stale_alert_and_resolves_when_back(config, tmp
     # turbidity reports every minute for 3 h; pH (also every minute) stops for an hour after 1 h
     turb = _replay_lines([0.08] * 180)
     ph_topic = "city/water/sejong-wtp/filter-outlet/ph"
-    ph = [l for i, l in enumerate(_replay_lines([7.2] * 180, topic=ph_topic)) if not 60 <= i < 120]
-    lines = sorted(turb + ph, key=lambda l: json.loads(l)["payload"]["time"])
+    ph = [s for i, s in enumerate(_replay_lines([7.2] * 180, topic=ph_topic)) if not 60 <= i < 120]
+    lines = sorted(turb + ph, key=lambda ln: json.loads(ln)["payload"]["time"])
     _, alerts, _ = run_replay(config, lines, tmp_path, batch_size=2)  # a batch = 1 minute
     stale = [(a.status, a.sensor) for a in alerts if a.rule == "stale"]
     assert stale == [("firing", "ph"), ("resolved", "ph")]
@@ -167,7 +167,8 @@ def test_source_batches_from_testing_source(config):
 
 
 def test_csv_replay_and_resume_offset(config, tmp_path):
-    """CSV replay (time,topic,value) feeds the same parse step; a partition resumes at its offset."""
+    """CSV replay (time,topic,value) feeds the same parse step; a partition resumes at its
+    offset."""
     from twinwatch.flows.sources.replay import _ReplayPartition
 
     path = tmp_path / "day.csv"

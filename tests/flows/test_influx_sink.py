@@ -137,9 +137,11 @@ def test_v1_query_create_database_and_statement_errors(influxdb):
 def test_v1_missing_database_is_rejected_without_retry(influxdb):
     """Real InfluxDB 1.6.7 answers 404 "database not found": not retryable."""
     sleeps = Sleeps()
-    with InfluxV1Writer(influxdb.url, "no_such_db", sleep=sleeps) as w:
-        with pytest.raises(InfluxRejected) as ei:
-            w.write(lp.encode_many(readings(1)))
+    with (
+        InfluxV1Writer(influxdb.url, "no_such_db", sleep=sleeps) as w,
+        pytest.raises(InfluxRejected) as ei,
+    ):
+        w.write(lp.encode_many(readings(1)))
     assert ei.value.status == 404
     assert 'database not found: "no_such_db"' in str(ei.value)
     assert sleeps == []
@@ -285,9 +287,11 @@ def test_retry_after_http_date_is_capped():
 def test_connection_refused_is_retried_then_unavailable():
     """Real socket: nothing listens on the port, so the connect error is genuine."""
     sleeps = Sleeps()
-    with InfluxV1Writer(closed_port_url(), "db", max_retries=2, sleep=sleeps) as w:
-        with pytest.raises(InfluxUnavailable, match="ConnectError"):
-            w.write_chunk(["m v=1 1"])
+    with (
+        InfluxV1Writer(closed_port_url(), "db", max_retries=2, sleep=sleeps) as w,
+        pytest.raises(InfluxUnavailable, match="ConnectError"),
+    ):
+        w.write_chunk(["m v=1 1"])
     assert len(sleeps) == 2
 
 
@@ -388,18 +392,22 @@ def test_v2_via_make_writer_and_sink(victoriametrics):
 def test_v2_rejected_by_a_server_without_the_v2_api(influxdb):
     """Real InfluxDB 1.6.7 has no /api/v2/write: its 404 maps to InfluxRejected, no retry."""
     sleeps = Sleeps()
-    with InfluxV2Writer(influxdb.url, "db", sleep=sleeps) as w:
-        with pytest.raises(InfluxRejected) as ei:
-            w.write_chunk(["m v=1 1"])
+    with (
+        InfluxV2Writer(influxdb.url, "db", sleep=sleeps) as w,
+        pytest.raises(InfluxRejected) as ei,
+    ):
+        w.write_chunk(["m v=1 1"])
     assert ei.value.status == 404 and sleeps == []
 
 
 def test_v2_connection_refused_is_unavailable():
     """Real socket, nothing listening: urllib3's connect error maps to InfluxUnavailable."""
     sleeps = Sleeps()
-    with InfluxV2Writer(closed_port_url(), "db", max_retries=1, sleep=sleeps) as w:
-        with pytest.raises(InfluxUnavailable):
-            w.write_chunk(["m v=1 1"])
+    with (
+        InfluxV2Writer(closed_port_url(), "db", max_retries=1, sleep=sleeps) as w,
+        pytest.raises(InfluxUnavailable),
+    ):
+        w.write_chunk(["m v=1 1"])
     assert len(sleeps) == 1
 
 

@@ -96,6 +96,7 @@ def cmd_run(args) -> int:
     config = load_config(args.config)
     m = config.services.metrics
     serve(m.host, m.port + (args.process_id or 0) if m.port else 0)
+    source: ReplaySource | MqttSource
     if args.replay:
         source = ReplaySource(args.replay, config.flow.batch_size, args.speed)
     else:
@@ -225,6 +226,7 @@ def cmd_logs(args) -> int:
         raise ConfigError("logs: give either --syslog PORT or --tail FILE ...")
     m = config.services.metrics
     serve(m.host, m.port)
+    source: SyslogSource | TailSource
     if args.syslog is not None:
         source = SyslogSource(
             args.host,

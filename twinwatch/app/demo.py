@@ -96,8 +96,8 @@ def ports_from_config(config: Config) -> dict[str, int]:
     s = config.services
     ports = {"mosquitto": s.mqtt.port}
     for name, url in (("influxdb", s.influxdb.url), ("alertmanager", s.alertmanager.url)):
-        if url and urlparse(url).port:
-            ports[name] = urlparse(url).port
+        if url and (port := urlparse(url).port):
+            ports[name] = port
     return ports
 
 
@@ -195,8 +195,10 @@ def run_demo(
         print(f"  {name:13} {svc.url}")
     # A demo run starts clean, so its summary counts only its own alerts and dead letters.
     db = config.services.influxdb.database
-    svcs["influxdb"].drop_database(db)
-    svcs["influxdb"].create_database(db)
+    influxdb = svcs["influxdb"]
+    assert isinstance(influxdb, services.InfluxDB)
+    influxdb.drop_database(db)
+    influxdb.create_database(db)
     Path(config.flow.dead_letter_path).unlink(missing_ok=True)
 
     flow_log = var / "flow.log"
@@ -370,9 +372,9 @@ def print_summary(
         )
     )
     for r in results:
-        if r.detected:
-            a = r.first_alert
-            how = f"after {r.delay_s / 60:6.1f} min by {a.rule} ({a.severity}) on {a.sensor}"
+        a, delay_s = r.first_alert, r.delay_s
+        if a is not None and delay_s is not None:  # detected
+            how = f"after {delay_s / 60:6.1f} min by {a.rule} ({a.severity}) on {a.sensor}"
         else:
             how = "NOT DETECTED"
         print(f"  {r.kind:24} {r.targets[0]:34} {how}")

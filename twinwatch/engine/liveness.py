@@ -15,7 +15,7 @@ from twinwatch.detectors.stale import StaleTracker
 from twinwatch.engine.alerts import make_alert
 from twinwatch.engine.lifecycle import AlertState
 from twinwatch.engine.plan import summary_fields
-from twinwatch.schema import Alert, series_key
+from twinwatch.schema import Alert, AlertStatus, series_key
 
 __all__ = ["Liveness", "latest_times", "RULE"]
 
@@ -69,7 +69,9 @@ class Liveness:
             out.append(self._alert(key, "firing", state, self.watermark, silent))
         return out
 
-    def _alert(self, key: str, status: str, state: AlertState, t: float, silent: float) -> Alert:
+    def _alert(
+        self, key: str, status: AlertStatus, state: AlertState, t: float, silent: float
+    ) -> Alert:
         ref = self.refs[key]
         rule = self.config.rule_for(ref.domain, RULE)
         template = rule.summary if rule else _DEFAULT_SUMMARY

@@ -14,6 +14,7 @@ import math
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import msgspec
 
@@ -24,6 +25,7 @@ from twinwatch.schema import (
     DeviceEventPayload,
     FirewallPayload,
     LogPayload,
+    Outcome,
     Reading,
     SecurityEvent,
     SensorPayload,
@@ -36,7 +38,7 @@ PAYLOAD_PREVIEW = 512  # bytes of a rejected payload kept in the dead-letter que
 EARLIEST = datetime(1677, 9, 22, tzinfo=UTC)
 LATEST = datetime(2262, 4, 11, tzinfo=UTC)
 
-_decoders = {
+_decoders: dict[str, msgspec.json.Decoder[Any]] = {
     "reading": msgspec.json.Decoder(SensorPayload),
     "log": msgspec.json.Decoder(LogPayload),
     "firewall": msgspec.json.Decoder(FirewallPayload),
@@ -44,7 +46,7 @@ _decoders = {
 }
 
 # sshd auth-log lines (formats as in loghub's OpenSSH sample; Zhu et al., ISSRE 2023).
-_SSHD = [
+_SSHD: list[tuple[re.Pattern[str], str, Outcome]] = [
     (
         re.compile(r"Failed password for invalid user (?P<user>\S*) from (?P<ip>\S+)"),
         "invalid_user",
@@ -61,7 +63,7 @@ _SSHD = [
 ]
 
 
-def parse_sshd(line: str) -> tuple[str, str, str | None, str | None]:
+def parse_sshd(line: str) -> tuple[str, Outcome, str | None, str | None]:
     """(kind, outcome, user, src_ip) of an sshd log line; unknown lines are ("other", "info")."""
     for pattern, kind, outcome in _SSHD:
         m = pattern.search(line)

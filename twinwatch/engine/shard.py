@@ -24,7 +24,7 @@ from twinwatch.engine.alerts import make_alert
 from twinwatch.engine.lifecycle import AlertState, evaluate
 from twinwatch.engine.plan import Plan, SeriesPlan, summary_fields
 from twinwatch.metrics import ANOMALIES, DETECT_SECONDS
-from twinwatch.schema import Alert, AnomalyScore, Reading, SecurityEvent
+from twinwatch.schema import Alert, AlertStatus, AnomalyScore, Reading, SecurityEvent
 
 __all__ = ["Shard", "event_weight"]
 
@@ -48,7 +48,7 @@ class _Series:
 
 
 def _alert(
-    plan: SeriesPlan, rule: str, status: str, state: AlertState, t: float, value: float
+    plan: SeriesPlan, rule: str, status: AlertStatus, state: AlertState, t: float, value: float
 ) -> Alert:
     ref = plan.ref
     pol, ladder = plan.policies[rule]
