@@ -17,6 +17,9 @@ fields, never tags, so series cardinality stays bounded):
                                                                    observed expected expected_low
                                                                    expected_high contributors
                                                                    explanation
+    alert_state     asset domain rule sensor site                  status severity level(i)
+                                                                   firing(i) fingerprint value
+                                                                   unit summary starts_at_ms(i)
     dead_letter     reason source                                  topic detail payload
     reading_1m      asset domain quantity sensor site unit         mean min max count(i)
     reading_1h      (the same; ``Rollup`` records, time = window start)
@@ -48,6 +51,12 @@ Tag keys are written in sorted order (what InfluxDB stores anyway, so it need no
 escaped "measurement,tags" head of a point is cached per series (a bounded dict, cleared when
 full): series repeat, so the hot path is one dict lookup plus one f-string.
 
+Every Alert record gives two points: its state change in ``alert`` (the history, one series per
+status and severity) and the alert's state in ``alert_state``, whose tags are exactly the
+alert's identity (the fingerprint hashes them), so the alert is one series and "what is firing at
+time T" is ``last()`` per series with ``time <= T`` (docs/dashboards.md). ``level`` is the
+severity's rank (1 attention .. 4 severe) while firing and 0 otherwise; ``firing`` is 1 or 0.
+
 InfluxDB keeps one point per (measurement, tag set, timestamp): a second point overwrites the
 first. Readings, scores and alerts rely on that (re-delivery is idempotent); security events and
 dead letters get distinct times upstream (``twinwatch.engine.parse.UniqueTimes``), so the encoder
@@ -62,6 +71,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from twinwatch.schema import (
+    SEVERITIES,
     Alert,
     Annotation,
     AnomalyScore,
@@ -93,6 +103,7 @@ MEASUREMENTS: tuple[str, ...] = (
     "anomaly_score",
     "anomaly",
     "alert",
+    "alert_state",
     "dead_letter",
     "annotation",
 )
@@ -204,6 +215,8 @@ _EVENT_TAGS = ("domain", "site", "asset", "sensor", "kind", "outcome")
 _SCORE_TAGS = ("domain", "site", "asset", "sensor")
 _ANOMALY_TAGS = ("domain", "site", "asset", "sensor", "detector")
 _ALERT_TAGS = ("domain", "site", "asset", "sensor", "rule", "severity", "status")
+_STATE_TAGS = ("domain", "site", "asset", "sensor", "rule")
+_LEVEL = {s: i for i, s in enumerate(SEVERITIES, 1)}
 _DEAD_TAGS = ("source", "reason")
 
 
@@ -264,21 +277,30 @@ def _alert(a: Alert) -> list[str]:
     head = _cached_head(
         "alert", _ALERT_TAGS, (a.domain, a.site, a.asset, a.sensor, a.rule, a.severity, a.status)
     )
-    fields = [f"fingerprint={escape_string(a.fingerprint)}"]
+    common = [f"fingerprint={escape_string(a.fingerprint)}"]
     if (value := _field(float(a.value))) is not None:
-        fields.append(f"value={value}")
-    fields.append(f"unit={escape_string(a.unit)}")
-    fields.append(f"summary={escape_string(a.summary)}")
-    fields.append(f"starts_at_ms={_ms(a.starts_at)}i")
-    if a.detector:  # the explanation (issue #12): fields, never tags
-        fields.append(f"detector={escape_string(a.detector)},kind={escape_string(a.kind)}")
+        common.append(f"value={value}")
+    common.append(f"unit={escape_string(a.unit)}")
+    common.append(f"summary={escape_string(a.summary)}")
+    common.append(f"starts_at_ms={_ms(a.starts_at)}i")
+    why = []
+    if a.detector:  # the explanation (issue #12): fields of the alert, never tags
+        why.append(f"detector={escape_string(a.detector)},kind={escape_string(a.kind)}")
         for key in ("observed", "expected", "expected_low", "expected_high"):
             if (text := _field(getattr(a, key))) is not None:
-                fields.append(f"{key}={text}")
+                why.append(f"{key}={text}")
         if a.contributors:
-            fields.append(f"contributors={escape_string(contributors_text(a.contributors))}")
-        fields.append(f"explanation={escape_string(a.explanation)}")
-    return [f"{head} {','.join(fields)} {_ms(a.at)}"]
+            why.append(f"contributors={escape_string(contributors_text(a.contributors))}")
+        why.append(f"explanation={escape_string(a.explanation)}")
+    ms = _ms(a.at)
+    state = _cached_head("alert_state", _STATE_TAGS, (a.domain, a.site, a.asset, a.sensor, a.rule))
+    firing = a.status == "firing"
+    level = _LEVEL.get(a.severity, 0) if firing else 0
+    return [
+        f"{head} {','.join(common + why)} {ms}",
+        f"{state} status={escape_string(a.status)},severity={escape_string(a.severity)},"
+        f"level={level}i,firing={int(firing)}i,{','.join(common)} {ms}",
+    ]
 
 
 def contributors_text(contributors: Iterable[tuple[str, float]]) -> str:
@@ -326,6 +348,7 @@ _ENCODERS: dict[type, Callable[[Any], list[str]]] = {
     Rollup: _rollup,
     Annotation: _annotation,
 }
+_SECOND = {"anomaly_score": "anomaly", "alert": "alert_state"}  # where a record's extra lines go
 _MEASUREMENT_OF: dict[type, str] = {
     Reading: "reading",
     SecurityEvent: "security_event",
@@ -356,7 +379,7 @@ def encode_many(records: Iterable[Any]) -> list[str]:
 
 def encode_by_measurement(records: Iterable[Any]) -> dict[str, list[str]]:
     """Lines grouped by measurement (for per-measurement counts); AnomalyScore hits go to
-    ``anomaly``."""
+    ``anomaly``, an Alert's state to ``alert_state``."""
     groups: dict[str, list[str]] = {}
     for r in records:
         lines = encode(r)
@@ -365,5 +388,5 @@ def encode_by_measurement(records: Iterable[Any]) -> dict[str, list[str]]:
         m = _MEASUREMENT_OF.get(type(r)) or r.measurement  # Rollup: one per window
         groups.setdefault(m, []).append(lines[0])
         if len(lines) > 1:
-            groups.setdefault("anomaly", []).extend(lines[1:])
+            groups.setdefault(_SECOND.get(m, "anomaly"), []).extend(lines[1:])
     return groups

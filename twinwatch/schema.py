@@ -79,6 +79,8 @@ DEAD_LETTER_REASONS: tuple[str, ...] = (
     "unknown_sensor",
     "unit_mismatch",
     "bad_log",  # a log line in no known format (syslog RFC 3164/5424, Apache, ...)
+    "write_rejected",  # InfluxDB refused this one point (the rest of its batch was written)
+    "internal_error",  # processing this one record raised: a bug, logged once per kind
 )
 
 UtcTime = Annotated[datetime, msgspec.Meta(tz=True)]

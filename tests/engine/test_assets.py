@@ -376,15 +376,20 @@ def ref_key(ref):
 def test_event_streams_are_not_stale_unless_stale_s_is_set():
     config, _ = build()
     live = Liveness(config)
-    assert "security/sejong-soc/gw-1/sshd" not in live.refs  # bursty: a quiet night is normal
+    assert "security/sejong-soc/gw-1/sshd" not in live.intervals  # bursty: quiet nights are normal
     assert live.intervals["security/sejong-soc/gw-1/firewall"] * config.flow.stale_factor == 600
     sshd = SecurityEvent(T0, "sejong-soc", "gw-1", "sshd", "auth_success", "success")
     reading = Reading(T0, "water", "sejong-wtp", "clearwell", "level", "reservoir_level", "m", 4.0)
     assert live.process(latest_times([sshd, reading])) == []
-    later = Reading(
-        T0 + timedelta(hours=3), "water", "sejong-wtp", "clearwell", "ph", "ph", "pH", 7.2
-    )
-    out = live.process(latest_times([later]))
+    later = [  # three hours on, a quorum of other sensors moves the stream's clock
+        Reading(T0 + timedelta(hours=3), "water", "sejong-wtp", a, s, "q", "u", 1.0)
+        for a, s in (
+            ("filter-outlet", "ph"),
+            ("clearwell", "chlorine"),
+            ("clearwell", "conductivity"),
+        )
+    ]
+    out = live.process(latest_times(later))
     stale = {a.sensor for a in out}
     assert "level" in stale and "sshd" not in stale
     a = next(a for a in out if a.sensor == "level")

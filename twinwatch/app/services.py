@@ -483,12 +483,13 @@ def up(names: list[str], base_dir: Path, ports: dict[str, int] | None = None) ->
     return result
 
 
-def down(base_dir: Path) -> list[str]:
-    """Stop every service with a pid file under base_dir; return the names actually stopped.
-    Stale pid files (dead PID, or PID reused by another program) are removed, nothing is
-    signalled."""
+def down(base_dir: Path, names: list[str] | None = None) -> list[str]:
+    """Stop the named services (default: every one) with a pid file under base_dir; return the
+    names actually stopped. Stale pid files (dead PID, or PID reused by another program) are
+    removed, nothing is signalled."""
     stopped = []
-    for name, cls in SERVICES.items():
+    for name in names or list(SERVICES):
+        cls = _lookup(name)
         svc = cls.from_pidfile(Path(base_dir) / name)
         if svc is not None:
             was_running = svc.running
@@ -500,9 +501,11 @@ def down(base_dir: Path) -> list[str]:
     return stopped
 
 
-def status(base_dir: Path) -> dict[str, dict]:
+def status(base_dir: Path, names: list[str] | None = None) -> dict[str, dict]:
+    """State of the named services (default: every one) under base_dir."""
     out = {}
-    for name, cls in SERVICES.items():
+    for name in names or list(SERVICES):
+        cls = _lookup(name)
         svc = cls.from_pidfile(Path(base_dir) / name)
         running = svc is not None and svc.running
         out[name] = {

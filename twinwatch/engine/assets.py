@@ -29,11 +29,12 @@ from typing import Any
 from twinwatch import detectors
 from twinwatch.engine.alerts import make_alert, shard_of
 from twinwatch.engine.align import Aligner
+from twinwatch.engine.deadletter import internal_error
 from twinwatch.engine.explain import group_explanation
 from twinwatch.engine.lifecycle import AlertState, evaluate
 from twinwatch.engine.plan import GroupPlan, Plan
 from twinwatch.metrics import ANOMALIES, DETECT_SECONDS
-from twinwatch.schema import Alert, Annotation, AnomalyScore, Reading
+from twinwatch.schema import Alert, Annotation, AnomalyScore, DeadLetter, Reading
 
 __all__ = ["AssetShard", "member_readings", "by_group_shard"]
 
@@ -89,6 +90,7 @@ class AssetShard:
     def __init__(self, plan: Plan, state: dict | None = None):
         self.plan = plan
         self.groups: dict[str, _Group] = {}
+        self.dead: list[DeadLetter] = []  # internal_error dead letters, taken by the caller
         dropped: list[str] = []
         for key, (align_state, det_states, alert_states, *held) in (state or {}).items():
             gp = plan.groups.get(key)
@@ -138,14 +140,17 @@ class AssetShard:
         started = perf_counter()
         member_of = self.plan.member_of
         for r in sorted(readings, key=lambda r: r.time):
-            t = r.time.timestamp()
-            for key, member in member_of.get(r.series, ()):
-                g = self._get(key)
-                if type(r) is Annotation:  # maintenance: the member is left out until it ends
-                    g.held[member] = max(g.held.get(member, 0.0), r.until.timestamp())
-                    continue
-                for tick, vec in g.aligner.push(t, member, r.value):
-                    self._tick(g, tick, vec, out)
+            try:
+                t = r.time.timestamp()
+                for key, member in member_of.get(r.series, ()):
+                    g = self._get(key)
+                    if type(r) is Annotation:  # maintenance: the member is out until it ends
+                        g.held[member] = max(g.held.get(member, 0.0), r.until.timestamp())
+                        continue
+                    for tick, vec in g.aligner.push(t, member, r.value):
+                        self._tick(g, tick, vec, out)
+            except Exception as e:  # a bug on one record must not stop the flow
+                self.dead.append(internal_error("assets", e, r.series, repr(r)))
         if readings:
             DETECT_SECONDS.observe((perf_counter() - started) / len(readings))
         return out

@@ -2,10 +2,19 @@
 
 A per-series detector only runs when its series sends data, so it cannot notice silence. This
 step sees, per batch, the latest time of every series (a small summary, not the records) and the
-stream's watermark (the newest event time seen); a series silent for more than
-``flow.stale_factor`` x its interval (or its own ``stale_s``) fires a ``stale`` alert, resolved
-when it reports again. Event streams (logs, firewall, device events) are bursty, so only those
-with an explicit ``stale_s`` are checked.
+stream's watermark; a series silent for more than ``flow.stale_factor`` x its interval (or its
+own ``stale_s``) fires a ``stale`` alert, resolved when it reports again. Event streams (logs,
+firewall, device events) are bursty, so only those with an explicit ``stale_s`` are checked.
+
+The watermark is robust: it is the ``flow.liveness_quorum``-th newest of the series' latest
+times (at most half of the series seen, so one silent series of two is still noticed). One
+device whose clock runs a day ahead therefore cannot make every other series look stale; it
+takes a quorum of series to move the stream's clock.
+
+After a restore from a snapshot the flow's own downtime is not silence: readings between the
+snapshot and the crash were processed and forgotten with the process. So at the first batch
+after a restore every series' last time moves up to the new watermark (a fresh grace period);
+a series that stays silent is reported ``stale_factor`` intervals later.
 
 A maintenance annotation (issue #12) suspends the check for its sensor until its end: a sensor
 being replaced is silent on purpose. If it is still silent a stale period after the window, it
@@ -14,9 +23,11 @@ is stale.
 
 from __future__ import annotations
 
+import heapq
 import logging
+import math
 
-from twinwatch.config import Config, SensorRef
+from twinwatch.config import Config
 from twinwatch.detectors.stale import StaleTracker
 from twinwatch.engine.alerts import make_alert
 from twinwatch.engine.explain import stale_explanation
@@ -55,22 +66,26 @@ def maintenance_windows(records) -> dict[str, float]:
 class Liveness:
     def __init__(self, config: Config, state: tuple | None = None):
         self.config = config
+        self.refs = {
+            series_key(r.domain, r.site, r.asset, r.sensor.id): r for r in config.catalog.values()
+        }
+        self.quorum = config.flow.liveness_quorum
         factor = config.flow.stale_factor
-        self.refs: dict[str, SensorRef] = {}
-        self.intervals: dict[str, float] = {}  # the tracker's unit: stale after factor x this
-        for r in config.catalog.values():
+        self.intervals: dict[str, float] = {}  # checked series: stale after factor x this
+        for key, r in self.refs.items():
             after = r.sensor.stale_after(factor)
             if after is not None:
-                key = series_key(r.domain, r.site, r.asset, r.sensor.id)
-                self.refs[key], self.intervals[key] = r, after / factor
+                self.intervals[key] = after / factor
         self.tracker = StaleTracker(config.flow.stale_factor)
         self.stale: dict[str, AlertState] = {}
+        self.latest: dict[str, float] = {}  # series -> newest event time seen
         self.watermark = 0.0
         self.held: dict[str, float] = {}  # series in maintenance -> its end
+        self.restored = state is not None
         if state is not None:
             tracker_state, stale, self.watermark, *held = state
             self.held = {k: v for k, v in (held[0] if held else {}).items() if k in self.refs}
-            kept = tuple(e for e in tracker_state if e[0] in self.refs)
+            kept = tuple(e for e in tracker_state if e[0] in self.intervals)
             self.tracker = StaleTracker.from_state({"factor": config.flow.stale_factor}, kept)
             self.stale = {k: AlertState.from_state(v) for k, v in stale.items() if k in self.refs}
             if len(kept) < len(tracker_state):
@@ -78,6 +93,15 @@ class Liveness:
                     "restore: liveness dropped %d series no longer in the config",
                     len(tracker_state) - len(kept),
                 )
+            self.latest = {key: t for key, t, _, _ in kept}
+
+    def _advance(self) -> None:
+        """The watermark moves to the quorum-th newest series time, never backwards."""
+        k = min(self.quorum, max(1, (len(self.latest) + 1) // 2))
+        if len(self.latest) >= k:
+            t = heapq.nlargest(k, self.latest.values())[-1]
+            if t > self.watermark:
+                self.watermark = t
 
     def process(
         self, latest: dict[str, float], maintenance: dict[str, float] | None = None
@@ -88,23 +112,38 @@ class Liveness:
                 self.held[key] = max(self.held.get(key, 0.0), until)
                 self.tracker.forget(key)
         for key, t in latest.items():
-            if t > self.watermark:
-                self.watermark = t
+            ref = self.refs.get(key)
+            if ref is None:  # not a configured sensor: not ours to judge
+                continue
+            if t > self.latest.get(key, -math.inf):
+                self.latest[key] = t
             if key in self.held or key not in self.intervals:
                 continue
             self.tracker.seen(key, t, self.intervals[key])
             state = self.stale.pop(key, None)
             if state is not None:
-                out.append(self._alert(key, "resolved", state, t, t - state.last_hit))
+                out.append(self._alert(key, "resolved", state, t, max(0.0, t - state.last_hit)))
+        self._advance()
+        if self.restored and latest:
+            self.restored = False
+            self._resume()
         for key, until in list(self.held.items()):
             if until <= self.watermark:  # window over: silent from now on is stale again
                 del self.held[key]
-                self.tracker.seen(key, max(until, latest.get(key, 0.0)), self.intervals[key])
+                last = max(until, self.latest.get(key, 0.0))
+                self.tracker.seen(key, last, self.intervals[key])
         for key, silent in self.tracker.check(self.watermark):
             state = AlertState(since=self.watermark, last_hit=self.watermark - silent)
             self.stale[key] = state
             out.append(self._alert(key, "firing", state, self.watermark, silent))
         return out
+
+    def _resume(self) -> None:
+        """First batch after a restore: every series gets a fresh grace period from the
+        watermark (the flow's downtime is not the devices' silence)."""
+        for key, t, interval_s, reported in self.tracker.to_state():
+            if not reported and t < self.watermark:
+                self.tracker.seen(key, self.watermark, interval_s)
 
     def _alert(
         self, key: str, status: AlertStatus, state: AlertState, t: float, silent: float

@@ -27,11 +27,20 @@ from time import perf_counter
 
 from twinwatch import detectors
 from twinwatch.engine.alerts import make_alert
+from twinwatch.engine.deadletter import internal_error
 from twinwatch.engine.explain import series_explanation
 from twinwatch.engine.lifecycle import AlertState, evaluate
 from twinwatch.engine.plan import Plan, SeriesPlan, summary_fields
 from twinwatch.metrics import ANOMALIES, DETECT_SECONDS
-from twinwatch.schema import Alert, AlertStatus, Annotation, AnomalyScore, Reading, SecurityEvent
+from twinwatch.schema import (
+    Alert,
+    AlertStatus,
+    Annotation,
+    AnomalyScore,
+    DeadLetter,
+    Reading,
+    SecurityEvent,
+)
 
 __all__ = ["Shard", "event_weight"]
 
@@ -90,6 +99,8 @@ class Shard:
     def __init__(self, plan: Plan, state: dict | None = None):
         self.plan = plan
         self.series: dict[str, _Series] = {}
+        self.dead: list[DeadLetter] = []  # internal_error dead letters, taken by the caller
+        self.restored = state is not None  # resume() at the first batch after a restore
         dropped: list[str] = []
         for key, (det_states, alert_states, *held) in (state or {}).items():
             if key not in plan:
@@ -129,45 +140,78 @@ class Shard:
     def process(
         self, records: Sequence[Reading | SecurityEvent | Annotation]
     ) -> list[AnomalyScore | Alert]:
+        """Scores and alert changes of ``records``. A record whose processing raises (a bug)
+        becomes an ``internal_error`` dead letter in ``self.dead`` (the caller takes them); the
+        rest of the batch goes on."""
         out: list[AnomalyScore | Alert] = []
+        if not records:
+            return out
+        if self.restored:
+            self.restored = False
+            self.resume(min(r.time for r in records).timestamp())
         started = perf_counter()
         for rec in records:
-            s = self._get(rec.series)
-            plan = s.plan
-            if type(rec) is Annotation:  # maintenance: hold the series until it ends
-                s.held_until = max(s.held_until, rec.until.timestamp())
-                continue
-            t = rec.time.timestamp()
-            x = rec.value if type(rec) is Reading else event_weight(rec)
-            if s.held_until:
-                if t < s.held_until:  # recorded, not judged
-                    out.append(
-                        AnomalyScore(rec.time, rec.domain, rec.site, rec.asset, rec.sensor, x, {})
-                    )
+            try:
+                s = self._get(rec.series)
+                plan = s.plan
+                if type(rec) is Annotation:  # maintenance: hold the series until it ends
+                    s.held_until = max(s.held_until, rec.until.timestamp())
                     continue
-                s.detectors, s.held_until = plan.build(), 0.0  # its new normal, learned afresh
-            scores = {}
-            hits = []
-            for (name, _, _), det, alert in zip(plan.detectors, s.detectors, s.alerts):
-                score = det.update(t, x)
-                scores[name] = score
-                hit = score >= det.threshold
-                if hit:
-                    hits.append(name)
-                    ANOMALIES.labels(plan.ref.domain, name).inc()
-                pol = plan.policies.get(name)
-                if pol is not None:
-                    change = evaluate(alert, t, score, det.threshold, pol[0])
-                    if change is not None:
-                        out.append(_alert(plan, name, change, alert, t, x, det))
-            out.append(
-                AnomalyScore(
-                    rec.time, rec.domain, rec.site, rec.asset, rec.sensor, x, scores, tuple(hits)
+                t = rec.time.timestamp()
+                x = rec.value if type(rec) is Reading else event_weight(rec)
+                if s.held_until:
+                    if t < s.held_until:  # recorded, not judged
+                        out.append(
+                            AnomalyScore(
+                                rec.time, rec.domain, rec.site, rec.asset, rec.sensor, x, {}
+                            )
+                        )
+                        continue
+                    s.detectors, s.held_until = plan.build(), 0.0  # its new normal, afresh
+                scores = {}
+                hits = []
+                for (name, _, _), det, alert in zip(plan.detectors, s.detectors, s.alerts):
+                    score = det.update(t, x)
+                    scores[name] = score
+                    hit = score >= det.threshold
+                    if hit:
+                        hits.append(name)
+                        ANOMALIES.labels(plan.ref.domain, name).inc()
+                    pol = plan.policies.get(name)
+                    if pol is not None:
+                        change = evaluate(alert, t, score, det.threshold, pol[0])
+                        if change is not None:
+                            out.append(_alert(plan, name, change, alert, t, x, det))
+                out.append(
+                    AnomalyScore(
+                        rec.time,
+                        rec.domain,
+                        rec.site,
+                        rec.asset,
+                        rec.sensor,
+                        x,
+                        scores,
+                        tuple(hits),
+                    )
                 )
-            )
-        if records:
-            DETECT_SECONDS.observe((perf_counter() - started) / len(records))
+            except Exception as e:
+                self.dead.append(internal_error("detect", e, rec.series, repr(rec)))
+        DETECT_SECONDS.observe((perf_counter() - started) / len(records))
         return out
+
+    def resume(self, t: float) -> None:
+        """The flow was down until about event time ``t`` (the oldest time of the first batch
+        after a restore). Readings between the snapshot and the crash were processed,
+        acknowledged and forgotten with the process, so each gap detector takes the series as
+        having reported normally until then (last time ``t - interval``): the flow's own
+        downtime is not a device gap. A device that stays silent after ``t`` still scores."""
+        for s in self.series.values():
+            for i, (_, kind, params) in enumerate(s.plan.detectors):
+                if kind == "gap":
+                    state = s.detectors[i].to_state()
+                    assumed = t - params["interval_s"]
+                    if state and state[0] < assumed:
+                        s.detectors[i] = type(s.detectors[i]).from_state(params, (assumed,))
 
     def to_state(self) -> dict:
         return {
