@@ -449,3 +449,34 @@ def test_annotations_parse_and_bad_ones_are_dead_letters():
         "bad_schema",
         "bad_topic",
     ]
+
+
+def test_a_bug_on_one_record_dead_letters_that_record_only(monkeypatch):
+    """A group detector raising on one tick makes the reading that completed it an
+    internal_error dead letter; the other groups and the following ticks go on."""
+    from twinwatch.detectors.performance_ratio import PerformanceRatio
+
+    config, plan = build()
+    real = PerformanceRatio.update
+    calls = {"n": 0}
+
+    def buggy(self, t, xs):
+        calls["n"] += 1
+        if calls["n"] == 100:
+            raise ZeroDivisionError("injected")
+        return real(self, t, xs)
+
+    monkeypatch.setattr(PerformanceRatio, "update", buggy)
+    shard = AssetShard(plan)
+    recs = readings(
+        config,
+        "sejong-pv",
+        "inverter-1",
+        {"power": lambda i: pv_day(i)[0], "irradiance": lambda i: pv_day(i)[1]},
+        n=300,
+    )
+    out = shard.process(member_readings(recs, plan))
+    assert [d.reason for d in shard.dead] == ["internal_error"]
+    assert "ZeroDivisionError: injected" in shard.dead[0].detail
+    scores = [s for s in out if type(s) is AnomalyScore]
+    assert len(scores) >= 297  # every other tick was judged
