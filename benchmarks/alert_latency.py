@@ -197,7 +197,7 @@ def main() -> int:
         )
         flow = build_flow(
             config,
-            MqttSource(config.services.mqtt, 1000, idle_timeout_s=3.0),
+            MqttSource(config, 1000, idle_timeout_s=3.0),
             alert_sink=sink,
             dead_letter_sink=Discard(),
             influx_sink=Discard() if influx is None else None,  # None: the configured InfluxDB

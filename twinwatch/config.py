@@ -195,9 +195,17 @@ class MqttService(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     port: Port = 1883
     topic_prefix: Id = "city"
     qos: Literal[0, 1] = 1
-    client_id: str = "twinwatch-flow"
-    # MQTT shared subscription group: several flow processes split the topics between them.
-    shared_group: str | None = None
+    # Each source partition keeps one persistent session, client id "<client_id>-<i>of<n>"
+    # (partition i of flow.partitions = n): the same whichever process runs the partition.
+    client_id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]{1,48}$")] = "twinwatch-flow"
+    # Unknown topics: partition 0 also subscribes to "<topic_prefix>/#" and drops the known
+    # topics of the other partitions, so a reading from an unconfigured device is a dead letter
+    # (costs one extra delivery of every message to partition 0; docs/scale-out.md).
+    catch_all: bool = True
+    # Instead of series affinity, an MQTT shared subscription "$share/<group>/<prefix>/#": the
+    # broker spreads messages over the partitions, so one series may cross processes (no order
+    # between partitions) and liveness uses one watermark. See docs/scale-out.md.
+    shared_group: Id | None = None
     keepalive_s: int = 30
     username: str | None = None
     password: Secret | None = None
@@ -319,6 +327,10 @@ class Services(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class FlowSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    # Source partitions (MQTT: one persistent session each, a fixed share of the series): at most
+    # this many worker processes share the intake. Fixed for a deployment (docs/scale-out.md).
+    partitions: Annotated[int, msgspec.Meta(ge=1, le=256)] = 4
+    # Detector shards; a multiple of `partitions`, so every shard holds series of one partition.
     shards: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 16
     batch_size: Annotated[int, msgspec.Meta(ge=1)] = 1000
     max_payload_bytes: Annotated[int, msgspec.Meta(ge=64)] = 65536
@@ -333,6 +345,9 @@ class FlowSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # Liveness judges silence against the quorum-th newest series time, so one device with a
     # clock far ahead cannot make every other series look stale (twinwatch.engine.liveness).
     liveness_quorum: Annotated[int, msgspec.Meta(ge=1)] = 3
+    # A source partition that delivered nothing for this long (wall clock: all its series are
+    # silent) is judged by the stream's clock instead of its own (twinwatch.engine.liveness).
+    partition_idle_s: PositiveFloat = 60.0
     # Messages a source holds before it stops reading from the broker (backpressure: a blocked
     # sink leaves the backlog on the broker, not in the flow's memory).
     max_queued: Annotated[int, msgspec.Meta(ge=1)] = 20_000
@@ -498,6 +513,11 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, dict=True)
     def validate(self) -> Config:
         """Cross-section checks msgspec's types cannot express. Detector types and parameters,
         summary templates and alert policies are checked by ``twinwatch.engine.plan.Plan``."""
+        if self.flow.shards % self.flow.partitions:
+            raise ConfigError(
+                f"flow.shards ({self.flow.shards}) must be a multiple of flow.partitions "
+                f"({self.flow.partitions}), so that every shard holds the series of one partition"
+            )
         seen: set[tuple[str, ...]] = set()
         for site in self.sites:
             for asset in site.assets:

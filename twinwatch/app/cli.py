@@ -48,15 +48,18 @@ def _no_create_db_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _recovery(args):
-    """Bytewax recovery in ``--recovery-dir`` (created and initialised on first use): snapshots
-    of every stateful step, so a restarted flow resumes detector, alert and offset state."""
+    """Bytewax recovery in ``--recovery-dir``: snapshots of every stateful step, so a restarted
+    flow resumes detector, alert and offset state. Process 0 creates the directory's one
+    recovery partition on first use; the other processes of a cluster use what their directory
+    holds (the same directory on one host; on other hosts an empty one is fine: Bytewax finds
+    the partition on process 0's host). See docs/scale-out.md."""
     if not args.recovery_dir:
         return None
     from bytewax.recovery import RecoveryConfig, init_db_dir
 
     path = Path(args.recovery_dir)
-    if not any(path.glob("part-*.sqlite3")):
-        path.mkdir(parents=True, exist_ok=True)
+    path.mkdir(parents=True, exist_ok=True)
+    if not args.process_id and not any(path.glob("part-*.sqlite3")):
         init_db_dir(path, 1)
     return RecoveryConfig(str(path))
 
@@ -85,23 +88,36 @@ def cmd_run(args) -> int:
         source = ReplaySource(args.replay, config.flow.batch_size, args.speed)
     else:
         source = MqttSource(
-            config.services.mqtt,
+            config,
             config.flow.batch_size,
             args.idle_timeout,
             config.flow.max_queued,
+            clean_session=args.clean_session,
         )
+    addresses = args.addresses.split(",") if args.addresses else None
+    processes = len(addresses) if addresses else 1
     flow = build_flow(config, source)  # builds the plan: every detector and template checked
     # one process creates the database and applies retention (issue #5)
     startup.prepare(
         config, mqtt=not args.replay, create_db=not args.no_create_db, first=not args.process_id
     )
     m = config.services.metrics
-    serve(m.host, m.port + (args.process_id or 0) if m.port else 0)
+    port = m.port if args.metrics_port is None else args.metrics_port
+    serve(m.host, port)
+    logging.getLogger("twinwatch").info(
+        "process %d of %d: %d source partitions (flow.partitions) shared among %d worker(s); "
+        "/metrics %s",
+        args.process_id or 0,
+        processes,
+        config.flow.partitions if not args.replay else len(args.replay),
+        processes * args.workers,
+        f"on {m.host}:{port} (--metrics-port)" if port else "off",
+    )
     cli_main(
         flow,
         workers_per_process=args.workers,
         process_id=args.process_id,
-        addresses=args.addresses.split(",") if args.addresses else None,
+        addresses=addresses,
         epoch_interval=_epoch(args),
         recovery_config=_recovery(args),
     )
@@ -294,6 +310,19 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("-w", "--workers", type=int, default=1, help="worker threads per process")
     r.add_argument("-i", "--process-id", type=int, help="this process' index (multi-process)")
     r.add_argument("-a", "--addresses", help="comma-separated host:port of every process")
+    r.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve /metrics on this port (default: services.metrics.port; 0: off). Several "
+        "processes on one host need one port each",
+    )
+    r.add_argument(
+        "--clean-session",
+        action="store_true",
+        help="start every MQTT session of this process' partitions clean: drops what the "
+        "broker queued for them and any subscription an earlier run left (then persistent)",
+    )
     r.add_argument("--recovery-dir", help="Bytewax recovery directory (resume after restart)")
     r.add_argument(
         "--epoch-s", type=float, help="seconds between snapshots (default: Bytewax's 10)"

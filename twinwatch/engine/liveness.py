@@ -10,10 +10,21 @@ times (at most half of the series seen, so one silent series of two is still not
 device whose clock runs a day ahead therefore cannot make every other series look stale; it
 takes a quorum of series to move the stream's clock.
 
+Across processes each source partition (``flow.partitions``; a series' partition is its series
+key's shard, as the MQTT source routes it) also has its own clock, the same quorum-th newest
+time over its own series. A series is judged against ``min(its partition's clock, the
+stream's)``: partitions run in different processes and need not keep pace, and a process that
+lags, restarts or takes over a partition holds back only its own partition, so a slower
+partition's series are never judged by a faster one's clock. A partition that delivered nothing
+for ``flow.partition_idle_s`` of wall time (all its series silent) follows the stream's clock,
+so its silent series are still reported. With ``services.mqtt.shared_group`` there is no series
+affinity and one clock.
+
 After a restore from a snapshot the flow's own downtime is not silence: readings between the
-snapshot and the crash were processed and forgotten with the process. So at the first batch
-after a restore every series' last time moves up to the new watermark (a fresh grace period);
-a series that stays silent is reported ``stale_factor`` intervals later.
+snapshot and the crash were processed and forgotten with the process. So when a partition is
+first judged after a restore (its first batch, or when it falls idle), its series' last times
+move up to its clock (a fresh grace period); a series that stays silent is reported
+``stale_factor`` intervals later.
 """
 
 from __future__ import annotations
@@ -21,10 +32,11 @@ from __future__ import annotations
 import heapq
 import logging
 import math
+import time
 
 from twinwatch.config import Config
 from twinwatch.detectors.stale import StaleTracker
-from twinwatch.engine.alerts import make_alert
+from twinwatch.engine.alerts import make_alert, shard_of
 from twinwatch.engine.lifecycle import AlertState
 from twinwatch.engine.plan import summary_fields
 from twinwatch.schema import Alert, AlertStatus, series_key
@@ -47,65 +59,99 @@ def latest_times(records) -> dict[str, float]:
 
 
 class Liveness:
-    def __init__(self, config: Config, state: tuple | None = None):
+    def __init__(self, config: Config, state: tuple | None = None, clock=time.monotonic):
         self.config = config
         self.refs = {
             series_key(r.domain, r.site, r.asset, r.sensor.id): r for r in config.catalog.values()
         }
         self.quorum = config.flow.liveness_quorum
-        self.tracker = StaleTracker(config.flow.stale_factor)
+        self.idle_s = config.flow.partition_idle_s
+        self.clock = clock  # wall clock (monotonic), only for a partition's idleness
+        parts = 1 if config.services.mqtt.shared_group else config.flow.partitions
+        self.part_of = {key: int(shard_of(key, parts)) for key in self.refs}
+        factor = config.flow.stale_factor
+        self.trackers = [StaleTracker(factor) for _ in range(parts)]
+        self.latest: dict[str, float] = {}  # series -> newest time seen
+        self.part_latest: list[dict[str, float]] = [{} for _ in range(parts)]
+        self.watermark = 0.0  # the stream's clock
+        self.watermarks = [0.0] * parts  # each partition's clock
+        self.delivered = [self.clock()] * parts  # when each partition last delivered a batch
         self.stale: dict[str, AlertState] = {}
-        self.latest: dict[str, float] = {}  # series -> newest event time seen
-        self.watermark = 0.0
-        self.restored = state is not None
+        self.resume: set[int] = set()  # partitions not judged since a restore
         if state is not None:
-            tracker_state, stale, self.watermark = state
-            kept = tuple(e for e in tracker_state if e[0] in self.refs)
-            self.tracker = StaleTracker.from_state({"factor": config.flow.stale_factor}, kept)
+            tracker_state, stale, watermarks = state
+            kept = [e for e in tracker_state if e[0] in self.refs]
+            if isinstance(watermarks, float | int):  # a snapshot from before partition clocks
+                watermarks = (watermarks,)
+            if len(watermarks) != parts:  # flow.partitions changed: every clock from the newest
+                watermarks = [max(watermarks, default=0.0)] * parts
+            self.watermarks = [float(w) for w in watermarks]
+            self.watermark = max(self.watermarks)
+            for p in range(parts):
+                mine = tuple(e for e in kept if self.part_of[e[0]] == p)
+                self.trackers[p] = StaleTracker.from_state({"factor": factor}, mine)
+                self.part_latest[p] = {key: t for key, t, _, _ in mine}
+                self.latest.update(self.part_latest[p])
             self.stale = {k: AlertState.from_state(v) for k, v in stale.items() if k in self.refs}
             if len(kept) < len(tracker_state):
                 log.warning(
                     "restore: liveness dropped %d series no longer in the config",
                     len(tracker_state) - len(kept),
                 )
-            self.latest = {key: t for key, t, _, _ in kept}
+            self.resume = set(range(parts))
 
-    def _advance(self) -> None:
-        """The watermark moves to the quorum-th newest series time, never backwards."""
-        k = min(self.quorum, max(1, (len(self.latest) + 1) // 2))
-        if len(self.latest) >= k:
-            t = heapq.nlargest(k, self.latest.values())[-1]
-            if t > self.watermark:
-                self.watermark = t
+    def _quorum_time(self, latest: dict[str, float]) -> float | None:
+        """The quorum-th newest time (at most half of the series seen, at least the newest)."""
+        k = min(self.quorum, max(1, (len(latest) + 1) // 2))
+        return heapq.nlargest(k, latest.values())[-1] if len(latest) >= k else None
 
     def process(self, latest: dict[str, float]) -> list[Alert]:
         out = []
+        touched: set[int] = set()
         for key, t in latest.items():
             ref = self.refs.get(key)
             if ref is None:  # not a configured sensor: not ours to judge
                 continue
-            self.tracker.seen(key, t, ref.sensor.interval_s)
+            p = self.part_of[key]
+            touched.add(p)
+            self.trackers[p].seen(key, t, ref.sensor.interval_s)
             if t > self.latest.get(key, -math.inf):
-                self.latest[key] = t
+                self.latest[key] = self.part_latest[p][key] = t
             state = self.stale.pop(key, None)
             if state is not None:
                 out.append(self._alert(key, "resolved", state, t, max(0.0, t - state.last_hit)))
-        self._advance()
-        if self.restored and latest:
-            self.restored = False
-            self._resume()
-        for key, silent in self.tracker.check(self.watermark):
-            state = AlertState(since=self.watermark, last_hit=self.watermark - silent)
-            self.stale[key] = state
-            out.append(self._alert(key, "firing", state, self.watermark, silent))
+        if not touched:
+            return out
+        now = self.clock()
+        t = self._quorum_time(self.latest)
+        if t is not None and t > self.watermark:  # never backwards
+            self.watermark = t
+        for p in touched:
+            self.delivered[p] = now
+            t = self._quorum_time(self.part_latest[p])
+            if t is not None and t > self.watermarks[p]:
+                self.watermarks[p] = t
+        for p, tracker in enumerate(self.trackers):
+            idle = now - self.delivered[p] > self.idle_s
+            if p not in touched and not idle:
+                continue  # its clock has not moved
+            clock = self.watermark if idle else min(self.watermarks[p], self.watermark)
+            if p in self.resume:
+                self.resume.discard(p)
+                self._resume(tracker, clock)
+            for key, silent in tracker.check(clock):
+                state = AlertState(since=clock, last_hit=clock - silent)
+                self.stale[key] = state
+                out.append(self._alert(key, "firing", state, clock, silent))
         return out
 
-    def _resume(self) -> None:
-        """First batch after a restore: every series gets a fresh grace period from the
-        watermark (the flow's downtime is not the devices' silence)."""
-        for key, t, interval_s, reported in self.tracker.to_state():
-            if not reported and t < self.watermark:
-                self.tracker.seen(key, self.watermark, interval_s)
+    @staticmethod
+    def _resume(tracker: StaleTracker, clock: float) -> None:
+        """A partition first judged after a restore: its series get a fresh grace period from
+        its clock (the flow's downtime is not the devices' silence)."""
+        for key, t, interval_s, reported in tracker.to_state():
+            if not reported and t < clock:
+                tracker.seen(key, clock, interval_s)
 
     def _alert(
         self, key: str, status: AlertStatus, state: AlertState, t: float, silent: float
@@ -131,7 +177,7 @@ class Liveness:
 
     def to_state(self) -> tuple:
         return (
-            self.tracker.to_state(),
+            tuple(e for tracker in self.trackers for e in tracker.to_state()),
             {k: v.to_state() for k, v in self.stale.items()},
-            self.watermark,
+            tuple(self.watermarks),
         )
