@@ -329,4 +329,6 @@ class MqttSource(FixedPartitionedSource):
 
     def build_part(self, step_id: str, for_part: str, resume_state: bool | None) -> _MqttPartition:
         index = int(for_part.split("of")[0])
-        return _MqttPartition(self, for_part, index, bool(resume_state))
+        part = _MqttPartition(self, for_part, index, bool(resume_state))
+        log.info("MQTT partition %s runs here (client id %s)", for_part, part.client_id)
+        return part
