@@ -226,7 +226,8 @@ def test_one_of_two_processes_killed_mid_stream_loses_and_duplicates_nothing(
         os.kill(victim.pid, signal.SIGKILL)
         victim.wait()
         survivor = cluster[0][0]
-        assert survivor.wait(timeout=60) != 0  # the cluster stops as a whole
+        assert survivor.wait(timeout=60) != 0  # the cluster stops as a whole, and says so:
+        assert "another process of the cluster" in cluster[0][2].read_text()
         cluster = _cluster(env2, tmp_path / "two", *recovery)  # the supervisor restarts both
         procs += [p for p, _, _ in cluster]
         publisher.join(timeout=300)

@@ -113,14 +113,26 @@ def cmd_run(args) -> int:
         processes * args.workers,
         f"on {m.host}:{port} (--metrics-port)" if port else "off",
     )
-    cli_main(
-        flow,
-        workers_per_process=args.workers,
-        process_id=args.process_id,
-        addresses=addresses,
-        epoch_interval=_epoch(args),
-        recovery_config=_recovery(args),
-    )
+    try:
+        cli_main(
+            flow,
+            workers_per_process=args.workers,
+            process_id=args.process_id,
+            addresses=addresses,
+            epoch_interval=_epoch(args),
+            recovery_config=_recovery(args),
+        )
+    except BaseException as e:  # Bytewax raises a Rust panic when a peer process goes away
+        if processes < 2 or type(e).__name__ != "PanicException":
+            raise
+        print(
+            f"twinwatch: process {args.process_id or 0} stops: another process of the cluster "
+            f"({args.addresses}) stopped or became unreachable. A Bytewax cluster runs as a "
+            "whole: restart every process; they resume from --recovery-dir and their MQTT "
+            "sessions (docs/scale-out.md)",
+            file=sys.stderr,
+        )
+        return 1
     return startup.finish()
 
 
