@@ -48,6 +48,7 @@ from twinwatch.mqttsub import Subscriber
 
 ROOT = Path(__file__).resolve().parents[1]
 TICK = os.sysconf("SC_CLK_TCK")
+EXTRA_ENV: dict[str, str] = {}  # TWINWATCH__ overrides for every flow process (--set)
 
 
 def cpu_s(pid: int) -> float:
@@ -145,6 +146,7 @@ def _flows(
             TWINWATCH__SERVICES__INFLUXDB__SPOOL_DIR=str(base / f"spool-{tag}"),
             TWINWATCH__SERVICES__ALERTMANAGER__URL="null",
             TWINWATCH__FLOW__DEAD_LETTER_PATH=str(base / f"dead-{tag}.jsonl"),
+            **EXTRA_ENV,
         )
         args = ["--metrics-port", str(port)]
         if n > 1:
@@ -337,12 +339,22 @@ def main() -> None:
     ap.add_argument("--warmup-s", type=float, default=4)
     ap.add_argument("--window-s", type=float, default=12)
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config override for the flows, e.g. services.mqtt.catch_all=false",
+    )
     ap.add_argument("--drain", action="store_true")
     ap.add_argument("--messages", type=int, default=100_000)
     args = ap.parse_args()
     if args.drain:
         drain(args)
         return
+    for item in args.set:
+        key, _, value = item.partition("=")
+        EXTRA_ENV["TWINWATCH__" + key.upper().replace(".", "__")] = value
     base = Path(tempfile.mkdtemp(prefix="twinwatch-scale-"))
     conf = (ROOT / "docker/mosquitto/mosquitto.conf").read_text()
     svcs = {
