@@ -278,7 +278,7 @@ def drain(args) -> None:
         while len(mids) < n:
             sub.wait(1.0)
             before = len(mids)
-            sub.read(lambda t, p, m: mids.append(m))
+            sub.read(lambda t, p, m: mids.append(m or 0))
             sub.ack(mids[before:])  # one write per read, as the source acknowledges per batch
             sub.flush()
         dt = time.perf_counter() - t0
@@ -288,8 +288,8 @@ def drain(args) -> None:
     def run_gmqtt(cid: str) -> float:
         import asyncio
 
-        import gmqtt
-        from gmqtt.mqtt.constants import MQTTv311
+        import gmqtt  # type: ignore[import-untyped]
+        from gmqtt.mqtt.constants import MQTTv311  # type: ignore[import-untyped]
 
         async def go() -> float:
             got = [0]

@@ -209,6 +209,8 @@ class _MqttPartition(StatefulSourcePartition):
 
     def _loop(self, sub: Subscriber) -> None:
         wake = self.wake_r
+        sock = sub.sock
+        assert sock is not None  # connected
         more = False  # complete messages left in the subscriber's buffer
         while not self.closing:
             acks = self.acks
@@ -219,14 +221,14 @@ class _MqttPartition(StatefulSourcePartition):
             sub.flush()
             room = self.max_queued - self.held
             self.paused = room <= 0
-            readable = [wake] if self.paused else [sub.sock, wake]
-            writable = [sub.sock] if sub.out else []
+            readable = [wake] if self.paused else [sock, wake]
+            writable = [sock] if sub.out else []
             timeout = 0.0 if more and not self.paused else 0.5
             ready = select.select(readable, writable, [], timeout)[0]
             if wake in ready:
                 with contextlib.suppress(BlockingIOError):
                     wake.recv(4096)
-            if not self.paused and (more or sub.sock in ready):
+            if not self.paused and (more or sock in ready):
                 more = sub.read(self._on_message, limit=room) == room
 
     def _on_message(self, topic: str, payload: bytes, mid: int | None) -> None:

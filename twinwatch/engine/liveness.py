@@ -123,14 +123,14 @@ class Liveness:
         if not touched:
             return out
         now = self.clock()
-        t = self._quorum_time(self.latest)
-        if t is not None and t > self.watermark:  # never backwards
-            self.watermark = t
+        q = self._quorum_time(self.latest)
+        if q is not None and q > self.watermark:  # never backwards
+            self.watermark = q
         for p in touched:
             self.delivered[p] = now
-            t = self._quorum_time(self.part_latest[p])
-            if t is not None and t > self.watermarks[p]:
-                self.watermarks[p] = t
+            q = self._quorum_time(self.part_latest[p])
+            if q is not None and q > self.watermarks[p]:
+                self.watermarks[p] = q
         for p, tracker in enumerate(self.trackers):
             idle = now - self.delivered[p] > self.idle_s
             if p not in touched and not idle:
