@@ -27,6 +27,7 @@ from twinwatch.engine.parse import Parser
 from twinwatch.engine.plan import Plan
 from twinwatch.engine.shard import Shard
 from twinwatch.flows.dataflow import _by_shard, build_flow
+from twinwatch.flows.placement import shard_keys
 
 
 def bench_config(series: int) -> dict:
@@ -97,11 +98,11 @@ def make_batches(config, readings: int, batch: int) -> list[list[tuple[str, byte
 def plain_loop(config, batches) -> int:
     parser, plan, live = Parser(config), Plan(config), Liveness(config)
     shards: dict[str, Shard] = {}
-    shard_count = config.flow.shards
+    keys = shard_keys(config.flow.shards, config.flow.partitions)
     out = 0
     for raw in batches:
         records, dead = parser.split(raw)
-        for key, recs in _by_shard(records, shard_count):
+        for key, recs in _by_shard(records, keys):
             shard = shards.get(key)
             if shard is None:
                 shard = shards[key] = Shard(plan)

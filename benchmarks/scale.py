@@ -288,8 +288,10 @@ def drain(args) -> None:
     def run_gmqtt(cid: str) -> float:
         import asyncio
 
-        import gmqtt  # type: ignore[import-untyped]
-        from gmqtt.mqtt.constants import MQTTv311  # type: ignore[import-untyped]
+        import gmqtt  # type: ignore[import-not-found,import-untyped,unused-ignore]
+        from gmqtt.mqtt.constants import (  # type: ignore[import-not-found,import-untyped,unused-ignore]
+            MQTTv311,
+        )
 
         async def go() -> float:
             got = [0]

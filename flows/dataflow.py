@@ -32,6 +32,7 @@ from twinwatch.engine.parse import Parser
 from twinwatch.engine.plan import Plan
 from twinwatch.engine.shard import Shard
 from twinwatch.flows.acks import Acked, DeadBatch, split_ack
+from twinwatch.flows.placement import shard_keys
 from twinwatch.flows.sinks import build_sinks
 from twinwatch.schema import Alert, SecurityEvent
 
@@ -55,8 +56,8 @@ class _ShardLogic(op.StatefulBatchLogic):
 
 
 class _LivenessLogic(op.StatefulBatchLogic):
-    def __init__(self, config: Config, state: tuple | None):
-        self.liveness = Liveness(config, state)
+    def __init__(self, config: Config, state: tuple | None, partitions: int):
+        self.liveness = Liveness(config, state, partitions=partitions)
 
     def on_batch(self, summaries: list[dict[str, float]]) -> tuple[list, bool]:
         # One check per source batch, in order: the watermark advances as finely as the source.
@@ -73,10 +74,14 @@ class _LivenessLogic(op.StatefulBatchLogic):
         return self.liveness.to_state()
 
 
-def _by_shard(records: list, shards: int) -> list[tuple[str, list]]:
+def _by_shard(records: list, keys: list[str]) -> list[tuple[str, list]]:
+    """Group a batch by detector shard. ``keys[s]`` is shard s's key, placed on the worker that
+    reads the shard's source partition (twinwatch.flows.placement): no exchange between
+    processes."""
     groups: dict[str, list] = defaultdict(list)
+    shards = len(keys)
     for r in records:
-        groups[shard_of(r.series, shards)].append(r)
+        groups[keys[int(shard_of(r.series, shards))]].append(r)
     return list(groups.items())
 
 
@@ -124,7 +129,9 @@ def build_flow(
     )
     parser = Parser(config)
     plan = Plan(config)
-    shards = config.flow.shards
+    keys = shard_keys(config.flow.shards, config.flow.partitions)
+    # one liveness clock per source partition with series affinity (twinwatch.engine.liveness)
+    clocks = getattr(source, "affinity_partitions", 1)
 
     flow = Dataflow(flow_id)
     raw = op.input("source", flow, source)
@@ -137,14 +144,14 @@ def build_flow(
         log_events, log_dead = log_input(flow, config, log_source)
         dead = op.merge("all_dead_letters", dead, log_dead)
 
-    keyed = op.flat_map("shard", records, lambda rs: _by_shard(rs, shards))
+    keyed = op.flat_map("shard", records, lambda rs: _by_shard(rs, keys))
     detected = op.stateful_batch("detect", keyed, lambda s: _ShardLogic(plan, s))
     detect_out = op.branch("detect_dead", op.map("unkey", detected, _value), _is_dead)
     outputs = detect_out.falses
     dead = op.merge("with_detect_dead", dead, detect_out.trues)
 
     latest = op.map("latest", records, lambda rs: ("liveness", latest_times(rs)))
-    stale = op.stateful_batch("liveness", latest, lambda s: _LivenessLogic(config, s))
+    stale = op.stateful_batch("liveness", latest, lambda s: _LivenessLogic(config, s, clocks))
     stale_out = op.branch("liveness_dead", op.map("unkey_liveness", stale, _value), _is_dead)
     stale_alerts = stale_out.falses
     dead = op.merge("with_liveness_dead", dead, stale_out.trues)

@@ -324,6 +324,8 @@ class MqttSource(FixedPartitionedSource):
         self.clean_session = clean_session
         self.routes = None if self.cfg.shared_group else partition_topics(config)
         self.catch_all = 0 if self.cfg.catch_all else None
+        # partitions with series affinity: liveness keeps one clock per partition
+        self.affinity_partitions = 1 if self.routes is None else self.partitions
 
     def list_parts(self) -> list[str]:
         n = self.partitions

@@ -17,8 +17,8 @@ stream's)``: partitions run in different processes and need not keep pace, and a
 lags, restarts or takes over a partition holds back only its own partition, so a slower
 partition's series are never judged by a faster one's clock. A partition that delivered nothing
 for ``flow.partition_idle_s`` of wall time (all its series silent) follows the stream's clock,
-so its silent series are still reported. With ``services.mqtt.shared_group`` there is no series
-affinity and one clock.
+so its silent series are still reported. Sources without series affinity (replay files, MQTT
+with ``services.mqtt.shared_group``) have one clock.
 
 After a restore from a snapshot the flow's own downtime is not silence: readings between the
 snapshot and the crash were processed and forgotten with the process. So when a partition is
@@ -59,7 +59,15 @@ def latest_times(records) -> dict[str, float]:
 
 
 class Liveness:
-    def __init__(self, config: Config, state: tuple | None = None, clock=time.monotonic):
+    def __init__(
+        self,
+        config: Config,
+        state: tuple | None = None,
+        clock=time.monotonic,
+        partitions: int = 1,
+    ):
+        """``partitions``: the source's partitions with series affinity (the MQTT source's
+        ``flow.partitions``); 1 for sources without it (replay files, shared subscriptions)."""
         self.config = config
         self.refs = {
             series_key(r.domain, r.site, r.asset, r.sensor.id): r for r in config.catalog.values()
@@ -67,7 +75,7 @@ class Liveness:
         self.quorum = config.flow.liveness_quorum
         self.idle_s = config.flow.partition_idle_s
         self.clock = clock  # wall clock (monotonic), only for a partition's idleness
-        parts = 1 if config.services.mqtt.shared_group else config.flow.partitions
+        parts = partitions
         self.part_of = {key: int(shard_of(key, parts)) for key in self.refs}
         factor = config.flow.stale_factor
         self.trackers = [StaleTracker(factor) for _ in range(parts)]
