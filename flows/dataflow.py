@@ -119,15 +119,17 @@ def build_flow(
     dead_letter_sink=None,
     flow_id: str = "twinwatch",
     log_source=None,
+    process: tuple[int, int] = (0, 1),
 ) -> Dataflow:
-    """Wire the flow. Sinks default to the configured services; tests may pass their own."""
+    """Wire the flow. Sinks default to the configured services; tests may pass their own.
+    ``process``: this process' index and the cluster's process count (dead-letter times)."""
     sinks = build_sinks(
         config,
         influx_sink=influx_sink,
         alert_sink=alert_sink,
         dead_letter_sink=dead_letter_sink,
     )
-    parser = Parser(config)
+    parser = Parser(config, lane=process)
     plan = Plan(config)
     keys = shard_keys(config.flow.shards, config.flow.partitions)
     # one liveness clock per source partition with series affinity (twinwatch.engine.liveness)

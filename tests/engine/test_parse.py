@@ -305,3 +305,21 @@ def test_events_of_one_second_arriving_out_of_order_all_get_their_own_time():
     assert len(set(burst)) == 20_000
     starts, ends = unique._taken["security/s/a/x"]
     assert len(starts) == 1 and ends[0] - starts[0] == 20_000
+
+
+def test_dead_letters_of_two_processes_never_share_a_time():
+    """Issue #14: two processes of a cluster each received a burst of bad messages in the same
+    millisecond; with one lane each, their dead letters (series: reason) overwrote each other
+    in InfluxDB. Each process now hands out only its lane's milliseconds."""
+    config = load_config(environ={})
+    received = datetime(2026, 11, 20, 0, 0, 0, 123000, tzinfo=UTC)
+    bad = [("city/water/sejong-wtp/clearwell/chlorine", b"{not json")] * 50
+    times = []
+    for lane in ((0, 2), (1, 2)):
+        _, dead = Parser(config, lane=lane).split(bad, received=received)
+        assert len({d.time for d in dead}) == 50  # unique within the process
+        times.append({d.time for d in dead})
+    assert not times[0] & times[1]  # and across the two
+    one = Parser(config).split(bad, received=received)[1]  # one process: as before
+    assert sorted(d.time for d in one)[0] == received
+    assert max(d.time for d in one) - received == (received.replace(microsecond=172000) - received)

@@ -124,7 +124,8 @@ def cmd_run(args) -> int:
         )
     addresses = args.addresses.split(",") if args.addresses else None
     processes = len(addresses) if addresses else 1
-    flow = build_flow(config, source)  # builds the plan: every detector and template checked
+    # builds the plan: every detector and template checked
+    flow = build_flow(config, source, process=(args.process_id or 0, processes))
     # one process creates the database and applies retention (issue #5)
     startup.prepare(
         config, mqtt=not args.replay, create_db=not args.no_create_db, first=not args.process_id

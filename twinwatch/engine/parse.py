@@ -88,15 +88,23 @@ class UniqueTimes:
     The taken milliseconds of a series are kept as merged intervals, so a burst of any size is
     one interval. Memory is bounded: a series keeps at most ``max_intervals`` (when full it
     forgets the older half) and at most ``max_series`` series are tracked.
+
+    ``lane=(i, n)``: only milliseconds congruent to i modulo n are handed out, so the n
+    processes of a cluster, each with its own lane, never hand out the same one (issue #14: the
+    dead letters of two processes received in one millisecond overwrote each other).
     """
 
-    def __init__(self, max_series: int = 100_000, max_intervals: int = 10_000):
+    def __init__(
+        self, max_series: int = 100_000, max_intervals: int = 10_000, lane: tuple[int, int] = (0, 1)
+    ):
         self.max_series = max_series
         self.max_intervals = max_intervals
+        self.offset, self.stride = lane
         self._taken: dict[str, tuple[list[int], list[int]]] = {}  # series -> (starts, ends)
 
     def __call__(self, series: str, t: datetime) -> datetime:
-        own = round(t.timestamp() * 1000)
+        ms = round(t.timestamp() * 1000)
+        own = -((self.offset - ms) // self.stride)  # the lane's first slot at or after ms
         taken = self._taken.get(series)
         if taken is None:
             if len(self._taken) >= self.max_series:
@@ -118,7 +126,8 @@ class UniqueTimes:
         if len(starts) > self.max_intervals:  # forget the older half
             half = len(starts) // 2
             del starts[:half], ends[:half]
-        return t if free == own else datetime.fromtimestamp(free / 1000, UTC)
+        free = free * self.stride + self.offset  # slot -> millisecond
+        return t if free == ms else datetime.fromtimestamp(free / 1000, UTC)
 
 
 class Parser:
@@ -131,14 +140,17 @@ class Parser:
     wall clock, so a replay of last year's files still works; a live stream's clock is "now".
     """
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, lane: tuple[int, int] = (0, 1)):
+        """``lane``: (this process' index, the cluster's process count), so that dead letters
+        of different processes never share a time (``UniqueTimes``)."""
         self.prefix = config.services.mqtt.topic_prefix + "/"
         self.max_bytes = config.flow.max_payload_bytes
         self.max_future = timedelta(seconds=config.flow.max_future_s)
         lateness = config.flow.max_lateness_s
         self.max_lateness = None if lateness is None else timedelta(seconds=lateness)
         self.clock = EARLIEST  # the newest accepted event time (the stream's clock)
-        self.unique = UniqueTimes()
+        self.unique = UniqueTimes()  # events: per series, and a series is in one process
+        self.unique_dead = UniqueTimes(lane=lane)  # dead letters: per reason, any process
         self.device_kinds = frozenset(config.security.device_events) | frozenset(
             config.security.device_event_kinds
         )
@@ -262,13 +274,13 @@ class Parser:
         raws: list[tuple[str, bytes]] = []
         errs: list[DeadLetter] = []
         received = received or datetime.now(UTC)
-        unique = self.unique
+        unique, unique_dead = self.unique, self.unique_dead
         clock = self.clock
         for topic, payload in messages:
             try:
                 rec = self.parse(topic, payload, received)
             except BadRecord as e:
-                when = unique(f"{source}/{e.reason}", received)
+                when = unique_dead(f"{source}/{e.reason}", received)
                 errs.append(dead_letter(source, topic, e.reason, e.detail, payload, when))
                 continue
             except Exception as e:
@@ -294,7 +306,7 @@ class Parser:
                                 f"{self.max_lateness.total_seconds():g}s (flow.max_lateness_s) "
                                 f"behind the stream's newest time {clock.isoformat()}",
                                 payload,
-                                unique(f"{source}/bad_time", received),
+                                unique_dead(f"{source}/bad_time", received),
                             )
                         )
                     else:
