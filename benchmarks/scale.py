@@ -3,6 +3,7 @@ measured in one run, with each process' CPU share; and the MQTT intake clients s
 
     python -m benchmarks.scale [--series 1000] [--processes 1,2] [--window-s 12] [--repeat 1]
     python -m benchmarks.scale --drain [--messages 100000]
+    python -m benchmarks.scale --catch-all-cost [--messages 100000] [--repeat 2]
 
 Starts its own InfluxDB and Mosquitto (free loopback ports, temp dir; Mosquitto with
 docker/mosquitto/mosquitto.conf). For each process count, `twinwatch run` processes (a cluster
@@ -20,6 +21,10 @@ that it costs little CPU: on 2 cores it competes with what it measures.
 ``--drain``: a persistent session holds ``--messages`` QoS 1 messages; paho (as the flow used it:
 network thread, one ``ack()`` per message), gmqtt (if installed) and twinwatch.mqttsub drain it,
 in alternating order.
+
+``--catch-all-cost``: the source's four partitions in this process take ``--messages`` readings
+over ``--series`` topics (at 20,000/s), with and without partition 0's ``<prefix>/#``: CPU per
+published message of the partitions' network threads, of the worker's polling, and of the broker.
 """
 
 from __future__ import annotations
@@ -332,6 +337,69 @@ def drain(args) -> None:
         broker.stop()
 
 
+def _thread_cpu_s(native_id: int) -> float:
+    fields = Path(f"/proc/self/task/{native_id}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def catch_all_cost(args) -> None:
+    """CPU per published message of the source's network threads and of the broker, with and
+    without partition 0's catch-all subscription (alternating, ``--repeat`` times)."""
+    from twinwatch.config import parse_config
+    from twinwatch.flows.sources.mqtt import MqttSource
+
+    base = Path(tempfile.mkdtemp(prefix="twinwatch-catchall-"))
+    conf = (ROOT / "docker/mosquitto/mosquitto.conf").read_text()
+    broker = services.Mosquitto(base / "mosquitto", config_text=conf)
+    broker.start()
+    assert broker.pid is not None
+    bpid = broker.pid
+    raw = bench_config(args.series)
+    topics = [
+        f"city/structures/site{i // 100}/a{(i // 10) % 10}/s{i % 10}" for i in range(args.series)
+    ]
+    n = args.messages
+    try:
+        for r in range(2 * args.repeat):
+            catch_all = r % 2 == 0
+            raw["services"] = {
+                "mqtt": {"port": broker.port, "client_id": f"ca{r}", "catch_all": catch_all}
+            }
+            config = parse_config(raw, environ={})
+            source = MqttSource(config, batch_size=1000, max_queued=10 * n)
+            parts = [source.build_part("in", key, None) for key in source.list_parts()]
+            while not all(p.ready for p in parts):
+                time.sleep(0.05)
+            ids = [p.thread.native_id for p in parts]
+            t0 = {i: _thread_cpu_s(i) for i in ids if i is not None}
+            w0, b0 = time.thread_time(), cpu_s(bpid)
+            pub = Publisher(broker.port, topics)
+            pub.limit, pub.rate = n, 20_000.0
+            got = 0
+            while got < n:
+                for p in parts:
+                    for batch in p.next_batch():
+                        got += len(batch)
+                        batch.ack()
+                time.sleep(0.002)
+            dt_worker = time.thread_time() - w0  # polling included: an upper bound
+            threads = sum(_thread_cpu_s(i) - c for i, c in t0.items())
+            broker_s = cpu_s(bpid) - b0
+            pub.stop.set()
+            pub.thread.join()
+            for p in parts:
+                p.close()
+            print(
+                f"catch_all={str(catch_all):5}  network threads {1e6 * threads / n:5.1f} us/msg  "
+                f"worker (next_batch, ack) {1e6 * dt_worker / n:5.1f} us/msg  "
+                f"broker {1e6 * broker_s / n:5.1f} us/msg  "
+                f"(partition 0 dropped {parts[0].dropped:,} of {n:,})",
+                flush=True,
+            )
+    finally:
+        broker.stop()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--series", type=int, default=1000)
@@ -349,10 +417,14 @@ def main() -> None:
         help="a config override for the flows, e.g. services.mqtt.catch_all=false",
     )
     ap.add_argument("--drain", action="store_true")
+    ap.add_argument("--catch-all-cost", action="store_true")
     ap.add_argument("--messages", type=int, default=100_000)
     args = ap.parse_args()
     if args.drain:
         drain(args)
+        return
+    if args.catch_all_cost:
+        catch_all_cost(args)
         return
     for item in args.set:
         key, _, value = item.partition("=")
