@@ -221,6 +221,8 @@ class _MqttPartition(StatefulSourcePartition):
             sub.flush()
             room = self.max_queued - self.held
             self.paused = room <= 0
+            if self.paused:  # not reading on purpose: the broker's silence is not a dead link
+                sub.last_in = time.monotonic()  # (our PINGREQs keep the session alive)
             readable = [wake] if self.paused else [sock, wake]
             writable = [sock] if sub.out else []
             timeout = 0.0 if more and not self.paused else 0.5
