@@ -248,3 +248,40 @@ def test_one_of_two_processes_killed_mid_stream_loses_and_duplicates_nothing(
     assert set(again) == set(files) and all(again[k] >= n for k, n in files.items())
     for db in (one_db, two_db):
         influxdb.drop_database(db)
+
+
+def test_the_metrics_port_is_an_explicit_option_and_logged(
+    influxdb, mosquitto, influx_db, tmp_path
+):
+    """Before: process i silently served /metrics on services.metrics.port + i."""
+    env, config_port = flow_env(tmp_path, mosquitto, influxdb, influx_db)
+    replay = tmp_path / "day.jsonl"
+    replay.write_text(
+        json.dumps(
+            {
+                "topic": "city/water/sejong-wtp/clearwell/chlorine",
+                "payload": {"time": "2026-11-20T00:00:00Z", "value": 0.5},
+            }
+        )
+        + "\n"
+    )
+    port = services.free_port()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "twinwatch.app.cli",
+            "run",
+            "--replay",
+            str(replay),
+            "--metrics-port",
+            str(port),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"/metrics on 127.0.0.1:{port} (--metrics-port)" in done.stderr
+    assert str(config_port) not in done.stderr.split("/metrics on", 1)[1].splitlines()[0]
