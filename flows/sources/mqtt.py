@@ -76,6 +76,30 @@ def _gauges() -> None:
     )
 
 
+class _Outage:
+    """One log line per outage (and one when it ends) for all the partitions of this process,
+    not one per partition and attempt."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.reported = False
+
+    def down(self, line: str) -> None:
+        with self.lock:
+            if not self.reported:
+                self.reported = True
+                log.error("%s", line)
+
+    def up(self, line: str) -> None:
+        with self.lock:
+            if self.reported:
+                self.reported = False
+                log.warning("%s", line)
+
+
+_OUTAGE = _Outage()
+
+
 def partition_topics(config: Config) -> dict[str, int]:
     """topic -> partition index, for every configured sensor (series affinity: the partition
     is the series key's shard among ``flow.partitions``, as liveness assumes)."""
@@ -141,31 +165,27 @@ class _MqttPartition(StatefulSourcePartition):
 
     def _run(self) -> None:
         delay = float(BACKOFF[0])
-        unreachable = False
         while not self.closing:
             sub = Subscriber(self.cfg, self.client_id, clean_session=self.clean_session)
             try:
                 present = sub.connect()
             except MqttError as e:
-                log.error("%s; retrying in %.0f s", e, delay)
+                _OUTAGE.down(
+                    f"{e}; retrying with backoff ({BACKOFF[0]} s doubling to {BACKOFF[1]} s)"
+                )
                 self._sleep(delay)
                 delay = min(delay * 2, BACKOFF[1])
                 continue
             except OSError as e:
-                if not unreachable:  # one line per outage, not one per attempt
-                    unreachable = True
-                    log.error(
-                        "cannot reach %s: %s; retrying with backoff (%d s doubling to %d s)",
-                        describe(self.cfg),
-                        why_unreachable(self.cfg) if not str(e) else e,
-                        *BACKOFF,
-                    )
+                why = e.strerror or str(e) or why_unreachable(self.cfg)
+                _OUTAGE.down(
+                    f"cannot reach {describe(self.cfg)}: {why}; retrying with backoff "
+                    f"({BACKOFF[0]} s doubling to {BACKOFF[1]} s)"
+                )
                 self._sleep(delay)
                 delay = min(delay * 2, BACKOFF[1])
                 continue
-            if unreachable:
-                log.warning("%s is reachable again", describe(self.cfg))
-                unreachable = False
+            _OUTAGE.up(f"{describe(self.cfg)} is reachable again")
             delay = float(BACKOFF[0])
             self.sub = sub
             try:
