@@ -26,18 +26,27 @@ their repr nor any log line or exception message contains them, and URLs with cr
 from __future__ import annotations
 
 import gzip as gzip_module
-import json
 import logging
 import ssl
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
 
 from twinwatch.config import ConfigError, InfluxService, Tls
-from twinwatch.http import HttpError, Rejected, Unavailable, parse_retry_after, retry, ssl_context
+from twinwatch.http import (
+    HttpError,
+    Rejected,
+    Unavailable,
+    error_text,
+    parse_retry_after,
+    retry,
+    ssl_context,
+    status_error,
+)
 from twinwatch.lineprotocol import PRECISION
 
 __all__ = [
@@ -53,7 +62,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 SINK = "influxdb"
-_MAX_ERROR_TEXT = 500
 
 
 class InfluxError(HttpError):
@@ -85,25 +93,8 @@ def _check_url(url: str, tls: Tls | None) -> str:
     return url.rstrip("/")
 
 
-def _error_text(body: str | bytes | None) -> str:
-    """The server's error message: InfluxDB 1.x ``{"error": ...}``, 2.x ``{"message": ...}``."""
-    if isinstance(body, bytes):
-        body = body.decode("utf-8", "replace")
-    body = (body or "").strip()
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        doc = None
-    if isinstance(doc, dict):
-        body = str(doc.get("error") or doc.get("message") or body)
-    return body[:_MAX_ERROR_TEXT]
-
-
-def _status_error(what: str, status: int, text: str, retry_after: float | None) -> InfluxError:
-    msg = f"{what}: HTTP {status}: {text}" if text else f"{what}: HTTP {status}"
-    if status == 429 or status >= 500:
-        return InfluxUnavailable(msg, status=status, text=text, retry_after=retry_after)
-    return InfluxRejected(msg, status=status, text=text)
+# One response classifier for every client (twinwatch.http), with this client's error classes.
+_status_error = partial(status_error, unavailable=InfluxUnavailable, rejected=InfluxRejected)
 
 
 class _Retrying:
@@ -230,7 +221,7 @@ class InfluxV1Writer(_Retrying):
         raise _status_error(
             what,
             r.status_code,
-            _error_text(r.text),
+            error_text(r.text),
             parse_retry_after(r.headers.get("Retry-After")),
         )
 
@@ -397,7 +388,7 @@ class InfluxV2Writer(_Retrying):
             raise _status_error(
                 what,
                 int(e.status or 0),
-                _error_text(e.body),
+                error_text(e.body),
                 parse_retry_after(headers.get("Retry-After")),
             ) from None
         except (Urllib3Error, OSError) as e:
