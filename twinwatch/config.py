@@ -42,6 +42,8 @@ __all__ = [
     "MqttService",
     "InfluxService",
     "AlertmanagerService",
+    "check_webhook_secret",
+    "MIN_WEBHOOK_SECRET_BYTES",
     "MetricsService",
     "Services",
     "FlowSettings",
@@ -238,24 +240,61 @@ class Retention(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     measurements: dict[str, RetentionDuration] = {}
 
 
+MIN_WEBHOOK_SECRET_BYTES = 32  # an HMAC key shorter than this can be guessed offline
+
+
 class AlertmanagerService(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Alert delivery (twinwatch.alerting.delivery): Alertmanager and/or a signed webhook."""
+
     url: str | None = "http://127.0.0.1:9093"  # None: alerts only go to InfluxDB
     username: str | None = None
     password: Secret | None = None
     bearer_token: Secret | None = None
     timeout_s: PositiveFloat = 5.0
-    max_retries: Annotated[int, msgspec.Meta(ge=0)] = 5
+    max_retries: Annotated[int, msgspec.Meta(ge=0)] = 5  # per request of the CLI (`alerts ...`)
     resend_interval_s: PositiveFloat = 60.0  # Alertmanager expects firing alerts to be re-sent
     firing_ttl_s: PositiveFloat = 3600.0  # endsAt of a firing alert, renewed at each re-send
     generator_url: str = "http://127.0.0.1:3000/d/twinwatch-alerts"
     tls: Tls = Tls()
-    # Issue #4 (alerting/): persistence, direct webhook, links, generated Alertmanager config.
-    state_path: str | None = None  # SQLite of delivered alerts: a restart neither loses nor repeats
+    # The delivery queue and what each receiver was told (SQLite): a restart or an outage
+    # neither loses nor repeats a page. None: in memory only (tests, throwaway runs).
+    state_path: str | None = "var/alert-delivery.sqlite"
+    queue_max: Annotated[int, msgspec.Meta(ge=1)] = 10_000  # per receiver; beyond: oldest dropped
+    max_backoff_s: PositiveFloat = 30.0  # retry delay cap while a receiver is down
+    # A resolve is held until its firing was accepted this long ago, so that Alertmanager has
+    # notified the firing first (an alert that resolves before its group is flushed is never
+    # notified). None: routing's max(group_wait_s, group_interval_s) + 2 s.
+    resolve_hold_s: Annotated[float, msgspec.Meta(ge=0)] | None = None
     webhook_url: str | None = None  # direct HMAC-signed webhook (sites without Alertmanager)
-    webhook_secret: Secret | None = None
+    webhook_secret: Secret | None = None  # at least 32 bytes
     runbook_url: str = ""  # template: {domain} {site} {asset} {sensor} {rule} {severity}
     dashboard_url: str = ""  # template: as runbook_url plus {from_ms} {to_ms}
     routing: AlertRouting = msgspec.field(default_factory=lambda: AlertRouting())
+
+    def __post_init__(self) -> None:
+        if self.webhook_url is not None and self.webhook_secret is None:
+            raise ValueError("webhook_url needs webhook_secret")
+        if self.webhook_secret is not None:
+            try:
+                secret = self.webhook_secret.reveal()
+            except ConfigError:
+                return  # unreadable here (e.g. checked on another host): checked at connect
+            check_webhook_secret(secret)
+
+    @property
+    def hold_s(self) -> float:
+        """How long a resolve waits behind its firing at Alertmanager (see resolve_hold_s)."""
+        if self.resolve_hold_s is not None:
+            return self.resolve_hold_s
+        return max(self.routing.group_wait_s, self.routing.group_interval_s) + 2.0
+
+
+def check_webhook_secret(secret: str) -> None:
+    if len(secret.encode()) < MIN_WEBHOOK_SECRET_BYTES:
+        raise ValueError(
+            f"webhook_secret is {len(secret.encode())} bytes; use at least "
+            f"{MIN_WEBHOOK_SECRET_BYTES} random bytes (e.g. `openssl rand -hex 32`)"
+        )
 
 
 class AlertReceiver(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

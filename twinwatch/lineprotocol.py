@@ -14,6 +14,7 @@ fields, never tags, so series cardinality stays bounded):
     anomaly         asset detector domain sensor site              score value   (one per hit)
     alert           asset domain rule sensor severity site status  fingerprint value unit summary
                                                                    starts_at_ms(i)
+    alert_ack       asset domain rule sensor severity site         fingerprint user comment summary
     dead_letter     reason source                                  topic detail payload
     reading_1m      asset domain quantity sensor site unit         mean min max count(i)
     reading_1h      (the same; ``Rollup`` records, time = window start)
@@ -57,7 +58,15 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from twinwatch.schema import Alert, AnomalyScore, DeadLetter, Reading, Rollup, SecurityEvent
+from twinwatch.schema import (
+    Alert,
+    AlertAck,
+    AnomalyScore,
+    DeadLetter,
+    Reading,
+    Rollup,
+    SecurityEvent,
+)
 
 __all__ = [
     "PRECISION",
@@ -80,6 +89,7 @@ MEASUREMENTS: tuple[str, ...] = (
     "anomaly_score",
     "anomaly",
     "alert",
+    "alert_ack",
     "dead_letter",
 )
 
@@ -190,6 +200,7 @@ _EVENT_TAGS = ("domain", "site", "asset", "sensor", "kind", "outcome")
 _SCORE_TAGS = ("domain", "site", "asset", "sensor")
 _ANOMALY_TAGS = ("domain", "site", "asset", "sensor", "detector")
 _ALERT_TAGS = ("domain", "site", "asset", "sensor", "rule", "severity", "status")
+_ACK_TAGS = ("domain", "site", "asset", "sensor", "rule", "severity")
 _DEAD_TAGS = ("source", "reason")
 
 
@@ -259,6 +270,16 @@ def _alert(a: Alert) -> list[str]:
     return [f"{head} {','.join(fields)} {_ms(a.at)}"]
 
 
+def _alert_ack(a: AlertAck) -> list[str]:
+    head = _head(
+        "alert_ack", zip(_ACK_TAGS, (a.domain, a.site, a.asset, a.sensor, a.rule, a.severity))
+    )
+    return [
+        f"{head} fingerprint={escape_string(a.fingerprint)},user={escape_string(a.user)},"
+        f"comment={escape_string(a.comment)},summary={escape_string(a.summary)} {_ms(a.time)}"
+    ]
+
+
 def _dead_letter(d: DeadLetter) -> list[str]:
     head = _cached_head("dead_letter", _DEAD_TAGS, (d.source, d.reason))
     return [
@@ -288,6 +309,7 @@ _ENCODERS: dict[type, Callable[[Any], list[str]]] = {
     SecurityEvent: _security_event,
     AnomalyScore: _anomaly_score,
     Alert: _alert,
+    AlertAck: _alert_ack,
     DeadLetter: _dead_letter,
     Rollup: _rollup,
 }
@@ -296,6 +318,7 @@ _MEASUREMENT_OF: dict[type, str] = {
     SecurityEvent: "security_event",
     AnomalyScore: "anomaly_score",
     Alert: "alert",
+    AlertAck: "alert_ack",
     DeadLetter: "dead_letter",
 }
 

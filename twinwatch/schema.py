@@ -6,6 +6,7 @@ Every record that crosses a module boundary is one of these msgspec Structs:
     SecurityEvent  a parsed log line or security-device event (security)
     AnomalyScore   the detector scores of one reading or event
     Alert          a state change of an alert (pending, firing, resolved)
+    AlertAck       an on-call engineer's acknowledgement of an alert (``twinwatch alerts ack``)
     DeadLetter     an input that could not be parsed, with the reason
 
 Why msgspec and not pydantic v2: the flow decodes and validates every MQTT payload on the hot
@@ -41,6 +42,7 @@ __all__ = [
     "SecurityEvent",
     "AnomalyScore",
     "Alert",
+    "AlertAck",
     "DeadLetter",
     "Rollup",
     "BadRecord",
@@ -231,6 +233,24 @@ class Alert(msgspec.Struct, frozen=True):
             "rule": self.rule,
             "severity": self.severity,
         }
+
+
+class AlertAck(msgspec.Struct, frozen=True):
+    """Who acknowledged which alert, when and why: measurement ``alert_ack`` (tags domain, site,
+    asset, sensor, rule, severity; fields fingerprint, user, comment, summary). The one schema of
+    an ack: ``twinwatch alerts ack`` writes it, the dashboards and the analysts' MTTA read it."""
+
+    time: UtcTime  # when it was acknowledged (wall clock)
+    fingerprint: str
+    domain: str
+    site: str
+    asset: str
+    sensor: str
+    rule: str
+    severity: str
+    user: str
+    comment: str = ""
+    summary: str = ""
 
 
 class DeadLetter(msgspec.Struct, frozen=True):
