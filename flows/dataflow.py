@@ -34,8 +34,8 @@ __all__ = ["build_flow"]
 
 
 class _ShardLogic(op.StatefulBatchLogic):
-    def __init__(self, plan: Plan, state: dict | None):
-        self.shard = Shard(plan, state)
+    def __init__(self, plan: Plan, state: dict | None, last_told: dict):
+        self.shard = Shard(plan, state, last_told)
 
     def on_batch(self, batches: list[list]) -> tuple[list, bool]:
         records = batches[0] if len(batches) == 1 else [r for b in batches for r in b]
@@ -46,8 +46,8 @@ class _ShardLogic(op.StatefulBatchLogic):
 
 
 class _LivenessLogic(op.StatefulBatchLogic):
-    def __init__(self, config: Config, state: tuple | None):
-        self.liveness = Liveness(config, state)
+    def __init__(self, config: Config, state: tuple | None, last_told: dict):
+        self.liveness = Liveness(config, state, last_told)
 
     def on_batch(self, summaries: list[dict[str, float]]) -> tuple[list, bool]:
         # One check per source batch, in order: the watermark advances as finely as the source.
@@ -88,24 +88,28 @@ def build_flow(
     flow_id: str = "twinwatch",
     log_source=None,
 ) -> Dataflow:
-    """Wire the flow. Sinks default to the configured services; tests may pass their own."""
+    """Wire the flow. Sinks default to the configured services; tests may pass their own.
+    With the default alert sink, the detect, liveness and security steps take their alert
+    lifecycle back from what the delivery store says on-call was last told (a restart)."""
     services = config.services
+    parser = Parser(config)
+    plan = Plan(config)
+    shards = config.flow.shards
     if influx_sink is None:
         from twinwatch.flows.sinks.influx import InfluxSink
 
         influx_sink = InfluxSink(services.influxdb)
-    if alert_sink is None and (services.alertmanager.url or services.alertmanager.webhook_url):
-        from twinwatch.flows.sinks.alertmanager import AlertmanagerSink
+    last_told: dict = {}
+    if alert_sink is None:
+        from twinwatch.flows.sinks import alertmanager as am
 
-        alert_sink = AlertmanagerSink(services.alertmanager)
+        last_told = am.resume_states(services.alertmanager, flow_id)
+        release = am.unowned(config, plan, last_told, config.security.enabled)
+        alert_sink = am.alert_sink(services.alertmanager, flow_id, release)
     if dead_letter_sink is None:
         from twinwatch.flows.sinks.deadletter import DeadLetterFileSink
 
         dead_letter_sink = DeadLetterFileSink(config.flow.dead_letter_path)
-
-    parser = Parser(config)
-    plan = Plan(config)
-    shards = config.flow.shards
 
     flow = Dataflow(flow_id)
     raw = op.input("source", flow, source)
@@ -120,11 +124,11 @@ def build_flow(
     op.output("dead_letter_file", dead, dead_letter_sink)
 
     keyed = op.flat_map("shard", records, lambda rs: _by_shard(rs, shards))
-    detected = op.stateful_batch("detect", keyed, lambda s: _ShardLogic(plan, s))
+    detected = op.stateful_batch("detect", keyed, lambda s: _ShardLogic(plan, s, last_told))
     outputs = op.map("unkey", detected, lambda kv: kv[1])
 
     latest = op.map("latest", records, lambda rs: ("liveness", latest_times(rs)))
-    stale = op.stateful_batch("liveness", latest, lambda s: _LivenessLogic(config, s))
+    stale = op.stateful_batch("liveness", latest, lambda s: _LivenessLogic(config, s, last_told))
     stale_alerts = op.map("unkey_liveness", stale, lambda kv: kv[1])
 
     to_influx = [records, outputs, stale_alerts, dead]
@@ -149,7 +153,7 @@ def build_flow(
         )
         if log_source is not None:
             events = op.merge("all_security_events", events, log_events)
-        security_alerts.append(security_branch(config, events))
+        security_alerts.append(security_branch(config, events, last_told))
         to_influx += security_alerts
     op.output("influxdb", op.merge("to_influx", *to_influx), influx_sink)
     if alert_sink is not None:

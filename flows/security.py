@@ -25,8 +25,8 @@ __all__ = ["security_branch", "log_input", "build_log_flow"]
 
 
 class _SecurityLogic(op.StatefulBatchLogic):
-    def __init__(self, config: Config, state: dict | None):
-        self.shard = SecurityShard(config, state)
+    def __init__(self, config: Config, state: dict | None, last_told: dict):
+        self.shard = SecurityShard(config, state, last_told)
 
     def on_batch(self, batches: list[list]) -> tuple[list, bool]:
         events = batches[0] if len(batches) == 1 else [e for b in batches for e in b]
@@ -44,11 +44,13 @@ def _by_asset(events: list, shards: int) -> list[tuple[str, list]]:
     return list(groups.items())
 
 
-def security_branch(config: Config, events):
-    """Security events (batches) -> batches of findings and alerts."""
+def security_branch(config: Config, events, last_told: dict | None = None):
+    """Security events (batches) -> batches of findings and alerts. ``last_told``: the alerts'
+    newest delivered states, for a restart (twinwatch.flows.sinks.alertmanager)."""
     shards = config.flow.shards
+    told = last_told or {}
     keyed = op.flat_map("security_shard", events, lambda evs: _by_asset(evs, shards))
-    out = op.stateful_batch("security", keyed, lambda s: _SecurityLogic(config, s))
+    out = op.stateful_batch("security", keyed, lambda s: _SecurityLogic(config, s, told))
     return op.map("unkey_security", out, lambda kv: kv[1])
 
 
@@ -78,10 +80,14 @@ def build_log_flow(
         from twinwatch.flows.sinks.influx import InfluxSink
 
         influx_sink = InfluxSink(services.influxdb)
-    if alert_sink is None and services.alertmanager.url:
-        from twinwatch.flows.sinks.alertmanager import AlertmanagerSink
+    last_told: dict = {}
+    if alert_sink is None:  # the same receivers as `run`, webhook-only sites included
+        from twinwatch.engine.plan import Plan
+        from twinwatch.flows.sinks import alertmanager as am
 
-        alert_sink = AlertmanagerSink(services.alertmanager)
+        last_told = am.resume_states(services.alertmanager, flow_id)
+        release = am.unowned(config, Plan(config), last_told, security=True)
+        alert_sink = am.alert_sink(services.alertmanager, flow_id, release)
     if dead_letter_sink is None:
         from twinwatch.flows.sinks.deadletter import DeadLetterFileSink
 
@@ -89,7 +95,7 @@ def build_log_flow(
     flow = Dataflow(flow_id)
     events, dead = log_input(flow, config, log_source)
     op.output("dead_letter_file", dead, dead_letter_sink)
-    outputs = security_branch(config, events)
+    outputs = security_branch(config, events, last_told)
     op.output("influxdb", op.merge("to_influx", events, outputs, dead), influx_sink)
     if alert_sink is not None:
         alerts = op.filter_map(

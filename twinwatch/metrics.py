@@ -22,6 +22,9 @@ __all__ = [
     "SOURCE_READY",
     "ANOMALIES",
     "ALERTS",
+    "ALERT_QUEUE_DEPTH",
+    "ALERT_QUEUE_DROPPED",
+    "ALERT_DELIVERIES",
     "serve",
 ]
 
@@ -68,6 +71,24 @@ ALERTS = Counter(
     "twinwatch_alerts",
     "Alert state changes, by domain, severity and status.",
     ["domain", "severity", "status"],
+)
+
+# Alert delivery (twinwatch.alerting.delivery); ``receiver`` is "alertmanager" or "webhook".
+ALERT_QUEUE_DEPTH = Gauge(
+    "twinwatch_alert_queue_depth",
+    "Alert states waiting to be delivered, by receiver.",
+    ["receiver"],
+)
+ALERT_QUEUE_DROPPED = Counter(
+    "twinwatch_alert_queue_dropped",
+    "Alert states dropped because a receiver's delivery queue was full.",
+    ["receiver"],
+)
+ALERT_DELIVERIES = Counter(
+    "twinwatch_alert_deliveries",
+    "Alert states by receiver and outcome: sent (new state), resent (firing renewed), rejected "
+    "(refused for good), duplicate (already told, not sent), orphan (a resolve with no firing).",
+    ["receiver", "outcome"],
 )
 
 

@@ -58,8 +58,7 @@ def _epoch(args):
 
 
 def cmd_run(args) -> int:
-    from bytewax.run import cli_main
-
+    from twinwatch.flows import graceful
     from twinwatch.flows.dataflow import build_flow
     from twinwatch.flows.sources.mqtt import MqttSource
     from twinwatch.flows.sources.replay import ReplaySource
@@ -72,12 +71,12 @@ def cmd_run(args) -> int:
         source = ReplaySource(args.replay, config.flow.batch_size, args.speed)
     else:
         source = MqttSource(config.services.mqtt, config.flow.batch_size, args.idle_timeout)
-    flow = build_flow(config, source)
+    flow = build_flow(config, graceful.stoppable(source))
     if not args.process_id:  # one process applies retention (issue #5)
         from twinwatch.app.retention import apply_configured
 
         apply_configured(config.services.influxdb)
-    cli_main(
+    return graceful.run(  # SIGTERM/SIGINT: drain, close the sinks, exit 0
         flow,
         workers_per_process=args.workers,
         process_id=args.process_id,
@@ -85,7 +84,6 @@ def cmd_run(args) -> int:
         epoch_interval=_epoch(args),
         recovery_config=_recovery(args),
     )
-    return 0
 
 
 def cmd_simulate(args) -> int:
@@ -166,8 +164,7 @@ def cmd_bench(args) -> int:
 
 def cmd_logs(args) -> int:
     """The log flow (issue #6): syslog receiver or log files -> security detection -> sinks."""
-    from bytewax.run import cli_main
-
+    from twinwatch.flows import graceful
     from twinwatch.flows.security import build_log_flow
     from twinwatch.flows.sources.syslog import SyslogSource
     from twinwatch.flows.sources.tail import TailSource
@@ -193,8 +190,8 @@ def cmd_logs(args) -> int:
             follow=not args.once,
             idle_timeout_s=args.idle_timeout,
         )
-    cli_main(build_log_flow(config, source), workers_per_process=1, recovery_config=_recovery(args))
-    return 0
+    flow = build_log_flow(config, graceful.stoppable(source))
+    return graceful.run(flow, workers_per_process=1, recovery_config=_recovery(args))
 
 
 def cmd_config(args) -> int:

@@ -4,6 +4,8 @@ A per-series detector only runs when its series sends data, so it cannot notice 
 step sees, per batch, the latest time of every series (a small summary, not the records) and the
 stream's watermark (the newest event time seen); a series silent for more than
 ``flow.stale_factor`` x its interval fires a ``stale`` alert, resolved when it reports again.
+``last_told`` (the delivery store's newest ``stale`` alerts by (series, rule)) makes restored
+state agree with what on-call was last told (see twinwatch.engine.lifecycle.adopt).
 """
 
 from __future__ import annotations
@@ -35,7 +37,12 @@ def latest_times(records) -> dict[str, float]:
 
 
 class Liveness:
-    def __init__(self, config: Config, state: tuple | None = None):
+    def __init__(
+        self,
+        config: Config,
+        state: tuple | None = None,
+        last_told: dict[tuple[str, str], Alert] | None = None,
+    ):
         self.config = config
         self.refs = {
             series_key(r.domain, r.site, r.asset, r.sensor.id): r for r in config.catalog.values()
@@ -53,6 +60,15 @@ class Liveness:
                     "restore: liveness dropped %d series no longer in the config",
                     len(tracker_state) - len(kept),
                 )
+        for (key, rule), a in (last_told or {}).items():
+            if rule != RULE or key not in self.refs:
+                continue
+            state = self.stale.get(key)
+            if a.status == "firing" and (state is None or state.since < a.starts_at.timestamp()):
+                since = a.starts_at.timestamp()
+                self.stale[key] = AlertState(since=since, last_hit=since - a.value)
+            elif a.status == "resolved" and state and state.since <= a.starts_at.timestamp():
+                del self.stale[key]
 
     def process(self, latest: dict[str, float]) -> list[Alert]:
         out = []

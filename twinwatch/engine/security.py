@@ -25,7 +25,7 @@ from twinwatch.config import Config
 from twinwatch.detectors.logtemplates import LogTemplates
 from twinwatch.detectors.security import SecurityDetector
 from twinwatch.engine.alerts import make_alert
-from twinwatch.engine.lifecycle import AlertState, step
+from twinwatch.engine.lifecycle import AlertState, adopt, step
 from twinwatch.metrics import ANOMALIES, DETECT_SECONDS
 from twinwatch.schema import Alert, AnomalyScore, SecurityEvent
 
@@ -49,7 +49,12 @@ class _Asset:
 class SecurityShard:
     """The security detectors and alert states of the assets routed to one shard."""
 
-    def __init__(self, config: Config, state: dict | None = None):
+    def __init__(
+        self,
+        config: Config,
+        state: dict | None = None,
+        last_told: dict[tuple[str, str], Alert] | None = None,
+    ):
         sec = config.security
         self.det_params = msgspec.structs.asdict(sec.detection)
         self.tpl_params = msgspec.structs.asdict(sec.templates)
@@ -69,6 +74,13 @@ class SecurityShard:
                 SecurityDetector.from_state(self.det_params, det),
                 {(s, r): AlertState.from_state(a) for s, r, a in alerts},
             )
+        # After a restart: agree with what on-call was last told (lifecycle.adopt), per asset.
+        self._adopt: dict[str, list[Alert]] = {}
+        for a in (last_told or {}).values():
+            if a.domain == "security" and a.rule in self.severities:
+                self._adopt.setdefault(f"{a.site}/{a.asset}", []).append(a)
+        for key, asset in self.assets.items():
+            self._take_back(key, asset)
 
     def _get(self, key: str) -> _Asset:
         a = self.assets.get(key)
@@ -76,7 +88,13 @@ class SecurityShard:
             a = self.assets[key] = _Asset(
                 LogTemplates(**self.tpl_params), SecurityDetector(**self.det_params), {}
             )
+            self._take_back(key, a)
         return a
+
+    def _take_back(self, key: str, asset: _Asset) -> None:
+        for a in self._adopt.pop(key, ()):
+            state = asset.alerts.setdefault((a.sensor, a.rule), AlertState())
+            adopt(state, a.status, a.starts_at.timestamp(), a.at.timestamp())
 
     def process(self, events: list[SecurityEvent]) -> list[AnomalyScore | Alert]:
         out: list[AnomalyScore | Alert] = []
