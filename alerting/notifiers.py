@@ -94,7 +94,9 @@ class WebhookNotifier:
 
     def __init__(self, cfg: AlertmanagerService, client: WebhookClient | None = None):
         self.cfg = cfg
-        self.client = client or WebhookClient.from_config(cfg, max_retries=0)
+        self.client = client or WebhookClient.from_config(
+            msgspec.structs.replace(cfg, max_retries=0)
+        )
 
     def __repr__(self) -> str:
         return f"<WebhookNotifier {self.client!r}>"

@@ -89,9 +89,8 @@ MEASUREMENTS: tuple[str, ...] = (
     "anomaly_score",
     "anomaly",
     "alert",
-    "alert_ack",
     "dead_letter",
-)
+)  # what the flow writes; ``alert_ack`` is written by ``twinwatch alerts ack``
 
 _NAME_TABLE = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ ", "\n": "\\n"})
 _MEASUREMENT_TABLE = str.maketrans({",": "\\,", " ": "\\ ", "\n": "\\n"})
