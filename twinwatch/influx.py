@@ -57,6 +57,7 @@ __all__ = [
     "InfluxV2Writer",
     "Writer",
     "make_writer",
+    "make_reader",
 ]
 
 log = logging.getLogger(__name__)
@@ -426,3 +427,19 @@ def make_writer(cfg: InfluxService, **kw: Any) -> Writer:
         f"{cfg.database}/{cfg.retention_policy}" if cfg.retention_policy else cfg.database
     )
     return InfluxV2Writer(cfg.url, bucket, org=cfg.org, **common, **kw)
+
+
+def make_reader(cfg: InfluxService, **kw: Any) -> InfluxV1Writer:
+    """An InfluxQL client for ``cfg`` whatever its ``api``: the v1 ``/query`` endpoint, which
+    InfluxDB 1.x, 2.x (DBRP mapping, token) and 3.x all serve."""
+    return InfluxV1Writer(
+        cfg.url,
+        cfg.database,
+        retention_policy=cfg.retention_policy,
+        username=cfg.username,
+        password=cfg.password.reveal() if cfg.password is not None else None,
+        token=cfg.token.reveal() if cfg.token is not None else None,
+        timeout=cfg.timeout_s,
+        tls=cfg.tls,
+        **{"max_retries": cfg.max_retries, **kw},
+    )

@@ -219,6 +219,16 @@ def cmd_config(args) -> int:
     return 0
 
 
+def _os_user() -> str:
+    """Who runs the command (for acks and silences): the login name, else the uid."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry and no LOGNAME/USER (some containers)
+        return f"uid-{os.getuid()}"
+
+
 def cmd_alerts(args) -> int:
     from twinwatch.alerting.ops import run
 
@@ -333,20 +343,40 @@ def parser() -> argparse.ArgumentParser:
     g.set_defaults(func=cmd_dashboards)
 
     al = sub.add_parser(
-        "alerts", help="on-call: list | ack | silence alerts; config prints alertmanager.yml"
+        "alerts",
+        help="on-call: list | ack | silence | silences | expire; config prints alertmanager.yml",
+        description="Work with the alerts Alertmanager holds (docs/alerting.md).",
     )
     _config_arg(al)
     al.add_argument("--alertmanager-url", help="override services.alertmanager.url")
     alsub = al.add_subparsers(dest="action", required=True)
-    alsub.add_parser("list", help="active alerts in Alertmanager")
-    ack = alsub.add_parser("ack", help="acknowledge an alert (recorded in InfluxDB alert_ack)")
+    alsub.add_parser("list", help="active alerts, with who acknowledged them")
+    ack = alsub.add_parser(
+        "ack",
+        help="acknowledge an alert: recorded in InfluxDB (alert_ack), silenced until resolved",
+    )
     ack.add_argument("fingerprint", help="fingerprint or its first characters (see list)")
+    ack.add_argument(
+        "--for",
+        dest="for_",
+        default="24h",
+        metavar="DURATION",
+        help="longest silence if the alert never resolves, e.g. 8h, 2d (default 24h)",
+    )
     sil = alsub.add_parser("silence", help="silence matching alerts for a maintenance window")
     sil.add_argument("matchers", nargs="+", help="label=value, label!=value, label=~regex ...")
-    sil.add_argument("--duration", default="2h", help="e.g. 30m, 2h, 1d (default 2h)")
+    sil.add_argument("--duration", default="2h", help="e.g. 30m, 2h, 1d, 1w (default 2h)")
     for a in (ack, sil):
-        a.add_argument("--by", default=os.environ.get("USER") or "twinwatch", help="who")
+        a.add_argument(
+            "--by",
+            default=_os_user(),
+            help="who (default: the OS user, %(default)s)",
+        )
         a.add_argument("--comment", default="", help="why")
+    sils = alsub.add_parser("silences", help="list silences (active and pending)")
+    sils.add_argument("--all", action="store_true", help="also the expired ones")
+    exp = alsub.add_parser("expire", help="end a silence now")
+    exp.add_argument("id", help="silence id or its first 8+ characters (see silences)")
     alsub.add_parser("config", help="print the Alertmanager config generated from ours")
     al.set_defaults(func=cmd_alerts)
 
