@@ -175,6 +175,7 @@ def test_every_promql_query_returns_data(
         TWINWATCH__SERVICES__INFLUXDB__URL=influxdb.url,
         TWINWATCH__SERVICES__INFLUXDB__DATABASE=influx_db,
         TWINWATCH__SERVICES__INFLUXDB__SPOOL_DIR=str(tmp_path / "spool"),
+        TWINWATCH__SERVICES__ALERTMANAGER__STATE_PATH=str(tmp_path / "alert-delivery.sqlite"),
         # a closed port: the Alertmanager sink fails for real (sink errors panel)
         TWINWATCH__SERVICES__ALERTMANAGER__URL=f"http://127.0.0.1:{free_port()}",
         TWINWATCH__SERVICES__ALERTMANAGER__MAX_RETRIES="0",
