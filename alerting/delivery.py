@@ -116,6 +116,7 @@ class _Receiver:
         self.name = notifier.name
         self.failures = 0  # consecutive failed requests
         self.next_try = 0.0  # monotonic
+        self.next_resend: datetime | None = None  # no re-send is due before this
 
 
 class Delivery:
@@ -200,7 +201,7 @@ class Delivery:
     def _ready(self, r: _Receiver, now: datetime) -> list[tuple[int, Alert]]:
         """The next request's states: the oldest per label set, none held behind a young
         firing, at most BATCH_MAX."""
-        told = self.store.told(r.name)
+        told = None
         hold = timedelta(seconds=r.notifier.hold_s)
         blocked: set[tuple[str, str]] = set()
         out = []
@@ -210,6 +211,8 @@ class Delivery:
                 continue
             blocked.add(key)  # one state per label set per request: order is kept
             if a.status == "resolved" and hold:
+                if told is None:
+                    told = self.store.told(r.name)
                 firing = told.get(key)
                 if firing is not None and now - firing.first_sent < hold:
                     continue
@@ -220,6 +223,10 @@ class Delivery:
 
     def _due(self, r: _Receiver, now: datetime) -> list[Alert]:
         """The firing label sets this worker owns whose last send is resend_interval_s old."""
+        if r.next_resend is not None and now < r.next_resend:
+            return []
+        interval = timedelta(seconds=self.cfg.resend_interval_s)
+        r.next_resend = now + interval
         told = self.store.told(r.name)
         if not told:
             return []
@@ -233,8 +240,10 @@ class Delivery:
                 continue
             if not (current[1] == me or (current[1] >= count and me == 0)):
                 continue  # another worker owns the fingerprint now
-            if (now - t.last_sent).total_seconds() >= self.cfg.resend_interval_s:
+            if now - t.last_sent >= interval:
                 due.append(t.alert)
+            else:
+                r.next_resend = min(r.next_resend, t.last_sent + interval)
         if gone:  # forget those whose resolve is no longer queued (sent, dropped or refused)
             queued = {a.fingerprint for _, a in self.store.pending(r.name, self.owner, 100_000)}
             self.store.forget(r.name, [k for k in gone if k[0] not in queued])
@@ -331,6 +340,7 @@ class Delivery:
             e = self._post(r, chunk, now)
             if e is not None:
                 self._failed(r, e, self.store.depth(r.name))
+                r.next_resend = None  # due again as soon as the backoff allows
                 return i
             self.store.renewed(r.name, [(a.fingerprint, a.severity) for a in chunk], now)
             ALERT_DELIVERIES.labels(r.name, "resent").inc(len(chunk))
