@@ -223,7 +223,9 @@ def _table(rows: list[tuple[str, ...]]) -> str:
 
 
 def _alerts_table(alerts: list[dict], ack_of: dict[str, AlertAck] | None, tz: ZoneInfo) -> str:
-    rows = [("FINGERPRINT", "SEVERITY", "STATE", "SINCE", "ACK", "ALERT", "WHERE", "SUMMARY")]
+    rows: list[tuple[str, ...]] = [
+        ("FINGERPRINT", "SEVERITY", "STATE", "SINCE", "ACK", "ALERT", "WHERE", "SUMMARY")
+    ]
     for a in alerts:
         lab, ann = a["labels"], a["annotations"]
         fp = ann.get("fingerprint", a.get("fingerprint", ""))
@@ -246,7 +248,7 @@ def _alerts_table(alerts: list[dict], ack_of: dict[str, AlertAck] | None, tz: Zo
 
 
 def _silences_table(silences: list[dict], tz: ZoneInfo) -> str:
-    rows = [("ID", "STATE", "ENDS", "BY", "MATCHERS", "COMMENT")]
+    rows: list[tuple[str, ...]] = [("ID", "STATE", "ENDS", "BY", "MATCHERS", "COMMENT")]
     for s in sorted(silences, key=lambda s: s["endsAt"]):
         ops = {(False, True): "=", (True, True): "=~", (False, False): "!=", (True, False): "!~"}
         matchers = ",".join(

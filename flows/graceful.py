@@ -26,6 +26,7 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -59,7 +60,7 @@ class _StatefulPart(StatefulSourcePartition):
     def __init__(self, inner: StatefulSourcePartition):
         self.inner = inner
 
-    def next_batch(self) -> list:
+    def next_batch(self) -> Iterable[Any]:
         if STOP.is_set():
             raise StopIteration
         return self.inner.next_batch()
@@ -78,7 +79,7 @@ class _StatelessPart(StatelessSourcePartition):
     def __init__(self, inner: StatelessSourcePartition):
         self.inner = inner
 
-    def next_batch(self) -> list:
+    def next_batch(self) -> Iterable[Any]:
         if STOP.is_set():
             raise StopIteration
         return self.inner.next_batch()

@@ -63,11 +63,11 @@ class Liveness:
         for (key, rule), a in (last_told or {}).items():
             if rule != RULE or key not in self.refs:
                 continue
-            state = self.stale.get(key)
-            if a.status == "firing" and (state is None or state.since < a.starts_at.timestamp()):
+            known = self.stale.get(key)
+            if a.status == "firing" and (known is None or known.since < a.starts_at.timestamp()):
                 since = a.starts_at.timestamp()
                 self.stale[key] = AlertState(since=since, last_hit=since - a.value)
-            elif a.status == "resolved" and state and state.since <= a.starts_at.timestamp():
+            elif a.status == "resolved" and known and known.since <= a.starts_at.timestamp():
                 del self.stale[key]
 
     def process(self, latest: dict[str, float]) -> list[Alert]:
