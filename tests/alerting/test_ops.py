@@ -114,6 +114,21 @@ def test_a_second_ack_is_refused_with_who_and_when(env, capsys):
     assert [r[2] for r in acks_in_influx(influx, db)] == ["kim"]  # lee's was not written
 
 
+def test_list_without_influxdb_still_lists(env, capsys, monkeypatch):
+    """InfluxDB unreachable: the alerts are listed all the same, acks shown as unknown."""
+    am, _, _ = env
+    a = alert("turb-noinflux")
+    with AlertmanagerClient(am.url) as c:
+        c.post([a], datetime.now(UTC), 3600, "http://g")
+    monkeypatch.setenv(
+        "TWINWATCH__SERVICES__INFLUXDB__URL", f"http://127.0.0.1:{services.free_port()}"
+    )
+    assert main(["alerts", "list"]) == 0
+    out, err = capsys.readouterr()
+    (line,) = [ln for ln in out.splitlines() if ln.startswith(a.fingerprint[:12])]
+    assert " ? " in line and "acks unknown" in err
+
+
 def test_the_acting_user_defaults_to_the_os_user(env, capsys):
     am, influx, db = env
     assert parser().parse_args(["alerts", "ack", "abcd"]).by == getpass.getuser()
