@@ -2,7 +2,8 @@
 
     lt = LogTemplates(sim_th=0.4, depth=4)
     lt.update(t, "sshd: Failed password for root from 192.0.2.7 port 22 ssh2")
-        -> (template id, template, [("new_template", 1.0, template) | ("template_rate", n, template)])
+        -> (template id, template,
+            [("new_template", 1.0, template) | ("template_rate", n, template)])
 
 drain3 (Drain: He et al., "Drain: An Online Log Parsing Approach with Fixed Depth Tree", ICWS
 2017) groups lines into templates such as ``Failed password for <*> from <IP> port <NUM> ssh2``.
@@ -27,6 +28,8 @@ from drain3 import TemplateMiner
 from drain3.masking import MaskingInstruction
 from drain3.template_miner_config import TemplateMinerConfig
 
+from twinwatch.detectors.base import Settings
+
 __all__ = ["LogTemplates"]
 
 _MASKS = (  # (regex, mask): the usual drain3 masking, applied before mining
@@ -38,8 +41,11 @@ _MASKS = (  # (regex, mask): the usual drain3 masking, applied before mining
 _ALPHA = 0.1  # EWMA weight of the newest bucket in a template's mean rate
 
 
-class LogTemplates:
+class LogTemplates(Settings):
+    """The ``log`` family's detector (registered as ``templates``): see the module docstring."""
+
     name: ClassVar[str] = "templates"
+    family: ClassVar[str] = "log"
 
     def __init__(
         self,
@@ -55,17 +61,11 @@ class LogTemplates:
     ) -> None:
         if not 0 < sim_th < 1 or depth < 3 or rate_bucket_s <= 0 or rate_factor <= 0:
             raise ValueError("need 0 < sim_th < 1, depth >= 3, rate_bucket_s > 0, rate_factor > 0")
-        self._params = dict(
-            sim_th=sim_th,
-            depth=depth,
-            max_children=max_children,
-            max_clusters=max_clusters,
-            warmup_lines=warmup_lines,
-            rate_bucket_s=rate_bucket_s,
-            rate_factor=rate_factor,
-            rate_min_count=rate_min_count,
-            rate_warmup_buckets=rate_warmup_buckets,
-        )
+        # each setting under its own name, for params()
+        self.sim_th, self.depth = sim_th, depth
+        self.max_children, self.max_clusters = max_children, max_clusters
+        self.rate_bucket_s, self.rate_factor = rate_bucket_s, rate_factor
+        self.rate_min_count, self.rate_warmup_buckets = rate_min_count, rate_warmup_buckets
         cfg = TemplateMinerConfig()
         cfg.drain_sim_th, cfg.drain_depth = sim_th, depth
         cfg.drain_max_children, cfg.drain_max_clusters = max_children, max_clusters
@@ -136,6 +136,3 @@ class LogTemplates:
         lt.miner.drain = pickle.loads(blob)
         lt._rates = {k: list(v) for k, *v in rates}
         return lt
-
-    def params(self) -> dict:
-        return dict(self._params)

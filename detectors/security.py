@@ -30,6 +30,8 @@ from __future__ import annotations
 from collections import deque
 from typing import ClassVar
 
+from twinwatch.detectors.base import Settings
+
 __all__ = ["SecurityDetector", "Finding"]
 
 Finding = tuple[str, str | None, float, str]  # (rule, src_ip, value, detail)
@@ -73,11 +75,14 @@ class _Window:
         return False
 
 
-class SecurityDetector:
+class SecurityDetector(Settings):
     """Brute force, password spraying, user enumeration, success after failures, port scans and
-    video/door correlation for one asset. Pure: time comes in with each event."""
+    video/door correlation for one asset. Pure: time comes in with each event.
+
+    The ``event`` family's detector (registered as ``security``)."""
 
     name: ClassVar[str] = "security"
+    family: ClassVar[str] = "event"
     _RULES = ("brute_force", "password_spray", "user_enum", "success_after_failures", "port_scan")
 
     def __init__(
@@ -98,6 +103,8 @@ class SecurityDetector:
         for k, v in list(locals().items()):
             if k != "self" and not v > 0:
                 raise ValueError(f"{k} must be > 0, got {v!r}")
+            if k != "self":
+                setattr(self, k, v)  # each setting under its own name, for params()
         self.windows = (
             brute_force_window_s,
             spray_window_s,
