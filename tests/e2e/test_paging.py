@@ -11,6 +11,7 @@ notification of anything it was never paged firing (an orphan).
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -247,3 +248,51 @@ def test_ctrl_c_stops_a_paced_replay(tmp_path, mosquitto, influxdb, influx_db):
     assert took < 10, f"took {took:.1f} s"
     assert "SIGINT: stopping" in log.read_text()
     print(f"SIGINT -> exit 0 in {took:.2f} s")
+
+
+def test_log_flow_pages_a_webhook_only_site_and_stops_on_sigterm(
+    tmp_path, influxdb, influx_db, pager
+):
+    """`twinwatch logs` builds the same alert sink as `run` (a site with only the signed
+    webhook gets its pages), and SIGTERM stops a file it follows: drained, exit 0."""
+    log = tmp_path / "auth.log"
+    log.write_bytes(
+        b"".join(
+            b"<38>1 2026-11-23T01:00:%02dZ gw1 sshd 4321 - - Failed password for root from "
+            b"192.0.2.11 port 4242 ssh2\n" % i
+            for i in range(12)
+        )
+    )
+    env = dict(
+        os.environ,
+        TW_TEST_HOOK_SECRET="0123456789abcdef0123456789abcdef",
+        TWINWATCH__SERVICES__ALERTMANAGER__URL="",
+        TWINWATCH__SERVICES__ALERTMANAGER__WEBHOOK_URL=pager.url,
+        TWINWATCH__SERVICES__ALERTMANAGER__WEBHOOK_SECRET__ENV="TW_TEST_HOOK_SECRET",
+        TWINWATCH__SERVICES__ALERTMANAGER__STATE_PATH=str(tmp_path / "delivery.sqlite"),
+        TWINWATCH__SERVICES__INFLUXDB__URL=influxdb.url,
+        TWINWATCH__SERVICES__INFLUXDB__DATABASE=influx_db,
+        TWINWATCH__SERVICES__INFLUXDB__SPOOL_DIR=str(tmp_path / "spool"),
+        TWINWATCH__SERVICES__METRICS__PORT="0",
+        TWINWATCH__FLOW__DEAD_LETTER_PATH=str(tmp_path / "dead.jsonl"),
+        TWINWATCH__SECURITY__HOSTS="{gw1: sejong-soc/gw-1}",
+    )
+    out = tmp_path / "logs.log"
+    with out.open("wb") as f:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "twinwatch.app.cli", "logs", "--tail", str(log)],
+            env=env,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            pager.wait_for(lambda: pager.alerts(rule="brute_force"), timeout=60)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == 0, out.read_text()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    (page,) = pager.alerts(rule="brute_force")
+    assert page["status"] == "firing" and page["labels"]["asset"] == "gw-1"
+    assert "SIGTERM: stopping" in out.read_text()
+    assert (tmp_path / "delivery.twinwatch-logs.sqlite").is_file()  # the log flow's own queue
