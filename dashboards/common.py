@@ -17,7 +17,7 @@ from grafana_foundation_sdk.models.dashboard import (
     VariableSort,
 )
 
-from twinwatch.dashboards.influxql import InfluxQL
+from twinwatch.dashboards.influxql import Format, InfluxQL
 from twinwatch.schema import SEVERITY_KO
 
 __all__ = [
@@ -65,7 +65,7 @@ SEVERITY_LEVEL = {"attention": 1, "caution": 2, "alert": 3, "severe": 4}
 
 
 def influxql(
-    query: str, ref: str = "A", *, alias: str | None = None, fmt: str = "time_series"
+    query: str, ref: str = "A", *, alias: str | None = None, fmt: Format = "time_series"
 ) -> InfluxQL:
     q = InfluxQL(query).ref_id(ref).format(fmt).datasource(INFLUX)
     return q.alias(alias) if alias else q

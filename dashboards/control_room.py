@@ -103,7 +103,8 @@ def _map(config: Config) -> geomap.Panel:
                 id_val="joinByField", options={"byField": "site", "mode": "outer"}
             )
         )
-        .view(geomap.MapViewConfig().id("coords").lat(lat).lon(lon).zoom(7))
+        # the SDK types lat/lon as int (Grafana's schema says int64); the panel takes degrees
+        .view(geomap.MapViewConfig().id("coords").lat(lat).lon(lon).zoom(7))  # type: ignore[arg-type]
         .basemap(cb.MapLayerOptions().type("default").name("Basemap"))
         .layers([markers])
         .mappings(severity_mappings())

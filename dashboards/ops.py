@@ -111,8 +111,8 @@ def alerts_dashboard() -> db.Dashboard:
         .description("Newest first.")
         .with_target(
             influxql(
-                'SELECT "severity", "status", "domain", "site", "asset", "sensor", "rule", "value", '
-                f'"unit", "summary", "fingerprint" FROM "alert" WHERE {where} '
+                'SELECT "severity", "status", "domain", "site", "asset", "sensor", "rule", '
+                f'"value", "unit", "summary", "fingerprint" FROM "alert" WHERE {where} '
                 "ORDER BY time DESC LIMIT 200",
                 fmt="table",
             )

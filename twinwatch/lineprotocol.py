@@ -47,8 +47,8 @@ full): series repeat, so the hot path is one dict lookup plus one f-string.
 
 InfluxDB keeps one point per (measurement, tag set, timestamp): a second point overwrites the
 first. Readings, scores and alerts rely on that (re-delivery is idempotent); security events and
-dead letters get distinct times upstream (``twinwatch.engine.parse.UniqueTimes``), so the encoder is stateless
-apart from its caches.
+dead letters get distinct times upstream (``twinwatch.engine.parse.UniqueTimes``), so the encoder
+is stateless apart from its caches.
 """
 
 from __future__ import annotations
@@ -244,9 +244,9 @@ def _anomaly_score(s: AnomalyScore) -> list[str]:
     fields.append(f"hits={len(s.hits)}i")
     lines = [f"{_cached_head('anomaly_score', _SCORE_TAGS, series)} {','.join(fields)} {ms}"]
     for detector in s.hits:
-        score = s.scores.get(detector)
+        hit_score = s.scores.get(detector)
         parts = []
-        if score is not None and (text := _field(float(score))) is not None:
+        if hit_score is not None and (text := _field(float(hit_score))) is not None:
             parts.append(f"score={text}")
         if value is not None:
             parts.append(f"value={value}")
@@ -335,9 +335,7 @@ def encode_many(records: Iterable[Any]) -> list[str]:
     out: list[str] = []
     encoders = _ENCODERS
     for r in records:
-        fn = encoders.get(type(r))
-        if fn is None:
-            encode(r)  # raises the TypeError
+        fn = encoders.get(type(r), encode)  # encode raises the TypeError
         out += fn(r)
     return out
 

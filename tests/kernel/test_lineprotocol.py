@@ -314,7 +314,8 @@ def _event(t: datetime, kind: str = "auth_failure") -> SecurityEvent:
 
 def test_the_encoder_is_stateless_a_repeat_is_the_same_point():
     """Readings are facts: re-delivery must overwrite (idempotent). Distinct events that share a
-    time get distinct times upstream (twinwatch.engine.parse.UniqueTimes, tested in test_parse.py)."""
+    time get distinct times upstream (twinwatch.engine.parse.UniqueTimes, tested in
+    test_parse.py)."""
     assert lp.encode(reading()) == lp.encode(reading())
     assert lp.encode(_event(T0)) == lp.encode(_event(T0))
 

@@ -5,7 +5,7 @@
     twinwatch demo       services + simulator + flow for a bounded time, then a summary
     twinwatch services   up | down | status of the local InfluxDB, Mosquitto, Alertmanager, ...
     twinwatch config     check a config file and print what it describes
-    twinwatch query      InfluxDB -> table, CSV or Parquet      (twinwatch/app/analysis, docs/analysts.md)
+    twinwatch query      InfluxDB -> table, CSV or Parquet (docs/analysts.md)
     twinwatch report     incident report: HTML with plots
     twinwatch backtest   detectors over stored history vs incident labels
 
@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from twinwatch.config import ConfigError, load_config
+from twinwatch.mqtt import MqttError
 
 __all__ = ["main"]
 
@@ -34,6 +35,15 @@ def _config_arg(p: argparse.ArgumentParser) -> None:
         "-c",
         "--config",
         help="YAML config (default: $TWINWATCH_CONFIG or the shipped example city)",
+    )
+
+
+def _no_create_db_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--no-create-db",
+        action="store_true",
+        help="do not create the InfluxDB database (v1) or check the bucket (v2) at start "
+        "(also: services.influxdb.create_database: false)",
     )
 
 
@@ -58,6 +68,7 @@ def _epoch(args):
 
 
 def cmd_run(args) -> int:
+    from twinwatch.app import startup
     from twinwatch.flows import graceful
     from twinwatch.flows.dataflow import build_flow
     from twinwatch.flows.sources.mqtt import MqttSource
@@ -65,18 +76,28 @@ def cmd_run(args) -> int:
     from twinwatch.metrics import serve
 
     config = load_config(args.config)
-    m = config.services.metrics
-    serve(m.host, m.port + (args.process_id or 0) if m.port else 0)
+    source: ReplaySource | MqttSource
     if args.replay:
+        missing = [f for f in args.replay if not Path(f).is_file()]
+        if missing:
+            raise ConfigError(f"run --replay: no such file: {', '.join(missing)}")
         source = ReplaySource(args.replay, config.flow.batch_size, args.speed)
     else:
-        source = MqttSource(config.services.mqtt, config.flow.batch_size, args.idle_timeout)
+        source = MqttSource(
+            config.services.mqtt,
+            config.flow.batch_size,
+            args.idle_timeout,
+            config.flow.max_queued,
+        )
+    # builds the plan (every detector and template checked); the source ends on SIGTERM/SIGINT
     flow = build_flow(config, graceful.stoppable(source))
-    if not args.process_id:  # one process applies retention (issue #5)
-        from twinwatch.app.retention import apply_configured
-
-        apply_configured(config.services.influxdb)
-    return graceful.run(  # SIGTERM/SIGINT: drain, close the sinks, exit 0
+    # one process creates the database and applies retention (issue #5)
+    startup.prepare(
+        config, mqtt=not args.replay, create_db=not args.no_create_db, first=not args.process_id
+    )
+    m = config.services.metrics
+    serve(m.host, m.port + (args.process_id or 0) if m.port else 0)
+    graceful.run(  # SIGTERM/SIGINT: drain the flow and close the sinks
         flow,
         workers_per_process=args.workers,
         process_id=args.process_id,
@@ -84,6 +105,7 @@ def cmd_run(args) -> int:
         epoch_interval=_epoch(args),
         recovery_config=_recovery(args),
     )
+    return startup.finish()
 
 
 def cmd_simulate(args) -> int:
@@ -116,25 +138,31 @@ def cmd_services(args) -> int:
     from twinwatch.app.demo import ports_from_config
 
     base = Path(args.var)
-    if args.action == "down":
-        stopped = services.down(base)
-        print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
-        return 0
-    if args.action == "status":
-        for name, st in services.status(base).items():
-            print(f"{name:16} {st}")
-        return 0
     unknown = set(args.names) - set(SERVICE_NAMES)
     if unknown:
         raise ConfigError(
             f"unknown service {', '.join(sorted(unknown))}; known: {', '.join(SERVICE_NAMES)}"
         )
+    if args.action == "down":
+        stopped = services.down(base, args.names)
+        print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+        return 0
+    if args.action == "status":
+        for name, st in services.status(base, args.names).items():
+            print(f"{name:16} {st}")
+        return 0
     config = load_config(args.config)
     started = services.up(
         args.names or ["influxdb", "mosquitto", "alertmanager"], base, ports_from_config(config)
     )
     for name, svc in started.items():
         print(f"{name:16} {svc.url}  (pid {svc.pid}, data in {svc.data_dir})")
+    influx = config.services.influxdb
+    if "influxdb" in started and influx.create_database and not args.no_create_db:
+        from twinwatch.influx import prepare_database
+
+        if prepare_database(influx):
+            print(f"{'':16} database {influx.database!r} ready at {influx.url}")
     return 0
 
 
@@ -164,6 +192,7 @@ def cmd_bench(args) -> int:
 
 def cmd_logs(args) -> int:
     """The log flow (issue #6): syslog receiver or log files -> security detection -> sinks."""
+    from twinwatch.app import startup
     from twinwatch.flows import graceful
     from twinwatch.flows.security import build_log_flow
     from twinwatch.flows.sources.syslog import SyslogSource
@@ -173,8 +202,10 @@ def cmd_logs(args) -> int:
     config = load_config(args.config)
     if bool(args.syslog is not None) == bool(args.tail):
         raise ConfigError("logs: give either --syslog PORT or --tail FILE ...")
+    startup.prepare(config, mqtt=False, create_db=not args.no_create_db)
     m = config.services.metrics
     serve(m.host, m.port)
+    source: SyslogSource | TailSource
     if args.syslog is not None:
         source = SyslogSource(
             args.host,
@@ -191,7 +222,8 @@ def cmd_logs(args) -> int:
             idle_timeout_s=args.idle_timeout,
         )
     flow = build_log_flow(config, graceful.stoppable(source))
-    return graceful.run(flow, workers_per_process=1, recovery_config=_recovery(args))
+    graceful.run(flow, workers_per_process=1, recovery_config=_recovery(args))
+    return startup.finish()
 
 
 def cmd_config(args) -> int:
@@ -276,6 +308,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--epoch-s", type=float, help="seconds between snapshots (default: Bytewax's 10)"
     )
+    _no_create_db_arg(r)
     r.set_defaults(func=cmd_run)
 
     s = sub.add_parser("simulate", help="simulate the city (MQTT or replay file)")
@@ -311,6 +344,7 @@ def parser() -> argparse.ArgumentParser:
         help=f"any of {', '.join(SERVICE_NAMES)} (default for up: influxdb mosquitto alertmanager)",
     )
     v.add_argument("--var", default=str(DEFAULT_VAR), help="folder for service data and logs")
+    _no_create_db_arg(v)
     v.set_defaults(func=cmd_services)
 
     c = sub.add_parser("config", help="check a config file")
@@ -325,6 +359,7 @@ def parser() -> argparse.ArgumentParser:
     lg.add_argument("--once", action="store_true", help="read the files to their end and stop")
     lg.add_argument("--idle-timeout", type=float, metavar="S", help="stop after S idle seconds")
     lg.add_argument("--recovery-dir", help="Bytewax recovery directory (resume file offsets)")
+    _no_create_db_arg(lg)
     lg.set_defaults(func=cmd_logs)
 
     b = sub.add_parser("bench", help="benchmarks: nab (score detectors on a NAB-layout folder)")
@@ -415,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         return args.func(args)
-    except ConfigError as e:
+    except (ConfigError, MqttError) as e:
         print(f"twinwatch: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -38,8 +38,8 @@ def ports_from_config(config: Config) -> dict[str, int]:
     s = config.services
     ports = {"mosquitto": s.mqtt.port}
     for name, url in (("influxdb", s.influxdb.url), ("alertmanager", s.alertmanager.url)):
-        if url and urlparse(url).port:
-            ports[name] = urlparse(url).port
+        if url and (port := urlparse(url).port):
+            ports[name] = port
     return ports
 
 
@@ -116,8 +116,10 @@ def run_demo(
         print(f"  {name:13} {svc.url}")
     # A demo run starts clean, so its summary counts only its own alerts and dead letters.
     db = config.services.influxdb.database
-    svcs["influxdb"].drop_database(db)
-    svcs["influxdb"].create_database(db)
+    influxdb = svcs["influxdb"]
+    assert isinstance(influxdb, services.InfluxDB)
+    influxdb.drop_database(db)
+    influxdb.create_database(db)
     Path(config.flow.dead_letter_path).unlink(missing_ok=True)
 
     flow_log = var / "flow.log"
@@ -184,16 +186,16 @@ def print_summary(
     for series in rows:
         cols = series["columns"]
         for v in series["values"]:
-            d = dict(zip(cols, v))
+            row = dict(zip(cols, v))
             alerts.append(
                 AlertRow(
-                    datetime.fromtimestamp(d["time"] / 1000, UTC),
-                    d["domain"],
-                    d["site"],
-                    d["asset"],
-                    d["sensor"],
-                    d["rule"],
-                    d["severity"],
+                    datetime.fromtimestamp(row["time"] / 1000, UTC),
+                    row["domain"],
+                    row["site"],
+                    row["asset"],
+                    row["sensor"],
+                    row["rule"],
+                    row["severity"],
                 )
             )
 
@@ -225,9 +227,9 @@ def print_summary(
         + (f" ({skipped} scheduled after the simulated span, not injected)" if skipped else "")
     )
     for r in results:
-        if r.detected:
-            a = r.first_alert
-            how = f"after {r.delay_s / 60:6.1f} min by {a.rule} ({a.severity}) on {a.sensor}"
+        a, delay_s = r.first_alert, r.delay_s
+        if a is not None and delay_s is not None:  # detected
+            how = f"after {delay_s / 60:6.1f} min by {a.rule} ({a.severity}) on {a.sensor}"
         else:
             how = "NOT DETECTED"
         print(f"  {r.kind:24} {r.targets[0]:34} {how}")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from twinwatch import detectors
 from twinwatch.config import AlertRule, Config, ConfigError, SensorRef
 from twinwatch.engine.lifecycle import Policy
-from twinwatch.schema import SEVERITIES, series_key
+from twinwatch.schema import SEVERITIES, Severity, series_key
 
 __all__ = ["Plan", "SeriesPlan", "policy", "summary_fields", "SUMMARY_FIELDS"]
 
@@ -50,7 +50,7 @@ def _check_summary(where: str, template: str) -> None:
         ) from None
 
 
-def policy(rule: AlertRule, base_severity: str) -> tuple[Policy, tuple[str, ...]]:
+def policy(rule: AlertRule, base_severity: Severity) -> tuple[Policy, tuple[Severity, ...]]:
     """The lifecycle policy of ``rule`` and its severity ladder (``ladder[state.level]``).
 
     Escalation levels come from ``rule.escalate`` ({severity: score}); only severities above the
@@ -84,7 +84,7 @@ class SeriesPlan:
     ref: SensorRef
     detectors: tuple[tuple[str, str, dict], ...]  # (name, registry type, params)
     rules: dict[str, AlertRule]  # detector name -> rule
-    policies: dict[str, tuple[Policy, tuple[str, ...]]]  # name -> (Policy, severity ladder)
+    policies: dict[str, tuple[Policy, tuple[Severity, ...]]]  # name -> (Policy, severity ladder)
 
     def build(self) -> list:
         return [detectors.build(kind, **params) for _, kind, params in self.detectors]

@@ -2,8 +2,8 @@
 
 Only argparse is imported here; polars, matplotlib and scikit-learn load when a command runs.
 Errors the user can fix (unreachable server, bad credentials, bad time range) are
-``AnalysisError``s, which ``twinwatch.app.cli`` prints as one line (status 2); an empty result prints
-why on stderr and exits with status 1, so scripts can tell "no data" from "failed".
+``AnalysisError``s, which ``twinwatch.app.cli`` prints as one line (status 2); an empty result
+prints why on stderr and exits with status 1, so scripts can tell "no data" from "failed".
 """
 
 from __future__ import annotations

@@ -29,10 +29,18 @@ acknowledge and time to resolve are measured from the firing time. An episode st
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 import polars as pl
 
-from twinwatch.app.analysis.query import DEFAULT_CHUNK, TIME, Influx, Progress, parse_duration
+from twinwatch.app.analysis.query import (
+    DEFAULT_CHUNK,
+    TIME,
+    DType,
+    Influx,
+    Progress,
+    parse_duration,
+)
 
 __all__ = [
     "SERIES",
@@ -49,7 +57,12 @@ __all__ = [
 ]
 
 SERIES = ["domain", "site", "asset", "sensor"]
-_AGG_DTYPES = {"count": pl.Int64, "mean": pl.Float64, "min": pl.Float64, "max": pl.Float64}
+_AGG_DTYPES: dict[str, DType] = {
+    "count": pl.Int64,
+    "mean": pl.Float64,
+    "min": pl.Float64,
+    "max": pl.Float64,
+}
 
 
 def _where(domain=None, site=None, asset=None, sensor=None) -> dict[str, str | None]:
@@ -186,7 +199,7 @@ def scores_with_readings(
     chunk: timedelta = DEFAULT_CHUNK,
 ) -> pl.DataFrame:
     """Each reading with its detectors' scores (one column per detector) and ``hits``."""
-    w = dict(domain=domain, site=site, asset=asset, sensor=sensor, chunk=chunk)
+    w: dict[str, Any] = dict(domain=domain, site=site, asset=asset, sensor=sensor, chunk=chunk)
     left = readings(db, start, end, **w)
     scores = db.read(
         "anomaly_score", start, end, where=_where(domain, site, asset, sensor), chunk=chunk

@@ -66,7 +66,7 @@ def incidents(episodes: pl.DataFrame, end: datetime) -> list[dict]:
             }
             out.append(current)
     for inc in out:
-        inc["severity"] = max((str(e["severity"]) for e in inc["episodes"]), key=rank.get)
+        inc["severity"] = max((str(e["severity"]) for e in inc["episodes"]), key=rank.__getitem__)
     return sorted(out, key=lambda i: (-rank[i["severity"]], i["start"]))
 
 
