@@ -16,8 +16,8 @@ def flow_env(
     tmp_path, mqtt, influx=None, database=None, alertmanager_url="null", **overrides: str
 ) -> tuple[dict[str, str], int]:
     """Environment for a flow on the given services: free metrics port, spool, dead letters and
-    the alert delivery store under tmp_path; ``overrides`` are more TWINWATCH__SERVICES__/FLOW__ keys, e.g.
-    ``MQTT__CLIENT_ID="x"``. Returns (env, metrics port)."""
+    the alert delivery store under tmp_path; ``overrides`` are more TWINWATCH__SERVICES__/FLOW__
+    keys, e.g. ``MQTT__CLIENT_ID="x"``. Returns (env, metrics port)."""
     port = services.free_port()
     env = dict(
         os.environ,
