@@ -28,9 +28,8 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, TextIO
-from zoneinfo import ZoneInfo
 
 import msgspec
 
@@ -45,6 +44,7 @@ from twinwatch.config import Config, ConfigError
 from twinwatch.durations import parse_duration
 from twinwatch.influx import InfluxError, InfluxV1Writer, Writer, make_reader, make_writer
 from twinwatch.lineprotocol import encode
+from twinwatch.localtime import show, zone
 from twinwatch.schema import AlertAck
 
 __all__ = [
@@ -156,7 +156,7 @@ def acknowledge(
     comment: str,
     now: datetime,
     for_: timedelta,
-    tz: ZoneInfo,
+    tz: tzinfo,
 ) -> tuple[AlertAck, str]:
     """Record the ack in InfluxDB and silence the alert; refuse a second ack of the episode."""
     fp = alert["annotations"]["fingerprint"]
@@ -212,8 +212,8 @@ def silence(
         raise OpsError(f"cannot create the silence: {e}") from None
 
 
-def _local(t: datetime, tz: ZoneInfo) -> str:
-    return t.astimezone(tz).strftime("%Y-%m-%d %H:%M%z")
+def _local(t: datetime, tz: tzinfo) -> str:
+    return show(t, tz, seconds=False)  # the city's zone, marked (twinwatch.localtime)
 
 
 def _table(rows: list[tuple[str, ...]]) -> str:
@@ -222,7 +222,7 @@ def _table(rows: list[tuple[str, ...]]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows)
 
 
-def _alerts_table(alerts: list[dict], ack_of: dict[str, AlertAck] | None, tz: ZoneInfo) -> str:
+def _alerts_table(alerts: list[dict], ack_of: dict[str, AlertAck] | None, tz: tzinfo) -> str:
     rows: list[tuple[str, ...]] = [
         ("FINGERPRINT", "SEVERITY", "STATE", "SINCE", "ACK", "ALERT", "WHERE", "SUMMARY")
     ]
@@ -247,7 +247,7 @@ def _alerts_table(alerts: list[dict], ack_of: dict[str, AlertAck] | None, tz: Zo
     return _table(rows)
 
 
-def _silences_table(silences: list[dict], tz: ZoneInfo) -> str:
+def _silences_table(silences: list[dict], tz: tzinfo) -> str:
     rows: list[tuple[str, ...]] = [("ID", "STATE", "ENDS", "BY", "MATCHERS", "COMMENT")]
     for s in sorted(silences, key=lambda s: s["endsAt"]):
         ops = {(False, True): "=", (True, True): "=~", (False, False): "!=", (True, False): "!~"}
@@ -286,7 +286,7 @@ def run(args: Any, config: Config, out: TextIO | None = None) -> int:
     if args.action == "config":
         print(render(config), end="", file=out)
         return 0
-    tz = ZoneInfo(config.city.timezone)
+    tz = zone(config, getattr(args, "utc", False))
     # The CLI fails fast: one retry, not the flow's patient delivery.
     cfg = msgspec.structs.replace(config.services.alertmanager, max_retries=1)
     if args.alertmanager_url:

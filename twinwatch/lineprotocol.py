@@ -14,6 +14,9 @@ fields, never tags, so series cardinality stays bounded):
     anomaly         asset detector domain sensor site              score value   (one per hit)
     alert           asset domain rule sensor severity site status  fingerprint value unit summary
                                                                    starts_at_ms(i)
+    alert_state     asset domain rule sensor site                  status severity level(i)
+                                                                   firing(i) fingerprint value
+                                                                   unit summary starts_at_ms(i)
     alert_ack       asset domain rule sensor severity site         fingerprint user comment summary
     dead_letter     reason source                                  topic detail payload
     reading_1m      asset domain quantity sensor site unit         mean min max count(i)
@@ -45,6 +48,12 @@ Tag keys are written in sorted order (what InfluxDB stores anyway, so it need no
 escaped "measurement,tags" head of a point is cached per series (a bounded dict, cleared when
 full): series repeat, so the hot path is one dict lookup plus one f-string.
 
+Every Alert record gives two points: its state change in ``alert`` (the history, one series per
+status and severity) and the alert's state in ``alert_state``, whose tags are exactly the
+alert's identity (the fingerprint hashes them), so the alert is one series and "what is firing at
+time T" is ``last()`` per series with ``time <= T`` (docs/dashboards.md). ``level`` is the
+severity's rank (1 attention .. 4 severe) while firing and 0 otherwise; ``firing`` is 1 or 0.
+
 InfluxDB keeps one point per (measurement, tag set, timestamp): a second point overwrites the
 first. Readings, scores and alerts rely on that (re-delivery is idempotent); security events and
 dead letters get distinct times upstream (``twinwatch.engine.parse.UniqueTimes``), so the encoder
@@ -59,6 +68,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from twinwatch.schema import (
+    SEVERITIES,
     Alert,
     AlertAck,
     AnomalyScore,
@@ -89,6 +99,7 @@ MEASUREMENTS: tuple[str, ...] = (
     "anomaly_score",
     "anomaly",
     "alert",
+    "alert_state",
     "dead_letter",
 )  # what the flow writes; ``alert_ack`` is written by ``twinwatch alerts ack``
 
@@ -199,6 +210,8 @@ _EVENT_TAGS = ("domain", "site", "asset", "sensor", "kind", "outcome")
 _SCORE_TAGS = ("domain", "site", "asset", "sensor")
 _ANOMALY_TAGS = ("domain", "site", "asset", "sensor", "detector")
 _ALERT_TAGS = ("domain", "site", "asset", "sensor", "rule", "severity", "status")
+_STATE_TAGS = ("domain", "site", "asset", "sensor", "rule")
+_LEVEL = {s: i for i, s in enumerate(SEVERITIES, 1)}
 _ACK_TAGS = ("domain", "site", "asset", "sensor", "rule", "severity")
 _DEAD_TAGS = ("source", "reason")
 
@@ -260,13 +273,21 @@ def _alert(a: Alert) -> list[str]:
     head = _cached_head(
         "alert", _ALERT_TAGS, (a.domain, a.site, a.asset, a.sensor, a.rule, a.severity, a.status)
     )
-    fields = [f"fingerprint={escape_string(a.fingerprint)}"]
+    common = [f"fingerprint={escape_string(a.fingerprint)}"]
     if (value := _field(float(a.value))) is not None:
-        fields.append(f"value={value}")
-    fields.append(f"unit={escape_string(a.unit)}")
-    fields.append(f"summary={escape_string(a.summary)}")
-    fields.append(f"starts_at_ms={_ms(a.starts_at)}i")
-    return [f"{head} {','.join(fields)} {_ms(a.at)}"]
+        common.append(f"value={value}")
+    common.append(f"unit={escape_string(a.unit)}")
+    common.append(f"summary={escape_string(a.summary)}")
+    common.append(f"starts_at_ms={_ms(a.starts_at)}i")
+    ms = _ms(a.at)
+    state = _cached_head("alert_state", _STATE_TAGS, (a.domain, a.site, a.asset, a.sensor, a.rule))
+    firing = a.status == "firing"
+    level = _LEVEL.get(a.severity, 0) if firing else 0
+    return [
+        f"{head} {','.join(common)} {ms}",
+        f"{state} status={escape_string(a.status)},severity={escape_string(a.severity)},"
+        f"level={level}i,firing={int(firing)}i,{','.join(common)} {ms}",
+    ]
 
 
 def _alert_ack(a: AlertAck) -> list[str]:
@@ -312,6 +333,7 @@ _ENCODERS: dict[type, Callable[[Any], list[str]]] = {
     DeadLetter: _dead_letter,
     Rollup: _rollup,
 }
+_SECOND = {"anomaly_score": "anomaly", "alert": "alert_state"}  # where a record's extra lines go
 _MEASUREMENT_OF: dict[type, str] = {
     Reading: "reading",
     SecurityEvent: "security_event",
@@ -342,7 +364,7 @@ def encode_many(records: Iterable[Any]) -> list[str]:
 
 def encode_by_measurement(records: Iterable[Any]) -> dict[str, list[str]]:
     """Lines grouped by measurement (for per-measurement counts); AnomalyScore hits go to
-    ``anomaly``."""
+    ``anomaly``, an Alert's state to ``alert_state``."""
     groups: dict[str, list[str]] = {}
     for r in records:
         lines = encode(r)
@@ -351,5 +373,5 @@ def encode_by_measurement(records: Iterable[Any]) -> dict[str, list[str]]:
         m = _MEASUREMENT_OF.get(type(r)) or r.measurement  # Rollup: one per window
         groups.setdefault(m, []).append(lines[0])
         if len(lines) > 1:
-            groups.setdefault("anomaly", []).extend(lines[1:])
+            groups.setdefault(_SECOND.get(m, "anomaly"), []).extend(lines[1:])
     return groups

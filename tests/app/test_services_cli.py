@@ -33,9 +33,7 @@ def test_down_and_status_act_on_the_named_service_only(
 
         assert main(["services", "status", "mosquitto", "--var", var]) == 0
         lines = capsys.readouterr().out.strip().splitlines()
-        assert (
-            len(lines) == 1 and lines[0].startswith("mosquitto") and "'running': True" in lines[0]
-        )
+        assert len(lines) == 1 and lines[0].split()[:2] == ["mosquitto", "running"]
 
         # before: `down mosquitto` stopped everything
         assert main(["services", "down", "mosquitto", "--var", var]) == 0

@@ -176,11 +176,12 @@ def test_sink_writes_mixed_batches_and_counts(influxdb, influx_db):
         "anomaly_score": 1,
         "anomaly": 1,
         "alert": 1,
+        "alert_state": 1,  # every alert record also writes its state
         "security_event": 1,
         "dead_letter": 1,
     }
     assert counts == expected
-    assert (part.written, part.dropped) == (10, 0)
+    assert (part.written, part.dropped) == (11, 0)
     for m, n in expected.items():
         after = metric("twinwatch_records_out_total", sink="influxdb", measurement=m)
         assert after - before[m] == n, m

@@ -10,7 +10,9 @@
     twinwatch backtest   detectors over stored history vs incident labels
 
 Errors the user can fix (bad config, unreachable service, missing binary) print one clear line
-and exit with status 2; they are not tracebacks.
+and exit with status 2; they are not tracebacks. Every subcommand's ``--help`` starts with what
+it does. Times are printed in the city's time zone (``city.timezone``) with the zone marked;
+``--utc`` prints UTC.
 """
 
 from __future__ import annotations
@@ -28,6 +30,32 @@ __all__ = ["main"]
 
 DEFAULT_VAR = Path("var")
 SERVICE_NAMES = ("influxdb", "mosquitto", "alertmanager", "victoriametrics", "prometheus")
+
+
+class _Subcommands(argparse._SubParsersAction):
+    """Subcommands whose ``--help`` opens with their one-line help as the description."""
+
+    def add_parser(self, name, **kwargs):
+        if "help" in kwargs and "description" not in kwargs:
+            help_ = kwargs["help"]
+            kwargs["description"] = help_[0].upper() + help_[1:] + "."
+        return super().add_parser(name, **kwargs)
+
+
+class _Parser(argparse.ArgumentParser):
+    """The twinwatch parser; its subcommands (and theirs) get descriptions (``_Subcommands``)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register("action", "parsers", _Subcommands)
+
+
+def _utc_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--utc",
+        action="store_true",
+        help="print times in UTC (default: the city's time zone, city.timezone)",
+    )
 
 
 def _config_arg(p: argparse.ArgumentParser) -> None:
@@ -148,8 +176,7 @@ def cmd_services(args) -> int:
         print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
         return 0
     if args.action == "status":
-        for name, st in services.status(base, args.names).items():
-            print(f"{name:16} {st}")
+        print(_status_table(services.status(base, args.names)))
         return 0
     config = load_config(args.config)
     started = services.up(
@@ -166,6 +193,22 @@ def cmd_services(args) -> int:
     return 0
 
 
+def _status_table(status: dict[str, dict]) -> str:
+    """One line per service: name, running or stopped, URL, PID and where its data is."""
+    lines = []
+    for name, st in status.items():
+        if st["running"]:
+            state = f"running  {st['url']:24}  pid {st['pid']:<7}  data {st['data_dir']}"
+        elif st["url"]:
+            state = (
+                f"stopped  (an earlier run's pid file for {st['url']}; `services down` clears it)"
+            )
+        else:
+            state = "stopped"
+        lines.append(f"{name:16} {state}")
+    return "\n".join(lines)
+
+
 def cmd_demo(args) -> int:
     from twinwatch.app.demo import run_demo
 
@@ -175,13 +218,17 @@ def cmd_demo(args) -> int:
         config_path=args.config,
         sim_hours=args.sim_hours,
         speed=args.speed,
+        end=args.end,
+        utc=args.utc,
     )
 
 
 def cmd_dashboards(args) -> int:
     from twinwatch.dashboards.build import main as dashboards_main
+    from twinwatch.engine.plan import Plan
 
-    return dashboards_main(args)
+    config = load_config(args.config)
+    return dashboards_main(args, config, Plan(config).thresholds())
 
 
 def cmd_bench(args) -> int:
@@ -282,11 +329,13 @@ def cmd_analysis(args) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="twinwatch", description=__doc__.split("\n")[0])
+    p = _Parser(prog="twinwatch", description=__doc__.split("\n")[0])
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True)
 
-    r = sub.add_parser("run", help="run the dataflow")
+    r = sub.add_parser(
+        "run", help="run the dataflow: MQTT or replay files -> detectors -> InfluxDB, Alertmanager"
+    )
     _config_arg(r)
     r.add_argument(
         "--replay",
@@ -311,7 +360,10 @@ def parser() -> argparse.ArgumentParser:
     _no_create_db_arg(r)
     r.set_defaults(func=cmd_run)
 
-    s = sub.add_parser("simulate", help="simulate the city (MQTT or replay file)")
+    s = sub.add_parser(
+        "simulate",
+        help="simulate the city with labelled incidents: publish to MQTT or write a file",
+    )
     _config_arg(s)
     s.add_argument("--out", help="write a JSONL replay file instead of publishing to MQTT")
     s.add_argument(
@@ -323,8 +375,12 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--labels", help="incident labels file (default: simulation.labels_path)")
     s.set_defaults(func=cmd_simulate)
 
-    d = sub.add_parser("demo", help="start services, simulate, detect, summarise")
+    d = sub.add_parser(
+        "demo",
+        help="start local services, simulate the city's last hours, detect, summarise",
+    )
     _config_arg(d)
+    _utc_arg(d)
     d.add_argument("--var", default=str(DEFAULT_VAR), help="folder for service data and logs")
     d.add_argument(
         "--sim-hours", type=float, help="simulated hours (default: simulation.duration_h)"
@@ -332,9 +388,17 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument(
         "--speed", type=float, help="simulated seconds per wall second (default: simulation.speed)"
     )
+    d.add_argument(
+        "--end",
+        help="end of the simulated span, ISO 8601 with offset (default: now, so Grafana's "
+        "default range shows data); the same seed and end give the same data",
+    )
     d.set_defaults(func=cmd_demo)
 
-    v = sub.add_parser("services", help="local services: up | down | status")
+    v = sub.add_parser(
+        "services",
+        help="start, stop or list the local InfluxDB, Mosquitto, Alertmanager, ... (by PID file)",
+    )
     _config_arg(v)
     v.add_argument("action", choices=("up", "down", "status"))
     v.add_argument(
@@ -347,7 +411,7 @@ def parser() -> argparse.ArgumentParser:
     _no_create_db_arg(v)
     v.set_defaults(func=cmd_services)
 
-    c = sub.add_parser("config", help="check a config file")
+    c = sub.add_parser("config", help="validate a config file and print what it describes")
     _config_arg(c)
     c.set_defaults(func=cmd_config)
 
@@ -386,6 +450,7 @@ def parser() -> argparse.ArgumentParser:
         description="Work with the alerts Alertmanager holds (docs/alerting.md).",
     )
     _config_arg(al)
+    _utc_arg(al)
     al.add_argument("--alertmanager-url", help="override services.alertmanager.url")
     alsub = al.add_subparsers(dest="action", required=True)
     alsub.add_parser("list", help="active alerts, with who acknowledged them")
@@ -435,6 +500,7 @@ def parser() -> argparse.ArgumentParser:
     ):
         an = sub.add_parser(name, help=help_)
         _config_arg(an)
+        _utc_arg(an)
         add(an)
         an.set_defaults(func=cmd_analysis)
     return p
@@ -446,8 +512,9 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    if not args.verbose:  # one line per HTTP request is noise, not news
-        logging.getLogger("httpx").setLevel(logging.WARNING)
+    if not args.verbose:  # one line per HTTP request, or per template miner started, is noise
+        for name in ("httpx", "drain3"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     try:
         return args.func(args)
     except (ConfigError, MqttError) as e:
@@ -455,6 +522,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `twinwatch query ... | head`: the reader has all it wanted
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ Errors (all ``AnalysisError``, a ``ConfigError``: the CLI prints one line, no tr
      ├── BadCredentials   HTTP 401/403: missing or wrong username/password/token
      ├── BadTimeRange     naive datetimes, end <= start, unparsable times (a bad duration
      │                    alone is twinwatch.durations.BadDuration, also a ConfigError)
-     └── EmptyResult      raised by the CLI when a query has no rows (helpers return empty frames)
+     └── EmptyResult      nothing to work on (a backtest over no history); helpers return empty
+                          frames and the CLI says "no ..." and exits 0
 """
 
 from __future__ import annotations
