@@ -307,6 +307,11 @@ class AlertmanagerClient:
         )
         return r.json()["silenceID"]
 
+    def get_status(self) -> dict:
+        """GET /api/v2/status: version, cluster, and the running config (``config.original``)."""
+        r = self._retry(lambda: self._once(f"get status of {self.url}", "GET", "/api/v2/status"))
+        return r.json()
+
     def get_silences(self) -> list[dict]:
         r = self._retry(
             lambda: self._once(f"get silences from {self.url}", "GET", "/api/v2/silences")

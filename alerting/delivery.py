@@ -202,7 +202,7 @@ class Delivery:
         """The next request's states: the oldest per label set, none held behind a young
         firing, at most BATCH_MAX."""
         told = None
-        hold = timedelta(seconds=r.notifier.hold_s)
+        hold: timedelta | None = None  # asked only when a resolve is queued
         blocked: set[tuple[str, str]] = set()
         out = []
         for seq, a in self.store.pending(r.name, self.owner):
@@ -210,10 +210,11 @@ class Delivery:
             if key in blocked:
                 continue
             blocked.add(key)  # one state per label set per request: order is kept
-            if a.status == "resolved" and hold:
-                if told is None:
-                    told = self.store.told(r.name)
-                firing = told.get(key)
+            if a.status == "resolved":
+                if hold is None:
+                    hold = timedelta(seconds=r.notifier.hold_s)
+                    told = self.store.told(r.name) if hold else {}
+                firing = told.get(key) if told else None
                 if firing is not None and now - firing.first_sent < hold:
                     continue
             out.append((seq, a))

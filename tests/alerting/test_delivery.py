@@ -12,6 +12,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import msgspec
 import pytest
 from httpstub import stub  # tests/httpstub.py
 from pager import Pager  # tests/pager.py
@@ -19,7 +20,7 @@ from prometheus_client import REGISTRY
 
 from twinwatch.alerting.alertmanager import AlertmanagerClient, ack_silence_comment
 from twinwatch.alerting.delivery import Delivery, judge
-from twinwatch.alerting.notifiers import AlertmanagerNotifier, notifiers_from_config
+from twinwatch.alerting.notifiers import AlertmanagerNotifier, hold_of, notifiers_from_config
 from twinwatch.alerting.store import DeliveryStore, last_states
 from twinwatch.app import services
 from twinwatch.config import AlertmanagerService
@@ -177,6 +178,32 @@ def test_catch_up_episode_is_paged_firing_then_resolved(paged_am, pager, tmp_pat
     assert r["startsAt"] == f["startsAt"]
     assert r["endsAt"].startswith(end.strftime("%Y-%m-%dT%H:%M:%S"))
     assert pager.orphans() == []
+
+
+@pytest.mark.services
+def test_the_hold_is_read_from_the_running_alertmanager(paged_am):
+    """Our config says group_wait 30 s / group_interval 300 s (hold 302 s), but the running
+    Alertmanager flushes after 0.5 s / 1 s: its routing tree decides (1 s + 2 s margin)."""
+    cfg = AlertmanagerService(url=paged_am.url, state_path=None)
+    assert cfg.hold_s == 302.0
+    notifier = AlertmanagerNotifier(cfg)
+    assert notifier.hold_s == 3.0
+    assert AlertmanagerNotifier(msgspec.structs.replace(cfg, resolve_hold_s=9.0)).hold_s == 9.0
+    down = AlertmanagerNotifier(
+        msgspec.structs.replace(cfg, url=f"http://127.0.0.1:{services.free_port()}")
+    )
+    assert down.hold_s == 302.0  # not reachable yet: ours, asked again later
+
+
+def test_hold_of_an_alertmanager_config():
+    assert hold_of("route: {receiver: x}") == 302.0  # Alertmanager's defaults, 30 s and 5 m
+    assert (
+        hold_of(
+            "route: {receiver: x, group_wait: 500ms, group_interval: 1s, routes: "
+            "[{receiver: y, group_interval: 1m30s}, {receiver: z, group_wait: 2m}]}"
+        )
+        == 122.0
+    )
 
 
 @pytest.mark.services

@@ -61,7 +61,7 @@ class Flow:
             am.url,
             MQTT__CLIENT_ID=f"paging-{influx_db}",
             ALERTMANAGER__RESEND_INTERVAL_S="1",
-            ALERTMANAGER__RESOLVE_HOLD_S="2",
+            # no RESOLVE_HOLD_S: the hold is read from the running Alertmanager (0.5 s/1 s + 2 s)
         )
         self.metrics = f"http://127.0.0.1:{port}/metrics"
         self.recovery = tmp_path / "recovery"
