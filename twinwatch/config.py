@@ -272,7 +272,7 @@ class AlertmanagerService(msgspec.Struct, frozen=True, forbid_unknown_fields=Tru
     max_backoff_s: PositiveFloat = 30.0  # retry delay cap while a receiver is down
     # A resolve is held until its firing was accepted this long ago, so that Alertmanager has
     # notified the firing first (an alert that resolves before its group is flushed is never
-    # notified). None: routing's max(group_wait_s, group_interval_s) + 2 s.
+    # notified). None: the running Alertmanager's routing tree, else ours (hold_s).
     resolve_hold_s: Annotated[float, msgspec.Meta(ge=0)] | None = None
     webhook_url: str | None = None  # direct HMAC-signed webhook (sites without Alertmanager)
     webhook_secret: Secret | None = None  # at least 32 bytes
