@@ -81,7 +81,9 @@ def hold_of(alertmanager_yml: str) -> float:
 
 class Notifier(Protocol):
     name: str  # "alertmanager" | "webhook": a metric label and the delivery store's key
-    hold_s: float
+
+    @property
+    def hold_s(self) -> float: ...
 
     def notify(self, alerts: Sequence[Alert], now: datetime) -> None: ...
 
