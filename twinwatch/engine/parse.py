@@ -10,8 +10,8 @@ cannot invent series (bounded tag cardinality) or relabel its unit.
 
 from __future__ import annotations
 
+import bisect
 import math
-import re
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
@@ -29,7 +29,7 @@ from twinwatch.schema import (
     SensorPayload,
 )
 
-__all__ = ["Parser", "UniqueTimes", "parse_sshd"]
+__all__ = ["Parser", "UniqueTimes"]
 
 PAYLOAD_PREVIEW = 512  # bytes of a rejected payload kept in the dead-letter queue
 # InfluxDB stores int64 nanoseconds: times outside this range cannot be written at all.
@@ -43,32 +43,6 @@ _decoders = {
     "device_event": msgspec.json.Decoder(DeviceEventPayload),  # CCTV/IoT security events (#6)
 }
 
-# sshd auth-log lines (formats as in loghub's OpenSSH sample; Zhu et al., ISSRE 2023).
-_SSHD = [
-    (
-        re.compile(r"Failed password for invalid user (?P<user>\S*) from (?P<ip>\S+)"),
-        "invalid_user",
-        "failure",
-    ),
-    (re.compile(r"Invalid user (?P<user>\S*) from (?P<ip>\S+)"), "invalid_user", "failure"),
-    (re.compile(r"Failed password for (?P<user>\S+) from (?P<ip>\S+)"), "auth_failure", "failure"),
-    (
-        re.compile(r"authentication failure;.*rhost=(?P<ip>\S+)(?:\s+user=(?P<user>\S+))?"),
-        "auth_failure",
-        "failure",
-    ),
-    (re.compile(r"Accepted \S+ for (?P<user>\S+) from (?P<ip>\S+)"), "auth_success", "success"),
-]
-
-
-def parse_sshd(line: str) -> tuple[str, str, str | None, str | None]:
-    """(kind, outcome, user, src_ip) of an sshd log line; unknown lines are ("other", "info")."""
-    for pattern, kind, outcome in _SSHD:
-        m = pattern.search(line)
-        if m:
-            return kind, outcome, m.groupdict().get("user"), m.group("ip")
-    return "other", "info", None, None
-
 
 class UniqueTimes:
     """Distinct occurrences that share a timestamp get distinct ones, 1 ms apart.
@@ -76,25 +50,48 @@ class UniqueTimes:
     InfluxDB keeps one point per (series, time): a second point overwrites the first. That is right
     for readings (a re-delivered reading is the same fact: idempotent). But security events and
     dead letters are occurrences, and they often share a time (sshd logs have whole seconds; a burst
-    of bad messages is received within one millisecond). Within a burst of one series (from its
-    first time to the last time handed out), each next occurrence moves to 1 ms after the last one;
-    an occurrence after the burst, or older than it (out of order), keeps its own time. Done here,
-    before detection, so an event's score, anomaly and alert points carry the same time as it.
+    of bad messages is received within one millisecond). Per series, the milliseconds already
+    handed out are kept as sorted, disjoint spans; an occurrence whose millisecond is taken gets
+    the first free one after it, in order or not (events of two seconds interleaved, or late
+    ones, never overwrite each other). Done here, before detection, so an event's score, anomaly
+    and alert points carry the same time as it. Bounded: ``max_spans`` spans per series (the
+    oldest forgotten first) and ``max_series`` series.
     """
 
-    def __init__(self, max_series: int = 100_000):
+    def __init__(self, max_series: int = 100_000, max_spans: int = 256):
         self.max_series = max_series
-        self._bursts: dict[str, tuple[int, int]] = {}  # series -> (first ms, last ms handed out)
+        self.max_spans = max_spans
+        self._spans: dict[str, list[list[int]]] = {}  # series -> sorted [first ms, last ms]
 
     def __call__(self, series: str, t: datetime) -> datetime:
         ms = round(t.timestamp() * 1000)
-        burst = self._bursts.get(series)
-        if burst is not None and burst[0] <= ms <= burst[1]:
-            self._bursts[series] = (burst[0], burst[1] + 1)
-            return datetime.fromtimestamp((burst[1] + 1) / 1000, UTC)
-        if burst is None and len(self._bursts) >= self.max_series:
-            self._bursts.clear()  # bounded memory; at worst one overwrite after a clear
-        self._bursts[series] = (ms, ms)
+        spans = self._spans.get(series)
+        if spans is None:
+            if len(self._spans) >= self.max_series:
+                self._spans.clear()  # bounded memory; at worst one overwrite after a clear
+            self._spans[series] = [[ms, ms]]
+            return t
+        i = bisect.bisect_right(spans, [ms, math.inf]) - 1  # the last span starting <= ms
+        if i >= 0 and spans[i][1] >= ms:  # taken: the first free millisecond after the span
+            span = spans[i]
+            new = span[1] + 1
+            while i + 1 < len(spans) and spans[i + 1][0] <= new:  # that one is taken too
+                new = max(new, spans[i + 1][1] + 1)
+                del spans[i + 1]
+            span[1] = new
+            if i + 1 < len(spans) and spans[i + 1][0] == new + 1:  # keep spans non-adjacent
+                span[1] = spans.pop(i + 1)[1]
+            return datetime.fromtimestamp(new / 1000, UTC)
+        if i >= 0 and spans[i][1] == ms - 1:
+            spans[i][1] = ms
+            if i + 1 < len(spans) and spans[i + 1][0] == ms + 1:
+                spans[i][1] = spans.pop(i + 1)[1]
+        elif i + 1 < len(spans) and spans[i + 1][0] == ms + 1:
+            spans[i + 1][0] = ms
+        else:
+            spans.insert(i + 1, [ms, ms])
+            if len(spans) > self.max_spans:
+                del spans[0]
         return t
 
 
@@ -106,11 +103,14 @@ class Parser:
         self.max_bytes = config.flow.max_payload_bytes
         self.max_future = timedelta(seconds=config.flow.max_future_s)
         self.unique = UniqueTimes()
+        from twinwatch.engine.logparse import LogParser  # it imports this module
+
+        self.logs = LogParser(config, unique=self.unique)
         self.catalog: dict[str, SensorRef] = {
             f"{self.prefix}{d}/{s}/{a}/{n}": ref for (d, s, a, n), ref in config.catalog.items()
         }
 
-    def parse(self, topic: str, payload: bytes) -> Reading | SecurityEvent:
+    def parse(self, topic: str, payload: bytes) -> Reading | SecurityEvent | list[SecurityEvent]:
         if len(payload) > self.max_bytes:
             raise BadRecord("too_large", f"{len(payload)} bytes > limit {self.max_bytes}")
         ref = self.catalog.get(topic)
@@ -158,19 +158,8 @@ class Parser:
                 unit,
                 msg.value,
             )
-        if kind == "log":
-            ev_kind, outcome, user, ip = parse_sshd(msg.line)
-            return SecurityEvent(
-                time,
-                ref.site,
-                ref.asset,
-                ref.sensor.id,
-                ev_kind,
-                outcome,
-                user=user,
-                src_ip=ip,
-                message=msg.line[:1024],
-            )
+        if kind == "log":  # the one classifier of every transport (twinwatch.engine.classify)
+            return self.logs.from_mqtt(ref, time, msg.line)
         if kind == "device_event":  # the event name is a bounded tag: a pattern-checked id
             return SecurityEvent(
                 time, ref.site, ref.asset, ref.sensor.id, msg.event, "info", message=msg.zone
@@ -216,6 +205,9 @@ class Parser:
                         payload[:PAYLOAD_PREVIEW].decode("utf-8", "replace"),
                     )
                 )
+                continue
+            if type(rec) is list:  # a log line (N events for "message repeated N times")
+                oks.extend(rec)
                 continue
             if type(rec) is SecurityEvent:
                 t = unique(rec.series, rec.time)
