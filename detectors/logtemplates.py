@@ -1,41 +1,145 @@
-"""Online log-template mining with drain3, new-template findings and per-template rate anomalies.
+"""Online log templates (drain3) and three tests against each source's own baseline: rare
+templates, template rate spikes and severity spikes. Quiet on normal logs by construction.
 
-    lt = LogTemplates(sim_th=0.4, depth=4)
-    lt.update(t, "sshd: Failed password for root from 192.0.2.7 port 22 ssh2")
-        -> (template id, template, [("new_template", 1.0, template) | ("template_rate", n, template)])
+    lt = LogTemplates(window_s=600, alpha=1e-4, ...)
+    lt.update(t, "sshd: Failed password for root from 192.0.2.7 port 22 ssh2", severity=6,
+              source="sshd") -> (template id, template, [(rule, count, window_s, detail)])
 
-drain3 (Drain: He et al., "Drain: An Online Log Parsing Approach with Fixed Depth Tree", ICWS
+Mining: drain3 (He et al., "Drain: An Online Log Parsing Approach with Fixed Depth Tree", ICWS
 2017) groups lines into templates such as ``Failed password for <*> from <IP> port <NUM> ssh2``.
-IPs, numbers and hex values are masked first, so they never make a template of their own.
+Variable parts are masked first, in one pass, with general rules (not per log type): URLs,
+paths, IPv4/IPv6 addresses with ports, MAC addresses, UUIDs, hex numbers and ids, dates, times
+and numbers (``benchmarks/logs_grouping.py`` measures the effect with loghub's grouping accuracy).
 
-- ``new_template``: a line made a new template (after ``warmup_lines`` lines of learning).
-- ``template_rate``: a template's count in the current ``rate_bucket_s`` bucket reached both
-  ``rate_min_count`` and ``rate_factor`` times its EWMA mean per bucket (after
-  ``rate_warmup_buckets`` buckets of history). Reported once per bucket.
+Scoring, per source (the program's sensor), in event time:
 
-``to_state()`` is the pickled Drain tree plus plain tuples: a restored miner knows every template,
-so a restart does not report old templates as new.
+- **rarity with decay**: each template keeps a count that halves every ``half_life_s``. A line
+  is *novel* when its template is new or its decayed count fell below ``rare_count`` (not seen
+  for weeks). Its weight is 1, ``warning_weight`` at warning severity and ``error_weight`` at
+  err or worse: a new template at error severity weighs more than one at info.
+- **a baseline of novelty per source**: the weighted novelty per ``window_s`` bucket is a
+  Poisson count whose rate is learned as a Gamma posterior with the same forgetting (a source
+  whose normal logs keep producing new templates, such as a desktop OS, has a high rate; a quiet
+  appliance a low one). ``new_template`` fires when the bucket's count reaches the smallest
+  ``k`` with predictive (negative binomial) tail probability P(X >= k) < ``alpha``: once per
+  bucket. One new template on a quiet source is enough; on a busy one it takes a burst.
+- ``template_rate``: the same test on each template's own count per bucket (at least
+  ``rate_min_count`` lines).
+- ``severity_spike``: the same test on the source's lines at err, crit, alert or emerg per
+  bucket (at least ``severity_min_count``).
+
+Learning is silent for a warm-up the user controls: a source reports nothing before it has
+``warmup_lines`` lines *and* ``warmup_s`` seconds of history (and ``twinwatch logs --learn FILE``
+pre-trains from an archive, see ``export()``/``load()``).
+
+``to_state()`` is the pickled Drain tree plus plain tuples: a restored miner knows every
+template, so a restart does not report old templates as new.
 """
 
 from __future__ import annotations
 
 import math
 import pickle
+import re
 from typing import ClassVar
 
-from drain3 import TemplateMiner
-from drain3.masking import MaskingInstruction
-from drain3.template_miner_config import TemplateMinerConfig
+from drain3.drain import Drain
 
-__all__ = ["LogTemplates"]
+__all__ = ["LogTemplates", "mask", "NegBinTail"]
 
-_MASKS = (  # (regex, mask): the usual drain3 masking, applied before mining
-    (r"((?<=[^A-Za-z0-9])|^)(([0-9a-f]{2,}:){3,}([0-9a-f]{2,}))((?=[^A-Za-z0-9])|$)", "ID"),
-    (r"((?<=[^A-Za-z0-9])|^)(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})((?=[^A-Za-z0-9])|$)", "IP"),
-    (r"((?<=[^A-Za-z0-9])|^)(0x[a-f0-9A-F]+)((?=[^A-Za-z0-9])|$)", "HEX"),
-    (r"((?<=[^A-Za-z0-9])|^)([\-\+]?\d+)((?=[^A-Za-z0-9])|$)", "NUM"),
+# General masks, one pass: the first alternative that matches at a position wins.
+_MASK = re.compile(
+    r"(?P<URL>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s\"'<>]+)"
+    r"|(?P<UUID>\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b)"
+    r"|(?P<PATH>(?<![\w.])(?:[A-Za-z]:\\|\\\\)[^\s\"'<>:]+|(?<![\w.>])(?:/[\w.@+-]+){2,}/?)"
+    r"|(?P<IP>(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?(?![\w.])"
+    r"|(?<![\w:])(?:[0-9a-fA-F]{1,4}:){2,7}[0-9a-fA-F]{0,4}(?![\w:]))"
+    r"|(?P<MAC>\b[0-9a-fA-F]{2}(?:[:-][0-9a-fA-F]{2}){5}\b)"
+    r"|(?P<HEX>\b0[xX][0-9a-fA-F]+\b|\b(?=[a-fA-F]*\d)(?=\d*[a-fA-F])[0-9a-fA-F]{8,}\b)"
+    r"|(?P<DATE>\b\d{4}[-/]\d\d[-/]\d\d(?:[T ]\d\d:\d\d(?::\d\d(?:[.,]\d+)?)?)?\b)"
+    r"|(?P<TIME>\b\d\d:\d\d:\d\d(?:[.,]\d+)?\b)"
+    r"|(?P<NUM>(?<![A-Za-z0-9.])[-+]?\d+(?:\.\d+)?(?![A-Za-z0-9]))"
 )
-_ALPHA = 0.1  # EWMA weight of the newest bucket in a template's mean rate
+
+
+def _sub(m: re.Match) -> str:
+    return f"<{m.lastgroup}>"
+
+
+def mask(text: str) -> str:
+    """``text`` with its variable parts replaced by ``<IP>``, ``<NUM>``, ``<PATH>``, ..."""
+    return _MASK.sub(_sub, text)
+
+
+class NegBinTail:
+    """The smallest count k with P(X >= k) < alpha for X ~ negative binomial (the Poisson count
+    in a window of ``w`` seconds whose rate has a Gamma(shape ``a``, rate ``b``) posterior)."""
+
+    @staticmethod
+    def threshold(a: float, b: float, w: float, alpha: float, cap: int = 10_000_000) -> float:
+        p = b / (b + w)  # X ~ NB(a, p): pmf(j) = C(j + a - 1, j) p^a (1 - p)^j
+        log_q = math.log1p(-p)
+        log_pmf = a * math.log(p)
+        cdf = math.exp(log_pmf)
+        j = 0
+        while 1.0 - cdf >= alpha and j < cap:
+            j += 1
+            log_pmf += math.log((j - 1 + a) / j) + log_q
+            cdf += math.exp(log_pmf)
+        return float(j + 1)
+
+
+class _Rate:
+    """A count per bucket and its Gamma posterior rate with exponential forgetting."""
+
+    __slots__ = ("a", "b", "bucket", "count", "limit", "fired")
+
+    def __init__(self, a: float = 0.0, b: float = 0.0, bucket: int | None = None):
+        self.a, self.b = a, b  # decayed count, decayed exposure (s)
+        self.bucket = bucket
+        self.count = 0.0
+        self.limit = math.inf  # the bucket's threshold count
+        self.fired = False
+
+    def add(self, bucket: int, weight: float, lt: LogTemplates, floor: float) -> float:
+        """Count ``weight`` in ``bucket``; the bucket's count if it just crossed its threshold,
+        else 0."""
+        if bucket != self.bucket:
+            self._close(bucket, lt)
+        self.count += weight
+        if not self.fired and self.count >= self.limit and self.count >= floor:
+            self.fired = True
+            return self.count
+        return 0.0
+
+    def _close(self, bucket: int, lt: LogTemplates) -> None:
+        w, f = lt.window_s, lt.bucket_decay
+        if self.bucket is not None and bucket > self.bucket:
+            gap = bucket - self.bucket  # this bucket, then gap - 1 empty ones
+            fg = f**gap
+            self.a = self.a * fg + self.count * f ** (gap - 1)
+            self.b = self.b * fg + w * (1.0 - fg) / (1.0 - f)
+        self.bucket, self.count, self.fired = bucket, 0.0, False
+        self.limit = NegBinTail.threshold(self.a + lt.prior_a, self.b + lt.prior_b, w, lt.alpha)
+
+    def state(self) -> tuple:
+        return (self.a, self.b, self.bucket, self.count, self.limit, self.fired)
+
+    @classmethod
+    def restore(cls, state: tuple) -> _Rate:
+        r = cls()
+        r.a, r.b, r.bucket, r.count, r.limit, r.fired = state
+        return r
+
+
+class _Source:
+    __slots__ = ("first_t", "lines", "novelty", "severity")
+
+    def __init__(self, first_t: float):
+        self.first_t = first_t
+        self.lines = 0
+        self.novelty = _Rate()
+        self.severity = _Rate()
 
 
 class LogTemplates:
@@ -47,95 +151,182 @@ class LogTemplates:
         depth: int = 4,
         max_children: int = 100,
         max_clusters: int = 2000,
-        warmup_lines: int = 0,
-        rate_bucket_s: float = 60.0,
-        rate_factor: float = 10.0,
-        rate_min_count: int = 50,
-        rate_warmup_buckets: int = 10,
+        warmup_lines: int = 200,
+        warmup_s: float = 3600.0,
+        half_life_s: float = 7 * 86400.0,
+        rare_count: float = 0.05,
+        window_s: float = 600.0,
+        alpha: float = 1e-4,
+        error_weight: float = 4.0,
+        warning_weight: float = 2.0,
+        rate_min_count: int = 20,
+        severity_min_count: int = 5,
+        state_path: str | None = None,  # used by the application (twinwatch logs --learn)
     ) -> None:
-        if not 0 < sim_th < 1 or depth < 3 or rate_bucket_s <= 0 or rate_factor <= 0:
-            raise ValueError("need 0 < sim_th < 1, depth >= 3, rate_bucket_s > 0, rate_factor > 0")
-        self._params = dict(
-            sim_th=sim_th,
-            depth=depth,
-            max_children=max_children,
-            max_clusters=max_clusters,
-            warmup_lines=warmup_lines,
-            rate_bucket_s=rate_bucket_s,
-            rate_factor=rate_factor,
-            rate_min_count=rate_min_count,
-            rate_warmup_buckets=rate_warmup_buckets,
+        if not 0 < sim_th < 1 or depth < 3 or window_s <= 0 or half_life_s <= 0:
+            raise ValueError("need 0 < sim_th < 1, depth >= 3, window_s > 0, half_life_s > 0")
+        if not 0 < alpha < 0.5:
+            raise ValueError(f"alpha must be in (0, 0.5), got {alpha!r}")
+        self._params = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
+        self.drain = Drain(
+            depth=depth, sim_th=sim_th, max_children=max_children, max_clusters=max_clusters
         )
-        cfg = TemplateMinerConfig()
-        cfg.drain_sim_th, cfg.drain_depth = sim_th, depth
-        cfg.drain_max_children, cfg.drain_max_clusters = max_children, max_clusters
-        cfg.masking_instructions = [MaskingInstruction(r, m) for r, m in _MASKS]
-        cfg.profiling_enabled = False
-        self.miner = TemplateMiner(persistence_handler=None, config=cfg)
         self.warmup_lines = warmup_lines
-        self.bucket_s = rate_bucket_s
-        self.factor = rate_factor
-        self.min_count = rate_min_count
-        self.warmup_buckets = rate_warmup_buckets
+        self.warmup_s = warmup_s
+        self.half_life_s = half_life_s
+        self.rare_count = rare_count
+        self.window_s = window_s
+        self.alpha = alpha
+        self.weights = (error_weight, warning_weight)
+        self.rate_min = rate_min_count
+        self.severity_min = severity_min_count
+        self.bucket_decay = 0.5 ** (window_s / half_life_s)
+        self.prior_a, self.prior_b = 0.5, window_s  # weak: about one event per two windows
         self.lines = 0
-        # template id -> [bucket index, count in it, EWMA mean per bucket, buckets seen, reported]
-        self._rates: dict[int, list] = {}
+        self._sources: dict[str, _Source] = {}
+        # template id -> [decayed count, time of last line, rate per bucket]
+        self._templates: dict[int, list] = {}
 
     @property
     def template_count(self) -> int:
-        return len(self.miner.drain.clusters)
+        return len(self.drain.clusters)
 
-    def update(self, t: float, text: str) -> tuple[int, str, list[tuple[str, float, str]]]:
-        """Mine one line at time ``t``; return its template id, template and findings."""
-        r = self.miner.add_log_message(text)
+    def params(self) -> dict:
+        return dict(self._params)
+
+    def mine(self, text: str) -> tuple[int, str, str]:
+        """(template id, template, change type) of one line, learning it."""
+        cluster, change = self.drain.add_log_message(mask(text))
+        return cluster.cluster_id, cluster.get_template(), change
+
+    def update(
+        self, t: float, text: str, severity: int | None = None, source: str = ""
+    ) -> tuple[int, str, list[tuple[str, float, float, str]]]:
+        """Mine one line at time ``t`` (epoch s) of ``source``; its template id, template and
+        findings ``(rule, count, window_s, detail)``."""
+        cid, template, change = self.mine(text)
         self.lines += 1
-        cid, template = r["cluster_id"], r["template_mined"]
+        if not math.isfinite(t):
+            return cid, template, []
+        src = self._sources.get(source)
+        if src is None:
+            if len(self._sources) >= 4096:
+                self._sources.clear()
+            src = self._sources[source] = _Source(t)
+        src.lines += 1
+        tpl = self._templates.get(cid)
+        if tpl is None:
+            if len(self._templates) >= 2 * self.drain.max_clusters:  # drop evicted templates
+                live = self.drain.id_to_cluster
+                self._templates = {k: v for k, v in self._templates.items() if k in live}
+            tpl = self._templates[cid] = [0.0, t, _Rate()]
+        count = tpl[0] * 0.5 ** (max(t - tpl[1], 0.0) / self.half_life_s)
+        novel = change == "cluster_created" or count < self.rare_count
+        tpl[0], tpl[1] = count + 1.0, max(t, tpl[1])
+        bucket = math.floor(t / self.window_s)
+        warm = src.lines > self.warmup_lines and t - src.first_t >= self.warmup_s
+        error = severity is not None and severity <= 3
+        weight = 1.0
+        if severity is not None and severity <= 4:
+            weight = self.weights[0] if error else self.weights[1]
         found = []
-        if r["change_type"] == "cluster_created" and self.lines > self.warmup_lines:
-            found.append(("new_template", 1.0, template))
-        n = self._count(cid, t)
-        if n:
-            found.append(("template_rate", float(n), template))
+        n = src.novelty.add(bucket, weight if novel else 0.0, self, 0.0)
+        if n and warm and novel:
+            found.append(
+                (
+                    "new_template",
+                    n,
+                    self.window_s,
+                    f"rare templates of weight {n:g} in {self.window_s:g} s "
+                    f"(usual {src.novelty.a / max(src.novelty.b, 1e-9) * self.window_s:.2g}): "
+                    f"{template}",
+                )
+            )
+        n = tpl[2].add(bucket, 1.0, self, float(self.rate_min))
+        if n and warm:
+            found.append(
+                (
+                    "template_rate",
+                    n,
+                    self.window_s,
+                    f"{n:g} lines in {self.window_s:g} s (usual "
+                    f"{tpl[2].a / max(tpl[2].b, 1e-9) * self.window_s:.2g}): {template}",
+                )
+            )
+        n = src.severity.add(bucket, 1.0 if error else 0.0, self, float(self.severity_min))
+        if n and warm and error:
+            found.append(
+                (
+                    "severity_spike",
+                    n,
+                    self.window_s,
+                    f"{n:g} lines at err or worse in {self.window_s:g} s (usual "
+                    f"{src.severity.a / max(src.severity.b, 1e-9) * self.window_s:.2g})",
+                )
+            )
         return cid, template, found
 
-    def _count(self, cid: int, t: float) -> int:
-        """Count the line in its template's bucket; the count if it is a rate anomaly, else 0."""
-        b = math.floor(t / self.bucket_s) if math.isfinite(t) else 0
-        rate = self._rates.get(cid)
-        if rate is None:
-            if len(self._rates) >= 2 * self.miner.drain.max_clusters:  # drop evicted templates
-                live = self.miner.drain.id_to_cluster
-                self._rates = {k: v for k, v in self._rates.items() if k in live}
-            rate = self._rates[cid] = [b, 0, 0.0, 0, False]
-        elif b > rate[0]:  # close the bucket, then decay over the empty ones in between
-            gap = b - rate[0]
-            mean = rate[2] + _ALPHA * (rate[1] - rate[2])
-            rate[:] = [b, 0, mean * (1 - _ALPHA) ** (gap - 1), rate[3] + gap, False]
-        rate[1] += 1
-        if (
-            not rate[4]
-            and rate[3] >= self.warmup_buckets
-            and rate[1] >= self.min_count
-            and rate[1] >= self.factor * rate[2]
-        ):
-            rate[4] = True
-            return rate[1]
-        return 0
+    # --- snapshots and pre-training ------------------------------------------------------------
 
     def to_state(self) -> tuple:
         return (
-            pickle.dumps(self.miner.drain, protocol=pickle.HIGHEST_PROTOCOL),
+            pickle.dumps(self.drain, protocol=pickle.HIGHEST_PROTOCOL),
             self.lines,
-            tuple((k, *v) for k, v in self._rates.items()),
+            tuple(
+                (k, s.first_t, s.lines, s.novelty.state(), s.severity.state())
+                for k, s in self._sources.items()
+            ),
+            tuple((k, c, tl, r.state()) for k, (c, tl, r) in self._templates.items()),
         )
 
     @classmethod
     def from_state(cls, params: dict, state: tuple) -> LogTemplates:
         lt = cls(**params)
-        blob, lt.lines, rates = state
-        lt.miner.drain = pickle.loads(blob)
-        lt._rates = {k: list(v) for k, *v in rates}
+        blob, lt.lines, sources, templates = state
+        lt.drain = pickle.loads(blob)
+        for k, first_t, lines, nov, sev in sources:
+            s = lt._sources[k] = _Source(first_t)
+            s.lines, s.novelty, s.severity = lines, _Rate.restore(nov), _Rate.restore(sev)
+        lt._templates = {k: [c, tl, _Rate.restore(r)] for k, c, tl, r in templates}
         return lt
 
-    def params(self) -> dict:
-        return dict(self._params)
+    def export(self) -> dict:
+        """The learned templates and baselines as plain JSON-able data (``--learn``): the
+        templates' text, not the pickled tree, so a learned file is safe to load and to read."""
+        return {
+            "templates": [
+                {
+                    "template": c.get_template(),
+                    "size": c.size,
+                    "count": self._templates.get(c.cluster_id, [0.0, 0.0])[0],
+                    "last": self._templates.get(c.cluster_id, [0.0, 0.0])[1],
+                }
+                for c in self.drain.clusters
+            ],
+            "sources": {
+                k: {
+                    "first_t": s.first_t,
+                    "lines": s.lines,
+                    "novelty": [s.novelty.a, s.novelty.b],
+                    "severity": [s.severity.a, s.severity.b],
+                }
+                for k, s in self._sources.items()
+            },
+        }
+
+    def load(self, learned: dict) -> None:
+        """Pre-train from ``export()`` data: the templates become known (rebuilt through drain),
+        with their counts, and the sources' baselines and warm-up carry over."""
+        for row in learned.get("templates", []):
+            cluster, _ = self.drain.add_log_message(str(row["template"]))
+            cluster.size = max(cluster.size, int(row.get("size", 1)))
+            self._templates[cluster.cluster_id] = [
+                float(row.get("count", 1.0)),
+                float(row.get("last", 0.0)),
+                _Rate(),
+            ]
+        for k, s in learned.get("sources", {}).items():
+            src = self._sources[k] = _Source(float(s["first_t"]))
+            src.lines = int(s["lines"])
+            src.novelty = _Rate(*map(float, s["novelty"]))
+            src.severity = _Rate(*map(float, s["severity"]))
