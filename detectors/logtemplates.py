@@ -8,8 +8,9 @@ templates, template rate spikes and severity spikes. Quiet on normal logs by con
 Mining: drain3 (He et al., "Drain: An Online Log Parsing Approach with Fixed Depth Tree", ICWS
 2017) groups lines into templates such as ``Failed password for <*> from <IP> port <NUM> ssh2``.
 Variable parts are masked first, in one pass, with general rules (not per log type): URLs,
-paths, IPv4/IPv6 addresses with ports, MAC addresses, UUIDs, hex numbers and ids, dates, times
-and numbers (``benchmarks/logs_grouping.py`` measures the effect with loghub's grouping accuracy).
+paths, host:port endpoints, IPv4/IPv6 addresses with ports, MAC addresses, UUIDs, hex numbers and
+ids, dates, times and numbers (``benchmarks/logs_grouping.py`` measures the effect with loghub's
+grouping accuracy).
 
 Scoring, per source (the program's sensor), in event time:
 
@@ -52,8 +53,9 @@ _MASK = re.compile(
     r"(?P<URL>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s\"'<>]+)"
     r"|(?P<UUID>\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b)"
     r"|(?P<PATH>(?<![\w.])(?:[A-Za-z]:\\|\\\\)[^\s\"'<>:]+|(?<![\w.>])(?:/[\w.@+-]+){2,}/?)"
+    r"|(?P<ADDR>(?<![\w.-])(?:[\w-]+\.)+[\w-]+:\d{1,5}(?![\w.]))"
     r"|(?P<IP>(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?(?![\w.])"
-    r"|(?<![\w:])(?:[0-9a-fA-F]{1,4}:){2,7}[0-9a-fA-F]{0,4}(?![\w:]))"
+    r"|(?<![\w:])(?=[0-9a-fA-F:]*\d)(?:[0-9a-fA-F]{0,4}:){2,7}[0-9a-fA-F]{0,4}(?![\w:]))"
     r"|(?P<MAC>\b[0-9a-fA-F]{2}(?:[:-][0-9a-fA-F]{2}){5}\b)"
     r"|(?P<HEX>\b0[xX][0-9a-fA-F]+\b|\b(?=[a-fA-F]*\d)(?=\d*[a-fA-F])[0-9a-fA-F]{8,}\b)"
     r"|(?P<DATE>\b\d{4}[-/]\d\d[-/]\d\d(?:[T ]\d\d:\d\d(?::\d\d(?:[.,]\d+)?)?)?\b)"
@@ -72,31 +74,38 @@ def mask(text: str) -> str:
 
 
 class NegBinTail:
-    """The smallest count k with P(X >= k) < alpha for X ~ negative binomial (the Poisson count
-    in a window of ``w`` seconds whose rate has a Gamma(shape ``a``, rate ``b``) posterior)."""
+    """The smallest count k with P(X >= k) < alpha for X ~ negative binomial(r, p), the law of
+    an overdispersed count: mean r (1 - p) / p, variance mean / p."""
 
     @staticmethod
-    def threshold(a: float, b: float, w: float, alpha: float, cap: int = 10_000_000) -> float:
-        p = b / (b + w)  # X ~ NB(a, p): pmf(j) = C(j + a - 1, j) p^a (1 - p)^j
+    def threshold(r: float, p: float, alpha: float, cap: int = 10_000_000) -> float:
         log_q = math.log1p(-p)
-        log_pmf = a * math.log(p)
+        log_pmf = r * math.log(p)
         cdf = math.exp(log_pmf)
         j = 0
         while 1.0 - cdf >= alpha and j < cap:
             j += 1
-            log_pmf += math.log((j - 1 + a) / j) + log_q
+            log_pmf += math.log((j - 1 + r) / j) + log_q
             cdf += math.exp(log_pmf)
         return float(j + 1)
 
+    @staticmethod
+    def of_moments(mean: float, var: float) -> tuple[float, float]:
+        """(r, p) with this mean and variance (a near-Poisson r when var <= mean)."""
+        mean = max(mean, 1e-9)
+        r = mean * mean / (var - mean) if var > mean * 1.000001 else 1e6
+        return r, r / (r + mean)
+
 
 class _Rate:
-    """A count per bucket and its Gamma posterior rate with exponential forgetting."""
+    """Counts per bucket of one stream: their mean and variance with exponential forgetting
+    (weights halve every ``half_life_s``), which give the bucket's threshold count."""
 
-    __slots__ = ("a", "b", "bucket", "count", "limit", "fired")
+    __slots__ = ("w", "s1", "s2", "bucket", "count", "limit", "fired")
 
-    def __init__(self, a: float = 0.0, b: float = 0.0, bucket: int | None = None):
-        self.a, self.b = a, b  # decayed count, decayed exposure (s)
-        self.bucket = bucket
+    def __init__(self, w: float = 0.0, s1: float = 0.0, s2: float = 0.0):
+        self.w, self.s1, self.s2 = w, s1, s2  # decayed bucket count, sum, sum of squares
+        self.bucket: int | None = None
         self.count = 0.0
         self.limit = math.inf  # the bucket's threshold count
         self.fired = False
@@ -113,32 +122,85 @@ class _Rate:
         return 0.0
 
     def _close(self, bucket: int, lt: LogTemplates) -> None:
-        w, f = lt.window_s, lt.bucket_decay
+        f = lt.bucket_decay
         if self.bucket is not None and bucket > self.bucket:
-            gap = bucket - self.bucket  # this bucket, then gap - 1 empty ones
+            c = self.count
+            self.w, self.s1, self.s2 = self.w * f + 1.0, self.s1 * f + c, self.s2 * f + c * c
+            empty = min(bucket - self.bucket - 1, 1_000_000)  # buckets without a line
+            if empty:
+                fe = f**empty
+                self.w = self.w * fe + (1.0 - fe) / (1.0 - f)
+                self.s1 *= fe
+                self.s2 *= fe
+        self.bucket, self.count, self.fired = bucket, 0.0, False
+        self.limit = NegBinTail.threshold(*NegBinTail.of_moments(*self.moments(lt)), lt.alpha)
+
+    def moments(self, lt: LogTemplates) -> tuple[float, float]:
+        """Mean and variance per bucket, with a weak overdispersed prior (one bucket)."""
+        w0, m0, v0 = 1.0, lt.prior_mean, lt.prior_var
+        w = self.w + w0
+        mean = (self.s1 + w0 * m0) / w
+        return mean, max((self.s2 + w0 * (v0 + m0 * m0)) / w - mean * mean, 0.0)
+
+    def state(self) -> tuple:
+        return (self.w, self.s1, self.s2, self.bucket, self.count, self.limit, self.fired)
+
+    @classmethod
+    def restore(cls, state: tuple) -> _Rate:
+        r = cls()
+        r.w, r.s1, r.s2, r.bucket, r.count, r.limit, r.fired = state
+        return r
+
+
+class _Novelty(_Rate):
+    """Weighted novelty per bucket as a Poisson count whose rate has a Gamma posterior (decayed
+    count ``a`` over decayed exposure ``b`` seconds, plus a prior of one novelty per hour).
+    Novelty is sparse, so its dispersion is not estimated; it is learned after the warm-up only
+    (before it, every template is new)."""
+
+    __slots__ = ("a", "b")
+
+    def __init__(self, a: float = 0.0, b: float = 0.0):
+        super().__init__()
+        self.a, self.b = a, b
+
+    def _close(self, bucket: int, lt: LogTemplates) -> None:
+        f, w = lt.bucket_decay, lt.window_s
+        if self.bucket is not None and bucket > self.bucket:
+            gap = min(bucket - self.bucket, 1_000_000)
             fg = f**gap
             self.a = self.a * fg + self.count * f ** (gap - 1)
             self.b = self.b * fg + w * (1.0 - fg) / (1.0 - f)
         self.bucket, self.count, self.fired = bucket, 0.0, False
-        self.limit = NegBinTail.threshold(self.a + lt.prior_a, self.b + lt.prior_b, w, lt.alpha)
+        a, b = self.a + 1.0, self.b + 6 * w  # prior: one novelty in six buckets
+        self.limit = NegBinTail.threshold(a, b / (b + w), lt.alpha)
+
+    def moments(self, lt: LogTemplates) -> tuple[float, float]:
+        mean = (self.a + 1.0) / (self.b + 6 * lt.window_s) * lt.window_s
+        return mean, mean
+
+    def reset(self) -> None:
+        self.a = self.b = self.count = 0.0
+        self.bucket, self.limit, self.fired = None, math.inf, False
 
     def state(self) -> tuple:
         return (self.a, self.b, self.bucket, self.count, self.limit, self.fired)
 
     @classmethod
-    def restore(cls, state: tuple) -> _Rate:
+    def restore(cls, state: tuple) -> _Novelty:
         r = cls()
         r.a, r.b, r.bucket, r.count, r.limit, r.fired = state
         return r
 
 
 class _Source:
-    __slots__ = ("first_t", "lines", "novelty", "severity")
+    __slots__ = ("first_t", "lines", "warm", "novelty", "severity")
 
     def __init__(self, first_t: float):
         self.first_t = first_t
         self.lines = 0
-        self.novelty = _Rate()
+        self.warm = False
+        self.novelty = _Novelty()
         self.severity = _Rate()
 
 
@@ -147,7 +209,7 @@ class LogTemplates:
 
     def __init__(
         self,
-        sim_th: float = 0.4,
+        sim_th: float = 0.7,
         depth: int = 4,
         max_children: int = 100,
         max_clusters: int = 2000,
@@ -181,7 +243,7 @@ class LogTemplates:
         self.rate_min = rate_min_count
         self.severity_min = severity_min_count
         self.bucket_decay = 0.5 ** (window_s / half_life_s)
-        self.prior_a, self.prior_b = 0.5, window_s  # weak: about one event per two windows
+        self.prior_mean, self.prior_var = 1.0, 4.0  # weak and overdispersed: one bucket
         self.lines = 0
         self._sources: dict[str, _Source] = {}
         # template id -> [decayed count, time of last line, rate per bucket]
@@ -224,13 +286,16 @@ class LogTemplates:
         novel = change == "cluster_created" or count < self.rare_count
         tpl[0], tpl[1] = count + 1.0, max(t, tpl[1])
         bucket = math.floor(t / self.window_s)
-        warm = src.lines > self.warmup_lines and t - src.first_t >= self.warmup_s
+        warm = src.warm
+        if not warm and src.lines > self.warmup_lines and t - src.first_t >= self.warmup_s:
+            src.warm = True  # the novelty baseline starts now: before, every template was new
+            src.novelty.reset()
         error = severity is not None and severity <= 3
         weight = 1.0
         if severity is not None and severity <= 4:
             weight = self.weights[0] if error else self.weights[1]
         found = []
-        n = src.novelty.add(bucket, weight if novel else 0.0, self, 0.0)
+        n = src.novelty.add(bucket, weight if novel else 0.0, self, 0.0) if src.warm else 0.0
         if n and warm and novel:
             found.append(
                 (
@@ -238,7 +303,7 @@ class LogTemplates:
                     n,
                     self.window_s,
                     f"rare templates of weight {n:g} in {self.window_s:g} s "
-                    f"(usual {src.novelty.a / max(src.novelty.b, 1e-9) * self.window_s:.2g}): "
+                    f"(usual {src.novelty.moments(self)[0]:.2g}): "
                     f"{template}",
                 )
             )
@@ -250,7 +315,7 @@ class LogTemplates:
                     n,
                     self.window_s,
                     f"{n:g} lines in {self.window_s:g} s (usual "
-                    f"{tpl[2].a / max(tpl[2].b, 1e-9) * self.window_s:.2g}): {template}",
+                    f"{tpl[2].moments(self)[0]:.2g}): {template}",
                 )
             )
         n = src.severity.add(bucket, 1.0 if error else 0.0, self, float(self.severity_min))
@@ -261,7 +326,7 @@ class LogTemplates:
                     n,
                     self.window_s,
                     f"{n:g} lines at err or worse in {self.window_s:g} s (usual "
-                    f"{src.severity.a / max(src.severity.b, 1e-9) * self.window_s:.2g})",
+                    f"{src.severity.moments(self)[0]:.2g})",
                 )
             )
         return cid, template, found
@@ -273,7 +338,7 @@ class LogTemplates:
             pickle.dumps(self.drain, protocol=pickle.HIGHEST_PROTOCOL),
             self.lines,
             tuple(
-                (k, s.first_t, s.lines, s.novelty.state(), s.severity.state())
+                (k, s.first_t, s.lines, s.warm, s.novelty.state(), s.severity.state())
                 for k, s in self._sources.items()
             ),
             tuple((k, c, tl, r.state()) for k, (c, tl, r) in self._templates.items()),
@@ -284,9 +349,10 @@ class LogTemplates:
         lt = cls(**params)
         blob, lt.lines, sources, templates = state
         lt.drain = pickle.loads(blob)
-        for k, first_t, lines, nov, sev in sources:
+        for k, first_t, lines, warm, nov, sev in sources:
             s = lt._sources[k] = _Source(first_t)
-            s.lines, s.novelty, s.severity = lines, _Rate.restore(nov), _Rate.restore(sev)
+            s.lines, s.warm = lines, warm
+            s.novelty, s.severity = _Novelty.restore(nov), _Rate.restore(sev)
         lt._templates = {k: [c, tl, _Rate.restore(r)] for k, c, tl, r in templates}
         return lt
 
@@ -307,8 +373,9 @@ class LogTemplates:
                 k: {
                     "first_t": s.first_t,
                     "lines": s.lines,
+                    "warm": s.warm,
                     "novelty": [s.novelty.a, s.novelty.b],
-                    "severity": [s.severity.a, s.severity.b],
+                    "severity": [s.severity.w, s.severity.s1, s.severity.s2],
                 }
                 for k, s in self._sources.items()
             },
@@ -327,6 +394,6 @@ class LogTemplates:
             ]
         for k, s in learned.get("sources", {}).items():
             src = self._sources[k] = _Source(float(s["first_t"]))
-            src.lines = int(s["lines"])
-            src.novelty = _Rate(*map(float, s["novelty"]))
+            src.lines, src.warm = int(s["lines"]), bool(s.get("warm"))
+            src.novelty = _Novelty(*map(float, s["novelty"]))
             src.severity = _Rate(*map(float, s["severity"]))

@@ -11,7 +11,7 @@ import yaml
 
 from twinwatch.config import EXAMPLE_CONFIG, load_config, parse_config
 from twinwatch.detectors.security import SecurityDetector
-from twinwatch.engine.logparse import LogParser, classify, pseudonymise
+from twinwatch.engine.logparse import LogParser, pseudonymise
 from twinwatch.engine.parse import Parser
 from twinwatch.engine.security import SecurityShard
 from twinwatch.schema import Alert
@@ -196,33 +196,3 @@ def test_user_names_can_be_pseudonymised(monkeypatch):
     assert ev.user.startswith("u-") and "alice" not in ev.user and ev.src_ip == "192.0.2.1"
     (plain,), _ = LogParser(load_config(environ={})).split([("file:x", line)])
     assert plain.user == "alice"
-
-
-@pytest.mark.parametrize(
-    "app, message, expected",
-    [
-        (
-            "sshd",
-            "message repeated 3 times: [ Failed password for root from 192.0.2.1 port 2 ssh2]",
-            [("sshd", "auth_failure", "failure", "root", "192.0.2.1", None)] * 3,
-        ),
-        (
-            "sshd(pam_unix)",
-            "authentication failure; logname= uid=0 euid=0 tty=NODEVssh ruser= rhost=218.188.2.4 ",
-            [("sshd", "pam_failure", "failure", None, "218.188.2.4", None)],
-        ),
-        (
-            "kernel",
-            "IN=eth0 OUT= SRC=198.51.100.7 DST=10.0.0.1 PROTO=UDP SPT=1 DPT=161",
-            [("firewall", "fw_deny", "deny", None, "198.51.100.7", 161)],
-        ),
-        (
-            "apache",
-            "[error] [client 198.51.100.9] Directory index forbidden by rule: /var/www/",
-            [("apache", "http_error", "info", None, "198.51.100.9", None)],
-        ),
-        ("ftpd", "connection from 24.54.76.216", [("ftpd", "other", "info", None, None, None)]),
-    ],
-)
-def test_classify(app, message, expected):
-    assert classify(app, message) == expected

@@ -75,7 +75,8 @@ def _user(text: str | None) -> str | None:
 
 
 _IP = r"(?P<ip>[0-9A-Fa-f.:]{2,45})"
-_TAIL = _IP + r"(?: port \d+)?(?: ssh\d?)?(?:: .*)?$"  # what sshd appends after the user name
+# what sshd appends after the user name: the address (a host name with UseDNS: kept as no IP)
+_TAIL = r"(?P<ip>\S+)(?: port \d+)?(?: ssh\d?)?(?:: .*)?$"
 _SSHD = [  # (pattern, kind, outcome): the first match wins
     (re.compile(r"^Failed \S+ for invalid user (?P<user>.*) from " + _TAIL), "auth_failure"),
     (re.compile(r"^Failed \S+ for (?P<user>.*) from " + _TAIL), "auth_failure"),

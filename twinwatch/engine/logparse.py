@@ -69,13 +69,74 @@ log = logging.getLogger(__name__)
 # Programs that name their own sensor (a bounded, common set); others map through
 # security.programs or become "other".
 KNOWN_PROGRAMS = frozenset(
-    "sshd sudo su login passwd useradd userdel usermod groupadd chpasswd cron crond anacron atd "
-    "systemd systemd-logind systemd-udevd kernel auditd polkitd dbus-daemon rsyslogd syslogd "
-    "syslog-ng logrotate ntpd chronyd dhclient dhcpd named unbound dnsmasq postfix sendmail "
-    "dovecot vsftpd ftpd proftpd xinetd smbd nmbd snmpd mysqld postgres haproxy squid openvpn "
-    "charon strongswan fail2ban ufw firewalld nginx apache httpd containerd dockerd kubelet "
-    "networkmanager wpa_supplicant bluetoothd cupsd cups gdm lightdm".split()
-)
+    {
+        "sshd",
+        "sudo",
+        "su",
+        "login",
+        "passwd",
+        "useradd",
+        "userdel",
+        "usermod",
+        "groupadd",
+        "chpasswd",
+        "cron",
+        "crond",
+        "anacron",
+        "atd",
+        "systemd",
+        "systemd-logind",
+        "systemd-udevd",
+        "kernel",
+        "auditd",
+        "polkitd",
+        "dbus-daemon",
+        "rsyslogd",
+        "syslogd",
+        "syslog-ng",
+        "logrotate",
+        "ntpd",
+        "chronyd",
+        "dhclient",
+        "dhcpd",
+        "named",
+        "unbound",
+        "dnsmasq",
+        "postfix",
+        "sendmail",
+        "dovecot",
+        "vsftpd",
+        "ftpd",
+        "proftpd",
+        "xinetd",
+        "smbd",
+        "nmbd",
+        "snmpd",
+        "mysqld",
+        "postgres",
+        "haproxy",
+        "squid",
+        "openvpn",
+        "charon",
+        "strongswan",
+        "fail2ban",
+        "ufw",
+        "firewalld",
+        "nginx",
+        "apache",
+        "httpd",
+        "containerd",
+        "dockerd",
+        "kubelet",
+        "networkmanager",
+        "wpa_supplicant",
+        "bluetoothd",
+        "cupsd",
+        "cups",
+        "gdm",
+        "lightdm",
+    }
+)  # fmt: skip
 _SENSOR_CHARS = re.compile(r"[^a-z0-9_-]")
 _MAX_PROGRAMS = 4096  # cached program -> sensor mappings
 
