@@ -22,6 +22,8 @@ __all__ = [
     "SOURCE_READY",
     "ANOMALIES",
     "ALERTS",
+    "SYSLOG_CONNECTIONS",
+    "SYSLOG_LIMITED",
     "serve",
 ]
 
@@ -68,6 +70,16 @@ ALERTS = Counter(
     "twinwatch_alerts",
     "Alert state changes, by domain, severity and status.",
     ["domain", "severity", "status"],
+)
+
+SYSLOG_CONNECTIONS = Gauge("twinwatch_syslog_connections", "Open syslog TCP connections.")
+SYSLOG_LIMITED = Counter(
+    "twinwatch_syslog_limited",
+    "Syslog input held to a limit, by limit: refused (max_connections), idle_closed, "
+    "truncated (max_line_bytes), throttled (TCP frames delayed by the rate limit), "
+    "rate_dropped / queue_dropped (UDP datagrams dropped: rate limit, full queue), "
+    "queue_paused (TCP reads paused while the flow's queue was full).",
+    ["limit"],
 )
 
 
