@@ -225,8 +225,7 @@ class SecurityShard:
 def learn(config: Config, batches: Iterable[list[SecurityEvent]]) -> dict:
     """Pre-train the template miners of every asset from archived events (no findings):
     {asset: LogTemplates.export()}, the content of ``security.templates.state_path``."""
-    params = msgspec.structs.asdict(config.security.templates)
-    params["warmup_lines"] = 2**62  # learning only
+    params = msgspec.structs.asdict(config.security.templates)  # findings are not kept
     miners: dict[str, LogTemplates] = {}
     for events in batches:
         for ev in events:
