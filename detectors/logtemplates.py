@@ -142,6 +142,13 @@ class _Rate:
         mean = (self.s1 + w0 * m0) / w
         return mean, max((self.s2 + w0 * (v0 + m0 * m0)) / w - mean * mean, 0.0)
 
+    def closed(self, bucket: int, lt: LogTemplates) -> list:
+        """The moments with every bucket before ``bucket`` closed (for ``export``)."""
+        r = type(self).restore(self.state())
+        if r.bucket is not None and bucket > r.bucket:
+            r._close(bucket, lt)
+        return [*r.state()[:3], bucket]
+
     def state(self) -> tuple:
         return (self.w, self.s1, self.s2, self.bucket, self.count, self.limit, self.fired)
 
@@ -178,6 +185,12 @@ class _Novelty(_Rate):
     def moments(self, lt: LogTemplates) -> tuple[float, float]:
         mean = (self.a + 1.0) / (self.b + 6 * lt.window_s) * lt.window_s
         return mean, mean
+
+    def closed(self, bucket: int, lt: LogTemplates) -> list:
+        r = _Novelty.restore(self.state())
+        if r.bucket is not None and bucket > r.bucket:
+            r._close(bucket, lt)
+        return [r.a, r.b, bucket]
 
     def reset(self) -> None:
         self.a = self.b = self.count = 0.0
@@ -245,6 +258,7 @@ class LogTemplates:
         self.bucket_decay = 0.5 ** (window_s / half_life_s)
         self.prior_mean, self.prior_var = 1.0, 4.0  # weak and overdispersed: one bucket
         self.lines = 0
+        self.t_last = -math.inf
         self._sources: dict[str, _Source] = {}
         # template id -> [decayed count, time of last line, rate per bucket]
         self._templates: dict[int, list] = {}
@@ -270,6 +284,7 @@ class LogTemplates:
         self.lines += 1
         if not math.isfinite(t):
             return cid, template, []
+        self.t_last = max(self.t_last, t)
         src = self._sources.get(source)
         if src is None:
             if len(self._sources) >= 4096:
@@ -336,7 +351,7 @@ class LogTemplates:
     def to_state(self) -> tuple:
         return (
             pickle.dumps(self.drain, protocol=pickle.HIGHEST_PROTOCOL),
-            self.lines,
+            (self.lines, self.t_last),
             tuple(
                 (k, s.first_t, s.lines, s.warm, s.novelty.state(), s.severity.state())
                 for k, s in self._sources.items()
@@ -347,7 +362,7 @@ class LogTemplates:
     @classmethod
     def from_state(cls, params: dict, state: tuple) -> LogTemplates:
         lt = cls(**params)
-        blob, lt.lines, sources, templates = state
+        blob, (lt.lines, lt.t_last), sources, templates = state
         lt.drain = pickle.loads(blob)
         for k, first_t, lines, warm, nov, sev in sources:
             s = lt._sources[k] = _Source(first_t)
@@ -358,24 +373,30 @@ class LogTemplates:
 
     def export(self) -> dict:
         """The learned templates and baselines as plain JSON-able data (``--learn``): the
-        templates' text, not the pickled tree, so a learned file is safe to load and to read."""
+        templates' text, not the pickled tree, so a learned file is safe to load and to read.
+        Counts per bucket are closed up to the last line's bucket, so a burst seen once (a
+        nightly job) is part of its template's history."""
+        end = math.floor(self.t_last / self.window_s) + 1 if math.isfinite(self.t_last) else 0
+        empty = [0.0, 0.0, _Rate()]
         return {
             "templates": [
                 {
                     "template": c.get_template(),
                     "size": c.size,
-                    "count": self._templates.get(c.cluster_id, [0.0, 0.0])[0],
-                    "last": self._templates.get(c.cluster_id, [0.0, 0.0])[1],
+                    "count": tpl[0],
+                    "last": tpl[1],
+                    "rate": tpl[2].closed(end, self),
                 }
                 for c in self.drain.clusters
+                for tpl in [self._templates.get(c.cluster_id) or empty]
             ],
             "sources": {
                 k: {
                     "first_t": s.first_t,
                     "lines": s.lines,
                     "warm": s.warm,
-                    "novelty": [s.novelty.a, s.novelty.b],
-                    "severity": [s.severity.w, s.severity.s1, s.severity.s2],
+                    "novelty": s.novelty.closed(end, self),
+                    "severity": s.severity.closed(end, self),
                 }
                 for k, s in self._sources.items()
             },
@@ -390,10 +411,20 @@ class LogTemplates:
             self._templates[cluster.cluster_id] = [
                 float(row.get("count", 1.0)),
                 float(row.get("last", 0.0)),
-                _Rate(),
+                _restore(_Rate, row.get("rate")),
             ]
         for k, s in learned.get("sources", {}).items():
             src = self._sources[k] = _Source(float(s["first_t"]))
             src.lines, src.warm = int(s["lines"]), bool(s.get("warm"))
-            src.novelty = _Novelty(*map(float, s["novelty"]))
-            src.severity = _Rate(*map(float, s["severity"]))
+            src.novelty = _restore(_Novelty, s.get("novelty"))
+            src.severity = _restore(_Rate, s.get("severity"))
+
+
+def _restore(cls, row) -> _Rate:
+    """A rate from ``export()``: its moments and the bucket they were closed at."""
+    if not row:
+        return cls()
+    *moments, bucket = row
+    r = cls(*map(float, moments))
+    r.bucket = int(bucket)
+    return r

@@ -13,7 +13,8 @@ failed login, ``invalid_user`` as an enumeration attempt, a ``deny`` with a port
                             from that IP are not counted (a typo is not a spray)
     distributed_spray       >= S source IPs with failed logins at the asset, and >= K users each
                             failed from >= 2 of them, within the window (the same users from many
-                            sources)
+                            sources); a failure followed by that user's login from the same IP
+                            is a typo and leaves the count
     credential_stuffing     >= U distinct users attempted (failed or not) from one IP with about
                             one attempt each (<= ``stuffing_max_attempts`` per user): a list of
                             leaked user/password pairs, not guessing
@@ -397,6 +398,9 @@ class SecurityDetector:
         if failure and user is not None:
             found += self._distributed(t, user, src_ip)
         elif success and user is not None:
+            if (user, src_ip) in self._pairs.items:  # a typo, then a login: not spraying
+                self._pairs.discard((user, src_ip))
+                self._forget(user, src_ip)
             found += self._cross_source(t, user, src_ip)
         return found
 

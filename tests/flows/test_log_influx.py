@@ -55,7 +55,7 @@ def test_events_sharing_a_second_out_of_order_are_all_stored(influxdb, influx_db
         assert _count(w, "SELECT count(message) FROM security_event") == 200
         users = {
             row[1]
-            for s in w.query("SELECT \"user\" FROM security_event")[0]["series"]
+            for s in w.query('SELECT "user" FROM security_event')[0]["series"]
             for row in s["values"]
         }
     assert users == {f"u{i}" for i in range(200)}

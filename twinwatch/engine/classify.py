@@ -118,7 +118,7 @@ _APACHE_AUTH = re.compile(
 _NGINX_CLIENT = re.compile(r", client: (?P<ip>[0-9A-Fa-f.:]+)")
 _NGINX_AUTH = re.compile(r'user "(?P<user>.*?)"(?:: password mismatch| was not found in)')
 
-_WIN_ID = re.compile(r"(?:\bEventI[Dd]|\bEventCode|\bEvent ID)[=:]\s*\"?(\d{3,5})\b|\t(\d{3,5})\t")
+_WIN_ID = re.compile(r"(?:\bEventI[Dd]|\bEventCode|\bEvent ID)[=:]\s*\"?(\d{3,5})\b")
 _WIN_USER = re.compile(r"(?:TargetUserName[=:]\s*\"?|Account Name:\s+)(?P<user>[^\s\"\t,]+)")
 _WIN_IP = re.compile(r"(?:IpAddress[=:]\s*\"?|Source Network Address:\s+)(?P<ip>[0-9A-Fa-f.:]+)")
 _WIN_KINDS = {
@@ -191,11 +191,21 @@ def _http(message: str, severity: int | None) -> list[Classified]:
     return [Classified("http", kind, "info", None, ip)]
 
 
-def _windows(message: str) -> list[Classified] | None:
+def _event_id(message: str) -> str | None:
+    """The Windows event id: Snare's tab-separated field 5 after ``MSWinEventLog`` (criticality,
+    log, record number, date, id), or an ``EventID=``/``EventCode:`` pair."""
+    if "MSWinEventLog\t" in message:
+        fields = message.split("MSWinEventLog\t", 1)[1].split("\t", 6)
+        return fields[4] if len(fields) > 5 and fields[4].isdigit() else None
     m = _WIN_ID.search(message)
-    if m is None:
+    return m.group(1) if m else None
+
+
+def _windows(message: str) -> list[Classified] | None:
+    event_id = _event_id(message)
+    if event_id is None:
         return None
-    kind = _WIN_KINDS.get(m.group(1) or m.group(2))
+    kind = _WIN_KINDS.get(event_id)
     if kind is None:
         return [Classified("windows", "other", "info")]
     # 4625's text names the subject ("-") before the target account: the last name is the target
@@ -231,6 +241,8 @@ def classify(program: str, message: str, severity: int | None = None) -> list[Cl
         or "MSWinEventLog" in message
         or "Event ID" in message
     ):
+        if base == "mswineventlog":  # the tag was split off: Snare's fields follow it
+            message = "MSWinEventLog\t" + message
         win = _windows(message)
         if win is not None:
             return win
