@@ -33,7 +33,9 @@ CRASHERS = [  # issue #15: each crashed `twinwatch logs` (and crash-looped with 
     b"Feb 30 10:00:00 host app: no such day",
 ]
 
-name = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_./", min_size=1, max_size=20)
+name = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_./", min_size=1, max_size=20).filter(
+    lambda n: n != "-"
+)  # "-" is RFC 5424's NILVALUE
 message = st.text(
     alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_size=0, max_size=80
 ).map(str.strip)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from bytewax.testing import run_main
@@ -49,8 +50,8 @@ def test_check_reports_the_parse_rate_and_first_unparsed_lines(tmp_path, capsys)
 def test_a_bad_source_declaration_is_one_clear_line(tmp_path, capsys):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(
-        open(EXAMPLE)
-        .read()
+        Path(EXAMPLE)
+        .read_text()
         .replace(
             "timezone: UTC, format: apache_error", "timezone: Mars/Olympus, format: apache_error"
         )

@@ -248,11 +248,35 @@ class _Rfc5424(LineFormat):
 class _Syslog(LineFormat):
     name = "syslog"
 
+    def __init__(self) -> None:
+        self._times: dict[tuple, datetime] = {}  # (stamp, tz, received day) -> time: lines repeat
+
     def match(self, line, received, tz):
         m = _SYSLOG_TIME.match(line)
         if m is None:
             return None
         g = m.group
+        key = (m.group(0), tz, received.toordinal())
+        t = self._times.get(key)
+        if t is None:
+            t = self._time(g, received, tz)
+            if len(self._times) >= 4096:
+                self._times.clear()
+            self._times[key] = t
+        rest = line[m.end() :]
+        host, sep, after = rest.partition(" ")
+        if not sep or _BARE_TAG.match(host):  # no host name: the first word is the tag
+            host, after = "", rest
+        tag = _SYSLOG_TAG.match(after)
+        if tag is None:
+            program, msg = "", after
+        else:
+            program, msg = tag.group("prog"), after[tag.end() :]
+        sev, fac = _pri(g("pri"))
+        return Parsed(t, host or None, program, msg, sev, fac)
+
+    @staticmethod
+    def _time(g, received, tz) -> datetime:
         if g("iso") is not None:
             t = _iso(g("iso"), tz)
         else:
@@ -265,17 +289,7 @@ class _Syslog(LineFormat):
             t = _local(
                 year, month, day, int(g("hh")), int(g("mi")), int(g("ss")), _frac(g("fr")), tz
             )
-        rest = line[m.end() :]
-        host, sep, after = rest.partition(" ")
-        if not sep or _BARE_TAG.match(host):  # no host name: the first word is the tag
-            host, after = "", rest
-        tag = _SYSLOG_TAG.match(after)
-        if tag is None:
-            program, msg = "", after
-        else:
-            program, msg = tag.group("prog"), after[tag.end() :]
-        sev, fac = _pri(g("pri"))
-        return Parsed(t, host or None, program, msg, sev, fac)
+        return t
 
 
 class _ApacheError(LineFormat):

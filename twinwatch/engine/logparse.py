@@ -251,8 +251,10 @@ class LogParser:
 
     # --- lines ---------------------------------------------------------------------------------
 
-    def parse_line(self, line: str, received: datetime, origin: str = "") -> Parsed:
-        src = self.source_for(origin)
+    def parse_line(
+        self, line: str, received: datetime, origin: str = "", src: _Source | None = None
+    ) -> Parsed:
+        src = src or self.source_for(origin)
         p = src.fmt.parse(line, received, src.tz)
         if p.time > received + self.max_future:
             raise BadRecord(
@@ -269,8 +271,8 @@ class LogParser:
             line = raw.decode("utf-8").rstrip("\r\n")
         except UnicodeDecodeError:
             raise BadRecord("bad_encoding", "line is not UTF-8") from None
-        p = self.parse_line(line, received, origin)
         src = self.source_for(origin)
+        p = self.parse_line(line, received, origin, src)
         if src.asset is not None:
             site, asset = src.asset
         else:

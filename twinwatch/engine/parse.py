@@ -71,6 +71,15 @@ class UniqueTimes:
                 self._spans.clear()  # bounded memory; at worst one overwrite after a clear
             self._spans[series] = [[ms, ms]]
             return t
+        last = spans[-1]
+        if ms > last[1] + 1:  # the usual case: after everything handed out
+            spans.append([ms, ms])
+            if len(spans) > self.max_spans:
+                del spans[0]
+            return t
+        if ms == last[1] + 1:
+            last[1] = ms
+            return t
         i = bisect.bisect_right(spans, [ms, math.inf]) - 1  # the last span starting <= ms
         if i >= 0 and spans[i][1] >= ms:  # taken: the first free millisecond after the span
             span = spans[i]

@@ -166,7 +166,7 @@ class SecurityShard:
                 if change is not None:
                     out.append(self._alert(ev, f.rule, change, state, t, f))
             for (sensor, rule), state in a.alerts.items():  # quiet rules resolve after clear_s
-                if rule not in hit_rules and sensor == ev.sensor:
+                if state.status and rule not in hit_rules and sensor == ev.sensor:
                     change = step(state, t, False, 0.0, self.clear_s)
                     if change is not None:
                         out.append(self._alert(ev, rule, change, state, t, None))
