@@ -118,3 +118,32 @@ def test_mqtt_and_syslog_give_the_same_events_and_findings(lines):
         if "message repeated" in line and "Failed " in line
     )
     assert kinds.count("auth_failure") == failures + repeated
+
+
+def test_the_auth_failures_summary_says_the_real_count():
+    """Issue #13: a 60-failure burst read "... 1 in 5 min" ({value} was the event weight)."""
+    from twinwatch.engine.parse import Parser
+    from twinwatch.engine.plan import Plan
+    from twinwatch.engine.shard import Shard
+    from twinwatch.schema import Alert
+
+    config = load_config(environ={})
+    t0 = datetime.now(UTC).replace(microsecond=0)
+    line = "sshd[1]: Failed password for root from 198.51.100.7 port 22 ssh2"
+    msgs = [
+        (
+            TOPIC,
+            json.dumps(
+                {
+                    "time": datetime.fromtimestamp(t0.timestamp() + 2 * i, UTC).isoformat(),
+                    "line": line,
+                }
+            ).encode(),
+        )
+        for i in range(60)
+    ]
+    records, dead = Parser(config).split(msgs)
+    assert dead == [] and len(records) == 60
+    out = Shard(Plan(config)).process(records)
+    (fired,) = [a for a in out if type(a) is Alert and a.rule == "auth_failures"]
+    assert fired.value == 20.0 and "20 in 5 min" in fired.summary  # fires at the 20th
