@@ -42,9 +42,9 @@ from __future__ import annotations
 import math
 import pickle
 import re
-from typing import ClassVar
+from typing import Any, ClassVar, TypeVar
 
-from drain3.drain import Drain
+from drain3.drain import Drain  # type: ignore[import-untyped]
 
 __all__ = ["LogTemplates", "mask", "NegBinTail"]
 
@@ -229,6 +229,9 @@ class _Novelty(_Rate):
         r = cls()
         r.a, r.b, r.bucket, r.count, r.limit, r.fired = state
         return r
+
+
+R = TypeVar("R", bound=_Rate)
 
 
 class _Source:
@@ -418,7 +421,7 @@ class LogTemplates:
         Counts per bucket are closed up to the last line's bucket, so a burst seen once (a
         nightly job) is part of its template's history."""
         end = math.floor(self.t_last / self.window_s) + 1 if math.isfinite(self.t_last) else 0
-        empty = [0.0, 0.0, _Rate()]
+        empty: list[Any] = [0.0, 0.0, _Rate()]
         return {
             "templates": [
                 {
@@ -461,7 +464,7 @@ class LogTemplates:
             src.severity = _restore(_Rate, s.get("severity"))
 
 
-def _restore(cls, row) -> _Rate:
+def _restore(cls: type[R], row) -> R:
     """A rate from ``export()``: its moments and the bucket they were closed at."""
     if not row:
         return cls()

@@ -50,7 +50,7 @@ Examples
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from typing import ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 __all__ = ["SecurityDetector", "Finding"]
 
@@ -62,7 +62,7 @@ _SHOW = 10  # sources/users named in a finding
 class Finding(NamedTuple):
     rule: str
     src_ip: str | None  # the key of a per-IP rule
-    count: float  # what the rule counted: failures, users, sources, ports
+    count: float  # type: ignore[assignment]  # what the rule counted (shadows tuple.count)
     window_s: float
     detail: str
     sources: tuple[str, ...] = ()
@@ -97,7 +97,7 @@ class _Distinct:
 
     def __init__(self, window_s: float):
         self.window_s = window_s
-        self.items: OrderedDict[object, list] = OrderedDict()  # oldest last-seen first
+        self.items: OrderedDict[Any, list] = OrderedDict()  # oldest last-seen first
         self.total = 0  # occurrences of the live items
 
     def add(self, t: float, item: object) -> None:

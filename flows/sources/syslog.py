@@ -295,7 +295,7 @@ class _Partition(StatefulSourcePartition):
 
     def next_batch(self) -> list:
         q = self.queue
-        batch = []
+        batch: list[tuple[str, bytes]] = []
         while len(batch) < self.batch_size:
             try:
                 batch.append(q.get_nowait())

@@ -193,6 +193,7 @@ def cmd_logs(args) -> int:
         raise ConfigError("logs: give either --syslog PORT or --tail FILE ... (or --check/--learn)")
     m = config.services.metrics
     serve(m.host, m.port)
+    source: SyslogSource | TailSource
     if args.syslog is not None:
         source = SyslogSource(
             args.host,

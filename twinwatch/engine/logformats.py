@@ -362,7 +362,7 @@ class _NginxError(LineFormat):
 def _journal_fields(fields: dict, received, tz) -> Parsed:
     ts = fields.get("__REALTIME_TIMESTAMP") or fields.get("_SOURCE_REALTIME_TIMESTAMP")
     try:
-        us = int(ts)
+        us = int(str(ts))
         t = _aware(datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us), tz)
     except (TypeError, ValueError, OverflowError):
         raise _bad_time(f"journal timestamp {str(ts)[:40]!r}") from None
