@@ -1,52 +1,103 @@
-"""The detector protocol and the small helpers every detector shares.
+"""The detector protocol: one family per input shape, and what every detector shares.
 
-A detector scores one series. ``update(t, x)`` scores the reading ``x`` taken at time ``t``
-(epoch seconds, UTC, non-decreasing within a series) against the current state and *then* learns
-it. This is river's ``score_one`` followed by ``learn_one`` in a single call: a stream always does
-both, and several detectors share work between the two halves (the sorted window in
-:class:`~twinwatch.detectors.robust_z.RobustZ`, the residual in :class:`~twinwatch.detectors.cusum.EwmaCusum`, the
-feature vector in :class:`~twinwatch.detectors.hst.ScaledHST`).
+========  ==============================================  =========================================
+family    ``update`` takes                                returns
+========  ==============================================  =========================================
+scalar    ``(t, x)``: one reading of one series           a score (float, ``>= threshold``: hit)
+vector    ``(t, xs)``: an asset's aligned readings        a score
+event     ``(t, kind, outcome, user, src_ip, dst_port)``  findings ``[(rule, ip, value, detail)]``
+log       ``(t, text)``: one log line                     ``(template id, template, findings)``
+========  ==============================================  =========================================
 
-Conventions shared by every detector in this package:
+Each registered class says its family in ``family`` and its registry name in ``name``; the
+registries are in :mod:`twinwatch.detectors`. Every detector of every family has:
+
+* ``params()``: the constructor arguments, derived once from the constructor's signature
+  (:class:`Settings`): a constructor stores each setting under its own name;
+* ``to_state()``: plain, compact data (tuples of floats, ints, str; a few detectors hold a pickled
+  third-party model as bytes), and ``from_state(params, state)``: ``cls(**params)`` with that state
+  restored, so that it continues exactly as the original would.
+
+Scalar and vector detectors split scoring from learning, as river does:
+
+* ``score_one(t, x)`` scores the reading against what has been learned. It may advance the
+  running statistics that *are* the score (CUSUM's sums, the previous reading of a difference)
+  but never the baseline.
+* ``learn_one(t, x)`` folds the same reading into the baseline. It is called right after
+  ``score_one`` of the same reading, so it may reuse that work (the sorted window of
+  :class:`~twinwatch.detectors.robust_z.RobustZ`, the features of
+  :class:`~twinwatch.detectors.hst.ScaledHST`).
+* ``update(t, x)`` does both for a stream: a non-finite reading (NaN, +/-inf; any element of a
+  vector) is neither scored nor learned and scores 0.0 (flagging bad data is the parse step's
+  job); otherwise it returns ``score_one`` and then learns the reading.
+
+Rules (:class:`Rule`: limits, stuck, gap, burst) learn no baseline: ``update`` is the whole
+detector and ``learn_one`` does nothing.
+
+Conventions shared by scalar and vector detectors:
 
 * Higher scores are more anomalous; ``score >= threshold`` is a hit. Scores are finite floats in
   ``[0, MAX_SCORE]`` whatever the input (constant, huge, tiny).
-* ``update`` returns ``0.0`` while the detector is warming up.
-* A non-finite reading (NaN, +/-inf) is not scored and not learned: ``update`` returns ``0.0`` and
-  leaves the state unchanged. Flagging such readings is the parse step's job. (``Gap`` ignores ``x``
-  altogether and ``EventBurst`` counts such an event with weight 0.)
-* No I/O and no clock reads: time always comes in as ``t``.
-* Constructors only validate and store their settings under their own names; state is built lazily
-  on the first ``update``.
-* ``to_state()`` returns plain, compact, immutable data (tuples of floats) and
-  ``from_state(params, state)`` rebuilds an identical detector: subsequent scores are the same.
+* A detector scores 0.0 while it is warming up.
+* No I/O and no clock reads: time always comes in as ``t`` (epoch seconds, non-decreasing).
+* Constructors only validate and store their settings; state is built lazily.
 """
 
 from __future__ import annotations
 
+import copy
+import inspect
 import math
 import numbers
+from collections.abc import Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-__all__ = ["MAX_SCORE", "Detector", "clamp_score", "rest", "check_unit_threshold"]
+import numpy as np
+
+__all__ = [
+    "FAMILIES",
+    "MAX_SCORE",
+    "Detector",
+    "EventDetector",
+    "LogDetector",
+    "Rule",
+    "Scalar",
+    "Settings",
+    "Vector",
+    "VectorDetector",
+    "check_unit_threshold",
+    "clamp_score",
+    "rest",
+]
+
+#: The input shapes, in the order the docs list them.
+FAMILIES = ("scalar", "vector", "event", "log")
 
 #: Upper bound on every score, so a score is always finite (a jump off a perfectly flat line
 #: divided by a tiny scale would otherwise overflow to inf).
 MAX_SCORE = 1e9
 
 
+# --------------------------------------------------------------------------- protocols
+
+
 @runtime_checkable
 class Detector(Protocol):
-    """What the flow needs from a per-series anomaly detector."""
+    """A scalar detector: scores the readings of one series."""
 
     name: ClassVar[str]
+    family: ClassVar[str]
     threshold: float
 
     def update(self, t: float, x: float) -> float:
         """Score ``x`` (read at time ``t``) against the current state, then learn it."""
         ...
 
-    def to_state(self) -> tuple | list | dict:
+    def score_one(self, t: float, x: float) -> float: ...
+
+    def learn_one(self, t: float, x: float) -> None: ...
+
+    def to_state(self) -> Any:
         """Plain, compact snapshot of the learned state (not the parameters)."""
         ...
 
@@ -58,6 +109,208 @@ class Detector(Protocol):
     def params(self) -> dict:
         """The constructor arguments, for rebuilding."""
         ...
+
+
+@runtime_checkable
+class VectorDetector(Protocol):
+    """A vector detector: scores the aligned readings of ``n`` sensors of one asset."""
+
+    name: ClassVar[str]
+    family: ClassVar[str]
+    n: int
+    threshold: float
+
+    def update(self, t: float, xs: Sequence[float]) -> float: ...
+
+    def score_one(self, t: float, x: np.ndarray) -> float: ...
+
+    def learn_one(self, t: float, x: np.ndarray) -> None: ...
+
+    def to_state(self) -> Any: ...
+
+    @classmethod
+    def from_state(cls, params: dict, state: Any) -> VectorDetector: ...
+
+    def params(self) -> dict: ...
+
+
+@runtime_checkable
+class EventDetector(Protocol):
+    """An event detector: rules over the security events of one asset
+    (:class:`~twinwatch.detectors.security.SecurityDetector`)."""
+
+    name: ClassVar[str]
+    family: ClassVar[str]
+
+    def update(
+        self,
+        t: float,
+        kind: str,
+        outcome: str,
+        user: str | None,
+        src_ip: str | None,
+        dst_port: int | None,
+    ) -> list[tuple[str, str | None, float, str]]: ...
+
+    def to_state(self) -> Any: ...
+
+    @classmethod
+    def from_state(cls, params: dict, state: Any) -> EventDetector: ...
+
+    def params(self) -> dict: ...
+
+
+@runtime_checkable
+class LogDetector(Protocol):
+    """A log-line detector (:class:`~twinwatch.detectors.logtemplates.LogTemplates`)."""
+
+    name: ClassVar[str]
+    family: ClassVar[str]
+
+    def update(self, t: float, text: str) -> tuple[int, str, list[tuple[str, float, str]]]: ...
+
+    def to_state(self) -> Any: ...
+
+    @classmethod
+    def from_state(cls, params: dict, state: Any) -> LogDetector: ...
+
+    def params(self) -> dict: ...
+
+
+# --------------------------------------------------------------------------- shared bases
+
+
+_SETTING_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _setting_names(cls: type) -> tuple[str, ...]:
+    """The constructor's named parameters (``self``, ``*args`` and ``**kwargs`` excluded)."""
+    names = _SETTING_NAMES.get(cls)
+    if names is None:
+        kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        sig = inspect.signature(cls.__init__)  # type: ignore[misc]
+        params = list(sig.parameters.values())[1:]
+        names = _SETTING_NAMES[cls] = tuple(p.name for p in params if p.kind in kinds)
+    return names
+
+
+class Settings:
+    """``params()`` and ``repr`` derived from the constructor's signature.
+
+    A constructor stores each setting under its own name (``self.window = window``, validated);
+    ``params()`` reads them back, copied so that a caller cannot change the detector through them.
+    """
+
+    def params(self) -> dict[str, Any]:
+        return {k: copy.deepcopy(getattr(self, k)) for k in _setting_names(type(self))}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={getattr(self, k)!r}" for k in _setting_names(type(self)))
+        return f"{type(self).__name__}({args})"
+
+
+class _Learner(Settings):
+    """What scalar and vector learners share: the snapshot template.
+
+    Subclasses implement ``score_one``, ``learn_one``, ``_dump() -> plain state`` and
+    ``_load(state)`` (restore into a freshly constructed instance).
+    """
+
+    name: ClassVar[str]
+    family: ClassVar[str]
+
+    def _dump(self) -> Any:
+        raise NotImplementedError
+
+    def _load(self, state: Any) -> None:
+        raise NotImplementedError
+
+    def to_state(self) -> Any:
+        return self._dump()
+
+    @classmethod
+    def from_state(cls, params: dict, state: Any) -> Any:
+        det = cls(**params)
+        det._load(state)
+        return det
+
+
+class Scalar(_Learner):
+    """Base of the scalar detectors that learn a baseline (see the module docstring)."""
+
+    family: ClassVar[str] = "scalar"
+
+    def score_one(self, t: float, x: float) -> float:
+        raise NotImplementedError
+
+    def learn_one(self, t: float, x: float) -> None:
+        raise NotImplementedError
+
+    def update(self, t: float, x: float) -> float:
+        """Score ``x``, then learn it; a non-finite ``x`` scores 0.0 and is not learned."""
+        if not math.isfinite(x):
+            return 0.0
+        score = self.score_one(t, x)
+        self.learn_one(t, x)
+        return score
+
+
+class Rule(Settings):
+    """Base of the scalar rules, which learn no baseline: ``update`` is the detector.
+
+    ``score_one`` is ``update`` (the rule's own bookkeeping, such as a run length or the time of
+    the previous reading, advances with every reading) and ``learn_one`` does nothing, so a rule
+    can sit wherever a scalar detector can.
+    """
+
+    name: ClassVar[str]
+    family: ClassVar[str] = "scalar"
+
+    def update(self, t: float, x: float) -> float:
+        raise NotImplementedError
+
+    def score_one(self, t: float, x: float) -> float:
+        return self.update(t, x)
+
+    def learn_one(self, t: float, x: float) -> None:
+        return None
+
+
+def as_vector(xs: Sequence[float] | np.ndarray, n: int) -> np.ndarray:
+    """``xs`` as a float array of shape ``(n,)``; a wrong length is a ValueError (a wiring bug,
+    not bad data)."""
+    x = np.asarray(xs, dtype=float)
+    if x.shape != (n,):
+        raise ValueError(f"expected {n} readings, got shape {x.shape}")
+    return x
+
+
+class Vector(_Learner):
+    """Base of the vector detectors: ``update(t, xs)`` over the ``n`` readings of one asset.
+
+    ``score_one`` and ``learn_one`` receive the validated float array.
+    """
+
+    family: ClassVar[str] = "vector"
+    n: int
+
+    def score_one(self, t: float, x: np.ndarray) -> float:
+        raise NotImplementedError
+
+    def learn_one(self, t: float, x: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def update(self, t: float, xs: Sequence[float] | np.ndarray) -> float:
+        """Score the vector, then learn it; any non-finite element: 0.0, not learned."""
+        x = as_vector(xs, self.n)
+        if not np.isfinite(x).all():
+            return 0.0
+        score = self.score_one(t, x)
+        self.learn_one(t, x)
+        return score
+
+
+# --------------------------------------------------------------------------- helpers
 
 
 def clamp_score(score: float) -> float:

@@ -6,12 +6,12 @@ import math
 from collections import deque
 from typing import ClassVar
 
-from twinwatch.detectors.base import check_positive, clamp_score
+from twinwatch.detectors.base import Rule, check_positive, clamp_score
 
 __all__ = ["EventBurst"]
 
 
-class EventBurst:
+class EventBurst(Rule):
     """Bursts in an event stream, e.g. sshd authentication failures per host, 4xx responses per
     client, door-forced alarms per building.
 
@@ -85,6 +85,3 @@ class EventBurst:
                 det._weights.append(w)
             det._t_last = t
         return det
-
-    def params(self) -> dict:
-        return {"window_s": self.window_s, "threshold": self.threshold}

@@ -5,14 +5,20 @@ from __future__ import annotations
 import math
 from typing import ClassVar
 
-from twinwatch.detectors.base import check_int, check_nonnegative, check_positive, clamp_score
+from twinwatch.detectors.base import (
+    Scalar,
+    check_int,
+    check_nonnegative,
+    check_positive,
+    clamp_score,
+)
 
 __all__ = ["EwmaCusum"]
 
 _Z_MAX = 1e6  # clip standardised residuals so the sums stay finite after overflow-sized jumps
 
 
-class EwmaCusum:
+class EwmaCusum(Scalar):
     """Two-sided CUSUM of standardised residuals from an EWMA baseline.
 
     For slow drifts a z-score misses: crack growth on a bridge strain gauge, a chlorine analyser
@@ -78,55 +84,54 @@ class EwmaCusum:
         """A score >= h is a hit."""
         return self.h
 
-    def update(self, t: float, x: float) -> float:
-        """Score ``x`` against the baseline (CUSUM step), then learn it into the baseline."""
-        if not math.isfinite(x):
+    def score_one(self, t: float, x: float) -> float:
+        """Standardise ``x`` against the baseline and advance the CUSUM sums (the score)."""
+        if self._n < self.warmup:
             return 0.0
         x = float(x)
-        n = self._n
         mean = self._mean
-        score = 0.0
-        if n >= self.warmup:
-            sd = math.sqrt(self._var)
-            floor = 1e-9 * abs(mean)
-            if floor < 1e-12:
-                floor = 1e-12
-            if not sd >= floor:
-                sd = floor
-            z = (x - mean) / sd
-            if not -_Z_MAX <= z <= _Z_MAX:
-                z = _Z_MAX if z > 0 else (-_Z_MAX if z < 0 else 0.0)
-            pos = self._pos + z - self.k
-            neg = self._neg - z - self.k
-            pos = pos if pos > 0.0 else 0.0
-            neg = neg if neg > 0.0 else 0.0
-            score = clamp_score(pos if pos > neg else neg)
-            if score >= self.h:  # restart after a hit
-                pos = neg = 0.0
-            self._pos = pos
-            self._neg = neg
-        # learn the baseline (West's exponentially weighted mean and variance)
-        n += 1
+        sd = math.sqrt(self._var)
+        floor = 1e-9 * abs(mean)
+        if floor < 1e-12:
+            floor = 1e-12
+        if not sd >= floor:
+            sd = floor
+        z = (x - mean) / sd
+        if not -_Z_MAX <= z <= _Z_MAX:
+            z = _Z_MAX if z > 0 else (-_Z_MAX if z < 0 else 0.0)
+        pos = self._pos + z - self.k
+        neg = self._neg - z - self.k
+        pos = pos if pos > 0.0 else 0.0
+        neg = neg if neg > 0.0 else 0.0
+        score = clamp_score(pos if pos > neg else neg)
+        if score >= self.h:  # restart after a hit
+            pos = neg = 0.0
+        self._pos = pos
+        self._neg = neg
+        return score
+
+    def learn_one(self, t: float, x: float) -> None:
+        """Learn ``x`` into the baseline (West's exponentially weighted mean and variance)."""
+        n = self._n + 1
+        mean = self._mean
         a = 1.0 / n if n * self.alpha < 1.0 else self.alpha
-        diff = x - mean
+        diff = float(x) - mean
         incr = a * diff
         var = (1.0 - a) * (self._var + diff * incr)
         self._mean = mean + incr
         self._var = var if var < 1e300 else 1e300
         self._n = n
-        return score
 
-    def to_state(self) -> tuple:
+    def _dump(self) -> tuple:
         """``(n, mean, var, S+, S-)``."""
         return (self._n, self._mean, self._var, self._pos, self._neg)
 
-    @classmethod
-    def from_state(cls, params: dict, state: tuple) -> EwmaCusum:
-        det = cls(**params)
+    def _load(self, state: tuple) -> None:
         n, mean, var, pos, neg = state
-        det._n = int(n)
-        det._mean, det._var, det._pos, det._neg = float(mean), float(var), float(pos), float(neg)
-        return det
-
-    def params(self) -> dict:
-        return {"alpha": self.alpha, "k": self.k, "h": self.h, "warmup": self.warmup}
+        self._n = int(n)
+        self._mean, self._var, self._pos, self._neg = (
+            float(mean),
+            float(var),
+            float(pos),
+            float(neg),
+        )

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 import pickle
-from typing import ClassVar
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 from river.drift import PageHinkley
 
-from twinwatch.detectors.base import check_int, check_positive, rest
+from twinwatch.detectors.base import Scalar, check_int, check_positive, rest
 
 __all__ = ["DriftReset", "Ensemble"]
 
@@ -19,11 +20,12 @@ def _build(name: str, params: dict):
     return build(name, **params)
 
 
-class Ensemble:
+class Ensemble(Scalar):
     """The highest score of several calibrated detectors (all scoring in ``[0, 1]``).
 
     Use members that speak the same language, e.g. ``likelihood`` wrappers around different
-    raw detectors, or the windowed ``gaussian``: then one threshold means the same for all of them and the
+    raw detectors, or the windowed ``gaussian``: then one threshold means the same for all of them
+    and the
     ensemble fires when any member finds the reading unusual enough. After a score >=
     ``threshold`` it reports 0.0 for ``rest_period`` readings (one alarm per event; 0 = off).
 
@@ -38,44 +40,42 @@ class Ensemble:
 
     def __init__(
         self,
-        members: list | tuple = (("gaussian", {}), ("seasonal", {})),
+        members: Sequence[Sequence[Any]] = (("gaussian", {}), ("seasonal", {})),
         threshold: float = 0.75,
         rest_period: int = 0,
     ) -> None:
         if not members:
             raise ValueError("members must name at least one detector")
-        self.members = [[str(n), dict(p)] for n, p in members]
+        self.members: list[list[Any]] = [[str(n), dict(p)] for n, p in members]
         self.threshold = check_positive("threshold", threshold)
         self.rest_period = check_int("rest_period", rest_period, 0)
         self._dets = [_build(n, p) for n, p in self.members]
         self._resting = 0
 
+    def score_one(self, t: float, x: float) -> float:
+        return max([d.score_one(t, x) for d in self._dets])  # a list: every member advances
+
+    def learn_one(self, t: float, x: float) -> None:
+        for d in self._dets:
+            d.learn_one(t, x)
+
     def update(self, t: float, x: float) -> float:
+        """Score and learn (:class:`~twinwatch.detectors.base.Scalar`), then rest after a hit."""
         if not math.isfinite(x):
             return 0.0
-        score = max([d.update(t, x) for d in self._dets])  # a list: every member learns
+        score = super().update(t, x)
         score, self._resting = rest(score, self.threshold, self._resting, self.rest_period)
         return score
 
-    def to_state(self) -> tuple:
+    def _dump(self) -> tuple:
         return (tuple(d.to_state() for d in self._dets), self._resting)
 
-    @classmethod
-    def from_state(cls, params: dict, state: tuple) -> Ensemble:
-        det = cls(**params)
-        members, det._resting = state
-        det._dets = [type(d).from_state(d.params(), s) for d, s in zip(det._dets, members)]
-        return det
-
-    def params(self) -> dict:
-        return {
-            "members": [[n, dict(p)] for n, p in self.members],
-            "threshold": self.threshold,
-            "rest_period": self.rest_period,
-        }
+    def _load(self, state: tuple) -> None:
+        members, self._resting = state
+        self._dets = [type(d).from_state(d.params(), s) for d, s in zip(self._dets, members)]
 
 
-class DriftReset:
+class DriftReset(Scalar):
     """Runs a detector and restarts it when river's Page-Hinkley test sees a lasting level shift.
 
     After a legitimate change of operating point (a pump swapped, a new setpoint) a baseline
@@ -113,10 +113,11 @@ class DriftReset:
             min_instances=self.min_instances, delta=self.ph_delta, threshold=self.ph_threshold
         )
 
-    def update(self, t: float, x: float) -> float:
-        if not math.isfinite(x):
-            return 0.0
-        score = self.inner.update(t, x)
+    def score_one(self, t: float, x: float) -> float:
+        return self.inner.score_one(t, x)
+
+    def learn_one(self, t: float, x: float) -> None:
+        self.inner.learn_one(t, x)
         self._n += 1  # Welford: the series' scale, to feed Page-Hinkley standardised values
         d = x - self._mean
         self._mean += d / self._n
@@ -128,9 +129,8 @@ class DriftReset:
             self._ph = self._new_ph()
             self._n, self._mean, self._m2 = 0, 0.0, 0.0
             self.resets += 1
-        return score
 
-    def to_state(self) -> tuple:
+    def _dump(self) -> tuple:
         return (
             self.inner.to_state(),
             pickle.dumps(self._ph),
@@ -140,19 +140,7 @@ class DriftReset:
             self.resets,
         )
 
-    @classmethod
-    def from_state(cls, params: dict, state: tuple) -> DriftReset:
-        det = cls(**params)
-        inner, ph, det._n, det._mean, det._m2, det.resets = state
-        det.inner = type(det.inner).from_state(det.inner.params(), inner)
-        det._ph = pickle.loads(ph)
-        return det
-
-    def params(self) -> dict:
-        return {
-            "detector": self.detector,
-            "detector_params": dict(self.detector_params),
-            "ph_threshold": self.ph_threshold,
-            "ph_delta": self.ph_delta,
-            "min_instances": self.min_instances,
-        }
+    def _load(self, state: tuple) -> None:
+        inner, ph, self._n, self._mean, self._m2, self.resets = state
+        self.inner = type(self.inner).from_state(self.inner.params(), inner)
+        self._ph = pickle.loads(ph)

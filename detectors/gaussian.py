@@ -6,12 +6,12 @@ import math
 from collections import deque
 from typing import ClassVar
 
-from twinwatch.detectors.base import check_int, check_positive
+from twinwatch.detectors.base import Scalar, check_int, check_positive
 
 __all__ = ["WindowedGaussian"]
 
 
-class WindowedGaussian:
+class WindowedGaussian(Scalar):
     """``1 - tail probability`` of ``x`` under a normal fitted to the previous ``window`` readings.
 
     The tail is one-sided on the side ``x`` lies (``0.5 * erfc(|z| / sqrt 2)``), so the score is
@@ -34,30 +34,27 @@ class WindowedGaussian:
         self.window = check_int("window", window, 2)
         self.threshold = check_positive("threshold", threshold)
         self.min_periods = check_int("min_periods", min_periods, 2)
-        self._values: deque[float] | None = None
+        self._values: deque[float] = deque()
         self._sum = self._sumsq = 0.0
         self._since_resum = 0
 
-    def update(self, t: float, x: float) -> float:
-        if not math.isfinite(x):
+    def score_one(self, t: float, x: float) -> float:
+        n = len(self._values)
+        if n < self.min_periods:
             return 0.0
-        if self._values is None:
-            self._values = deque()
+        mean = self._sum / n
+        var = max(self._sumsq / n - mean * mean, 0.0)
+        sd = math.sqrt(var)
+        if sd > 1e-12 * max(1.0, abs(mean)):
+            return 1.0 - 0.5 * math.erfc(abs(x - mean) / sd / math.sqrt(2.0))
+        return 0.5 if x == mean else 1.0
+
+    def learn_one(self, t: float, x: float) -> None:
         v = self._values
-        n = len(v)
-        score = 0.0
-        if n >= self.min_periods:
-            mean = self._sum / n
-            var = max(self._sumsq / n - mean * mean, 0.0)
-            sd = math.sqrt(var)
-            if sd > 1e-12 * max(1.0, abs(mean)):
-                score = 1.0 - 0.5 * math.erfc(abs(x - mean) / sd / math.sqrt(2.0))
-            else:
-                score = 0.5 if x == mean else 1.0
         v.append(x)
         self._sum += x
         self._sumsq += x * x
-        if n >= self.window:
+        if len(v) > self.window:
             old = v.popleft()
             self._sum -= old
             self._sumsq -= old * old
@@ -65,21 +62,14 @@ class WindowedGaussian:
         if self._since_resum >= self.window:
             self._sum, self._sumsq = sum(v), sum(y * y for y in v)
             self._since_resum = 0
-        return score
 
-    def to_state(self) -> tuple:
+    def _dump(self) -> tuple:
         """The window (arrival order) and its running sums, so a restore scores identically."""
-        if self._values is None:
+        if not self._values and not self._since_resum:
             return ()
         return (tuple(self._values), self._sum, self._sumsq, self._since_resum)
 
-    @classmethod
-    def from_state(cls, params: dict, state: tuple) -> WindowedGaussian:
-        det = cls(**params)
+    def _load(self, state: tuple) -> None:
         if state:
-            values, det._sum, det._sumsq, det._since_resum = state
-            det._values = deque(float(y) for y in values)
-        return det
-
-    def params(self) -> dict:
-        return {"window": self.window, "threshold": self.threshold, "min_periods": self.min_periods}
+            values, self._sum, self._sumsq, self._since_resum = state
+            self._values = deque(float(y) for y in values)

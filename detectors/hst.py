@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from river.anomaly import HalfSpaceTrees
 
-from twinwatch.detectors.base import check_int, check_unit_threshold
+from twinwatch.detectors.base import Scalar, check_int, check_unit_threshold
 
 __all__ = ["ScaledHST"]
 
@@ -35,7 +35,7 @@ def _unit(v: float, lo: float, hi: float) -> float:
     return 0.0 if u < 0.0 else (1.0 if u > 1.0 else u)
 
 
-class ScaledHST:
+class ScaledHST(Scalar):
     """river's :class:`~river.anomaly.HalfSpaceTrees` on ``{value, diff}`` scaled into [0, 1].
 
     For multi-modal or shape anomalies that a z-score handles badly: PV output (day/night
@@ -93,15 +93,16 @@ class ScaledHST:
         self.seed = check_int("seed", seed, 0)
         self.threshold = check_unit_threshold(threshold)
         self._model: HalfSpaceTrees | None = None
-        self._n = 0
-        self._prev = 0.0
-        self._lo_v = self._hi_v = 0.0  # running min/max of the value
-        self._lo_d = self._hi_d = 0.0  # running min/max of the difference
+        self._n = 0  # readings learned
+        self._prev: float | None = None  # previous reading (for the difference)
+        # running min/max of the learned values and differences (empty: lo > hi)
+        self._lo_v = self._lo_d = math.inf
+        self._hi_v = self._hi_d = -math.inf
+        self._features: dict[str, float] = {}  # score_one's, for learn_one
+        self._d: float | None = None
 
-    def update(self, t: float, x: float) -> float:
-        """Score ``{value, diff}`` of ``x`` with the trees, then learn it and update the scaler."""
-        if not math.isfinite(x):
-            return 0.0
+    def score_one(self, t: float, x: float) -> float:
+        """Score ``{value, diff}`` of ``x`` with the trees (0.0 until the first window is full)."""
         x = float(x)
         if self._model is None:
             self._model = HalfSpaceTrees(
@@ -110,60 +111,46 @@ class ScaledHST:
                 window_size=self.window_size,
                 seed=self.seed,
             )
-        if self._n == 0:
-            d = 0.0
-            self._lo_v = self._hi_v = x
-        else:
-            d = x - self._prev
+        prev, self._prev = self._prev, x
+        d = None
+        if prev is not None:
+            d = x - prev
             if not math.isfinite(d):  # overflow between two huge readings of opposite sign
                 d = math.copysign(1e308, d)
-        features = {
+        self._d = d
+        self._features = features = {
             "value": _unit(x, self._lo_v, self._hi_v),
-            "diff": _unit(d, self._lo_d, self._hi_d),
+            "diff": _unit(0.0 if d is None else d, self._lo_d, self._hi_d),
         }
         score = float(self._model.score_one(features))
-        self._model.learn_one(features)
-        # scaler update (after scoring: no look-ahead)
-        if x < self._lo_v:
-            self._lo_v = x
-        elif x > self._hi_v:
-            self._hi_v = x
-        if self._n > 0:
-            if self._n == 1:
-                self._lo_d = self._hi_d = d
-            elif d < self._lo_d:
-                self._lo_d = d
-            elif d > self._hi_d:
-                self._hi_d = d
-        self._n += 1
-        self._prev = x
         return score if 0.0 <= score <= 1.0 else (0.0 if not score > 0.0 else 1.0)
 
-    def to_state(self) -> tuple:
+    def learn_one(self, t: float, x: float) -> None:
+        """Learn the features just scored, then widen the scaler (after scoring: no look-ahead)."""
+        assert self._model is not None
+        self._model.learn_one(self._features)
+        x = float(x)
+        if x < self._lo_v:
+            self._lo_v = x
+        if x > self._hi_v:
+            self._hi_v = x
+        d = self._d
+        if d is not None:
+            if d < self._lo_d:
+                self._lo_d = d
+            if d > self._hi_d:
+                self._hi_d = d
+        self._n += 1
+
+    def _dump(self) -> tuple:
         """``(n, prev, lo_v, hi_v, lo_d, hi_d, pickle.dumps(model) or None)``."""
         model = None if self._model is None else pickle.dumps(self._model, pickle.HIGHEST_PROTOCOL)
         return (self._n, self._prev, self._lo_v, self._hi_v, self._lo_d, self._hi_d, model)
 
-    @classmethod
-    def from_state(cls, params: dict, state: tuple) -> ScaledHST:
-        det = cls(**params)
+    def _load(self, state: tuple) -> None:
         n, prev, lo_v, hi_v, lo_d, hi_d, model = state
-        det._n = int(n)
-        det._prev, det._lo_v, det._hi_v, det._lo_d, det._hi_d = (
-            float(prev),
-            float(lo_v),
-            float(hi_v),
-            float(lo_d),
-            float(hi_d),
-        )
-        det._model = None if model is None else pickle.loads(model)
-        return det
-
-    def params(self) -> dict:
-        return {
-            "n_trees": self.n_trees,
-            "height": self.height,
-            "window_size": self.window_size,
-            "seed": self.seed,
-            "threshold": self.threshold,
-        }
+        self._n = int(n)
+        self._prev = None if prev is None else float(prev)
+        self._lo_v, self._hi_v = float(lo_v), float(hi_v)
+        self._lo_d, self._hi_d = float(lo_d), float(hi_d)
+        self._model = None if model is None else pickle.loads(model)

@@ -16,7 +16,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from twinwatch.detectors.base import check_int, check_positive
+from twinwatch.detectors.base import Scalar, check_int, check_positive
 
 __all__ = ["KnnCad"]
 
@@ -25,15 +25,16 @@ __all__ = ["KnnCad"]
 _DIFF_CAP = 1e300
 
 
-class KnnCad:
+class KnnCad(Scalar):
     """Contextual k-NN anomaly score, conformally calibrated.
 
     For each reading ``x``:
 
     1. the *context* is the vector of the last ``dim`` values, ``x`` included;
-    2. its *references* are the last ``window`` contexts that share no value with it (they end
-       ``dim`` or more readings earlier: a context overlapping the current one is a shifted copy
-       of it and would always be its nearest neighbour);
+    2. its *references* are the last ``window`` learned contexts that share no value with it
+       (they end ``dim`` or more readings earlier: a context overlapping the current one is a
+       shifted copy of it and would always be its nearest neighbour); a context holding a reading
+       that was not learned (see the learning policy) is no reference;
     3. nonconformity ``alpha`` = mean Euclidean distance to the ``k`` nearest references;
     4. score = fraction of the last ``calibration`` nonconformities strictly smaller than
        ``alpha`` (the complement of a conformal p-value), then ``alpha`` joins them.
@@ -47,8 +48,9 @@ class KnnCad:
     ``update`` returns 0.0 until ``k`` references and ``min_periods`` calibration values exist
     (about ``2 * dim + k + min_periods`` readings).
 
-    State: ``(values, alphas)``: the last ``window + 2 * dim - 2`` readings and the last
-    ``calibration`` nonconformities, as tuples of floats. Cost per update is
+    State: ``(values, alphas, skipped)``: the last ``window + 2 * dim - 2`` readings and the last
+    ``calibration`` nonconformities, as tuples of floats, and the positions among ``values`` of
+    readings that were not learned (usually none). Cost per update is
     ``O(window * dim)`` (vectorised) plus ``O(calibration)`` for the sorted calibration list.
 
     >>> import numpy as np
@@ -87,8 +89,10 @@ class KnnCad:
             raise ValueError(f"min_periods must be <= calibration, got {min_periods!r}")
         self.threshold = check_positive("threshold", threshold)
         self._values: deque = deque(maxlen=self.window + 2 * self.dim - 2)
+        self._learned: deque = deque(maxlen=self.window + 2 * self.dim - 2)  # per value
         self._alphas: deque = deque(maxlen=self.calibration)
         self._sorted: list[float] = []
+        self._alpha: float | None = None  # score_one's nonconformity, for learn_one
 
     def _nonconformity(self, x: float) -> float | None:
         n_refs = len(self._values) + 1 - 2 * self.dim + 1
@@ -97,7 +101,14 @@ class KnnCad:
         buf = np.fromiter(self._values, dtype=float, count=len(self._values))
         buf = np.append(buf, x)
         ctx = np.lib.stride_tricks.sliding_window_view(buf, self.dim)
-        refs = ctx[:n_refs][-self.window :]
+        refs = ctx[:n_refs]
+        if not all(self._learned):
+            learned = np.fromiter(self._learned, dtype=bool, count=len(self._learned))
+            ok = np.asarray(np.lib.stride_tricks.sliding_window_view(learned, self.dim).all(1))
+            refs = refs[ok[:n_refs]]
+            if len(refs) < self.k:
+                return None
+        refs = refs[-self.window :]
         diff = np.minimum(np.abs(refs - ctx[-1]), _DIFF_CAP)
         scale = float(diff.max())
         if scale == 0.0:
@@ -107,43 +118,39 @@ class KnnCad:
         alpha = float(nearest.mean()) * scale
         return alpha if math.isfinite(alpha) else _DIFF_CAP
 
-    def update(self, t: float, x: float) -> float:
-        """Score the context ending at ``x`` against the calibration window, then learn both."""
-        if not math.isfinite(x):
-            return 0.0
+    def score_one(self, t: float, x: float) -> float:
+        """Score the context ending at ``x`` against the calibration window; ``x`` joins the
+        recent readings (the context of the next ones) whether or not it is learned."""
         x = float(x)
-        alpha = self._nonconformity(x)
-        score = 0.0
-        if alpha is not None:
-            if len(self._alphas) >= self.min_periods:
-                score = bisect_left(self._sorted, alpha) / len(self._alphas)
-            if len(self._alphas) == self.calibration:
-                old = self._alphas[0]
-                del self._sorted[bisect_left(self._sorted, old)]
-            self._alphas.append(alpha)
-            insort(self._sorted, alpha)
+        alpha = self._alpha = self._nonconformity(x)
         self._values.append(x)
-        return score
+        self._learned.append(False)
+        if alpha is None or len(self._alphas) < self.min_periods:
+            return 0.0
+        return bisect_left(self._sorted, alpha) / len(self._alphas)
 
-    def to_state(self) -> tuple:
-        """``(values, alphas)``: recent readings and recent nonconformities, oldest first."""
-        return (tuple(self._values), tuple(self._alphas))
+    def learn_one(self, t: float, x: float) -> None:
+        """Make the reading a reference and its nonconformity part of the calibration."""
+        self._learned[-1] = True
+        alpha = self._alpha
+        if alpha is None:
+            return
+        if len(self._alphas) == self.calibration:
+            del self._sorted[bisect_left(self._sorted, self._alphas[0])]
+        self._alphas.append(alpha)
+        insort(self._sorted, alpha)
 
-    @classmethod
-    def from_state(cls, params: dict, state: tuple) -> KnnCad:
-        det = cls(**params)
-        values, alphas = state
-        det._values.extend(float(v) for v in values)
-        det._alphas.extend(float(a) for a in alphas)
-        det._sorted = sorted(det._alphas)
-        return det
+    def _dump(self) -> tuple:
+        """``(values, alphas, skipped)``: recent readings, recent nonconformities (oldest
+        first), and the positions of the readings that were not learned."""
+        skipped = tuple(i for i, ok in enumerate(self._learned) if not ok)
+        return (tuple(self._values), tuple(self._alphas), skipped)
 
-    def params(self) -> dict:
-        return {
-            "dim": self.dim,
-            "k": self.k,
-            "window": self.window,
-            "calibration": self.calibration,
-            "min_periods": self.min_periods,
-            "threshold": self.threshold,
-        }
+    def _load(self, state: tuple) -> None:
+        values, alphas, skipped = state
+        self._values.extend(float(v) for v in values)
+        self._learned.extend([True] * len(self._values))
+        for i in skipped:
+            self._learned[i] = False
+        self._alphas.extend(float(a) for a in alphas)
+        self._sorted = sorted(self._alphas)

@@ -6,7 +6,7 @@ import math
 from collections import deque
 from typing import ClassVar
 
-from twinwatch.detectors.base import check_int, check_positive, rest
+from twinwatch.detectors.base import Scalar, check_int, check_positive, rest
 
 __all__ = ["Likelihood", "log_tail_score"]
 
@@ -23,7 +23,7 @@ def log_tail_score(tail: float) -> float:
     return max(0.0, math.log(tail) / _LOG_FLOOR)
 
 
-class Likelihood:
+class Likelihood(Scalar):
     """Wraps a detector and reports how unusual its recent scores are, as Numenta's anomaly
     likelihood does.
 
@@ -79,27 +79,33 @@ class Likelihood:
         self._avgs: deque[float] = deque()
         self._raw_sum = self._sum = self._sumsq = 0.0
         self._since_resum = 0
+        self._avg = 0.0  # score_one's average raw score, for learn_one
 
-    def update(self, t: float, x: float) -> float:
-        if not math.isfinite(x):
-            return 0.0
-        raw = min(self.inner.update(t, x), 1e6)  # the cap keeps sums of squares finite
+    def score_one(self, t: float, x: float) -> float:
+        """The tail probability of the recent raw scores' average (the short average of the
+        inner detector's scores advances with every reading)."""
+        raw = min(self.inner.score_one(t, x), 1e6)  # the cap keeps sums of squares finite
         self._raw.append(raw)
         self._raw_sum += raw
         if len(self._raw) > self.short:
             self._raw_sum -= self._raw.popleft()
-        avg = self._raw_sum / len(self._raw)
+        avg = self._avg = self._raw_sum / len(self._raw)
         n = len(self._avgs)
-        score = 0.0
-        if n >= self.min_periods:
-            mean = self._sum / n
-            var = max(self._sumsq / n - mean * mean, self.min_var * (1.0 + mean * mean))
-            z = (avg - mean) / math.sqrt(var)
-            score = log_tail_score(0.5 * math.erfc(z / math.sqrt(2.0)))
+        if n < self.min_periods:
+            return 0.0
+        mean = self._sum / n
+        var = max(self._sumsq / n - mean * mean, self.min_var * (1.0 + mean * mean))
+        z = (avg - mean) / math.sqrt(var)
+        return log_tail_score(0.5 * math.erfc(z / math.sqrt(2.0)))
+
+    def learn_one(self, t: float, x: float) -> None:
+        """Learn the reading into the inner detector and its average into the distribution."""
+        self.inner.learn_one(t, x)
+        avg = self._avg
         self._avgs.append(avg)
         self._sum += avg
         self._sumsq += avg * avg
-        if n >= self.window:
+        if len(self._avgs) > self.window:
             old = self._avgs.popleft()
             self._sum -= old
             self._sumsq -= old * old
@@ -108,10 +114,16 @@ class Likelihood:
             self._since_resum = 0
             self._raw_sum = sum(self._raw)
             self._sum, self._sumsq = sum(self._avgs), sum(a * a for a in self._avgs)
+
+    def update(self, t: float, x: float) -> float:
+        """Score and learn (:class:`~twinwatch.detectors.base.Scalar`), then rest after a hit."""
+        if not math.isfinite(x):
+            return 0.0
+        score = super().update(t, x)
         score, self._resting = rest(score, self.threshold, self._resting, self.rest_period)
         return score
 
-    def to_state(self) -> tuple:
+    def _dump(self) -> tuple:
         """Inner state, recent raw scores and averages, and their running sums."""
         return (
             self.inner.to_state(),
@@ -124,24 +136,8 @@ class Likelihood:
             self._resting,
         )
 
-    @classmethod
-    def from_state(cls, params: dict, state: tuple) -> Likelihood:
-        det = cls(**params)
-        (inner, raw, avgs, det._raw_sum, det._sum, det._sumsq, det._since_resum, det._resting) = (
-            state
-        )
-        det.inner = type(det.inner).from_state(det.inner.params(), inner)
-        det._raw, det._avgs = deque(raw), deque(avgs)
-        return det
-
-    def params(self) -> dict:
-        return {
-            "detector": self.detector,
-            "detector_params": dict(self.detector_params),
-            "threshold": self.threshold,
-            "window": self.window,
-            "short": self.short,
-            "min_periods": self.min_periods,
-            "min_var": self.min_var,
-            "rest_period": self.rest_period,
-        }
+    def _load(self, state: tuple) -> None:
+        inner, raw, avgs, self._raw_sum, self._sum, self._sumsq, self._since_resum = state[:7]
+        self._resting = state[7]
+        self.inner = type(self.inner).from_state(self.inner.params(), inner)
+        self._raw, self._avgs = deque(raw), deque(avgs)

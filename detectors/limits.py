@@ -5,12 +5,12 @@ from __future__ import annotations
 import math
 from typing import ClassVar
 
-from twinwatch.detectors.base import check_finite, clamp_score
+from twinwatch.detectors.base import Rule, check_finite, clamp_score
 
 __all__ = ["PhysicalLimits"]
 
 
-class PhysicalLimits:
+class PhysicalLimits(Rule):
     """Fixed physical or regulatory limits, e.g. drinking-water turbidity <= 0.5 NTU or free
     chlorine in 0.1..4.0 mg/L.
 
@@ -49,7 +49,7 @@ class PhysicalLimits:
             self._scale = self.high - self.low
         else:
             limit = self.low if self.low is not None else self.high
-            self._scale = abs(limit) if limit != 0.0 else 1.0
+            self._scale = abs(limit) if limit else 1.0  # type: ignore[arg-type]
 
     def update(self, t: float, x: float) -> float:
         """Score ``x`` against the limits (``t`` is unused; there is nothing to learn)."""
@@ -69,6 +69,3 @@ class PhysicalLimits:
         if state != ():
             raise ValueError(f"PhysicalLimits state must be (), got {state!r}")
         return cls(**params)
-
-    def params(self) -> dict:
-        return {"low": self.low, "high": self.high}

@@ -46,6 +46,8 @@ from typing import Any, ClassVar, TypeVar
 
 from drain3.drain import Drain  # type: ignore[import-untyped]
 
+from twinwatch.detectors.base import Settings
+
 __all__ = ["LogTemplates", "mask", "NegBinTail"]
 
 # General masks, one pass: the first alternative that matches at a position wins.
@@ -245,8 +247,11 @@ class _Source:
         self.severity = _Rate()
 
 
-class LogTemplates:
+class LogTemplates(Settings):
+    """The ``log`` family's detector (registered as ``templates``): see the module docstring."""
+
     name: ClassVar[str] = "templates"
+    family: ClassVar[str] = "log"
 
     def __init__(
         self,
@@ -270,7 +275,9 @@ class LogTemplates:
             raise ValueError("need 0 < sim_th < 1, depth >= 3, window_s > 0, half_life_s > 0")
         if not 0 < alpha < 0.5:
             raise ValueError(f"alpha must be in (0, 0.5), got {alpha!r}")
-        self._params = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
+        for k, v in list(locals().items()):  # each setting under its own name, for params()
+            if k not in ("self", "__class__"):
+                setattr(self, k, v)
         self.drain = Drain(
             depth=depth, sim_th=sim_th, max_children=max_children, max_clusters=max_clusters
         )
@@ -287,7 +294,9 @@ class LogTemplates:
         self.prior_mean, self.prior_var = 1.0, 4.0  # weak and overdispersed: one bucket
         self.lines = 0
         self.t_last = -math.inf
-        self._seen: dict[str, int] = {}  # masked line -> its cluster (a cache, not state)
+        # masked line -> (its cluster, template generation then): a cache, not state
+        self._seen: dict[str, tuple[int, int]] = {}
+        self._generation = 0
         self._sources: dict[str, _Source] = {}
         # template id -> [decayed count, time of last line, rate per bucket]
         self._templates: dict[int, list] = {}
@@ -296,27 +305,26 @@ class LogTemplates:
     def template_count(self) -> int:
         return len(self.drain.clusters)
 
-    def params(self) -> dict:
-        return dict(self._params)
-
     def mine(self, text: str) -> tuple[int, str, str]:
         """(template id, template, change type) of one line, learning it.
 
-        A masked line seen before goes to the cluster it went to then, without the tree search:
-        that cluster's template already covers it (templates only generalise), so Drain would
-        put it there again unless a better cluster appeared since (rare; the grouping accuracy
-        benchmark measures this path)."""
+        A masked line seen since the last change of any template goes straight to the cluster
+        it went to then: with the same tree and templates Drain would make the same choice, so
+        this is exact (and the cluster is touched in Drain's LRU as Drain touches it)."""
         masked = mask(text)
         hit = self._seen.get(masked)
-        if hit is not None:
-            cluster = self.drain.id_to_cluster.get(hit)
+        if hit is not None and hit[1] == self._generation:
+            cluster = self.drain.id_to_cluster.get(hit[0])
             if cluster is not None:
                 cluster.size += 1
-                return hit, cluster.get_template(), "none"
+                self.drain.id_to_cluster[hit[0]]  # noqa: B018 - the LRU touch Drain makes
+                return hit[0], cluster.get_template(), "none"
         cluster, change = self.drain.add_log_message(masked)
+        if change != "none":
+            self._generation += 1
         if len(self._seen) >= 16384:
             self._seen.clear()
-        self._seen[masked] = cluster.cluster_id
+        self._seen[masked] = (cluster.cluster_id, self._generation)
         return cluster.cluster_id, cluster.get_template(), change
 
     def update(

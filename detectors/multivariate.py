@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import pickle
 from collections import deque
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
@@ -15,7 +14,14 @@ from river.anomaly import HalfSpaceTrees
 if TYPE_CHECKING:
     from sklearn.ensemble import IsolationForest
 
-from twinwatch.detectors.base import check_int, check_positive, check_unit_threshold, clamp_score
+from twinwatch.detectors.base import (
+    Vector,
+    check_int,
+    check_positive,
+    check_unit_threshold,
+    clamp_score,
+)
+from twinwatch.detectors.hst import _unit
 
 
 def _isolation_forest():
@@ -26,10 +32,9 @@ def _isolation_forest():
     return IsolationForest
 
 
-from twinwatch.detectors.hst import _unit
-
 __all__ = ["IsolationForestDetector", "PcaT2Q", "VectorHST", "chi2_quantile"]
 
+_F32_MAX = 1e38  # inside float32's range (scikit-learn casts to float32)
 _Z = {0.99: 2.3263, 0.999: 3.0902, 0.9999: 3.7190}  # standard normal quantiles
 
 
@@ -43,7 +48,7 @@ def chi2_quantile(p: float, dof: float) -> float:
     return dof * max(1.0 - a + z * math.sqrt(a), 0.0) ** 3
 
 
-class PcaT2Q:
+class PcaT2Q(Vector):
     """Joint reading of ``n`` sensors of one asset against their learned correlation.
 
     A pump whose vibration rises *without* the current rising, or one strain gauge of a bridge
@@ -61,7 +66,7 @@ class PcaT2Q:
       (chi-squared with ``k`` dof for T²; Box's ``g * chi2(h)`` for Q), so ``score >= 1`` is a
       hit. 0.0 for the first ``warmup`` readings.
 
-    Not in ``REGISTRY`` (its input is a vector, not one reading); state is a few small arrays.
+    A ``vector`` family detector (registry ``VECTORS``); state is a few small arrays.
 
     >>> rng = np.random.default_rng(0)
     >>> det = PcaT2Q(n=3, warmup=200)
@@ -107,7 +112,7 @@ class PcaT2Q:
         lam, vec = np.linalg.eigh(self._cov)
         lam, vec = np.maximum(lam[::-1], 1e-9), vec[:, ::-1]
         share = np.cumsum(lam) / lam.sum()
-        k = int(min(np.searchsorted(share, self.explained) + 1, self.n - 1))
+        k = min(int(np.searchsorted(share, self.explained)) + 1, self.n - 1)
         rest = lam[k:]
         th1, th2 = rest.sum(), (rest**2).sum()
         q_limit = (th2 / th1) * chi2_quantile(self.confidence, th1 * th1 / th2)
@@ -118,34 +123,33 @@ class PcaT2Q:
             max(q_limit, 1e-9),
         )
 
-    def update(self, t: float, xs: Sequence[float]) -> float:
-        x = np.asarray(xs, dtype=float)
-        if x.shape != (self.n,):
-            raise ValueError(f"expected {self.n} readings, got shape {x.shape}")
-        if not np.isfinite(x).all():
+    def score_one(self, t: float, x: np.ndarray) -> float:
+        if self._count < self.warmup or self._model is None:
             return 0.0
+        z = (x - self._mean) / np.sqrt(np.maximum(self._var, 1e-12))
+        p, lam, t2_limit, q_limit = self._model
+        s = p.T @ z
+        t2 = float((s * s / lam).sum())
+        r = z - p @ s
+        return clamp_score(float(max(t2 / t2_limit, float(r @ r) / q_limit)))
+
+    def learn_one(self, t: float, x: np.ndarray) -> None:
+        """Mean/variance first, then the correlation of the re-standardised reading; refit the
+        components every ``refit`` readings learned."""
         self._count += 1
         w = max(self.alpha, 1.0 / self._count)
-        z = (x - self._mean) / np.sqrt(np.maximum(self._var, 1e-12))
-        score = 0.0
-        if self._count > self.warmup and self._model is not None:
-            p, lam, t2_limit, q_limit = self._model
-            s = p.T @ z
-            t2 = float((s * s / lam).sum())
-            r = z - p @ s
-            score = clamp_score(float(max(t2 / t2_limit, float(r @ r) / q_limit)))
-        # learn: mean/variance first, then the correlation of the re-standardised reading
         d = x - self._mean
         self._mean += w * d
-        self._var = (1.0 - w) * (self._var + w * d * d)
+        with np.errstate(over="ignore", invalid="ignore"):  # readings near the float limit
+            var = (1.0 - w) * (self._var + w * d * d)
+        self._var = np.nan_to_num(var, nan=1e300, posinf=1e300)
         zs = (x - self._mean) / np.sqrt(np.maximum(self._var, 1e-12))
         if self._count > 1:
-            self._cov = (1.0 - w) * self._cov + w * np.outer(zs, zs)
+            self._cov = np.nan_to_num((1.0 - w) * self._cov + w * np.outer(zs, zs))
         if self._count % self.refit == 0 or (self._model is None and self._count >= self.warmup):
             self._fit()
-        return score
 
-    def to_state(self) -> tuple:
+    def _dump(self) -> tuple:
         """``(count, mean, var, covariance, model)`` as tuples of floats (model may be None)."""
         model = None
         if self._model is not None:
@@ -159,36 +163,15 @@ class PcaT2Q:
             model,
         )
 
-    @classmethod
-    def from_state(cls, params: dict, state: tuple) -> PcaT2Q:
-        det = cls(**params)
-        det._count, mean, var, cov, model = state
-        det._mean, det._var, det._cov = (np.array(s, dtype=float) for s in (mean, var, cov))
+    def _load(self, state: tuple) -> None:
+        self._count, mean, var, cov, model = state
+        self._mean, self._var, self._cov = (np.array(s, dtype=float) for s in (mean, var, cov))
         if model is not None:
             p, lam, t2_limit, q_limit = model
-            det._model = (np.array(p, dtype=float), np.array(lam, dtype=float), t2_limit, q_limit)
-        return det
-
-    def params(self) -> dict:
-        return {
-            "n": self.n,
-            "alpha": self.alpha,
-            "explained": self.explained,
-            "refit": self.refit,
-            "warmup": self.warmup,
-            "confidence": self.confidence,
-            "threshold": self.threshold,
-        }
+            self._model = (np.array(p, dtype=float), np.array(lam, dtype=float), t2_limit, q_limit)
 
 
-def _vector(xs: Sequence[float], n: int) -> np.ndarray:
-    x = np.asarray(xs, dtype=float)
-    if x.shape != (n,):
-        raise ValueError(f"expected {n} readings, got shape {x.shape}")
-    return x
-
-
-class IsolationForestDetector:
+class IsolationForestDetector(Vector):
     """scikit-learn's :class:`~sklearn.ensemble.IsolationForest` on the asset's reading vector,
     refit on a sliding reference window.
 
@@ -206,14 +189,15 @@ class IsolationForestDetector:
     ``threshold`` 0.7 is a compromise measured on two cases: on the simulated DMA inlet
     (pressure, flow) normal readings stay <= 0.65 and a pipe burst scores 0.735; on correlated
     Gaussian pairs (3 seeds x 3,000 vectors) ~1 % of normal vectors reach 0.7 (99.9th percentile
-    0.77), i.e. Gaussian tails are as "isolated" as true outliers. The trees split one axis at a time, so a
+    0.77), i.e. Gaussian tails are as "isolated" as true outliers. The trees split one axis at a
+    time, so a
     broken correlation with both values in range ([2, -2] on the diagonal x = y) scores only
     ~0.65: use :class:`PcaT2Q` for that. The score also saturates: a point 6 sd out scores
     0.73-0.80, no more than the most extreme 0.1 % of normal points, because the cloud's own
     edge is isolated about as fast. The forest earns its keep on non-Gaussian, multi-modal
     clouds (pump on/off states), not as a sharper Gaussian tail test.
 
-    Not in ``REGISTRY`` (vector input). State: ``(count, buffer)`` where the buffer holds the last
+    A ``vector`` family detector. State: ``(count, buffer)`` where the buffer holds the last
     ``window + refit - 1`` vectors as tuples of floats; the forest is *not* stored:
     ``from_state`` refits it on the same window as the original's last fit (the buffer minus the
     readings learned since), and because the fit is deterministic the restored detector scores
@@ -279,57 +263,43 @@ class IsolationForestDetector:
             n_jobs=1,
         ).fit(data)
 
-    def update(self, t: float, xs: Sequence[float]) -> float:
-        x = _vector(xs, self.n)
-        if not np.isfinite(x).all():
+    def score_one(self, t: float, x: np.ndarray) -> float:
+        if self._model is None:
             return 0.0
-        score = 0.0
-        if self._model is not None:
-            score = clamp_score(float(-self._model.score_samples(x.reshape(1, -1))[0]))
-        self._buf.append(tuple(x.tolist()))
+        x = np.clip(x, -_F32_MAX, _F32_MAX)  # scikit-learn's trees work in float32
+        return clamp_score(float(-self._model.score_samples(x.reshape(1, -1))[0]))
+
+    def learn_one(self, t: float, x: np.ndarray) -> None:
+        self._buf.append(tuple(np.clip(x, -_F32_MAX, _F32_MAX).tolist()))
         self._count += 1
         if self._count % self.refit == 0 and self._count >= self.min_periods:
             self._fit()
-        return score
 
-    def to_state(self) -> tuple:
+    def _dump(self) -> tuple:
         """``(count, buffer)``: the recent vectors as tuples of floats, oldest first."""
         return (self._count, tuple(self._buf))
 
-    @classmethod
-    def from_state(cls, params: dict, state: tuple) -> IsolationForestDetector:
-        det = cls(**params)
+    def _load(self, state: tuple) -> None:
         count, buf = state
-        det._count = int(count)
-        det._buf.extend(tuple(float(v) for v in row) for row in buf)
-        if det._last_fit():
-            det._fit()
-        return det
-
-    def params(self) -> dict:
-        return {
-            "n": self.n,
-            "window": self.window,
-            "refit": self.refit,
-            "min_periods": self.min_periods,
-            "n_estimators": self.n_estimators,
-            "max_samples": self.max_samples,
-            "seed": self.seed,
-            "threshold": self.threshold,
-        }
+        self._count = int(count)
+        self._buf.extend(tuple(float(v) for v in row) for row in buf)
+        if self._last_fit():
+            self._fit()
 
 
-class VectorHST:
+class VectorHST(Vector):
     """river's :class:`~river.anomaly.HalfSpaceTrees` on the asset's reading vector.
 
     ``update(t, xs)`` (same vector API as :class:`PcaT2Q`) scales each reading with the running
     min/max of that sensor's readings seen *before* this one (no look-ahead) so that the range
-    seen so far maps onto [1/3, 2/3] of [0, 1] (the headroom of :class:`~twinwatch.detectors.hst.ScaledHST`:
+    seen so far maps onto [1/3, 2/3] of [0, 1] (the headroom of
+    :class:`~twinwatch.detectors.hst.ScaledHST`:
     a new extreme lands in cells the normal data never reached), scores the vector, then learns
     it. Score in [0, 1]; 0.0 until ``window_size`` vectors have been seen. Defaults measured on
     two Gaussian sensors (3 seeds x 3,000 vectors): normal max 0.84-0.87, 99.9th percentile
     0.79; one sensor 8 sd out 0.885-0.91, both 12 sd out ~0.98. The margin is thin: the
-    default threshold fires on up to ~0.1 % of normal vectors. More trees than ScaledHST's 10 (25) because with
+    default threshold fires on up to ~0.1 % of normal vectors. More trees than ScaledHST's 10
+    (25) because with
     several features each tree splits each one less often (10 trees: normal max up to 0.92).
 
     HST splits one random feature at a time, so it catches a sensor leaving its range, and a
@@ -337,7 +307,7 @@ class VectorHST:
     (``height``) to separate it; for correlations, :class:`PcaT2Q` is the sharper tool. The
     running min/max never forgets (one huge outlier compresses later readings).
 
-    Not in ``REGISTRY`` (vector input). State: ``(count, lows, highs, pickle.dumps(model))``, like
+    A ``vector`` family detector. State: ``(count, lows, highs, pickle.dumps(model))``, like
     ScaledHST tens of kB.
 
     >>> rng = np.random.default_rng(1)
@@ -370,12 +340,9 @@ class VectorHST:
         self._lo = [0.0] * self.n
         self._hi = [0.0] * self.n
         self._model: HalfSpaceTrees | None = None
+        self._features: dict[str, float] = {}  # score_one's, for learn_one
 
-    def update(self, t: float, xs: Sequence[float]) -> float:
-        x = _vector(xs, self.n)
-        if not np.isfinite(x).all():
-            return 0.0
-        vals = x.tolist()
+    def score_one(self, t: float, x: np.ndarray) -> float:
         if self._model is None:
             self._model = HalfSpaceTrees(
                 n_trees=self.n_trees,
@@ -383,39 +350,31 @@ class VectorHST:
                 window_size=self.window_size,
                 seed=self.seed,
             )
+        vals = x.tolist()
         if self._count == 0:
             self._lo, self._hi = list(vals), list(vals)
-        features = {f"x{i}": _unit(v, self._lo[i], self._hi[i]) for i, v in enumerate(vals)}
-        score = float(self._model.score_one(features))
-        self._model.learn_one(features)
-        for i, v in enumerate(vals):  # scaler update after scoring: no look-ahead
+        self._features = {f"x{i}": _unit(v, self._lo[i], self._hi[i]) for i, v in enumerate(vals)}
+        score = float(self._model.score_one(self._features))
+        return score if 0.0 <= score <= 1.0 else (0.0 if not score > 0.0 else 1.0)
+
+    def learn_one(self, t: float, x: np.ndarray) -> None:
+        """Learn the features just scored, then widen the scaler (no look-ahead)."""
+        assert self._model is not None
+        self._model.learn_one(self._features)
+        for i, v in enumerate(x.tolist()):
             if v < self._lo[i]:
                 self._lo[i] = v
             elif v > self._hi[i]:
                 self._hi[i] = v
         self._count += 1
-        return score if 0.0 <= score <= 1.0 else (0.0 if not score > 0.0 else 1.0)
 
-    def to_state(self) -> tuple:
+    def _dump(self) -> tuple:
         """``(count, lows, highs, pickle.dumps(model) or None)``."""
         model = None if self._model is None else pickle.dumps(self._model, pickle.HIGHEST_PROTOCOL)
         return (self._count, tuple(self._lo), tuple(self._hi), model)
 
-    @classmethod
-    def from_state(cls, params: dict, state: tuple) -> VectorHST:
-        det = cls(**params)
+    def _load(self, state: tuple) -> None:
         count, lo, hi, model = state
-        det._count = int(count)
-        det._lo, det._hi = [float(v) for v in lo], [float(v) for v in hi]
-        det._model = None if model is None else pickle.loads(model)
-        return det
-
-    def params(self) -> dict:
-        return {
-            "n": self.n,
-            "n_trees": self.n_trees,
-            "height": self.height,
-            "window_size": self.window_size,
-            "seed": self.seed,
-            "threshold": self.threshold,
-        }
+        self._count = int(count)
+        self._lo, self._hi = [float(v) for v in lo], [float(v) for v in hi]
+        self._model = None if model is None else pickle.loads(model)

@@ -7,7 +7,7 @@ from bisect import bisect_left, insort
 from collections import deque
 from typing import ClassVar
 
-from twinwatch.detectors.base import check_int, check_positive, clamp_score
+from twinwatch.detectors.base import Scalar, check_int, check_positive, clamp_score
 
 __all__ = ["RobustZ"]
 
@@ -16,7 +16,7 @@ _MEANAD_TO_SIGMA = 1.2533  # sqrt(pi / 2): mean absolute deviation -> sigma for 
 _REL_FLOOR = 1e-6  # scale >= 1e-6 * |median|: float noise on large values never scores
 
 
-class RobustZ:
+class RobustZ(Scalar):
     """Robust z-score ``|x - median| / scale`` against the previous ``window`` readings.
 
     For spikes and steps on noisy signals (bridge strain, PV output, water pressure). ``x`` is
@@ -82,42 +82,47 @@ class RobustZ:
             raise ValueError(f"diff must be true or false, got {diff!r}")
         self.diff = diff
         self._prev: float | None = None  # previous reading (diff mode)
-        self._values: deque[float] | None = None  # arrival order
+        self._values: deque[float] = deque()  # arrival order
         self._sorted: list[float] = []
+        self._x: float | None = None  # the value score_one scored, for learn_one
 
-    def update(self, t: float, x: float) -> float:
-        """Score ``x`` against the previous ``window`` readings, then add it to the window."""
-        if not math.isfinite(x):
-            return 0.0
+    def score_one(self, t: float, x: float) -> float:
+        """Score ``x`` (or its change, in diff mode) against the previous ``window`` readings."""
         x = float(x)
         if self.diff:
             prev, self._prev = self._prev, x
             if prev is None:
+                self._x = None
                 return 0.0
             x -= prev
-        if self._values is None:
-            self._values = deque()
+        self._x = x
         s = self._sorted
         n = len(s)
-        score = 0.0
-        if n >= self.min_periods:
-            h = n >> 1
-            med = s[h] if n & 1 else 0.5 * s[h - 1] + 0.5 * s[h]
-            scale = _MAD_TO_SIGMA * self._mad(s, n, med)
-            if scale == 0.0:  # flat stretch: fall back on the mean absolute deviation
-                scale = _MEANAD_TO_SIGMA * (sum(s[h:]) - sum(s[:h]) - (n - 2 * h) * med) / n
-            floor = _REL_FLOOR * abs(med)
-            if floor < self.min_scale:
-                floor = self.min_scale
-            if not scale >= floor:  # also catches NaN from overflow
-                scale = floor
-            score = clamp_score(abs(x - med) / scale)
-        # learn
-        self._values.append(x)
-        insort(s, x)
-        if n >= self.window:
-            del s[bisect_left(s, self._values.popleft())]
-        return score
+        if n < self.min_periods:
+            return 0.0
+        h = n >> 1
+        med = s[h] if n & 1 else 0.5 * s[h - 1] + 0.5 * s[h]
+        scale = _MAD_TO_SIGMA * self._mad(s, n, med)
+        if scale == 0.0:  # flat stretch: fall back on the mean absolute deviation
+            scale = _MEANAD_TO_SIGMA * (sum(s[h:]) - sum(s[:h]) - (n - 2 * h) * med) / n
+        floor = _REL_FLOOR * abs(med)
+        if floor < self.min_scale:
+            floor = self.min_scale
+        if not scale >= floor:  # also catches NaN from overflow
+            scale = floor
+        return clamp_score(abs(x - med) / scale)
+
+    def learn_one(self, t: float, x: float) -> None:
+        """Add the reading just scored (its change, in diff mode) to the window."""
+        v = self._x
+        if v is None:
+            return
+        values = self._values
+        s = self._sorted
+        values.append(v)
+        insort(s, v)
+        if len(values) > self.window:
+            del s[bisect_left(s, values.popleft())]
 
     @staticmethod
     def _mad(s: list[float], n: int, med: float) -> float:
@@ -151,25 +156,12 @@ class RobustZ:
         b = s[h + j] - med if j < q else math.inf
         return 0.5 * kth + 0.5 * (a if a < b else b)
 
-    def to_state(self) -> tuple:
+    def _dump(self) -> tuple:
         """The window as a tuple of floats in arrival order, and the previous reading."""
-        return (() if self._values is None else tuple(self._values), self._prev)
+        return (tuple(self._values), self._prev)
 
-    @classmethod
-    def from_state(cls, params: dict, state: tuple) -> RobustZ:
-        det = cls(**params)
-        window, det._prev = state
-        values = [float(v) for v in window][-det.window :]
-        if values:
-            det._values = deque(values)
-            det._sorted = sorted(values)
-        return det
-
-    def params(self) -> dict:
-        return {
-            "window": self.window,
-            "threshold": self.threshold,
-            "min_periods": self.min_periods,
-            "min_scale": self.min_scale,
-            "diff": self.diff,
-        }
+    def _load(self, state: tuple) -> None:
+        window, self._prev = state
+        values = [float(v) for v in window][-self.window :]
+        self._values = deque(values)
+        self._sorted = sorted(values)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import math
 from typing import ClassVar
 
-from twinwatch.detectors.base import check_int, check_positive, clamp_score
+from twinwatch.detectors.base import Scalar, check_int, check_positive, clamp_score
 
 __all__ = ["Seasonal"]
 
 
-class Seasonal:
+class Seasonal(Scalar):
     """``|x - mean_b| / sd_b`` where ``b`` is the reading's slot in the season.
 
     For signals with a daily or weekly rhythm (traffic, water demand, PV, building load): 3 a.m.
@@ -55,19 +55,25 @@ class Seasonal:
         self._mean: list[float] = []
         self._var: list[float] = []
 
-    def update(self, t: float, x: float) -> float:
-        if not math.isfinite(x):
+    def _slot(self, t: float) -> int:
+        return int((t % self.period_s) / self.period_s * self.bins) % self.bins
+
+    def score_one(self, t: float, x: float) -> float:
+        if self._n is None:
             return 0.0
+        b = self._slot(t)
+        if self._n[b] < self.min_count:
+            return 0.0
+        mean = self._mean[b]
+        sd = math.sqrt(self._var[b])
+        floor = max(self.min_scale, 1e-9 * abs(mean))
+        return clamp_score(abs(x - mean) / (sd if sd > floor else floor))
+
+    def learn_one(self, t: float, x: float) -> None:
         if self._n is None:
             self._n, self._mean, self._var = [0] * self.bins, [0.0] * self.bins, [0.0] * self.bins
-        b = int((t % self.period_s) / self.period_s * self.bins) % self.bins
-        n, mean, var = self._n[b], self._mean[b], self._var[b]
-        score = 0.0
-        if n >= self.min_count:
-            sd = math.sqrt(var)
-            floor = max(self.min_scale, 1e-9 * abs(mean))
-            score = clamp_score(abs(x - mean) / (sd if sd > floor else floor))
-        n += 1
+        b = self._slot(t)
+        n, mean, var = self._n[b] + 1, self._mean[b], self._var[b]
         w = max(self.alpha, 1.0 / n)
         d = x - mean
         if math.isfinite(d):
@@ -76,27 +82,13 @@ class Seasonal:
         self._n[b] = n
         self._mean[b] = mean
         self._var[b] = var if math.isfinite(var) else 0.0
-        return score
 
-    def to_state(self) -> tuple:
+    def _dump(self) -> tuple:
         """``(counts, means, variances)`` per slot."""
         if self._n is None:
             return ()
         return (tuple(self._n), tuple(self._mean), tuple(self._var))
 
-    @classmethod
-    def from_state(cls, params: dict, state: tuple) -> Seasonal:
-        det = cls(**params)
+    def _load(self, state: tuple) -> None:
         if state:
-            det._n, det._mean, det._var = (list(s) for s in state)
-        return det
-
-    def params(self) -> dict:
-        return {
-            "period_s": self.period_s,
-            "bins": self.bins,
-            "alpha": self.alpha,
-            "threshold": self.threshold,
-            "min_count": self.min_count,
-            "min_scale": self.min_scale,
-        }
+            self._n, self._mean, self._var = (list(s) for s in state)

@@ -52,6 +52,8 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from typing import Any, ClassVar, NamedTuple
 
+from twinwatch.detectors.base import Settings
+
 __all__ = ["SecurityDetector", "Finding"]
 
 _DOORS = ("door_open", "door_forced")
@@ -170,12 +172,15 @@ def _users(users: tuple[str, ...]) -> str:
     return ", ".join(users[:5]) + (", ..." if len(users) > 5 else "")
 
 
-class SecurityDetector:
+class SecurityDetector(Settings):
     """Brute force, password spraying (fast, slow, distributed), credential stuffing, user
     enumeration, logins after failures (per IP and across IPs), port scans (fast and slow) and
-    video/door correlation for one asset. Pure: time comes in with each event."""
+    video/door correlation for one asset. Pure: time comes in with each event.
+
+    The ``event`` family's detector (registered as ``security``)."""
 
     name: ClassVar[str] = "security"
+    family: ClassVar[str] = "event"
 
     def __init__(
         self,
@@ -210,7 +215,7 @@ class SecurityDetector:
         for k, v in params.items():
             if not v > 0:
                 raise ValueError(f"{k} must be > 0, got {v!r}")
-        self._params = params
+            setattr(self, k, v)  # each setting under its own name, for params()
         self.p = params
         self.windows = {
             "brute_force": brute_force_window_s,
@@ -235,9 +240,6 @@ class SecurityDetector:
         self._intrusion = float("-inf")  # last video intrusion at this asset
         self._door = float("-inf")  # last door open/forced at this asset
         self._corr_active = False
-
-    def params(self) -> dict:
-        return dict(self._params)
 
     # --- state of one IP, user, asset ----------------------------------------------------------
 

@@ -5,12 +5,19 @@ from __future__ import annotations
 import math
 from typing import ClassVar
 
-from twinwatch.detectors.base import check_int, check_nonnegative, check_positive, clamp_score
+from twinwatch.detectors.base import (
+    Rule,
+    Settings,
+    check_int,
+    check_nonnegative,
+    check_positive,
+    clamp_score,
+)
 
 __all__ = ["Gap", "StaleTracker", "Stuck"]
 
 
-class Stuck:
+class Stuck(Rule):
     """A sensor that keeps reporting the same value: a frozen PLC register, a data logger
     repeating its last reading, a chlorine analyser with a blocked cell.
 
@@ -66,11 +73,8 @@ class Stuck:
         det._prev, det._run = float(prev), int(run)
         return det
 
-    def params(self) -> dict:
-        return {"n": self.n, "tolerance": self.tolerance}
 
-
-class Gap:
+class Gap(Rule):
     """Late or missing data, detected when the series resumes: a flaky LoRaWAN node, a
     gateway that buffered readings during an outage.
 
@@ -130,11 +134,8 @@ class Gap:
             det._t_prev = float(state[0])
         return det
 
-    def params(self) -> dict:
-        return {"interval_s": self.interval_s, "factor": self.factor}
 
-
-class StaleTracker:
+class StaleTracker(Settings):
     """Series that stop reporting entirely (not a :class:`~twinwatch.detectors.base.Detector`).
 
     The flow calls :meth:`seen` for every reading and :meth:`check` periodically with the current
@@ -204,6 +205,3 @@ class StaleTracker:
         tracker = cls(**params)
         tracker._series = {k: [float(t), float(i), bool(r)] for k, t, i, r in state}
         return tracker
-
-    def params(self) -> dict:
-        return {"factor": self.factor}

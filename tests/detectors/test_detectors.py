@@ -1,12 +1,10 @@
-"""Tests for the `detectors` package.
+"""Per-detector tests: the algorithms pinned on known series, validation, doctests.
 
-One shared suite runs every REGISTRY entry through the same checks (like river's `checks/`), then
-per-detector tests pin the algorithms on known series.
+The checks every registered detector of every family goes through are in test_checks.py.
 """
 
 from __future__ import annotations
 
-import copy
 import doctest
 import importlib
 import math
@@ -20,7 +18,6 @@ from twinwatch import detectors
 from twinwatch.detectors import (
     MAX_SCORE,
     REGISTRY,
-    Detector,
     EventBurst,
     EwmaCusum,
     Gap,
@@ -35,45 +32,6 @@ from twinwatch.detectors import (
 PACKAGE_DIR = pathlib.Path(detectors.__file__).parent
 MODULES = sorted(p.stem for p in PACKAGE_DIR.glob("*.py"))
 
-# Small but valid parameters for every registered detector (HST kept small for speed).
-EXAMPLE_PARAMS: dict[str, dict] = {
-    "limits": {"low": 0.1, "high": 4.0},
-    "robust_z": {"window": 40, "min_periods": 10},
-    "cusum": {"warmup": 20},
-    "hst": {"n_trees": 3, "height": 4, "window_size": 25, "seed": 7},
-    "stuck": {"n": 5},
-    "gap": {"interval_s": 1.0},
-    "burst": {"window_s": 10.0, "threshold": 5.0},
-    "gaussian": {"window": 50, "min_periods": 10},
-    "likelihood": {
-        "detector": "cusum",
-        "detector_params": {"warmup": 20},
-        "window": 50,
-        "min_periods": 20,
-    },
-    "seasonal": {"period_s": 20.0, "bins": 4, "min_count": 3},
-    "ensemble": {
-        "members": [
-            ["gaussian", {"window": 50, "min_periods": 10}],
-            ["likelihood", {"detector": "robust_z", "window": 50, "min_periods": 20}],
-        ]
-    },
-    "drift_reset": {
-        "detector": "robust_z",
-        "detector_params": {"window": 40, "min_periods": 10},
-        "ph_threshold": 20.0,
-    },
-    "knn_cad": {"dim": 4, "k": 3, "window": 40, "calibration": 40, "min_periods": 10},
-}
-
-# Number of leading updates that must return 0.0, per detector.
-WARMUP = {
-    "robust_z": lambda p: p["min_periods"],
-    "cusum": lambda p: p["warmup"],
-    "hst": lambda p: p["window_size"],
-    "gap": lambda p: 1,
-}
-
 N = 240
 
 
@@ -82,26 +40,6 @@ def _times(seed: int = 0) -> list[float]:
     return (1.7e9 + np.cumsum(rng.exponential(1.0, N))).tolist()
 
 
-def _series() -> dict[str, list[float]]:
-    rng = np.random.default_rng(12345)
-    noise = rng.normal(size=N)
-    signs = np.where(rng.random(N) < 0.5, -1.0, 1.0)
-    return {
-        "random": (10.0 + 2.0 * noise).tolist(),
-        "constant": [5.0] * N,
-        "zeros": [0.0] * N,
-        "huge": (1e12 + 1e3 * noise).tolist(),
-        "huge_constant": [1e12] * N,
-        "huge_jumps": (signs * 1e12).tolist(),
-        "extreme": (signs * 1e300).tolist(),
-        "tiny": (1e-12 * noise).tolist(),
-        "step": [0.0] * (N // 2) + [10.0] * (N - N // 2),
-        "flat_then_step_huge": [3.0] * (N // 2) + [3e12] * (N - N // 2),
-        "counts": rng.poisson(2.0, N).astype(float).tolist(),
-    }
-
-
-SERIES = _series()
 TIMES = _times()
 
 
@@ -109,92 +47,7 @@ def _run(det, xs, ts=TIMES):
     return [det.update(t, x) for t, x in zip(ts, xs)]
 
 
-# --------------------------------------------------------------------------- shared suite
-
-
-def test_registry_and_examples_agree():
-    assert set(REGISTRY) == set(EXAMPLE_PARAMS)
-    for name, cls in REGISTRY.items():
-        assert cls.name == name
-
-
-@pytest.mark.parametrize("name", sorted(REGISTRY))
-def test_build_and_params_round_trip(name):
-    params = EXAMPLE_PARAMS[name]
-    det = build(name, **params)
-    assert isinstance(det, REGISTRY[name])
-    assert isinstance(det, Detector)
-    assert det.params() == REGISTRY[name](**det.params()).params()
-    assert {k: det.params()[k] for k in params} == params
-    assert isinstance(det.threshold, float) and det.threshold > 0
-
-
-@pytest.mark.parametrize("series", sorted(SERIES))
-@pytest.mark.parametrize("name", sorted(REGISTRY))
-def test_scores_are_finite_nonnegative_and_deterministic(name, series):
-    params = EXAMPLE_PARAMS[name]
-    xs = SERIES[series]
-    scores = _run(build(name, **params), xs)
-    for s in scores:
-        assert type(s) is float
-        assert math.isfinite(s) and 0.0 <= s <= MAX_SCORE
-    assert _run(build(name, **params), xs) == scores
-
-
-@pytest.mark.parametrize("series", ["random", "step", "huge", "counts"])
-@pytest.mark.parametrize("name", sorted(REGISTRY))
-def test_state_round_trip_gives_identical_scores(name, series):
-    params = EXAMPLE_PARAMS[name]
-    xs = SERIES[series]
-    for cut in (0, 7, N // 2 + 3):  # before any update, during warm-up, mid-stream
-        det = build(name, **params)
-        _run(det, xs[:cut], TIMES[:cut])
-        state = det.to_state()
-        restored = REGISTRY[name].from_state(det.params(), state)
-        via_pickle = REGISTRY[name].from_state(params, pickle.loads(pickle.dumps(state)))
-        rest_x, rest_t = xs[cut:], TIMES[cut:]
-        expected = _run(det, rest_x, rest_t)
-        assert _run(restored, rest_x, rest_t) == expected
-        assert _run(via_pickle, rest_x, rest_t) == expected
-        assert restored.to_state() == det.to_state()
-
-
-@pytest.mark.parametrize("name", sorted(REGISTRY))
-def test_state_is_plain_and_snapshot_is_immutable(name):
-    det = build(name, **EXAMPLE_PARAMS[name])
-    xs = SERIES["counts"]
-    _run(det, xs[:150], TIMES[:150])
-    state = det.to_state()
-    assert isinstance(state, (tuple, list, dict))
-    frozen = copy.deepcopy(state)
-    pickled = pickle.dumps(state)
-    _run(det, xs[150:], TIMES[150:])
-    assert state == frozen
-    assert pickle.dumps(state) == pickled
-    assert det.to_state() != frozen or name == "limits"
-
-
-@pytest.mark.parametrize("name", sorted(WARMUP))
-def test_zero_during_warmup(name):
-    params = EXAMPLE_PARAMS[name]
-    n_warm = WARMUP[name](params)
-    for series in ("random", "step", "huge_jumps"):
-        scores = _run(build(name, **params), SERIES[series])
-        assert scores[:n_warm] == [0.0] * n_warm
-        assert any(s > 0.0 for s in scores[n_warm:])
-
-
-@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
-@pytest.mark.parametrize("name", sorted(REGISTRY))
-def test_non_finite_readings_are_not_learned(name, bad):
-    det = build(name, **EXAMPLE_PARAMS[name])
-    _run(det, SERIES["random"][:100], TIMES[:100])
-    before = det.to_state()
-    score = det.update(TIMES[100], bad)
-    assert math.isfinite(score) and score >= 0.0
-    if name not in ("gap", "burst"):  # gap ignores x; burst counts it with weight 0
-        assert score == 0.0
-        assert det.to_state() == before
+# --------------------------------------------------------------------------- doctests
 
 
 @pytest.mark.parametrize("module", MODULES)

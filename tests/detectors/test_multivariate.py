@@ -125,13 +125,13 @@ def test_knn_cad_nonconformity_is_mean_distance_to_k_nearest_disjoint_contexts()
 
 def test_knn_cad_score_is_fraction_of_calibration_below():
     det = KnnCad(dim=1, k=1, window=2, calibration=4, min_periods=4)
-    det = KnnCad.from_state(det.params(), ((0.0, 10.0), (1.0, 2.0, 3.0, 4.0)))
+    det = KnnCad.from_state(det.params(), ((0.0, 10.0), (1.0, 2.0, 3.0, 4.0), ()))
     # context (x,), disjoint references (0,), (10,): alpha = distance to the nearer one
     assert det.update(0.0, 12.5) == 0.5  # alpha 2.5 > {1, 2}
     assert det.update(1.0, 100.0) == 1.0  # alpha 87.5 > all four
     # refs now (12.5,), (100,): alpha 0, nothing in (3, 4, 2.5, 87.5) is below it
     assert det.update(2.0, 12.5) == 0.0
-    assert det.to_state() == ((100.0, 12.5), (4.0, 2.5, 87.5, 0.0))
+    assert det.to_state() == ((100.0, 12.5), (4.0, 2.5, 87.5, 0.0), ())
 
 
 def test_knn_cad_catches_a_contextual_anomaly_a_z_score_misses():

@@ -265,7 +265,10 @@ def _parsed(parser, batch, received, counts):
 
 
 def cmd_config(args) -> int:
+    from twinwatch.engine.plan import Plan
+
     config = load_config(args.config)
+    Plan(config)  # the rest of validation: every detector built, every summary template formatted
     by_domain: dict[str, int] = {}
     for ref in config.catalog.values():
         by_domain[ref.domain] = by_domain.get(ref.domain, 0) + 1
