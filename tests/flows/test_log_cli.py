@@ -113,3 +113,11 @@ def test_journald_export_records_through_the_tail_source(tmp_path):
         ("sudo", "other", None, "err", None, "gw1"),
     ]
     assert events[0].time.timestamp() == 1700000000.0
+
+
+def test_twinwatch_config_checks_the_declared_log_formats(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(Path(EXAMPLE).read_text().replace("format: apache_error", "format: apache_err"))
+    assert main(["config", "-c", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown log format 'apache_err'" in err and "security.sources.apache" in err
