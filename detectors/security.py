@@ -20,8 +20,9 @@ failed login, ``invalid_user`` as an enumeration attempt, a ``deny`` with a port
                             leaked user/password pairs, not guessing
     user_enum               >= U distinct *invalid* user names from one IP
     success_after_failures  a login from an IP with >= K failures in the window
-    cross_source_success    a login of a user who failed from >= K *other* IPs in the window
-                            (distributed guessing, then a login from somewhere else)
+    cross_source_success    a login of a user who failed from >= K distinct *other* IPs in the
+                            window (distributed guessing, then a login from somewhere else; a
+                            single-source brute force on the account is brute_force's)
     port_scan               denies to >= P distinct ports from one IP within 60 s, or (slow scan)
                             >= P' ports within hours
     intrusion_door_open     video ``intrusion`` and a ``door_open``/``door_forced`` event at the
@@ -491,19 +492,19 @@ class SecurityDetector(Settings):
         while fails and fails[0][0] <= t - w:
             fails.popleft()
         others = [i for _, i in fails if i != ip]
-        if len(others) < self.p["cross_source_failures"]:
+        distinct = tuple(dict.fromkeys(reversed(others)))  # most recent first
+        if len(distinct) < self.p["cross_source_failures"]:
             return []
         fails.clear()  # one finding per login after failures
-        sources = tuple(dict.fromkeys(reversed(others)))[:_SHOW]
         return [
             Finding(
                 "cross_source_success",
                 ip,
-                float(len(others)),
+                float(len(distinct)),
                 w,
                 f"login as {user} from {ip} after {len(others)} failures from "
-                f"{len(set(others))} other sources in {w:g} s",
-                (ip, *sources),
+                f"{len(distinct)} other sources in {w:g} s",
+                (ip, *distinct[:_SHOW]),
                 (user,),
             )
         ]

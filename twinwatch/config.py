@@ -374,7 +374,7 @@ class SecurityDetection(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
     enum_users: Annotated[int, msgspec.Meta(ge=2)] = 5  # distinct invalid users tried from one IP
     success_window_s: PositiveFloat = 600.0
     success_after_failures: Annotated[int, msgspec.Meta(ge=1)] = 5
-    # a login whose user failed from >= N *other* IPs within the window (account takeover)
+    # a login whose user failed from >= N distinct *other* IPs within the window (takeover)
     cross_source_window_s: PositiveFloat = 3600.0
     cross_source_failures: Annotated[int, msgspec.Meta(ge=1)] = 5
     scan_window_s: PositiveFloat = 60.0

@@ -260,6 +260,12 @@ def test_cross_source_success_after_failures_elsewhere():
     assert f.users == ("root",) and "198.51.100.5" in f.sources
     # the same login pattern from the failing address itself is success_after_failures' job
     assert det.update(800.0, "auth_success", "success", "root", "192.0.2.200", None) == []
+    # one address guessing an account, then its owner logging in from the office: brute force,
+    # not a cross-source takeover (distinct sources count, not failures)
+    for k in range(20):
+        det.update(900.0 + k, "auth_failure", "failure", "admin", "198.51.100.99", None)
+    out = det.update(1000.0, "auth_success", "success", "admin", "10.20.1.5", None)
+    assert "cross_source_success" not in rules(out)
 
 
 def test_slow_port_scan_one_port_every_ten_minutes():
