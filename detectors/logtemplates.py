@@ -44,7 +44,7 @@ import pickle
 import re
 from typing import Any, ClassVar, TypeVar
 
-from drain3.drain import Drain  # type: ignore[import-untyped]
+from drain3.drain import Drain
 
 from twinwatch.detectors.base import Settings
 

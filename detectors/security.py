@@ -385,7 +385,7 @@ class SecurityDetector(Settings):
         if self._episode(s.active, "port_scan", fast or slow):
             w = s.scan if fast else s.slow_scan
             n = n_scan if fast else n_slow_scan
-            ports = sorted(int(k) for k in w.items)  # type: ignore[call-overload]
+            ports = sorted(int(k) for k in w.items)
             found.append(
                 Finding(
                     "port_scan",

@@ -89,7 +89,7 @@ class Framer:
                 self.skip_line = False
                 continue
             m = _OCTETS.match(buf)
-            if m is not None and buf[m.end() : m.end() + 1] in (b"<", b""):
+            if m is not None and bytes(buf[m.end() : m.end() + 1]) in (b"<", b""):
                 if m.end() == len(buf):  # "<len> " and nothing more yet
                     break
                 self.need = int(m.group(1))

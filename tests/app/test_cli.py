@@ -1,4 +1,5 @@
-"""The ``twinwatch`` command's own behaviour (each subcommand's features are tested with its module)."""
+"""The ``twinwatch`` command's own behaviour (each subcommand's features are tested with its
+module)."""
 
 from __future__ import annotations
 

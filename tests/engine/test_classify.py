@@ -102,6 +102,8 @@ from twinwatch.engine.classify import Classified, classify, valid_ip
             [("windows", "auth_success", "success", "frank", "203.0.113.78", None)],
         ),
         ("ftpd", "connection from 24.54.76.216", [(None, "other", "info", None, None, None)]),
+        # a syslog program named apache_access whose line is not an access-log line: no crash
+        ("apache_access", "hello", [("http", "other", "info", None, None, None)]),
     ],
 )
 def test_classify(program, message, expected):

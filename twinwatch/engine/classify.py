@@ -41,6 +41,8 @@ import re
 from functools import lru_cache
 from typing import NamedTuple
 
+from twinwatch.schema import Outcome
+
 __all__ = ["Classified", "classify", "valid_ip", "SECURITY_SENSORS"]
 
 SECURITY_SENSORS = ("sshd", "firewall", "http", "windows")
@@ -51,7 +53,7 @@ _MAX_USER = 128
 class Classified(NamedTuple):
     sensor: str | None  # security category, or None (named from the program by the caller)
     kind: str
-    outcome: str  # success | failure | deny | allow | info
+    outcome: Outcome
     user: str | None = None
     src_ip: str | None = None
     dst_port: int | None = None
@@ -97,7 +99,7 @@ _SSHD = [  # (pattern, kind, outcome): the first match wins
     (re.compile(r"^Did not receive identification string from " + _IP), "probe"),
     (re.compile(r"^reverse mapping checking .* \[(?P<ip>[^\]]+)\] failed"), "bad_rdns"),
 ]
-_OUTCOME = {
+_OUTCOME: dict[str, Outcome] = {
     "auth_failure": "failure",
     "invalid_user": "failure",
     "pam_failure": "failure",
@@ -121,7 +123,7 @@ _NGINX_AUTH = re.compile(r'user "(?P<user>.*?)"(?:: password mismatch| was not f
 _WIN_ID = re.compile(r"(?:\bEventI[Dd]|\bEventCode|\bEvent ID)[=:]\s*\"?(\d{3,5})\b")
 _WIN_USER = re.compile(r"(?:TargetUserName[=:]\s*\"?|Account Name:\s+)(?P<user>[^\s\"\t,]+)")
 _WIN_IP = re.compile(r"(?:IpAddress[=:]\s*\"?|Source Network Address:\s+)(?P<ip>[0-9A-Fa-f.:]+)")
-_WIN_KINDS = {
+_WIN_KINDS: dict[str, tuple[str, Outcome]] = {
     "4625": ("auth_failure", "failure"),
     "4771": ("auth_failure", "failure"),
     "4776": ("auth_failure", "failure"),
@@ -180,7 +182,7 @@ def _http(message: str, severity: int | None) -> list[Classified]:
             return [Classified("http", "auth_failure", "failure", user, ip)]
         if user is not None and status < 400:
             return [Classified("http", "auth_success", "success", user, ip)]
-        outcome = "failure" if status in (401, 403) else "info"
+        outcome: Outcome = "failure" if status in (401, 403) else "info"
         return [Classified("http", f"http_{status // 100}xx", outcome, user, ip)]
     m = _APACHE_CLIENT.search(message) or _NGINX_CLIENT.search(message)
     ip = valid_ip(m.group("ip")) if m else None

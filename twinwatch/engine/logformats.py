@@ -353,8 +353,8 @@ class _NginxError(LineFormat):
         m = _NGINX_ERROR.match(line)
         if m is None:
             return None
-        g = [int(m.group(i)) for i in range(1, 7)]
-        t = _local(*g, 0, tz)
+        y, mo, d, hh, mi, ss = (int(m.group(i)) for i in range(1, 7))
+        t = _local(y, mo, d, hh, mi, ss, 0, tz)
         level = m.group(7)
         return Parsed(t, None, "nginx", m.group(9), severity_of(level), None)
 

@@ -280,7 +280,7 @@ class LogParser:
         return self._events(p, p.time, site, asset, None)
 
     def _events(
-        self, p: Parsed, t: datetime, site: str, asset: str, sensor: str | None
+        self, p: Parsed, t: datetime, site: str, asset: str, sensor: str | None, unique=True
     ) -> list[SecurityEvent]:
         events = []
         severity = SEVERITY_NAMES[p.severity] if p.severity is not None else None
@@ -292,12 +292,12 @@ class LogParser:
             name = sensor or c.sensor or self.sensor_for(p.program)
             events.append(
                 SecurityEvent(
-                    self.unique(f"{site}/{asset}/{name}", t),
+                    self.unique(f"{site}/{asset}/{name}", t) if unique else t,
                     site,
                     asset,
                     name,
                     c.kind,
-                    c.outcome,  # type: ignore[arg-type]
+                    c.outcome,
                     user=self._user(c.user),
                     src_ip=c.src_ip,
                     dst_port=c.dst_port,
@@ -320,7 +320,8 @@ class LogParser:
         except BadRecord:  # a bare "sshd[12]: message" or just the message
             program, message = split_tag(line)
             p = Parsed(t, None, program or ref.sensor.id, message)
-        return self._events(p, t, ref.site, ref.asset, ref.sensor.id)
+        # collision-free times are given once, by Parser.split, for every MQTT record
+        return self._events(p, t, ref.site, ref.asset, ref.sensor.id, unique=False)
 
     def split(
         self, items: Iterable[tuple[str, bytes]], received: datetime | None = None

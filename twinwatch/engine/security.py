@@ -39,7 +39,7 @@ from twinwatch.engine.alerts import make_alert
 from twinwatch.engine.lifecycle import AlertState, step
 from twinwatch.engine.logformats import SEVERITY_NAMES
 from twinwatch.metrics import ANOMALIES, DETECT_SECONDS
-from twinwatch.schema import Alert, AnomalyScore, SecurityEvent, SecurityFinding
+from twinwatch.schema import Alert, AlertStatus, AnomalyScore, SecurityEvent, SecurityFinding
 
 __all__ = ["SecurityShard", "learn", "save_learned", "load_learned"]
 
@@ -178,7 +178,7 @@ class SecurityShard:
         self,
         ev: SecurityEvent,
         rule: str,
-        status: str,
+        status: AlertStatus,
         state: AlertState,
         t: float,
         f: Finding | None,

@@ -17,6 +17,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from twinwatch.app.nab import scorer
 from twinwatch.app.nab.corpus import DataFile, load_corpus, write_results
@@ -24,11 +25,14 @@ from twinwatch.detectors import build
 
 __all__ = ["DETECTORS", "DEFAULT_DETECTORS", "Result", "run_detector", "score_detector", "main"]
 
-_LH = {"window": 2000, "short": 10, "min_periods": 300}
+_LH: dict[str, Any] = {"window": 2000, "short": 10, "min_periods": 300}
 #: one alarm per event: after a calibrated score >= 0.2, silence for 120 readings (CAD-OSE's idea)
-_REST = {"threshold": 0.2, "rest_period": 120}
-_SEASONAL = ["likelihood", {"detector": "seasonal", "detector_params": {"alpha": 0.02}, **_LH}]
-_GAUSSIAN = ["likelihood", {"detector": "gaussian", "detector_params": {"window": 2000}, **_LH}]
+_REST: dict[str, Any] = {"threshold": 0.2, "rest_period": 120}
+_SEASONAL: tuple[str, dict[str, Any]] = (
+    "likelihood",
+    {"detector": "seasonal", "detector_params": {"alpha": 0.02}, **_LH},
+)
+_GAUSSIAN = ("likelihood", {"detector": "gaussian", "detector_params": {"window": 2000}, **_LH})
 
 #: Benchmark name -> factory of a fresh detector whose scores are in [0, 1]. Raw-score detectors
 #: are wrapped in the anomaly likelihood; parameters are the same for every file.
