@@ -147,3 +147,39 @@ def test_the_auth_failures_summary_says_the_real_count():
     out = Shard(Plan(config)).process(records)
     (fired,) = [a for a in out if type(a) is Alert and a.rule == "auth_failures"]
     assert fired.value == 20.0 and "20 in 5 min" in fired.summary  # fires at the 20th
+
+
+def test_a_bug_on_one_event_dead_letters_that_event_only(monkeypatch):
+    """The security step runs a batch at once (fast) but a detector bug on one event makes only
+    that event an internal_error dead letter; the events around it are still detected."""
+    from twinwatch.detectors.security import SecurityDetector
+
+    real = SecurityDetector.update
+
+    def buggy(self, t, kind, outcome, user, src_ip, dst_port):
+        if user == "boom":
+            raise RuntimeError("detector bug")
+        return real(self, t, kind, outcome, user, src_ip, dst_port)
+
+    monkeypatch.setattr(SecurityDetector, "update", buggy)
+    config = load_config(environ={})
+    lines = [
+        f"Dec 10 06:55:{i:02d} gw sshd[1]: Failed password for {'boom' if i == 5 else 'root'} "
+        f"from 192.0.2.9 port {i} ssh2".encode()
+        for i in range(12)
+    ]
+    influx, dead = Capture(), Capture()
+    run_main(
+        build_log_flow(
+            config,
+            TestingSource([[("file:x", line) for line in lines]]),
+            influx_sink=influx,
+            alert_sink=Capture(),
+            dead_letter_sink=dead,
+        )
+    )
+    assert [(d.reason, "detector bug" in d.detail) for d in dead.items] == [
+        ("internal_error", True)
+    ]
+    (bf,) = [f for f in influx.items if type(f) is SecurityFinding and f.rule == "brute_force"]
+    assert bf.count == 10.0  # the 11 others were counted: the 10th fires

@@ -114,65 +114,80 @@ class SecurityShard:
             a = self.assets[key] = _Asset(templates, SecurityDetector(**self.det_params), {})
         return a
 
-    def process(self, events: list[SecurityEvent]) -> list[AnomalyScore | SecurityFinding | Alert]:
+    def process(
+        self,
+        events: list[SecurityEvent],
+        errors: list[tuple[SecurityEvent, Exception]] | None = None,
+    ) -> list[AnomalyScore | SecurityFinding | Alert]:
+        """Findings and alert changes of a batch of events. With ``errors``, a bug on one event
+        is appended there as (event, exception) and the others go on; without, it raises."""
         out: list[AnomalyScore | SecurityFinding | Alert] = []
         started = perf_counter()
         for ev in events:
-            a = self._get(f"{ev.site}/{ev.asset}")
-            t = ev.time.timestamp()
-            found = a.detector.update(t, ev.kind, ev.outcome, ev.user, ev.src_ip, ev.dst_port)
-            if ev.message and (ev.site, ev.asset, ev.sensor) not in self.records:
-                sev = _SEVERITY.get(ev.severity) if ev.severity else None
-                _, _, tpl = a.templates.update(
-                    t, f"{ev.sensor}: {ev.message}", sev, source=ev.sensor
-                )
-                found += [Finding(rule, None, n, w, detail) for rule, n, w, detail in tpl]
-            if ev.kind in self.device_events:
-                found.append(Finding(ev.kind, None, 1.0, 0.0, ev.message or ev.kind))
-            hit_rules = set()
-            for f in found:
-                hit_rules.add(f.rule)
-                ANOMALIES.labels(ev.domain, f.rule).inc()
-                out.append(
-                    AnomalyScore(
-                        ev.time,
-                        ev.domain,
-                        ev.site,
-                        ev.asset,
-                        ev.sensor,
-                        f.count,
-                        {f.rule: f.count},
-                        (f.rule,),
-                    )
-                )
-                out.append(
-                    SecurityFinding(
-                        ev.time,
-                        ev.site,
-                        ev.asset,
-                        ev.sensor,
-                        f.rule,
-                        f.count,
-                        f.window_s,
-                        f.src_ip,
-                        f.sources,
-                        f.users,
-                        f.detail[:1024],
-                        ev.domain,
-                    )
-                )
-                state = a.alerts.setdefault((ev.sensor, f.rule), AlertState())
-                change = step(state, t, True, 0.0, self.clear_s)
-                if change is not None:
-                    out.append(self._alert(ev, f.rule, change, state, t, f))
-            for (sensor, rule), state in a.alerts.items():  # quiet rules resolve after clear_s
-                if state.status and rule not in hit_rules and sensor == ev.sensor:
-                    change = step(state, t, False, 0.0, self.clear_s)
-                    if change is not None:
-                        out.append(self._alert(ev, rule, change, state, t, None))
+            if errors is None:
+                self._event(ev, out)
+                continue
+            mark = len(out)
+            try:
+                self._event(ev, out)
+            except Exception as e:
+                del out[mark:]  # nothing half-made of this event
+                errors.append((ev, e))
         if events:
             DETECT_SECONDS.observe((perf_counter() - started) / len(events))
         return out
+
+    def _event(self, ev: SecurityEvent, out: list) -> None:
+        a = self._get(f"{ev.site}/{ev.asset}")
+        t = ev.time.timestamp()
+        found = a.detector.update(t, ev.kind, ev.outcome, ev.user, ev.src_ip, ev.dst_port)
+        if ev.message and (ev.site, ev.asset, ev.sensor) not in self.records:
+            sev = _SEVERITY.get(ev.severity) if ev.severity else None
+            _, _, tpl = a.templates.update(t, f"{ev.sensor}: {ev.message}", sev, source=ev.sensor)
+            found += [Finding(rule, None, n, w, detail) for rule, n, w, detail in tpl]
+        if ev.kind in self.device_events:
+            found.append(Finding(ev.kind, None, 1.0, 0.0, ev.message or ev.kind))
+        hit_rules = set()
+        for f in found:
+            hit_rules.add(f.rule)
+            ANOMALIES.labels(ev.domain, f.rule).inc()
+            out.append(
+                AnomalyScore(
+                    ev.time,
+                    ev.domain,
+                    ev.site,
+                    ev.asset,
+                    ev.sensor,
+                    f.count,
+                    {f.rule: f.count},
+                    (f.rule,),
+                )
+            )
+            out.append(
+                SecurityFinding(
+                    ev.time,
+                    ev.site,
+                    ev.asset,
+                    ev.sensor,
+                    f.rule,
+                    f.count,
+                    f.window_s,
+                    f.src_ip,
+                    f.sources,
+                    f.users,
+                    f.detail[:1024],
+                    ev.domain,
+                )
+            )
+            state = a.alerts.setdefault((ev.sensor, f.rule), AlertState())
+            change = step(state, t, True, 0.0, self.clear_s)
+            if change is not None:
+                out.append(self._alert(ev, f.rule, change, state, t, f))
+        for (sensor, rule), state in a.alerts.items():  # quiet rules resolve after clear_s
+            if state.status and rule not in hit_rules and sensor == ev.sensor:
+                change = step(state, t, False, 0.0, self.clear_s)
+                if change is not None:
+                    out.append(self._alert(ev, rule, change, state, t, None))
 
     def _alert(
         self,
