@@ -116,6 +116,7 @@ def to_payload(
                     ),
                     "severity_ko": ko,
                     "fingerprint": a.fingerprint,
+                    **a.details,  # security: count, window_s, sources, users
                     **(links(a) if links is not None else {}),
                 },
                 "startsAt": rfc3339(a.starts_at),

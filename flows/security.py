@@ -33,14 +33,9 @@ class _SecurityLogic(op.StatefulBatchLogic):
 
     def on_batch(self, batches: list[list]) -> tuple[list, bool]:
         events = batches[0] if len(batches) == 1 else [e for b in batches for e in b]
-        out: list = []
-        dead = DeadBatch()
-        process = self.shard.process
-        for ev in events:  # one at a time: a bug on one event must not stop the others
-            try:
-                out += process([ev])
-            except Exception as e:
-                dead.append(internal_error("security", e, ev.series, repr(ev)))
+        errors: list = []  # a bug on one event must not stop the others
+        out = self.shard.process(events, errors)
+        dead = DeadBatch(internal_error("security", e, ev.series, repr(ev)) for ev, e in errors)
         return [b for b in (out, dead) if b], op.StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> dict:

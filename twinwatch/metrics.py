@@ -33,6 +33,8 @@ __all__ = [
     "ALERT_QUEUE_DEPTH",
     "ALERT_QUEUE_DROPPED",
     "ALERT_DELIVERIES",
+    "SYSLOG_CONNECTIONS",
+    "SYSLOG_LIMITED",
     "serve",
 ]
 
@@ -120,6 +122,15 @@ ALERT_DELIVERIES = Counter(
     "Alert states by receiver and outcome: sent (new state), resent (firing renewed), rejected "
     "(refused for good), duplicate (already told, not sent), orphan (a resolve with no firing).",
     ["receiver", "outcome"],
+)
+SYSLOG_CONNECTIONS = Gauge("twinwatch_syslog_connections", "Open syslog TCP connections.")
+SYSLOG_LIMITED = Counter(
+    "twinwatch_syslog_limited",
+    "Syslog input held to a limit, by limit: refused (max_connections), idle_closed, "
+    "truncated (max_line_bytes), throttled (TCP frames delayed by the rate limit), "
+    "rate_dropped / queue_dropped (UDP datagrams dropped: rate limit, full queue), "
+    "queue_paused (TCP reads paused while the flow's queue was full).",
+    ["limit"],
 )
 
 

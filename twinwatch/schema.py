@@ -42,6 +42,7 @@ __all__ = [
     "DeviceEventPayload",
     "Reading",
     "SecurityEvent",
+    "SecurityFinding",
     "AnomalyScore",
     "Alert",
     "AlertAck",
@@ -189,10 +190,34 @@ class SecurityEvent(msgspec.Struct, frozen=True, gc=False):
     dst_port: int | None = None
     message: str = ""
     domain: Domain = "security"
+    severity: str | None = None  # syslog keyword (emerg .. debug) of a log line, if it has one
+    facility: str | None = None  # syslog facility keyword (auth, daemon, local0, ...)
+    program: str | None = None  # the raw program/tag (the sensor is its bounded mapping)
+    host: str | None = None  # the raw host name in the line
 
     @property
     def series(self) -> str:
         return series_key(self.domain, self.site, self.asset, self.sensor)
+
+
+@final
+class SecurityFinding(msgspec.Struct, frozen=True, gc=False):
+    """One finding of a security rule (an attack episode, a rare template, a spike), with the
+    real counts, the window, and who: ``src_ip`` is the key of a per-IP rule; ``sources`` and
+    ``users`` the offending addresses and (pseudonymised) user names. All fields, never tags."""
+
+    time: UtcTime
+    site: str
+    asset: str
+    sensor: str
+    rule: str
+    count: float  # what the rule counted (failures, users, ports, lines...)
+    window_s: float
+    src_ip: str | None = None
+    sources: tuple[str, ...] = ()
+    users: tuple[str, ...] = ()
+    detail: str = ""
+    domain: Domain = "security"
 
 
 @final  # tested with `type(x) is AnomalyScore`, like Reading
@@ -229,6 +254,7 @@ class Alert(msgspec.Struct, frozen=True):
     unit: str
     summary: str
     ends_at: UtcTime | None = None
+    details: dict[str, str] = {}  # extra annotations (security: count, window, sources, users)
 
     @property
     def labels(self) -> dict[str, str]:

@@ -238,7 +238,23 @@ def cmd_bench(args) -> int:
 
 
 def cmd_logs(args) -> int:
-    """The log flow (issue #6): syslog receiver or log files -> security detection -> sinks."""
+    """The log flow (issues #6, #13): syslog receiver or log files -> security detection ->
+    sinks; ``--check`` reports how a file parses, ``--learn`` pre-trains the template miners."""
+    config = load_config(args.config)
+    from twinwatch.engine.logparse import LogParser
+
+    LogParser(config)  # the declared sources' formats and time zones, checked before anything
+    if args.check:
+        from twinwatch.engine.logparse import check_file
+
+        worst = 1.0
+        for path in args.check:
+            report = check_file(config, path, show=args.show)
+            print(report.text())
+            worst = min(worst, report.rate)
+        return 0 if worst > 0 else 1
+    if args.learn:
+        return _learn(config, args.learn)
     from twinwatch.app import startup
     from twinwatch.flows import graceful
     from twinwatch.flows.security import build_log_flow
@@ -246,9 +262,8 @@ def cmd_logs(args) -> int:
     from twinwatch.flows.sources.tail import TailSource
     from twinwatch.metrics import serve
 
-    config = load_config(args.config)
     if bool(args.syslog is not None) == bool(args.tail):
-        raise ConfigError("logs: give either --syslog PORT or --tail FILE ...")
+        raise ConfigError("logs: give either --syslog PORT or --tail FILE ... (or --check/--learn)")
     startup.prepare(config, mqtt=False, create_db=not args.no_create_db)
     m = config.services.metrics
     serve(m.host, m.port)
@@ -260,17 +275,68 @@ def cmd_logs(args) -> int:
             config.flow.batch_size,
             args.idle_timeout,
             config.security.max_line_bytes,
+            config.security.listener,
         )
     else:
+        parser = LogParser(config)
         source = TailSource(
             args.tail,
             config.flow.batch_size,
             follow=not args.once,
             idle_timeout_s=args.idle_timeout,
+            framing={str(Path(p)): parser.source_for(f"file:{p}").framing for p in args.tail},
         )
     flow = build_log_flow(config, graceful.stoppable(source))
     graceful.run(flow, workers_per_process=1, recovery_config=_recovery(args))
     return startup.finish()
+
+
+def _learn(config, paths: list[str]) -> int:
+    """Parse archives, learn their templates and baselines per asset, save them to
+    ``security.templates.state_path`` (the log flow loads them for assets it has no state of)."""
+    from datetime import UTC, datetime
+
+    from twinwatch.engine.logparse import LogParser, iter_records
+    from twinwatch.engine.security import learn, load_learned, save_learned
+
+    target = config.security.templates.state_path
+    if not target:
+        raise ConfigError("logs --learn: set security.templates.state_path (where to save)")
+    parser = LogParser(config)
+    counts = {"lines": 0, "dead": 0}
+
+    def batches():
+        received = datetime.now(UTC)
+        for path in paths:
+            origin = f"file:{path}"
+            framing = parser.source_for(origin).framing
+            with open(path, "rb") as fh:
+                batch = []
+                for raw in iter_records(fh, framing):
+                    batch.append((origin, raw))
+                    if len(batch) == 1000:
+                        yield _parsed(parser, batch, received, counts)
+                        batch = []
+                if batch:
+                    yield _parsed(parser, batch, received, counts)
+
+    learned = load_learned(target)
+    new = learn(config, batches())
+    learned.update(new)
+    save_learned(target, learned)
+    n_templates = sum(len(a["templates"]) for a in new.values())
+    print(
+        f"learned {n_templates} templates of {len(new)} assets from {counts['lines']} lines "
+        f"({counts['dead']} not parsed) into {target}"
+    )
+    return 0 if counts["lines"] > counts["dead"] else 1
+
+
+def _parsed(parser, batch, received, counts):
+    events, dead = parser.split(batch, received)
+    counts["lines"] += len(batch)
+    counts["dead"] += len(dead)
+    return sorted(events, key=lambda e: e.time)
 
 
 def cmd_config(args) -> int:
@@ -418,7 +484,24 @@ def parser() -> argparse.ArgumentParser:
     lg = sub.add_parser("logs", help="security log flow: syslog receiver or log files")
     _config_arg(lg)
     lg.add_argument("--syslog", type=int, metavar="PORT", help="receive syslog (UDP and TCP)")
-    lg.add_argument("--host", default="127.0.0.1", help="syslog bind address (default loopback)")
+    lg.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="syslog bind address (default loopback; any other address logs a warning)",
+    )
+    lg.add_argument(
+        "--check",
+        nargs="+",
+        metavar="FILE",
+        help="report the parse rate and the first unparsed lines of files; write nothing",
+    )
+    lg.add_argument("--show", type=int, default=5, help="--check: unparsed lines shown (5)")
+    lg.add_argument(
+        "--learn",
+        nargs="+",
+        metavar="FILE",
+        help="pre-train the template miners from archives into security.templates.state_path",
+    )
     lg.add_argument("--tail", nargs="+", metavar="FILE", help="follow log files (rotation-safe)")
     lg.add_argument("--once", action="store_true", help="read the files to their end and stop")
     lg.add_argument("--idle-timeout", type=float, metavar="S", help="stop after S idle seconds")

@@ -165,8 +165,9 @@ class Shard:
                     pol = plan.policies.get(name)
                     if pol is not None:
                         change = evaluate(alert, t, score, det.threshold, pol[0])
-                        if change is not None:
-                            out.append(_alert(plan, name, change, alert, t, x))
+                        if change is not None:  # an event stream's value is its count
+                            value = x if type(rec) is Reading else score
+                            out.append(_alert(plan, name, change, alert, t, value))
                 out.append(
                     AnomalyScore(
                         rec.time,
