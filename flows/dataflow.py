@@ -40,8 +40,8 @@ __all__ = ["build_flow"]
 
 
 class _ShardLogic(op.StatefulBatchLogic):
-    def __init__(self, plan: Plan, state: dict | None):
-        self.shard = Shard(plan, state)
+    def __init__(self, plan: Plan, state: dict | None, last_told: dict):
+        self.shard = Shard(plan, state, last_told)
 
     def on_batch(self, batches: list[list]) -> tuple[list, bool]:
         records = batches[0] if len(batches) == 1 else [r for b in batches for r in b]
@@ -56,8 +56,8 @@ class _ShardLogic(op.StatefulBatchLogic):
 
 
 class _LivenessLogic(op.StatefulBatchLogic):
-    def __init__(self, config: Config, state: tuple | None, partitions: int):
-        self.liveness = Liveness(config, state, partitions=partitions)
+    def __init__(self, config: Config, state: tuple | None, last_told: dict, partitions: int):
+        self.liveness = Liveness(config, state, last_told, partitions=partitions)
 
     def on_batch(self, summaries: list[dict[str, float]]) -> tuple[list, bool]:
         # One check per source batch, in order: the watermark advances as finely as the source.
@@ -122,18 +122,25 @@ def build_flow(
     process: tuple[int, int] = (0, 1),
 ) -> Dataflow:
     """Wire the flow. Sinks default to the configured services; tests may pass their own.
+    With the default alert sink, the detect, liveness and security steps take their alert
+    lifecycle back from what the delivery store says on-call was last told (a restart).
     ``process``: this process' index and the cluster's process count (dead-letter times)."""
+    parser = Parser(config, lane=process)
+    plan = Plan(config)
+    keys = shard_keys(config.flow.shards, config.flow.partitions)
+    # one liveness clock per source partition with series affinity (twinwatch.engine.liveness);
+    # the source may come wrapped (twinwatch.flows.graceful.stoppable)
+    inner = getattr(source, "inner", source)
+    clocks = getattr(inner, "affinity_partitions", 1)
     sinks = build_sinks(
         config,
+        flow_id=flow_id,
+        plan=plan,
         influx_sink=influx_sink,
         alert_sink=alert_sink,
         dead_letter_sink=dead_letter_sink,
     )
-    parser = Parser(config, lane=process)
-    plan = Plan(config)
-    keys = shard_keys(config.flow.shards, config.flow.partitions)
-    # one liveness clock per source partition with series affinity (twinwatch.engine.liveness)
-    clocks = getattr(source, "affinity_partitions", 1)
+    last_told = sinks.last_told
 
     flow = Dataflow(flow_id)
     raw = op.input("source", flow, source)
@@ -147,13 +154,15 @@ def build_flow(
         dead = op.merge("all_dead_letters", dead, log_dead)
 
     keyed = op.flat_map("shard", records, lambda rs: _by_shard(rs, keys))
-    detected = op.stateful_batch("detect", keyed, lambda s: _ShardLogic(plan, s))
+    detected = op.stateful_batch("detect", keyed, lambda s: _ShardLogic(plan, s, last_told))
     detect_out = op.branch("detect_dead", op.map("unkey", detected, _value), _is_dead)
     outputs = detect_out.falses
     dead = op.merge("with_detect_dead", dead, detect_out.trues)
 
     latest = op.map("latest", records, lambda rs: ("liveness", latest_times(rs)))
-    stale = op.stateful_batch("liveness", latest, lambda s: _LivenessLogic(config, s, clocks))
+    stale = op.stateful_batch(
+        "liveness", latest, lambda s: _LivenessLogic(config, s, last_told, clocks)
+    )
     stale_out = op.branch("liveness_dead", op.map("unkey_liveness", stale, _value), _is_dead)
     stale_alerts = stale_out.falses
     dead = op.merge("with_liveness_dead", dead, stale_out.trues)
@@ -180,7 +189,7 @@ def build_flow(
         )
         if log_source is not None:
             events = op.merge("all_security_events", events, log_events)
-        found, security_dead = security_branch(config, events)
+        found, security_dead = security_branch(config, events, last_told)
         security_alerts.append(found)
         to_influx += security_alerts
         dead = op.merge("with_security_dead", dead, security_dead)

@@ -74,7 +74,7 @@ EXAMPLES: dict[str, dict] = {
     # event
     "security": {"brute_force_failures": 3, "spray_users": 2, "scan_ports": 3},
     # log
-    "templates": {"rate_min_count": 5, "rate_warmup_buckets": 2, "rate_bucket_s": 5.0},
+    "templates": {"rate_min_count": 5, "window_s": 5.0, "warmup_lines": 20, "warmup_s": 0.0},
 }
 
 # Readings a learning detector needs before its first non-zero score (with EXAMPLES' params).

@@ -99,9 +99,8 @@ def _epoch(args):
 
 
 def cmd_run(args) -> int:
-    from bytewax.run import cli_main
-
     from twinwatch.app import startup
+    from twinwatch.flows import graceful
     from twinwatch.flows.dataflow import build_flow
     from twinwatch.flows.sources.mqtt import MqttSource
     from twinwatch.flows.sources.replay import ReplaySource
@@ -124,8 +123,8 @@ def cmd_run(args) -> int:
         )
     addresses = args.addresses.split(",") if args.addresses else None
     processes = len(addresses) if addresses else 1
-    # builds the plan: every detector and template checked
-    flow = build_flow(config, source, process=(args.process_id or 0, processes))
+    # builds the plan (every detector and template checked); the source ends on SIGTERM/SIGINT
+    flow = build_flow(config, graceful.stoppable(source), process=(args.process_id or 0, processes))
     # one process creates the database and applies retention (issue #5)
     startup.prepare(
         config, mqtt=not args.replay, create_db=not args.no_create_db, first=not args.process_id
@@ -143,7 +142,7 @@ def cmd_run(args) -> int:
         f"on {m.host}:{port} (--metrics-port)" if port else "off",
     )
     try:
-        cli_main(
+        graceful.run(  # SIGTERM/SIGINT: drain the flow and close the sinks
             flow,
             workers_per_process=args.workers,
             process_id=args.process_id,
@@ -267,18 +266,32 @@ def cmd_bench(args) -> int:
 
 
 def cmd_logs(args) -> int:
-    """The log flow (issue #6): syslog receiver or log files -> security detection -> sinks."""
-    from bytewax.run import cli_main
+    """The log flow (issues #6, #13): syslog receiver or log files -> security detection ->
+    sinks; ``--check`` reports how a file parses, ``--learn`` pre-trains the template miners."""
+    config = load_config(args.config)
+    from twinwatch.engine.logparse import LogParser
 
+    LogParser(config)  # the declared sources' formats and time zones, checked before anything
+    if args.check:
+        from twinwatch.engine.logparse import check_file
+
+        worst = 1.0
+        for path in args.check:
+            report = check_file(config, path, show=args.show)
+            print(report.text())
+            worst = min(worst, report.rate)
+        return 0 if worst > 0 else 1
+    if args.learn:
+        return _learn(config, args.learn)
     from twinwatch.app import startup
+    from twinwatch.flows import graceful
     from twinwatch.flows.security import build_log_flow
     from twinwatch.flows.sources.syslog import SyslogSource
     from twinwatch.flows.sources.tail import TailSource
     from twinwatch.metrics import serve
 
-    config = load_config(args.config)
     if bool(args.syslog is not None) == bool(args.tail):
-        raise ConfigError("logs: give either --syslog PORT or --tail FILE ...")
+        raise ConfigError("logs: give either --syslog PORT or --tail FILE ... (or --check/--learn)")
     startup.prepare(config, mqtt=False, create_db=not args.no_create_db)
     m = config.services.metrics
     serve(m.host, m.port)
@@ -290,16 +303,68 @@ def cmd_logs(args) -> int:
             config.flow.batch_size,
             args.idle_timeout,
             config.security.max_line_bytes,
+            config.security.listener,
         )
     else:
+        parser = LogParser(config)
         source = TailSource(
             args.tail,
             config.flow.batch_size,
             follow=not args.once,
             idle_timeout_s=args.idle_timeout,
+            framing={str(Path(p)): parser.source_for(f"file:{p}").framing for p in args.tail},
         )
-    cli_main(build_log_flow(config, source), workers_per_process=1, recovery_config=_recovery(args))
+    flow = build_log_flow(config, graceful.stoppable(source))
+    graceful.run(flow, workers_per_process=1, recovery_config=_recovery(args))
     return startup.finish()
+
+
+def _learn(config, paths: list[str]) -> int:
+    """Parse archives, learn their templates and baselines per asset, save them to
+    ``security.templates.state_path`` (the log flow loads them for assets it has no state of)."""
+    from datetime import UTC, datetime
+
+    from twinwatch.engine.logparse import LogParser, iter_records
+    from twinwatch.engine.security import learn, load_learned, save_learned
+
+    target = config.security.templates.state_path
+    if not target:
+        raise ConfigError("logs --learn: set security.templates.state_path (where to save)")
+    parser = LogParser(config)
+    counts = {"lines": 0, "dead": 0}
+
+    def batches():
+        received = datetime.now(UTC)
+        for path in paths:
+            origin = f"file:{path}"
+            framing = parser.source_for(origin).framing
+            with open(path, "rb") as fh:
+                batch = []
+                for raw in iter_records(fh, framing):
+                    batch.append((origin, raw))
+                    if len(batch) == 1000:
+                        yield _parsed(parser, batch, received, counts)
+                        batch = []
+                if batch:
+                    yield _parsed(parser, batch, received, counts)
+
+    learned = load_learned(target)
+    new = learn(config, batches())
+    learned.update(new)
+    save_learned(target, learned)
+    n_templates = sum(len(a["templates"]) for a in new.values())
+    print(
+        f"learned {n_templates} templates of {len(new)} assets from {counts['lines']} lines "
+        f"({counts['dead']} not parsed) into {target}"
+    )
+    return 0 if counts["lines"] > counts["dead"] else 1
+
+
+def _parsed(parser, batch, received, counts):
+    events, dead = parser.split(batch, received)
+    counts["lines"] += len(batch)
+    counts["dead"] += len(dead)
+    return sorted(events, key=lambda e: e.time)
 
 
 def cmd_config(args) -> int:
@@ -328,6 +393,16 @@ def cmd_config(args) -> int:
             "anomalies but never alert"
         )
     return 0
+
+
+def _os_user() -> str:
+    """Who runs the command (for acks and silences): the login name, else the uid."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry and no LOGNAME/USER (some containers)
+        return f"uid-{os.getuid()}"
 
 
 def cmd_alerts(args) -> int:
@@ -450,7 +525,24 @@ def parser() -> argparse.ArgumentParser:
     lg = sub.add_parser("logs", help="security log flow: syslog receiver or log files")
     _config_arg(lg)
     lg.add_argument("--syslog", type=int, metavar="PORT", help="receive syslog (UDP and TCP)")
-    lg.add_argument("--host", default="127.0.0.1", help="syslog bind address (default loopback)")
+    lg.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="syslog bind address (default loopback; any other address logs a warning)",
+    )
+    lg.add_argument(
+        "--check",
+        nargs="+",
+        metavar="FILE",
+        help="report the parse rate and the first unparsed lines of files; write nothing",
+    )
+    lg.add_argument("--show", type=int, default=5, help="--check: unparsed lines shown (5)")
+    lg.add_argument(
+        "--learn",
+        nargs="+",
+        metavar="FILE",
+        help="pre-train the template miners from archives into security.templates.state_path",
+    )
     lg.add_argument("--tail", nargs="+", metavar="FILE", help="follow log files (rotation-safe)")
     lg.add_argument("--once", action="store_true", help="read the files to their end and stop")
     lg.add_argument("--idle-timeout", type=float, metavar="S", help="stop after S idle seconds")
@@ -477,20 +569,41 @@ def parser() -> argparse.ArgumentParser:
     g.set_defaults(func=cmd_dashboards)
 
     al = sub.add_parser(
-        "alerts", help="on-call: list | ack | silence alerts; config prints alertmanager.yml"
+        "alerts",
+        help="on-call: list | ack | silence | silences | expire; config prints alertmanager.yml",
+        description="Work with the alerts Alertmanager holds (docs/alerting.md).",
     )
     _config_arg(al)
+    _utc_arg(al)
     al.add_argument("--alertmanager-url", help="override services.alertmanager.url")
     alsub = al.add_subparsers(dest="action", required=True)
-    alsub.add_parser("list", help="active alerts in Alertmanager")
-    ack = alsub.add_parser("ack", help="acknowledge an alert (recorded in InfluxDB alert_ack)")
+    alsub.add_parser("list", help="active alerts, with who acknowledged them")
+    ack = alsub.add_parser(
+        "ack",
+        help="acknowledge an alert: recorded in InfluxDB (alert_ack), silenced until resolved",
+    )
     ack.add_argument("fingerprint", help="fingerprint or its first characters (see list)")
+    ack.add_argument(
+        "--for",
+        dest="for_",
+        default="24h",
+        metavar="DURATION",
+        help="longest silence if the alert never resolves, e.g. 8h, 2d (default 24h)",
+    )
     sil = alsub.add_parser("silence", help="silence matching alerts for a maintenance window")
     sil.add_argument("matchers", nargs="+", help="label=value, label!=value, label=~regex ...")
-    sil.add_argument("--duration", default="2h", help="e.g. 30m, 2h, 1d (default 2h)")
+    sil.add_argument("--duration", default="2h", help="e.g. 30m, 2h, 1d, 1w (default 2h)")
     for a in (ack, sil):
-        a.add_argument("--by", default=os.environ.get("USER") or "twinwatch", help="who")
+        a.add_argument(
+            "--by",
+            default=_os_user(),
+            help="who (default: the OS user, %(default)s)",
+        )
         a.add_argument("--comment", default="", help="why")
+    sils = alsub.add_parser("silences", help="list silences (active and pending)")
+    sils.add_argument("--all", action="store_true", help="also the expired ones")
+    exp = alsub.add_parser("expire", help="end a silence now")
+    exp.add_argument("id", help="silence id or its first 8+ characters (see silences)")
     alsub.add_parser("config", help="print the Alertmanager config generated from ours")
     al.set_defaults(func=cmd_alerts)
 

@@ -25,6 +25,10 @@ snapshot and the crash were processed and forgotten with the process. So when a 
 first judged after a restore (its first batch, or when it falls idle), its series' last times
 move up to its clock (a fresh grace period); a series that stays silent is reported
 ``stale_factor`` intervals later.
+
+``last_told`` (the delivery store's newest ``stale`` alerts by (series, rule)) makes restored
+state agree with what on-call was last told (see twinwatch.engine.lifecycle.adopt): a stale
+alert paged after the snapshot is resolved when its series reports again, not left firing.
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ class Liveness:
         self,
         config: Config,
         state: tuple | None = None,
+        last_told: dict[tuple[str, str], Alert] | None = None,
         clock=time.monotonic,
         partitions: int = 1,
     ):
@@ -107,6 +112,15 @@ class Liveness:
                     len(tracker_state) - len(kept),
                 )
             self.resume = set(range(parts))
+        for (key, rule), a in (last_told or {}).items():
+            if rule != RULE or key not in self.refs:
+                continue
+            known = self.stale.get(key)
+            if a.status == "firing" and (known is None or known.since < a.starts_at.timestamp()):
+                since = a.starts_at.timestamp()
+                self.stale[key] = AlertState(since=since, last_hit=since - a.value)
+            elif a.status == "resolved" and known and known.since <= a.starts_at.timestamp():
+                del self.stale[key]
 
     def _quorum_time(self, latest: dict[str, float]) -> float | None:
         """The quorum-th newest time (at most half of the series seen, at least the newest)."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import bisect
 import math
-import re
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,7 +32,7 @@ from twinwatch.schema import (
     SensorPayload,
 )
 
-__all__ = ["Parser", "UniqueTimes", "parse_sshd", "PAYLOAD_PREVIEW"]
+__all__ = ["Parser", "UniqueTimes", "PAYLOAD_PREVIEW"]
 
 # InfluxDB stores int64 nanoseconds: times outside this range cannot be written at all.
 EARLIEST = datetime(1677, 9, 22, tzinfo=UTC)
@@ -45,32 +44,6 @@ _decoders: dict[str, msgspec.json.Decoder[Any]] = {
     "firewall": msgspec.json.Decoder(FirewallPayload),
     "device_event": msgspec.json.Decoder(DeviceEventPayload),  # CCTV/IoT security events (#6)
 }
-
-# sshd auth-log lines (formats as in loghub's OpenSSH sample; Zhu et al., ISSRE 2023).
-_SSHD: list[tuple[re.Pattern[str], str, Outcome]] = [
-    (
-        re.compile(r"Failed password for invalid user (?P<user>\S*) from (?P<ip>\S+)"),
-        "invalid_user",
-        "failure",
-    ),
-    (re.compile(r"Invalid user (?P<user>\S*) from (?P<ip>\S+)"), "invalid_user", "failure"),
-    (re.compile(r"Failed password for (?P<user>\S+) from (?P<ip>\S+)"), "auth_failure", "failure"),
-    (
-        re.compile(r"authentication failure;.*rhost=(?P<ip>\S+)(?:\s+user=(?P<user>\S+))?"),
-        "auth_failure",
-        "failure",
-    ),
-    (re.compile(r"Accepted \S+ for (?P<user>\S+) from (?P<ip>\S+)"), "auth_success", "success"),
-]
-
-
-def parse_sshd(line: str) -> tuple[str, Outcome, str | None, str | None]:
-    """(kind, outcome, user, src_ip) of an sshd log line; unknown lines are ("other", "info")."""
-    for pattern, kind, outcome in _SSHD:
-        m = pattern.search(line)
-        if m:
-            return kind, outcome, m.groupdict().get("user"), m.group("ip")
-    return "other", "info", None, None
 
 
 class UniqueTimes:
@@ -151,6 +124,9 @@ class Parser:
         self.clock = EARLIEST  # the newest accepted event time (the stream's clock)
         self.unique = UniqueTimes()  # events: per series, and a series is in one process
         self.unique_dead = UniqueTimes(lane=lane)  # dead letters: per reason, any process
+        from twinwatch.engine.logparse import LogParser  # it imports this module
+
+        self.logs = LogParser(config, unique=self.unique)
         self.device_kinds = frozenset(config.security.device_events) | frozenset(
             config.security.device_event_kinds
         )
@@ -160,9 +136,10 @@ class Parser:
 
     def parse(
         self, topic: str, payload: bytes, now: datetime | None = None
-    ) -> Reading | SecurityEvent:
-        """One message -> record (raises BadRecord). ``now``: the wall clock, for the future
-        bound. The lateness bound needs the stream's clock: ``split`` applies it."""
+    ) -> Reading | SecurityEvent | list[SecurityEvent]:
+        """One message -> record (raises BadRecord); a log line -> its events (N for "message
+        repeated N times"). ``now``: the wall clock, for the future bound. The lateness bound
+        needs the stream's clock: ``split`` applies it."""
         if len(payload) > self.max_bytes:
             raise BadRecord("too_large", f"{len(payload)} bytes > limit {self.max_bytes}")
         ref = self.catalog.get(topic)
@@ -218,19 +195,8 @@ class Parser:
                 unit,
                 msg.value,
             )
-        if kind == "log":
-            ev_kind, outcome, user, ip = parse_sshd(msg.line)
-            return SecurityEvent(
-                time,
-                ref.site,
-                ref.asset,
-                ref.sensor.id,
-                ev_kind,
-                outcome,
-                user=user,
-                src_ip=ip,
-                message=msg.line[:1024],
-            )
+        if kind == "log":  # the one classifier of every transport (twinwatch.engine.classify)
+            return self.logs.from_mqtt(ref, time, msg.line)
         if kind == "device_event":  # the kind is a tag: only configured kinds, else `other`
             if msg.event in self.device_kinds:
                 return SecurityEvent(
@@ -246,7 +212,7 @@ class Parser:
                 "info",
                 message=f"event={msg.event}{zone}",
             )
-        outcome = "allow" if msg.action == "allow" else "deny"
+        outcome: Outcome = "allow" if msg.action == "allow" else "deny"
         return SecurityEvent(
             time,
             ref.site,
@@ -286,10 +252,11 @@ class Parser:
             except Exception as e:
                 errs.append(internal_error("parse", e, str(topic), bytes(payload), source))
                 continue
-            if rec.time > clock:
-                clock = rec.time
-            oks.append(rec)
-            raws.append((topic, payload))
+            for one in rec if isinstance(rec, list) else (rec,):
+                if one.time > clock:
+                    clock = one.time
+                oks.append(one)
+                raws.append((topic, payload))
         self.clock = clock
         if self.max_lateness is not None and oks:
             floor = clock - self.max_lateness

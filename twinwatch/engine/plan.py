@@ -113,6 +113,9 @@ class Plan:
             self._plans[series_key(ref.domain, ref.site, ref.asset, ref.sensor.id)] = self._plan(
                 ref
             )
+        from twinwatch.engine.logparse import LogParser  # it imports the parse module
+
+        LogParser(config)  # security.sources: every declared format and time zone, at start
 
     def _plan(self, ref: SensorRef) -> SeriesPlan:
         dets, rules, policies = [], {}, {}
