@@ -31,10 +31,11 @@ class Ensemble(Scalar):
     """The highest score of several calibrated detectors (all scoring in ``[0, 1]``).
 
     Use members that speak the same language, e.g. ``likelihood`` wrappers around different
-    raw detectors, or the windowed ``gaussian``: then one threshold means the same for all of them
-    and the
+    raw detectors (the default: the seasonal baseline's and the windowed Gaussian's, the pair
+    that scored best held out on NAB): then one threshold means the same for all of them and the
     ensemble fires when any member finds the reading unusual enough. After a score >=
     ``threshold`` it reports 0.0 for ``rest_period`` readings (one alarm per event; 0 = off).
+    The members are driven by the ensemble's learning policy (``learn``).
 
     >>> det = Ensemble(members=[["gaussian", {"window": 50, "min_periods": 10}],
     ...                         ["likelihood", {"detector": "robust_z"}]])
@@ -47,8 +48,11 @@ class Ensemble(Scalar):
 
     def __init__(
         self,
-        members: Sequence[Sequence[Any]] = (("gaussian", {}), ("seasonal", {})),
-        threshold: float = 0.75,
+        members: Sequence[Sequence[Any]] = (
+            ("likelihood", {"detector": "seasonal", "detector_params": {"alpha": 0.02}}),
+            ("likelihood", {"detector": "gaussian", "detector_params": {"window": 2000}}),
+        ),
+        threshold: float = 0.5,
         rest_period: int = 0,
         learn: str | dict | None = "gated",
     ) -> None:
