@@ -118,10 +118,12 @@ def amconfig(config: Config) -> dict[str, Any]:
     names = {r["name"] for r in receivers}
     if len(names) != len(receivers):
         raise ConfigError("services.alertmanager.routing.receivers: duplicate receiver name")
-    for i, r in enumerate([routing.receiver, *(x.receiver for x in routing.routes)]):
-        if r not in names:
+    for i, wanted in enumerate([routing.receiver, *(x.receiver for x in routing.routes)]):
+        if wanted not in names:
             where = "receiver" if i == 0 else f"routes[{i - 1}].receiver"
-            raise ConfigError(f"services.alertmanager.routing.{where}: no receiver named {r!r}")
+            raise ConfigError(
+                f"services.alertmanager.routing.{where}: no receiver named {wanted!r}"
+            )
     renotify = [
         (rule.detector, rule.domain, rule.renotify_s)
         for rule in config.alert_rules

@@ -3,7 +3,7 @@
     store = AlertStore(path)                 # ":memory:" for a throwaway store
     store.is_duplicate(alert) -> bool        # this very state was already delivered
     store.delivered(alerts, sent_at)         # after a successful post
-    store.undelivered(alerts)                # after a failed post: retried later, also after a restart
+    store.undelivered(alerts)                # after a failed post: retried, even after a restart
     store.firing() -> [(alert, sent_at)]     # to keep re-sending after a restart
     store.retry_queue() -> [alert]
     store.last(fingerprint) -> (alert, delivered) | None

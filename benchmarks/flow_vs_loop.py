@@ -30,7 +30,7 @@ from twinwatch.flows.dataflow import _by_shard, build_flow
 
 
 def bench_config(series: int) -> dict:
-    """A city of `series` strain sensors (10 per asset, 10 assets per site) with the default stack."""
+    """A city of `series` strain sensors (10 per asset, 10 assets per site), the default stack."""
     sensors = [
         {
             "id": f"s{k}",

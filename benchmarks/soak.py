@@ -32,7 +32,10 @@ from twinwatch.mqtt import connect, make_client
 
 def rss_mb(pid: int) -> float:
     text = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"VmRSS:\s+(\d+)", text)[1]) / 1024
+    m = re.search(r"VmRSS:\s+(\d+)", text)
+    if m is None:
+        raise RuntimeError(f"no VmRSS in /proc/{pid}/status")
+    return int(m[1]) / 1024
 
 
 def metric(text: str, name: str) -> float:
@@ -47,7 +50,9 @@ def main() -> None:
     args = ap.parse_args()
     base = Path(tempfile.mkdtemp(prefix="twinwatch-soak-"))
     svcs = services.up(["influxdb", "mosquitto"], base)
-    svcs["influxdb"].create_database("soak")
+    influxdb = svcs["influxdb"]
+    assert isinstance(influxdb, services.InfluxDB)
+    influxdb.create_database("soak")
     config_path = base / "city.yaml"
     import yaml
 

@@ -3,8 +3,11 @@
     twinwatch dashboards build [-c city.yaml] [--out dashboards]   write them
     twinwatch dashboards check [-c city.yaml] [--out dashboards]   exit 1 if they differ
 
-    dashboards(config) -> {uid: dashboard dict}
-    files(config) -> {relative path: text}      everything ``build`` writes
+    dashboards(config, thresholds) -> {uid: dashboard dict}
+    files(config, thresholds) -> {relative path: text}      everything ``build`` writes
+
+``thresholds`` ({detector name: hit threshold}) comes from the engine's ``Plan.thresholds()``:
+the ``dashboards`` command builds the plan (dashboards import the kernel only).
 
 The committed files under ``dashboards/generated/`` and ``dashboards/provisioning/`` are made
 from the shipped example city; a test fails when they differ from what this code generates.
@@ -16,12 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 
-from twinwatch.config import Config, load_config
+from twinwatch.config import Config
 from twinwatch.dashboards.common import ALERTMANAGER, INFLUX, PROMETHEUS, TESTDATA
 from twinwatch.dashboards.control_room import control_room
 from twinwatch.dashboards.domain import domain_dashboard
@@ -44,12 +48,15 @@ DEFAULT_OUT = Path(__file__).parent
 DASHBOARD_DIR = "/var/lib/grafana/dashboards/twinwatch"  # where Grafana finds the JSON
 
 
-def dashboards(config: Config) -> dict[str, dict]:
+Thresholds = Mapping[str, float]
+
+
+def dashboards(config: Config, thresholds: Thresholds) -> dict[str, dict]:
     builders = [
         control_room(config),
-        *(domain_dashboard(config, d) for d in DOMAINS),
-        alerts_dashboard(),
-        pipeline_dashboard(),
+        *(domain_dashboard(config, d, thresholds) for d in DOMAINS),
+        alerts_dashboard(config),
+        pipeline_dashboard(config),
     ]
     out = {}
     for b in builders:
@@ -129,20 +136,20 @@ def _yaml(doc: dict) -> str:
     )
 
 
-def files(config: Config) -> dict[str, str]:
+def files(config: Config, thresholds: Thresholds) -> dict[str, str]:
     out = {
         f"generated/{uid}.json": json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False)
         + "\n"
-        for uid, doc in dashboards(config).items()
+        for uid, doc in dashboards(config, thresholds).items()
     }
     out["provisioning/datasources/twinwatch.yaml"] = _yaml(datasources(config))
     out["provisioning/dashboards/twinwatch.yaml"] = _yaml(providers())
     return out
 
 
-def write(config: Config, out: Path = DEFAULT_OUT) -> list[Path]:
+def write(config: Config, thresholds: Thresholds, out: Path = DEFAULT_OUT) -> list[Path]:
     written = []
-    for rel, text in files(config).items():
+    for rel, text in files(config, thresholds).items():
         path = Path(out) / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
@@ -150,10 +157,10 @@ def write(config: Config, out: Path = DEFAULT_OUT) -> list[Path]:
     return written
 
 
-def check(config: Config, out: Path = DEFAULT_OUT) -> list[str]:
+def check(config: Config, thresholds: Thresholds, out: Path = DEFAULT_OUT) -> list[str]:
     """The files that are missing or differ from what the code generates (empty = up to date)."""
     stale = []
-    expected = files(config)
+    expected = files(config, thresholds)
     for rel, text in expected.items():
         path = Path(out) / rel
         if not path.exists() or path.read_text(encoding="utf-8") != text:
@@ -168,14 +175,13 @@ def check(config: Config, out: Path = DEFAULT_OUT) -> list[str]:
     return stale
 
 
-def main(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+def main(args: argparse.Namespace, config: Config, thresholds: Thresholds) -> int:
     out = Path(args.out)
     if args.action == "build":
-        for path in write(config, out):
+        for path in write(config, thresholds, out):
             print(path)
         return 0
-    stale = check(config, out)
+    stale = check(config, thresholds, out)
     for rel in stale:
         print(f"out of date: {out / rel}")
     if stale:

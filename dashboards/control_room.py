@@ -1,11 +1,16 @@
-"""The City control room: where staff start. Map of sites coloured by alert severity, firing
-alerts per domain, the latest incidents, and links into every domain.
+"""The City control room: where staff start. Map of sites coloured by the severity firing there
+now, firing alerts per domain, the list of what is firing, the latest incidents, and links into
+every domain.
 
     control_room(config) -> Dashboard builder
 
+"Now" is the end of the selected range, and the map, the counts and the list read each alert's
+latest ``alert_state`` point before it (``common.alert_state``), so they agree with Alertmanager
+whatever the range (tests/dashboards/test_panel_state.py).
+
 The map needs each site's coordinates, which live in the city config, not in InfluxDB: they
 are a CSV table (Grafana's built-in TestData datasource, ``csv_content``) generated from the
-config, joined on ``site`` with the InfluxQL result of the most recent firing alert per site.
+config, joined on ``site`` with the highest severity rank firing per site.
 """
 
 from __future__ import annotations
@@ -28,7 +33,11 @@ from twinwatch.dashboards.common import (
     MIXED,
     TESTDATA,
     UIDS,
+    alert_state,
+    firing_table,
     influxql,
+    level_mappings,
+    level_thresholds,
     new_dashboard,
     severity_mappings,
     thresholds,
@@ -66,7 +75,7 @@ def _map(config: Config) -> geomap.Panel:
             {
                 "showLegend": True,
                 "style": {
-                    "color": {"fixed": "green", "field": "severity"},
+                    "color": {"fixed": "green", "field": "level"},
                     "size": {"fixed": 10, "min": 6, "max": 14},
                     "text": {"field": "name", "mode": "field"},
                     "textConfig": {"offsetY": -14},
@@ -76,11 +85,11 @@ def _map(config: Config) -> geomap.Panel:
     )
     return (
         geomap.Panel()
-        .title("City map — sites by current alert severity")
+        .title("City map — sites by the severity firing now")
         .description(
-            "Marker colour: the severity of the most recent firing alert at the site "
-            "in the selected range (green: none). The domain links above open the "
-            "domain dashboards."
+            "Marker colour: the highest severity of the alerts firing at the site at the end "
+            "of the selected range, wherever they started (green: none). The domain links "
+            "above open the domain dashboards."
         )
         .datasource(MIXED)
         .with_target(
@@ -92,8 +101,7 @@ def _map(config: Config) -> geomap.Panel:
         )
         .with_target(
             influxql(
-                'SELECT last("value") AS "value", "severity", "domain" AS "alert_domain" '
-                'FROM "alert" WHERE "status" = \'firing\' AND $timeFilter GROUP BY "site"',
+                f'SELECT max("level") AS "level" FROM {alert_state()} GROUP BY "site"',
                 "Severity",
                 fmt="table",
             )
@@ -103,10 +111,12 @@ def _map(config: Config) -> geomap.Panel:
                 id_val="joinByField", options={"byField": "site", "mode": "outer"}
             )
         )
-        .view(geomap.MapViewConfig().id("coords").lat(lat).lon(lon).zoom(7))
+        # the SDK types lat/lon as int (Grafana's schema says int64); the panel takes degrees
+        .view(geomap.MapViewConfig().id("coords").lat(lat).lon(lon).zoom(7))  # type: ignore[arg-type]
         .basemap(cb.MapLayerOptions().type("default").name("Basemap"))
         .layers([markers])
-        .mappings(severity_mappings())
+        .thresholds(level_thresholds())
+        .mappings(level_mappings())
         .span(14)
         .height(14)
     )
@@ -117,6 +127,7 @@ def control_room(config: Config) -> db.Dashboard:
         "control-room",
         "twinwatch · City control room",
         f"{config.city.name}: where alerts are firing now, and the latest incidents.",
+        config.city.timezone,
     )
     for domain in DOMAINS:
         d = d.link(
@@ -135,16 +146,19 @@ def control_room(config: Config) -> db.Dashboard:
     d = d.with_panel(_map(config))
     d = d.with_panel(
         stat.Panel()
-        .title("Alerts fired per domain (selected range)")
+        .title("Alerts firing now, per domain")
         .unit("short")
-        .description("Transitions to firing, per domain. Click through to the domain dashboard.")
+        .description(
+            "Alerts firing at the end of the selected range, wherever they started "
+            "(alert_state). Click through to the domain dashboard."
+        )
         .with_target(
             influxql(
-                'SELECT count("fingerprint") FROM "alert" WHERE "status" = \'firing\' AND '
-                '$timeFilter GROUP BY "domain"',
+                f'SELECT sum("firing") FROM {alert_state(field="firing")} GROUP BY "domain"',
                 alias="$tag_domain",
             )
         )
+        .no_value("0")
         .thresholds(thresholds([(None, "green"), (1, "orange"), (5, "red")]))
         .data_links(
             [
@@ -158,20 +172,21 @@ def control_room(config: Config) -> db.Dashboard:
     )
     d = d.with_panel(
         stat.Panel()
-        .title("Severe (심각) alerts fired")
+        .title("Severe (심각) alerts firing now")
         .unit("short")
-        .description("Transitions to firing at the top of the ladder, across the city.")
+        .description("Alerts at the top of the ladder firing at the end of the selected range.")
         .with_target(
             influxql(
-                'SELECT count("fingerprint") FROM "alert" WHERE "status" = \'firing\' AND '
-                "\"severity\" = 'severe' AND $timeFilter",
+                f'SELECT count("level") FROM {alert_state()} WHERE "level" = 4',
                 fmt="table",
             )
         )
+        .no_value("0")
         .thresholds(thresholds([(None, "green"), (1, "red")]))
         .span(10)
         .height(8)
     )
+    d = d.with_panel(firing_table("", "").span(24))
     d = d.with_panel(
         table.Panel()
         .title("Latest incidents (alert state changes)")

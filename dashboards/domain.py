@@ -1,6 +1,10 @@
 """One dashboard per domain: Structures, Water quality, Energy (readings) and Security (events).
 
-    domain_dashboard(config, domain) -> Dashboard builder
+    domain_dashboard(config, domain, thresholds) -> Dashboard builder
+
+``thresholds`` ({detector name: hit threshold}, from the engine's ``Plan.thresholds()``, passed in
+by the ``dashboards`` command: dashboards import the kernel only) turns every anomaly score into
+score / threshold, so detectors of different scales share one axis and 1 is a hit.
 
 Generated from the city config, so every sensor panel carries its unit and its physical or
 regulatory limits as red dashed threshold lines, with the limit's source in the description.
@@ -11,10 +15,16 @@ ranges stay fast; the raw ``reading`` measurement is one click away in Explore.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from grafana_foundation_sdk.builders import common as cb
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.builders import stat, table, timeseries
-from grafana_foundation_sdk.models.common import GraphThresholdsStyleMode
+from grafana_foundation_sdk.models.common import (
+    GraphThresholdsStyleMode,
+    LegendDisplayMode,
+    LegendPlacement,
+)
 from grafana_foundation_sdk.models.dashboard import DashboardLinkType
 
 from twinwatch.config import Config
@@ -22,13 +32,15 @@ from twinwatch.dashboards.common import (
     DOMAIN_TITLES,
     INFLUX,
     UIDS,
+    alert_state,
+    firing_table,
     influxql,
     new_dashboard,
     query_variable,
     severity_mappings,
     tag_regex,
-    thresholds,
 )
+from twinwatch.dashboards.common import thresholds as thresholds_config
 
 __all__ = ["domain_dashboard", "alert_annotations"]
 
@@ -36,7 +48,9 @@ SELECT = tag_regex("site", "asset", "sensor")
 
 
 def alert_annotations(d: db.Dashboard, where: str) -> db.Dashboard:
-    """Alert state changes and acknowledgements (``alert_ack``, issue #4) as annotations."""
+    """Alert state changes and acknowledgements as annotations. ``alert_ack`` (written by
+    ``twinwatch alerts ack``): tags domain, site, asset, sensor, rule, severity; fields
+    fingerprint, user, comment, summary. ``where`` filters on the tags both share."""
     alerts = influxql(
         'SELECT "summary" AS "text", "severity" AS "tags", "status" FROM "alert" '
         f"WHERE {where}$timeFilter",
@@ -44,36 +58,43 @@ def alert_annotations(d: db.Dashboard, where: str) -> db.Dashboard:
         fmt="table",
     )
     acks = influxql(
-        'SELECT "user" AS "text", "fingerprint" FROM "alert_ack" WHERE $timeFilter',
+        'SELECT "user" AS "text", "comment", "summary", "fingerprint" FROM "alert_ack" '
+        f"WHERE {where}$timeFilter",
         "Acks",
         fmt="table",
     )
+    # The SDK types an annotation's target as its generic AnnotationTarget (tags, limit); Grafana's
+    # InfluxDB datasource takes its own query there, which is what InfluxQL serialises.
     return d.annotation(
         db.AnnotationQuery()
         .name("Alerts")
         .datasource(INFLUX)
         .enable(True)
         .icon_color("red")
-        .target(alerts)
+        .target(alerts)  # type: ignore[arg-type]
     ).annotation(
         db.AnnotationQuery()
         .name("Acknowledgements")
         .datasource(INFLUX)
         .enable(True)
         .icon_color("green")
-        .target(acks)
+        .target(acks)  # type: ignore[arg-type]
     )
 
 
-def _scores_panel(domain: str, detectors: list[str]) -> timeseries.Panel:
-    fields = ", ".join(f'max("{d}") AS "{d}"' for d in detectors)
+def _scores_panel(
+    domain: str, detectors: list[str], thresholds: Mapping[str, float]
+) -> timeseries.Panel:
+    fields = ", ".join(f'max("{d}") / {thresholds[d]!r} AS "{d}"' for d in detectors)
     return (
         timeseries.Panel()
-        .title("Anomaly scores (max per interval)")
+        .title("Anomaly scores ÷ threshold (1 = hit)")
         .unit("none")
         .description(
-            "Detector scores of the selected sensors; higher is more anomalous. "
-            "A score at or above the detector's threshold is a hit (see Alerts)."
+            "Each detector's score divided by its hit threshold ("
+            + ", ".join(f"{d} {thresholds[d]:g}" for d in detectors)
+            + "), max per interval: 1 (the dashed line) is a hit, whatever the detector's "
+            "scale. Hits raise alerts (see Firing now)."
         )
         .with_target(
             influxql(
@@ -81,6 +102,17 @@ def _scores_panel(domain: str, detectors: list[str]) -> timeseries.Panel:
                 f'{SELECT} AND $timeFilter GROUP BY time($__interval), "sensor" fill(none)',
                 alias="$tag_sensor $col",
             )
+        )
+        .thresholds(thresholds_config([(None, "transparent"), (1.0, "red")]))
+        .thresholds_style(cb.GraphThresholdsStyleConfig().mode(GraphThresholdsStyleMode.DASHED))
+        .axis_soft_min(0)
+        .axis_soft_max(1.5)
+        .legend(
+            cb.VizLegendOptions()
+            .show_legend(True)
+            .display_mode(LegendDisplayMode.TABLE)
+            .placement(LegendPlacement.RIGHT)
+            .calcs(["max"])
         )
         .span(12)
         .height(8)
@@ -137,7 +169,7 @@ def _sensor_panel(site: str, asset: str, sensor) -> timeseries.Panel:
             if v is not None
         )
         desc += f" Red dashed lines: limits ({bounds}; {lim.source or 'configured'})."
-        panel = panel.thresholds(thresholds(steps)).thresholds_style(
+        panel = panel.thresholds(thresholds_config(steps)).thresholds_style(
             cb.GraphThresholdsStyleConfig().mode(GraphThresholdsStyleMode.DASHED)
         )
     return panel.description(desc)
@@ -194,9 +226,9 @@ def _security_panels(d: db.Dashboard) -> db.Dashboard:
         .description("Source IPs and users are fields, shown here, never used as tags.")
         .with_target(
             influxql(
-                'SELECT "kind", "outcome", "site", "asset", "sensor", "user", "src_ip", "dst_port", '
-                f'"message" FROM "security_event" WHERE {where} AND "outcome" =~ /^(failure|deny)$/ '
-                "ORDER BY time DESC LIMIT 100",
+                'SELECT "kind", "outcome", "site", "asset", "sensor", "user", "src_ip", '
+                f'"dst_port", "message" FROM "security_event" WHERE {where} '
+                'AND "outcome" =~ /^(failure|deny)$/ ORDER BY time DESC LIMIT 100',
                 fmt="table",
             )
         )
@@ -205,13 +237,14 @@ def _security_panels(d: db.Dashboard) -> db.Dashboard:
     )
 
 
-def domain_dashboard(config: Config, domain: str) -> db.Dashboard:
+def domain_dashboard(config: Config, domain: str, thresholds: Mapping[str, float]) -> db.Dashboard:
     title = DOMAIN_TITLES[domain]
     measurement = "security_event" if domain == "security" else "reading"
     d = new_dashboard(
         domain,
         f"twinwatch · {title}",
         f"{title}: readings with their limits, anomaly scores and alerts.",
+        config.city.timezone,
     )
     where = f'WITH KEY = "{{key}}" WHERE "domain" = \'{domain}\''
     d = (
@@ -254,6 +287,23 @@ def domain_dashboard(config: Config, domain: str) -> db.Dashboard:
             for name in config.detectors_for(ref)
         }
     )
+    tags = f"\"domain\" = '{domain}' AND {SELECT} AND "
+    d = d.with_panel(
+        stat.Panel()
+        .title("Firing now")
+        .unit("short")
+        .description(
+            "Alerts of the selected sensors firing at the end of the selected range, "
+            "wherever they started (alert_state)."
+        )
+        .with_target(
+            influxql(f'SELECT sum("firing") FROM {alert_state(tags, "firing")}', fmt="table")
+        )
+        .no_value("0")
+        .thresholds(thresholds_config([(None, "green"), (1, "orange")]))
+        .span(4)
+        .height(4)
+    )
     d = d.with_panel(
         stat.Panel()
         .title("Alerts fired (selected range)")
@@ -266,13 +316,15 @@ def domain_dashboard(config: Config, domain: str) -> db.Dashboard:
                 fmt="table",
             )
         )
-        .thresholds(thresholds([(None, "green"), (1, "orange")]))
+        .no_value("0")
+        .thresholds(thresholds_config([(None, "green"), (1, "orange")]))
         .span(4)
-        .height(8)
+        .height(4)
     )
-    d = d.with_panel(_alerts_table(domain).span(20))
+    d = d.with_panel(firing_table(tags, "").span(16))
+    d = d.with_panel(_alerts_table(domain).span(24 if not detectors else 12))
     if detectors:
-        d = d.with_panel(_scores_panel(domain, detectors).span(24))
+        d = d.with_panel(_scores_panel(domain, detectors, thresholds).span(12))
     if domain == "security":
         return _security_panels(d)
     return _readings_panels(config, domain, d)

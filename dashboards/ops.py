@@ -1,12 +1,13 @@
 """The Alerts and Pipeline health dashboards.
 
-    alerts_dashboard() -> Dashboard builder     Alertmanager (via Prometheus) + alert history
-    pipeline_dashboard() -> Dashboard builder   the flow's own metrics (Prometheus)
+    alerts_dashboard(config) -> Dashboard builder     what is firing, Alertmanager, history, acks
+    pipeline_dashboard(config) -> Dashboard builder   the flow's own metrics (Prometheus)
 
-Alertmanager is not a panel datasource in Grafana: what is active and silenced *now* comes from
-Alertmanager's own ``alertmanager_alerts`` metric (Prometheus scrapes it), the full lifecycle
-from the ``alert`` measurement in InfluxDB, and Grafana's alerting UI (linked) shows the
-Alertmanager datasource's groups and silences.
+Alertmanager is not a panel datasource in Grafana: what is firing at the end of the range comes
+from ``alert_state`` in InfluxDB (``common.alert_state``, any range), how many alerts Alertmanager
+holds and how many are silenced from its own ``alertmanager_alerts`` metric (Prometheus scrapes
+it), the full lifecycle from the ``alert`` measurement, and Grafana's alerting UI (linked) shows
+the Alertmanager datasource's groups and silences.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.builders import stat, table, timeseries
 from grafana_foundation_sdk.models.dashboard import DashboardLinkType
 
+from twinwatch.config import Config
 from twinwatch.dashboards.common import (
     ALERTMANAGER,
     SEVERITY_COLORS,
+    firing_table,
     influxql,
     new_dashboard,
     promql,
@@ -43,13 +46,14 @@ def _custom(name: str, label: str, values: tuple[str, ...]) -> db.CustomVariable
     )
 
 
-def alerts_dashboard() -> db.Dashboard:
+def alerts_dashboard(config: Config) -> db.Dashboard:
     where = '"domain" =~ /^$domain$/ AND "severity" =~ /^$severity$/ AND $timeFilter'
     d = (
         new_dashboard(
             "alerts",
             "twinwatch · Alerts",
-            "Alerts active in Alertmanager now, and the history of every alert.",
+            "What is firing now, what Alertmanager holds, and the history of every alert.",
+            config.city.timezone,
         )
         .with_variable(_custom("domain", "Domain", DOMAINS))
         .with_variable(_custom("severity", "Severity", tuple(SEVERITY_COLORS)))
@@ -61,6 +65,9 @@ def alerts_dashboard() -> db.Dashboard:
         )
     )
     d = alert_annotations(d, '"domain" =~ /^$domain$/ AND ')
+    d = d.with_panel(
+        firing_table('"domain" =~ /^$domain$/ AND ', '"severity" =~ /^$severity$/ AND ').span(24)
+    )
     d = d.with_panel(
         stat.Panel()
         .title("Active in Alertmanager")
@@ -111,8 +118,8 @@ def alerts_dashboard() -> db.Dashboard:
         .description("Newest first.")
         .with_target(
             influxql(
-                'SELECT "severity", "status", "domain", "site", "asset", "sensor", "rule", "value", '
-                f'"unit", "summary", "fingerprint" FROM "alert" WHERE {where} '
+                'SELECT "severity", "status", "domain", "site", "asset", "sensor", "rule", '
+                f'"value", "unit", "summary", "fingerprint" FROM "alert" WHERE {where} '
                 "ORDER BY time DESC LIMIT 200",
                 fmt="table",
             )
@@ -124,14 +131,16 @@ def alerts_dashboard() -> db.Dashboard:
     return d.with_panel(
         table.Panel()
         .title("Acknowledgements")
-        .description("Who acknowledged which alert (alert_ack, written by the alert workflow).")
+        .description("Who acknowledged which alert, and why (alert_ack, `twinwatch alerts ack`).")
         .with_target(
             influxql(
-                'SELECT "user", "fingerprint" FROM "alert_ack" '
-                "WHERE $timeFilter ORDER BY time DESC LIMIT 100",
+                'SELECT "user", "comment", "severity", "domain", "site", "asset", "sensor", '
+                f'"rule", "summary", "fingerprint" FROM "alert_ack" WHERE {where} '
+                "ORDER BY time DESC LIMIT 100",
                 fmt="table",
             )
         )
+        .mappings(severity_mappings())
         .span(24)
         .height(6)
     )
@@ -149,11 +158,13 @@ def _ts(title: str, desc: str, unit: str, expr: str, legend: str, w: int = 12) -
     )
 
 
-def pipeline_dashboard() -> db.Dashboard:
+def pipeline_dashboard(config: Config) -> db.Dashboard:
     d = new_dashboard(
         "pipeline",
         "twinwatch · Pipeline health",
-        "Is the flow keeping up? Throughput, lag, dead letters, sink errors, detector latency.",
+        "Is the flow keeping up, and is anything lost? Throughput, lag, dead letters, sink "
+        "errors, retries, the spool backlog and drops, latencies.",
+        config.city.timezone,
     )
     panels = [
         stat.Panel()
@@ -200,6 +211,33 @@ def pipeline_dashboard() -> db.Dashboard:
             "reqps",
             f"sum by (sink) (rate(twinwatch_sink_errors_total{_RATE}))",
             "{{sink}}",
+        ),
+        _ts(
+            "Write retries",
+            "Retried write attempts per second, by sink (the service was slow or down; "
+            "nothing is lost while retries succeed).",
+            "reqps",
+            f"sum by (sink) (rate(twinwatch_sink_retries_total{_RATE}))",
+            "{{sink}}",
+            8,
+        ),
+        _ts(
+            "Spool backlog",
+            "Bytes waiting in a sink's on-disk spool while its service is down; they are "
+            "backfilled in order when it returns. Growing = the service is still down.",
+            "bytes",
+            "max by (sink) (twinwatch_spool_bytes)",
+            "{{sink}}",
+            8,
+        ),
+        _ts(
+            "Points dropped (spool full)",
+            "Points dropped because a full spool made room (spool_policy drop_oldest). "
+            "Anything above 0 is data lost: raise spool_max_bytes or fix the service.",
+            "reqps",
+            f"sum by (sink) (rate(twinwatch_spool_dropped_total{_RATE}))",
+            "{{sink}}",
+            8,
         ),
         _ts(
             "Sink write latency p99",

@@ -6,7 +6,8 @@ be run against real InfluxDB and Prometheus servers (Grafana itself cannot run h
     expand_promql(q, interval, rate_interval) -> str
 
 Expansion follows Grafana 11's InfluxDB and Prometheus datasources: ``$timeFilter`` becomes
-``time >= <ms>ms and time <= <ms>ms``, ``$__interval`` a duration such as ``1m``, and a
+``time >= <ms>ms and time <= <ms>ms``, the global ``${__from}`` / ``${__to}`` the range's ends in
+epoch milliseconds, ``$__interval`` a duration such as ``1m``, and a
 template variable inside ``/^$var$/`` becomes its regex-escaped value, ``(a|b)`` for several,
 or the variable's ``allValue`` for All.
 """
@@ -76,10 +77,12 @@ def expand_influxql(
     """``variables`` maps a name to its already formatted text (``regex_value`` or ``.*``)."""
     s, e = round(start.timestamp() * 1000), round(end.timestamp() * 1000)
     q = q.replace("$timeFilter", f"time >= {s}ms and time <= {e}ms")
+    for name, value in (("__from", s), ("__to", e)):
+        q = q.replace("${" + name + "}", str(value)).replace("$" + name, str(value))
     q = q.replace("$__interval", interval)
     for name in sorted(variables, key=len, reverse=True):  # $site before $s
         q = q.replace(f"${name}", variables[name])
-    if re.search(r"\$\w", q):
+    if re.search(r"\$\{?\w", q):
         raise ValueError(f"unexpanded variable in {q!r}")
     return q
 

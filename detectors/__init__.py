@@ -20,7 +20,7 @@ See docs/detectors.md for what each detector is for, its state size and its spee
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from twinwatch.detectors.base import FAMILIES as _FAMILY_NAMES
 from twinwatch.detectors.base import (
@@ -87,7 +87,7 @@ __all__ = [
 #: twinwatch.engine.liveness (it watches for series that stop reporting), not a detector.
 FAMILIES: dict[str, dict[str, type]] = {f: {} for f in _FAMILY_NAMES}
 #: The scalar detectors: what a sensor's ``detectors:`` may name.
-REGISTRY = FAMILIES["scalar"]
+REGISTRY = cast("dict[str, type[Detector]]", FAMILIES["scalar"])  # the same dict, typed
 #: The vector detectors: what an asset group may name.
 VECTORS = FAMILIES["vector"]
 

@@ -49,7 +49,7 @@ class PhysicalLimits(Rule):
             self._scale = self.high - self.low
         else:
             limit = self.low if self.low is not None else self.high
-            self._scale = abs(limit) if limit else 1.0  # type: ignore[arg-type]
+            self._scale = abs(limit) if limit else 1.0
 
     def update(self, t: float, x: float) -> float:
         """Score ``x`` against the limits (``t`` is unused; there is nothing to learn)."""

@@ -11,7 +11,10 @@
 
 Every item is a *batch* (a list of records) and series are routed to ``flow.shards`` shard
 keys: Bytewax's per-item cost is paid per batch, not per reading (see docs/architecture.md).
-The parse step never raises on bad input; dead letters carry the reason.
+No input can stop the flow: the parse step turns bad input into dead letters with a reason,
+and every stateful step catches per record, so a bug on one record makes that record an
+``internal_error`` dead letter and the rest of its batch goes on. A source batch is
+acknowledged only once its records and its dead letters are durable (twinwatch.flows.acks).
 """
 
 from __future__ import annotations
@@ -23,11 +26,13 @@ from bytewax.dataflow import Dataflow
 
 from twinwatch.config import Config
 from twinwatch.engine.alerts import shard_of
+from twinwatch.engine.deadletter import internal_error
 from twinwatch.engine.liveness import Liveness, latest_times
 from twinwatch.engine.parse import Parser
 from twinwatch.engine.plan import Plan
 from twinwatch.engine.shard import Shard
-from twinwatch.flows.acks import Acked
+from twinwatch.flows.acks import Acked, DeadBatch, split_ack
+from twinwatch.flows.sinks import build_sinks
 from twinwatch.schema import Alert, SecurityEvent
 
 __all__ = ["build_flow"]
@@ -39,7 +44,11 @@ class _ShardLogic(op.StatefulBatchLogic):
 
     def on_batch(self, batches: list[list]) -> tuple[list, bool]:
         records = batches[0] if len(batches) == 1 else [r for b in batches for r in b]
-        return [self.shard.process(records)], op.StatefulBatchLogic.RETAIN
+        out: list = [self.shard.process(records)]
+        if self.shard.dead:  # records a bug made the shard raise on: passed on as dead letters
+            out.append(DeadBatch(self.shard.dead))
+            self.shard.dead = []
+        return out, op.StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> dict:
         return self.shard.to_state()
@@ -51,8 +60,14 @@ class _LivenessLogic(op.StatefulBatchLogic):
 
     def on_batch(self, summaries: list[dict[str, float]]) -> tuple[list, bool]:
         # One check per source batch, in order: the watermark advances as finely as the source.
-        alerts = [a for latest in summaries for a in self.liveness.process(latest)]
-        return ([alerts] if alerts else []), op.StatefulBatchLogic.RETAIN
+        alerts: list = []
+        dead = DeadBatch()
+        for latest in summaries:
+            try:
+                alerts += self.liveness.process(latest)
+            except Exception as e:  # a bug must not stop the flow: log once, dead-letter
+                dead.append(internal_error("liveness", e, "liveness", repr(latest)))
+        return [b for b in (alerts, dead) if b], op.StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> tuple:
         return self.liveness.to_state()
@@ -66,16 +81,28 @@ def _by_shard(records: list, shards: int) -> list[tuple[str, list]]:
 
 
 def _parse(parser: Parser, batch: list) -> tuple[list, list]:
-    """Parse a raw batch; its acknowledgement (twinwatch.flows.acks) moves to the records, or to the dead
-    letters when no record was valid, so the InfluxDB sink acks it once that batch is durable."""
+    """Parse a raw batch into (records, dead letters). Its acknowledgement
+    (twinwatch.flows.acks) is split between the two: the source messages are acknowledged once
+    the records are in InfluxDB (or its spool) *and* the dead letters are on disk."""
+    if type(batch) is DeadBatch:  # made by the source (e.g. a bad replay line)
+        return [], batch
     oks, errs = parser.split(batch)
     ack = getattr(batch, "ack", None)
     if ack is not None:
+        parts = split_ack(ack, bool(oks) + bool(errs))
         if oks:
-            oks = Acked(oks, ack)
-        else:
-            errs = Acked(errs, ack)
+            oks = Acked(oks, parts.pop())
+        if errs:
+            errs = Acked(errs, parts.pop())
     return oks, errs
+
+
+def _value(kv: tuple) -> list:
+    return kv[1]
+
+
+def _is_dead(batch: list) -> bool:
+    return type(batch) is DeadBatch
 
 
 def build_flow(
@@ -89,20 +116,12 @@ def build_flow(
     log_source=None,
 ) -> Dataflow:
     """Wire the flow. Sinks default to the configured services; tests may pass their own."""
-    services = config.services
-    if influx_sink is None:
-        from twinwatch.flows.sinks.influx import InfluxSink
-
-        influx_sink = InfluxSink(services.influxdb)
-    if alert_sink is None and (services.alertmanager.url or services.alertmanager.webhook_url):
-        from twinwatch.flows.sinks.alertmanager import AlertmanagerSink
-
-        alert_sink = AlertmanagerSink(services.alertmanager)
-    if dead_letter_sink is None:
-        from twinwatch.flows.sinks.deadletter import DeadLetterFileSink
-
-        dead_letter_sink = DeadLetterFileSink(config.flow.dead_letter_path)
-
+    sinks = build_sinks(
+        config,
+        influx_sink=influx_sink,
+        alert_sink=alert_sink,
+        dead_letter_sink=dead_letter_sink,
+    )
     parser = Parser(config)
     plan = Plan(config)
     shards = config.flow.shards
@@ -117,17 +136,20 @@ def build_flow(
 
         log_events, log_dead = log_input(flow, config, log_source)
         dead = op.merge("all_dead_letters", dead, log_dead)
-    op.output("dead_letter_file", dead, dead_letter_sink)
 
     keyed = op.flat_map("shard", records, lambda rs: _by_shard(rs, shards))
     detected = op.stateful_batch("detect", keyed, lambda s: _ShardLogic(plan, s))
-    outputs = op.map("unkey", detected, lambda kv: kv[1])
+    detect_out = op.branch("detect_dead", op.map("unkey", detected, _value), _is_dead)
+    outputs = detect_out.falses
+    dead = op.merge("with_detect_dead", dead, detect_out.trues)
 
     latest = op.map("latest", records, lambda rs: ("liveness", latest_times(rs)))
     stale = op.stateful_batch("liveness", latest, lambda s: _LivenessLogic(config, s))
-    stale_alerts = op.map("unkey_liveness", stale, lambda kv: kv[1])
+    stale_out = op.branch("liveness_dead", op.map("unkey_liveness", stale, _value), _is_dead)
+    stale_alerts = stale_out.falses
+    dead = op.merge("with_liveness_dead", dead, stale_out.trues)
 
-    to_influx = [records, outputs, stale_alerts, dead]
+    to_influx = [records, outputs, stale_alerts]
     if (
         config.flow.rollups
     ):  # reading_1m / reading_1h for long-range panels (twinwatch.flows.rollup)
@@ -149,14 +171,17 @@ def build_flow(
         )
         if log_source is not None:
             events = op.merge("all_security_events", events, log_events)
-        security_alerts.append(security_branch(config, events))
+        found, security_dead = security_branch(config, events)
+        security_alerts.append(found)
         to_influx += security_alerts
-    op.output("influxdb", op.merge("to_influx", *to_influx), influx_sink)
-    if alert_sink is not None:
+        dead = op.merge("with_security_dead", dead, security_dead)
+    op.output("dead_letter_file", dead, sinks.dead_letters)
+    op.output("influxdb", op.merge("to_influx", *to_influx, dead), sinks.influx)
+    if sinks.alerts is not None:
         alerts = op.filter_map(
             "alerts",
             op.merge("all_alerts", outputs, stale_alerts, *security_alerts),
             lambda batch: [a for a in batch if type(a) is Alert] or None,
         )
-        op.output("alertmanager", alerts, alert_sink)
+        op.output("alertmanager", alerts, sinks.alerts)
     return flow

@@ -30,7 +30,7 @@ import bytewax.operators as op
 from bytewax.dataflow import Stream
 from bytewax.operators.windowing import EventClock, TumblingWindower, fold_window
 
-from twinwatch.schema import Reading, Rollup
+from twinwatch.schema import Reading, Rollup, RollupWindow
 
 __all__ = ["rollups", "split_by_window", "fold_rollups", "merge_rollups", "finish"]
 
@@ -39,8 +39,8 @@ _MINUTE_MS = 60_000
 _HOUR_MS = 3_600_000
 _WINDOW_MS = {"1m": _MINUTE_MS, "1h": _HOUR_MS}
 
-# accumulator: (window start ms, {series: [sum, min, max, count, template record]})
-Acc = tuple[int, dict[str, list]]
+# accumulator: (window start ms, {(site, asset, sensor): [sum, min, max, count, template record]})
+Acc = tuple[int, dict[tuple[str, str, str], list]]
 
 
 def split_by_window(item: tuple[str, list], window_ms: int) -> list[tuple[str, tuple]]:
@@ -123,7 +123,7 @@ def merge_rollups(a: Acc, b: Acc) -> Acc:
     return (a[0] or b[0], a[1])
 
 
-def finish(acc: Acc, window: str) -> list[Rollup]:
+def finish(acc: Acc, window: RollupWindow) -> list[Rollup]:
     """A closed window's accumulator -> one Rollup per series."""
     start = _EPOCH + timedelta(milliseconds=acc[0])
     out = []
@@ -148,10 +148,10 @@ def finish(acc: Acc, window: str) -> list[Rollup]:
 
 
 def _window(
-    step_id: str, keyed: Stream, window: str, window_ms: int, lateness: timedelta
+    step_id: str, keyed: Stream, window: RollupWindow, window_ms: int, lateness: timedelta
 ) -> Stream:
     items = op.flat_map(f"{step_id}_split", keyed, lambda kv: split_by_window(kv, window_ms))
-    clock = EventClock(
+    clock: EventClock[tuple] = EventClock(
         lambda item: _EPOCH + timedelta(milliseconds=item[2]), wait_for_system_duration=lateness
     )
     windower = TumblingWindower(length=timedelta(milliseconds=window_ms), align_to=_EPOCH)

@@ -14,8 +14,11 @@ import bytewax.operators as op
 
 from twinwatch.config import Config
 from twinwatch.engine.alerts import shard_of
+from twinwatch.engine.deadletter import internal_error
 from twinwatch.engine.logparse import LogParser
 from twinwatch.engine.security import SecurityShard
+from twinwatch.flows.acks import DeadBatch
+from twinwatch.flows.sinks import build_sinks
 from twinwatch.schema import Alert
 
 __all__ = ["security_branch", "log_input", "build_log_flow"]
@@ -30,8 +33,15 @@ class _SecurityLogic(op.StatefulBatchLogic):
 
     def on_batch(self, batches: list[list]) -> tuple[list, bool]:
         events = batches[0] if len(batches) == 1 else [e for b in batches for e in b]
-        out = self.shard.process(events)
-        return ([out] if out else []), op.StatefulBatchLogic.RETAIN
+        out: list = []
+        dead = DeadBatch()
+        process = self.shard.process
+        for ev in events:  # one at a time: a bug on one event must not stop the others
+            try:
+                out += process([ev])
+            except Exception as e:
+                dead.append(internal_error("security", e, ev.series, repr(ev)))
+        return [b for b in (out, dead) if b], op.StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> dict:
         return self.shard.to_state()
@@ -45,17 +55,42 @@ def _by_asset(events: list, shards: int) -> list[tuple[str, list]]:
 
 
 def security_branch(config: Config, events):
-    """Security events (batches) -> batches of findings and alerts."""
+    """Security events (batches) -> (batches of findings and alerts, batches of dead letters)."""
     shards = config.flow.shards
     keyed = op.flat_map("security_shard", events, lambda evs: _by_asset(evs, shards))
     out = op.stateful_batch("security", keyed, lambda s: _SecurityLogic(config, s))
-    return op.map("unkey_security", out, lambda kv: kv[1])
+    split = op.branch("security_dead", op.map("unkey_security", out, lambda kv: kv[1]), _is_dead)
+    return split.falses, split.trues
+
+
+def _is_dead(batch: list) -> bool:
+    return type(batch) is DeadBatch
+
+
+def _split(parser: LogParser, batch: list) -> tuple[list, list]:
+    """The parser never raises on bad lines; if a bug makes it raise on one, that line is
+    found by parsing the batch line by line, and dead-lettered (``internal_error``)."""
+    try:
+        return parser.split(batch)
+    except Exception:
+        events: list = []
+        dead: list = []
+        for item in batch:
+            try:
+                ok, bad = parser.split([item])
+            except Exception as e:
+                origin, line = item if isinstance(item, tuple) and len(item) == 2 else ("?", item)
+                dead.append(internal_error("logparse", e, str(origin), line, source="log"))
+            else:
+                events += ok
+                dead += bad
+        return events, dead
 
 
 def log_input(flow, config: Config, log_source):
     """A log-line source (syslog, tail) -> (batches of SecurityEvents, batches of DeadLetters)."""
     parser = LogParser(config)
-    parsed = op.map("logparse", op.input("logs", flow, log_source), parser.split)
+    parsed = op.map("logparse", op.input("logs", flow, log_source), lambda b: _split(parser, b))
     events = op.filter_map("log_events", parsed, lambda p: p[0] or None)
     dead = op.filter_map("log_dead_letters", parsed, lambda p: p[1] or None)
     return events, dead
@@ -73,27 +108,21 @@ def build_log_flow(
     """A flow of log sources only (``twinwatch logs``): parse, detect, alert, write."""
     from bytewax.dataflow import Dataflow
 
-    services = config.services
-    if influx_sink is None:
-        from twinwatch.flows.sinks.influx import InfluxSink
-
-        influx_sink = InfluxSink(services.influxdb)
-    if alert_sink is None and services.alertmanager.url:
-        from twinwatch.flows.sinks.alertmanager import AlertmanagerSink
-
-        alert_sink = AlertmanagerSink(services.alertmanager)
-    if dead_letter_sink is None:
-        from twinwatch.flows.sinks.deadletter import DeadLetterFileSink
-
-        dead_letter_sink = DeadLetterFileSink(config.flow.dead_letter_path)
+    sinks = build_sinks(
+        config,
+        influx_sink=influx_sink,
+        alert_sink=alert_sink,
+        dead_letter_sink=dead_letter_sink,
+    )
     flow = Dataflow(flow_id)
     events, dead = log_input(flow, config, log_source)
-    op.output("dead_letter_file", dead, dead_letter_sink)
-    outputs = security_branch(config, events)
-    op.output("influxdb", op.merge("to_influx", events, outputs, dead), influx_sink)
-    if alert_sink is not None:
+    outputs, security_dead = security_branch(config, events)
+    dead = op.merge("all_dead_letters", dead, security_dead)
+    op.output("dead_letter_file", dead, sinks.dead_letters)
+    op.output("influxdb", op.merge("to_influx", events, outputs, dead), sinks.influx)
+    if sinks.alerts is not None:
         alerts = op.filter_map(
             "alerts", outputs, lambda batch: [a for a in batch if type(a) is Alert] or None
         )
-        op.output("alertmanager", alerts, alert_sink)
+        op.output("alertmanager", alerts, sinks.alerts)
     return flow

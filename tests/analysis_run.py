@@ -1,10 +1,10 @@
 """A short simulated run through the real flow into a real InfluxDB, shared by the analysis tests.
 
 Six simulated hours of the example city, with seven of its incidents moved into that span, go
-through ``twinwatch.flows.dataflow.build_flow`` (Bytewax's ``run_main``) with the real ``InfluxSink``
-pointed at the session InfluxDB 1.6.7. A tee records every record the flow handed to the sink
-(what was written), and a few garbage messages make dead letters. Then an on-call engineer
-acknowledges two of the fired alerts: ``alert_ack`` points, as ``twinwatch alerts ack``
+through ``twinwatch.flows.dataflow.build_flow`` (Bytewax's ``run_main``) with the real
+``InfluxSink`` pointed at the session InfluxDB 1.6.7. A tee records every record the flow handed
+to the sink (what was written), and a few garbage messages make dead letters. Then an on-call
+engineer acknowledges two of the fired alerts: ``alert_ack`` points, as ``twinwatch alerts ack``
 (issue #4) writes them.
 
 The run is made once per test session (the ``analysis_run`` fixture in tests/conftest.py): every

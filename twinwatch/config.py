@@ -7,8 +7,8 @@ Layers, later wins: the YAML file, then environment variables named
 scalars), e.g. ``TWINWATCH__SERVICES__INFLUXDB__URL=http://10.0.0.5:8086``.
 
 Secrets never live in the config: a password or token is a ``Secret`` that names an environment
-variable or a file (``{env: TWINWATCH_INFLUX_TOKEN}`` or ``{file: /run/secrets/influx}``); it is read
-only when a client connects and its repr never shows the value.
+variable or a file (``{env: TWINWATCH_INFLUX_TOKEN}`` or ``{file: /run/secrets/influx}``); it is
+read only when a client connects and its repr never shows the value.
 
 The config is validated completely when it is built (types, references between sections,
 duplicate ids), so a typo fails at start-up with the path of the bad key, not hours later.
@@ -16,10 +16,12 @@ duplicate ids), so a typo fails at start-up with the path of the bad key, not ho
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 import yaml
@@ -55,10 +57,14 @@ __all__ = [
     "TemplateMining",
     "SecuritySettings",
     "Retention",
+    "is_loopback",
 ]
 
 EXAMPLE_CONFIG = Path(__file__).parent / "examples" / "pilot-city.yaml"
 ENV_PREFIX = "TWINWATCH__"
+# The example city has ~630 bytes of YAML per sensor: 16 MiB holds some 25,000 sensors. A larger
+# file is almost certainly the wrong file, and YAML of that size takes minutes and GBs to load.
+MAX_CONFIG_BYTES = 16 * 2**20
 BUILTIN_RULES = ("stale",)  # alert rules that are not detectors (twinwatch.engine.liveness)
 
 Id = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
@@ -87,6 +93,7 @@ class Secret(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             if value is None:
                 raise ConfigError(f"secret: environment variable {self.env} is not set")
             return value
+        assert self.file is not None  # __post_init__: exactly one of env, file
         try:
             return Path(self.file).read_text().strip()
         except OSError as e:
@@ -170,7 +177,7 @@ class AlertRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     for_s: Annotated[float, msgspec.Meta(ge=0)] = 0.0
     clear_s: Annotated[float, msgspec.Meta(ge=0)] = 300.0
     summary: str = "{detector} anomaly on {site}/{asset}/{sensor}: {value:g} {unit}"
-    # Issue #4 (twinwatch/engine/lifecycle.py): hysteresis, flapping, escalation, re-notify interval.
+    # Issue #4 (twinwatch/engine/lifecycle.py): hysteresis, flapping, escalation, re-notify period.
     reset: Annotated[float, msgspec.Meta(ge=0)] | None = (
         None  # an active alert stays hit while score >= reset
     )
@@ -217,6 +224,8 @@ class InfluxService(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     spool_max_bytes: Annotated[int, msgspec.Meta(ge=1)] = 256 * 2**20
     spool_policy: Literal["drop_oldest", "block"] = "drop_oldest"
     spool_retry_s: PositiveFloat = 2.0  # how often a backfill is tried while InfluxDB is down
+    # `run`, `logs` and `services up` create the database (v1) or check the bucket (v2) at start.
+    create_database: bool = True
     tls: Tls = Tls()
     retention: Retention = msgspec.field(default_factory=lambda: Retention())
 
@@ -315,14 +324,34 @@ class FlowSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_payload_bytes: Annotated[int, msgspec.Meta(ge=64)] = 65536
     dead_letter_path: str = "var/dead-letters.jsonl"
     stale_factor: PositiveFloat = 5.0  # a series silent for factor x interval is stale
-    max_future_s: PositiveFloat = 86400.0  # a time further ahead of the wall clock is rejected
+    # Accepted event times (wider ones are dead letters, reason bad_time): at most max_future_s
+    # ahead of the wall clock, and at most max_lateness_s behind the newest time this stream has
+    # accepted (the stream's own clock, so replays of history work). Together they bound how
+    # many InfluxDB shard groups a stream can touch. None: no lateness bound.
+    max_future_s: PositiveFloat = 86400.0
+    max_lateness_s: PositiveFloat | None = 7 * 86400.0
+    # Liveness judges silence against the quorum-th newest series time, so one device with a
+    # clock far ahead cannot make every other series look stale (twinwatch.engine.liveness).
+    liveness_quorum: Annotated[int, msgspec.Meta(ge=1)] = 3
+    # Messages a source holds before it stops reading from the broker (backpressure: a blocked
+    # sink leaves the backlog on the broker, not in the flow's memory).
+    max_queued: Annotated[int, msgspec.Meta(ge=1)] = 20_000
     rollups: bool = True  # write reading_1m / reading_1h (twinwatch.flows.rollup)
     rollup_lateness_s: Annotated[float, msgspec.Meta(ge=0)] = 30.0  # event-time wait per window
 
 
 class City(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     name: str
-    timezone: str = "Asia/Seoul"
+    timezone: str = "Asia/Seoul"  # IANA name; the zone of log lines that carry none
+
+    def __post_init__(self) -> None:
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"city.timezone: unknown time zone {self.timezone!r} (an IANA name such as "
+                "Asia/Seoul or UTC)"
+            ) from None
 
 
 class Incident(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -413,6 +442,12 @@ class SecuritySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             "tamper": "caution",
         }
     )  # device events that alert by themselves; others (door_open) only correlate
+    # Further device event kinds kept as they are (a tag). Any kind neither here nor in
+    # device_events is stored as kind `other` with the device's word in the message field,
+    # so a device cannot create series at will.
+    device_event_kinds: list[Id] = msgspec.field(
+        default_factory=lambda: ["door_open", "door_closed", "motion", "line_crossing"]
+    )
 
     def __post_init__(self) -> None:
         for where in (self.default_asset, *self.hosts.values()):
@@ -499,6 +534,16 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, dict=True)
         return self
 
 
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
+
+
 def _apply_env(raw: dict, environ: dict[str, str]) -> dict:
     for key, text in environ.items():
         if not key.startswith(ENV_PREFIX):
@@ -531,12 +576,31 @@ def load_config(
     env = dict(os.environ) if environ is None else environ
     path = Path(path or env.get("TWINWATCH_CONFIG") or EXAMPLE_CONFIG)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        with path.open("rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
     except OSError as e:
         raise ConfigError(f"config: cannot read {path}: {e.strerror}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"config: {path} is larger than {MAX_CONFIG_BYTES // 2**20} MiB; is it the right file?"
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"config: {path} is not UTF-8 text (byte {e.start}: {data[e.start : e.start + 1]!r})"
+        ) from None
+    try:
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise ConfigError(f"config: {path} is not valid YAML: {e}") from None
+        raise ConfigError(f"config: {path} is not valid YAML: {_first_line(e)}") from None
+    except RecursionError:
+        raise ConfigError(f"config: {path} is nested too deeply") from None
     return parse_config(raw, env)
 
 
-assert set(DOMAINS) == set(Domain.__args__)  # the two spellings of the domain set agree
+def _first_line(e: Exception) -> str:
+    return " ".join(str(e).split())[:300]
+
+
+assert set(DOMAINS) == set(get_args(Domain))  # the two spellings of the domain set agree

@@ -17,7 +17,7 @@ import random
 import ssl
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from twinwatch.config import Tls
 
@@ -33,6 +33,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+E = TypeVar("E", bound="HttpError")
 
 
 class HttpError(Exception):
@@ -73,9 +74,11 @@ def retry(
     backoff_s: float,
     max_backoff_s: float,
     sleep: Callable[[float], Any],
-    on_retry: Callable[[int, float, HttpError], None] | None = None,
+    on_retry: Callable[[int, float, E], None] | None = None,
 ) -> T:
-    """Run ``call``; on Unavailable, wait and try again up to ``max_retries`` times."""
+    """Run ``call``; on Unavailable, wait and try again up to ``max_retries`` times.
+    ``on_retry`` is typed with the client's own error class: a client's ``call`` raises only its
+    own subclasses."""
     attempt = 0
     while True:
         try:
@@ -87,7 +90,7 @@ def retry(
             attempt += 1
             log.warning("%s: %s; retry %d/%d in %.2fs", name, e, attempt, max_retries, delay)
             if on_retry is not None:
-                on_retry(attempt, delay, e)
+                on_retry(attempt, delay, cast(E, e))
             sleep(delay)
 
 

@@ -30,7 +30,7 @@ import json
 import logging
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -48,6 +48,7 @@ __all__ = [
     "InfluxV2Writer",
     "Writer",
     "make_writer",
+    "prepare_database",
 ]
 
 log = logging.getLogger(__name__)
@@ -112,8 +113,12 @@ class _Retrying:
     max_retries: int
     backoff_s: float
     max_backoff_s: float
+    batch_size: int
     _sleep: Callable[[float], Any]
     _on_retry: RetryHook | None
+
+    def write_chunk(self, lines: Sequence[str]) -> None:
+        raise NotImplementedError
 
     def _retry(self, call: Callable[[], T]) -> T:
         return retry(
@@ -129,9 +134,9 @@ class _Retrying:
     def write(self, lines: Sequence[str]) -> int:
         """Write all lines in chunks of ``batch_size``; returns the number written.
         Raises at the first chunk that fails (earlier chunks stay written)."""
-        bs = self.batch_size  # type: ignore[attr-defined]
+        bs = self.batch_size
         for i in range(0, len(lines), bs):
-            self.write_chunk(lines[i : i + bs])  # type: ignore[attr-defined]
+            self.write_chunk(lines[i : i + bs])
         return len(lines)
 
 
@@ -390,10 +395,11 @@ class InfluxV2Writer(_Retrying):
                 bucket=self.bucket,
                 org=self.org,
                 record=list(lines),
-                write_precision=WritePrecision.MS,
+                # the client annotates WritePrecision but its members are plain str ("ms")
+                write_precision=WritePrecision.MS,  # type: ignore[arg-type]
             )
         except ApiException as e:
-            headers = e.headers or {}
+            headers: Mapping[str, str] = e.headers or {}
             raise _status_error(
                 what,
                 int(e.status or 0),
@@ -402,6 +408,24 @@ class InfluxV2Writer(_Retrying):
             ) from None
         except (Urllib3Error, OSError) as e:
             raise InfluxUnavailable(f"{what}: {type(e).__name__}: {e}") from None
+
+    def bucket_exists(self) -> bool | None:
+        """Whether the bucket exists; None if the server has no bucket API (404 on it)."""
+        from influxdb_client.rest import ApiException
+        from urllib3.exceptions import HTTPError as Urllib3Error
+
+        name = self.bucket.split("/", 1)[0] if "/" in self.bucket else self.bucket
+        what = f"check bucket {self.bucket} at {self.url}"
+        try:
+            found = self._client.buckets_api().find_bucket_by_name(name)
+        except ApiException as e:
+            text = _error_text(e.body)
+            if e.status == 404 or (e.status == 400 and "unsupported path" in text):
+                return None  # not InfluxDB 2.x/3.x (e.g. VictoriaMetrics): no bucket API
+            raise _status_error(what, int(e.status or 0), text, None) from None
+        except (Urllib3Error, OSError) as e:
+            raise InfluxUnavailable(f"{what}: {type(e).__name__}: {e}") from None
+        return found is not None
 
     def write_chunk(self, lines: Sequence[str]) -> None:
         if not lines:
@@ -413,12 +437,51 @@ class InfluxV2Writer(_Retrying):
 Writer = InfluxV1Writer | InfluxV2Writer
 
 
+def prepare_database(cfg: InfluxService) -> bool:
+    """At start (``run``, ``logs``, ``services up``): create the v1 database (a no-op if it
+    exists) or check that the v2 bucket exists. Logs one line saying what it found; never
+    raises for the server's answers (the sink spools until InfluxDB takes the points, and the
+    run's exit status tells). True if the database is known to be there."""
+    where = f"InfluxDB {cfg.url}"
+    try:
+        with make_writer(cfg, max_retries=0) as w:
+            if isinstance(w, InfluxV1Writer):
+                w.create_database()
+                log.info("%s: database %r ready", where, cfg.database)
+                return True
+            found = w.bucket_exists()
+    except InfluxUnavailable as e:
+        log.error("%s is unreachable at start (%s): points are spooled until it is back", where, e)
+        return False
+    except InfluxRejected as e:
+        what = f"create database {cfg.database!r}" if cfg.api == "v1" else "check the bucket"
+        hint = {
+            401: "check services.influxdb.username/password (or token)",
+            403: "the user may not create databases: create it as an admin, or set "
+            "services.influxdb.create_database: false",
+        }.get(e.status or 0, "check services.influxdb")
+        log.error("%s: cannot %s (HTTP %s: %s); %s", where, what, e.status, e.text[:200], hint)
+        return False
+    if found is None:
+        log.info("%s has no bucket API (not InfluxDB 2.x/3.x): writing without a check", where)
+        return True
+    if not found:
+        log.error(
+            "%s: bucket %r does not exist in org %r: create it (services.influxdb.bucket/org); "
+            "points are spooled until it exists",
+            where,
+            w.bucket,
+            w.org,
+        )
+    return found
+
+
 def make_writer(cfg: InfluxService, **kw: Any) -> Writer:
-    """The writer for ``cfg.api``; secrets are revealed here. ``kw`` goes to the writer
-    (e.g. ``sleep``, ``on_retry``, ``client`` for v1)."""
+    """The writer for ``cfg.api``; secrets are revealed here. ``kw`` goes to the writer and
+    overrides the config's values (e.g. ``sleep``, ``on_retry``, ``max_retries``, ``client``)."""
     password = cfg.password.reveal() if cfg.password is not None else None
     token = cfg.token.reveal() if cfg.token is not None else None
-    common = dict(
+    common: dict[str, Any] = dict(
         username=cfg.username,
         password=password,
         token=token,
@@ -427,11 +490,12 @@ def make_writer(cfg: InfluxService, **kw: Any) -> Writer:
         batch_size=cfg.batch_size,
         tls=cfg.tls,
     )
+    common.update(kw)
     if cfg.api == "v1":
         return InfluxV1Writer(
-            cfg.url, cfg.database, retention_policy=cfg.retention_policy, **common, **kw
+            cfg.url, cfg.database, retention_policy=cfg.retention_policy, **common
         )
     bucket = cfg.bucket or (
         f"{cfg.database}/{cfg.retention_policy}" if cfg.retention_policy else cfg.database
     )
-    return InfluxV2Writer(cfg.url, bucket, org=cfg.org, **common, **kw)
+    return InfluxV2Writer(cfg.url, bucket, org=cfg.org, **common)

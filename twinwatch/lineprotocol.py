@@ -14,6 +14,9 @@ fields, never tags, so series cardinality stays bounded):
     anomaly         asset detector domain sensor site              score value   (one per hit)
     alert           asset domain rule sensor severity site status  fingerprint value unit summary
                                                                    starts_at_ms(i)
+    alert_state     asset domain rule sensor site                  status severity level(i)
+                                                                   firing(i) fingerprint value
+                                                                   unit summary starts_at_ms(i)
     dead_letter     reason source                                  topic detail payload
     reading_1m      asset domain quantity sensor site unit         mean min max count(i)
     reading_1h      (the same; ``Rollup`` records, time = window start)
@@ -44,10 +47,16 @@ Tag keys are written in sorted order (what InfluxDB stores anyway, so it need no
 escaped "measurement,tags" head of a point is cached per series (a bounded dict, cleared when
 full): series repeat, so the hot path is one dict lookup plus one f-string.
 
+Every Alert record gives two points: its state change in ``alert`` (the history, one series per
+status and severity) and the alert's state in ``alert_state``, whose tags are exactly the
+alert's identity (the fingerprint hashes them), so the alert is one series and "what is firing at
+time T" is ``last()`` per series with ``time <= T`` (docs/dashboards.md). ``level`` is the
+severity's rank (1 attention .. 4 severe) while firing and 0 otherwise; ``firing`` is 1 or 0.
+
 InfluxDB keeps one point per (measurement, tag set, timestamp): a second point overwrites the
 first. Readings, scores and alerts rely on that (re-delivery is idempotent); security events and
-dead letters get distinct times upstream (``twinwatch.engine.parse.UniqueTimes``), so the encoder is stateless
-apart from its caches.
+dead letters get distinct times upstream (``twinwatch.engine.parse.UniqueTimes``), so the encoder
+is stateless apart from its caches.
 """
 
 from __future__ import annotations
@@ -57,7 +66,15 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from twinwatch.schema import Alert, AnomalyScore, DeadLetter, Reading, Rollup, SecurityEvent
+from twinwatch.schema import (
+    SEVERITIES,
+    Alert,
+    AnomalyScore,
+    DeadLetter,
+    Reading,
+    Rollup,
+    SecurityEvent,
+)
 
 __all__ = [
     "PRECISION",
@@ -80,6 +97,7 @@ MEASUREMENTS: tuple[str, ...] = (
     "anomaly_score",
     "anomaly",
     "alert",
+    "alert_state",
     "dead_letter",
 )
 
@@ -190,6 +208,8 @@ _EVENT_TAGS = ("domain", "site", "asset", "sensor", "kind", "outcome")
 _SCORE_TAGS = ("domain", "site", "asset", "sensor")
 _ANOMALY_TAGS = ("domain", "site", "asset", "sensor", "detector")
 _ALERT_TAGS = ("domain", "site", "asset", "sensor", "rule", "severity", "status")
+_STATE_TAGS = ("domain", "site", "asset", "sensor", "rule")
+_LEVEL = {s: i for i, s in enumerate(SEVERITIES, 1)}
 _DEAD_TAGS = ("source", "reason")
 
 
@@ -234,9 +254,9 @@ def _anomaly_score(s: AnomalyScore) -> list[str]:
     fields.append(f"hits={len(s.hits)}i")
     lines = [f"{_cached_head('anomaly_score', _SCORE_TAGS, series)} {','.join(fields)} {ms}"]
     for detector in s.hits:
-        score = s.scores.get(detector)
+        hit_score = s.scores.get(detector)
         parts = []
-        if score is not None and (text := _field(float(score))) is not None:
+        if hit_score is not None and (text := _field(float(hit_score))) is not None:
             parts.append(f"score={text}")
         if value is not None:
             parts.append(f"value={value}")
@@ -250,13 +270,21 @@ def _alert(a: Alert) -> list[str]:
     head = _cached_head(
         "alert", _ALERT_TAGS, (a.domain, a.site, a.asset, a.sensor, a.rule, a.severity, a.status)
     )
-    fields = [f"fingerprint={escape_string(a.fingerprint)}"]
+    common = [f"fingerprint={escape_string(a.fingerprint)}"]
     if (value := _field(float(a.value))) is not None:
-        fields.append(f"value={value}")
-    fields.append(f"unit={escape_string(a.unit)}")
-    fields.append(f"summary={escape_string(a.summary)}")
-    fields.append(f"starts_at_ms={_ms(a.starts_at)}i")
-    return [f"{head} {','.join(fields)} {_ms(a.at)}"]
+        common.append(f"value={value}")
+    common.append(f"unit={escape_string(a.unit)}")
+    common.append(f"summary={escape_string(a.summary)}")
+    common.append(f"starts_at_ms={_ms(a.starts_at)}i")
+    ms = _ms(a.at)
+    state = _cached_head("alert_state", _STATE_TAGS, (a.domain, a.site, a.asset, a.sensor, a.rule))
+    firing = a.status == "firing"
+    level = _LEVEL.get(a.severity, 0) if firing else 0
+    return [
+        f"{head} {','.join(common)} {ms}",
+        f"{state} status={escape_string(a.status)},severity={escape_string(a.severity)},"
+        f"level={level}i,firing={int(firing)}i,{','.join(common)} {ms}",
+    ]
 
 
 def _dead_letter(d: DeadLetter) -> list[str]:
@@ -291,6 +319,7 @@ _ENCODERS: dict[type, Callable[[Any], list[str]]] = {
     DeadLetter: _dead_letter,
     Rollup: _rollup,
 }
+_SECOND = {"anomaly_score": "anomaly", "alert": "alert_state"}  # where a record's extra lines go
 _MEASUREMENT_OF: dict[type, str] = {
     Reading: "reading",
     SecurityEvent: "security_event",
@@ -313,16 +342,14 @@ def encode_many(records: Iterable[Any]) -> list[str]:
     out: list[str] = []
     encoders = _ENCODERS
     for r in records:
-        fn = encoders.get(type(r))
-        if fn is None:
-            encode(r)  # raises the TypeError
+        fn = encoders.get(type(r), encode)  # encode raises the TypeError
         out += fn(r)
     return out
 
 
 def encode_by_measurement(records: Iterable[Any]) -> dict[str, list[str]]:
     """Lines grouped by measurement (for per-measurement counts); AnomalyScore hits go to
-    ``anomaly``."""
+    ``anomaly``, an Alert's state to ``alert_state``."""
     groups: dict[str, list[str]] = {}
     for r in records:
         lines = encode(r)
@@ -331,5 +358,5 @@ def encode_by_measurement(records: Iterable[Any]) -> dict[str, list[str]]:
         m = _MEASUREMENT_OF.get(type(r)) or r.measurement  # Rollup: one per window
         groups.setdefault(m, []).append(lines[0])
         if len(lines) > 1:
-            groups.setdefault("anomaly", []).extend(lines[1:])
+            groups.setdefault(_SECOND.get(m, "anomaly"), []).extend(lines[1:])
     return groups

@@ -6,7 +6,11 @@ sets (source kinds, sink names, dead-letter reasons, domains, detector names), n
 
 from __future__ import annotations
 
+import logging
+
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+from twinwatch.config import ConfigError, is_loopback
 
 __all__ = [
     "RECORDS_IN",
@@ -16,14 +20,20 @@ __all__ = [
     "SINK_WRITE_SECONDS",
     "SINK_ERRORS",
     "SINK_RETRIES",
+    "SINK_SINCE_SUCCESS",
+    "SINK_IN_FLIGHT",
+    "SINK_REFUSED",
     "SPOOL_BYTES",
     "SPOOL_DROPPED",
     "QUEUE_DEPTH",
     "SOURCE_READY",
+    "SOURCE_PAUSED",
     "ANOMALIES",
     "ALERTS",
     "serve",
 ]
+
+log = logging.getLogger(__name__)
 
 RECORDS_IN = Counter("twinwatch_records_in", "Raw records received, by source.", ["source"])
 RECORDS_OUT = Counter(
@@ -47,6 +57,22 @@ SINK_ERRORS = Counter(
     "twinwatch_sink_errors", "Failed batch writes (after retries), by sink.", ["sink"]
 )
 SINK_RETRIES = Counter("twinwatch_sink_retries", "Retried write attempts, by sink.", ["sink"])
+# A hung or refused sink: the seconds since its last successful write keep growing, and a write
+# that never returns keeps its batch in flight.
+SINK_SINCE_SUCCESS = Gauge(
+    "twinwatch_sink_seconds_since_success",
+    "Seconds since the sink's last successful write (since start if none yet).",
+    ["sink"],
+)
+SINK_IN_FLIGHT = Gauge(
+    "twinwatch_sink_in_flight_batches", "Batches a sink is writing right now, by sink.", ["sink"]
+)
+SINK_REFUSED = Counter(
+    "twinwatch_sink_refused",
+    "Writes refused for credentials, permission or a missing database (kept, not dropped), "
+    "by sink and HTTP status.",
+    ["sink", "status"],
+)
 SPOOL_BYTES = Gauge(
     "twinwatch_spool_bytes", "Bytes waiting in the on-disk spool of a sink (backlog).", ["sink"]
 )
@@ -61,6 +87,11 @@ QUEUE_DEPTH = Gauge(
 SOURCE_READY = Gauge(
     "twinwatch_source_ready", "1 while the source is connected and subscribed.", ["source"]
 )
+SOURCE_PAUSED = Gauge(
+    "twinwatch_source_paused",
+    "1 while the source has stopped taking messages because the flow is behind (backpressure).",
+    ["source"],
+)
 ANOMALIES = Counter(
     "twinwatch_anomalies", "Detector hits, by domain and detector.", ["domain", "detector"]
 )
@@ -72,6 +103,19 @@ ALERTS = Counter(
 
 
 def serve(host: str, port: int) -> None:
-    """Expose /metrics on host:port (no-op when port is 0)."""
+    """Expose /metrics on host:port (no-op when port is 0); warn when it is not loopback."""
     if port:
-        start_http_server(port, addr=host)
+        if not is_loopback(host):
+            log.warning(
+                "metrics: serving /metrics on %s:%d, reachable beyond this machine "
+                "(services.metrics.host); use 127.0.0.1 unless a firewall guards it",
+                host,
+                port,
+            )
+        try:
+            start_http_server(port, addr=host)
+        except OSError as e:
+            raise ConfigError(
+                f"services.metrics: cannot serve /metrics on {host}:{port}: {e.strerror} "
+                "(set services.metrics.port, or 0 to disable)"
+            ) from None

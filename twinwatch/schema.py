@@ -11,7 +11,7 @@ Every record that crosses a module boundary is one of these msgspec Structs:
 Why msgspec and not pydantic v2: the flow decodes and validates every MQTT payload on the hot
 path. msgspec validates while it decodes (one pass, in C, ~0.3 µs for a reading payload, several
 times faster than pydantic) and its errors name the offending field (``... - at `$.value```).
-Structs are frozen, slotted and cheap to create and pickle, which also keeps Bytewax snapshots small.
+Structs are frozen, slotted and cheap to create and pickle, which keeps Bytewax snapshots small.
 
 Times are timezone-aware UTC datetimes; payloads without a UTC offset are rejected, not guessed.
 """
@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import math
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, final
 
 import msgspec
 
@@ -33,6 +33,8 @@ __all__ = [
     "Domain",
     "Severity",
     "AlertStatus",
+    "Outcome",
+    "RollupWindow",
     "SensorPayload",
     "LogPayload",
     "FirewallPayload",
@@ -58,6 +60,8 @@ SEVERITIES: tuple[str, ...] = ("attention", "caution", "alert", "severe")
 SEVERITY_KO = {"attention": "관심", "caution": "주의", "alert": "경계", "severe": "심각"}
 
 AlertStatus = Literal["pending", "firing", "resolved"]
+Outcome = Literal["success", "failure", "deny", "allow", "info"]  # of a SecurityEvent
+RollupWindow = Literal["1m", "1h"]
 
 # Dead-letter reasons form a closed set: they are an InfluxDB tag and a Prometheus label,
 # so the set must stay small (the free-text detail goes into a field).
@@ -72,6 +76,8 @@ DEAD_LETTER_REASONS: tuple[str, ...] = (
     "unknown_sensor",
     "unit_mismatch",
     "bad_log",  # a log line in no known format (syslog RFC 3164/5424, Apache, ...)
+    "write_rejected",  # InfluxDB refused this one point (the rest of its batch was written)
+    "internal_error",  # processing this one record raised: a bug, logged once per kind
 )
 
 UtcTime = Annotated[datetime, msgspec.Meta(tz=True)]
@@ -144,6 +150,7 @@ class DeviceEventPayload(msgspec.Struct, frozen=True):
 # --- records -----------------------------------------------------------------------------------
 
 
+@final  # the flow tests `type(rec) is Reading` (10x faster than isinstance on a Struct)
 class Reading(msgspec.Struct, frozen=True, gc=False):
     """One sensor value. ``quantity`` and ``unit`` come from the config's sensor catalogue."""
 
@@ -174,7 +181,7 @@ class SecurityEvent(msgspec.Struct, frozen=True, gc=False):
     asset: Name
     sensor: Name  # the log source, e.g. "sshd", "firewall"
     kind: Name  # e.g. auth_failure, invalid_user, auth_success, fw_deny
-    outcome: Literal["success", "failure", "deny", "allow", "info"]
+    outcome: Outcome
     user: str | None = None
     src_ip: str | None = None
     dst_port: int | None = None
@@ -186,6 +193,7 @@ class SecurityEvent(msgspec.Struct, frozen=True, gc=False):
         return series_key(self.domain, self.site, self.asset, self.sensor)
 
 
+@final  # tested with `type(x) is AnomalyScore`, like Reading
 class AnomalyScore(msgspec.Struct, frozen=True, gc=False):
     """Detector scores of one reading (or security event): ``scores[detector] = score``.
 
@@ -249,7 +257,7 @@ class Rollup(msgspec.Struct, frozen=True, gc=False):
     Written as measurement ``reading_<window>`` with the tags of ``reading``."""
 
     time: UtcTime  # window start
-    window: Literal["1m", "1h"]
+    window: RollupWindow
     domain: Domain
     site: str
     asset: str

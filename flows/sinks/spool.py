@@ -9,14 +9,17 @@ Segments survive a restart of the flow: a new Spool over the same folder picks t
 first. When the spool is full, ``policy`` decides, and says so loudly:
 
 * ``drop_oldest``: the oldest segments are deleted and their points counted as dropped;
-* ``block``: ``push`` raises ``SpoolFull`` and the caller waits for InfluxDB (backpressure up to
-  the source: MQTT keeps queueing on the broker, the persistent session holds the rest).
+* ``block``: ``push`` raises ``SpoolFull`` and the caller waits for InfluxDB. That blocks the
+  flow's worker; the MQTT source then stops reading from the broker once it holds
+  ``flow.max_queued`` messages, so the backlog stays on the broker (the persistent session),
+  not in the flow's memory.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Literal
 
@@ -84,6 +87,14 @@ class Spool:
             return None
         seq = next(iter(self._segments))
         return seq, self._read(seq)
+
+    def points(self) -> Counter[str]:
+        """Points waiting in the spool, by measurement; reads every segment (for reports)."""
+        return Counter(
+            line.split(",", 1)[0].split(" ", 1)[0]
+            for seq in self._segments
+            for line in self._read(seq)
+        )
 
     def pop(self, seq: int) -> None:
         (self.path / f"{seq:012d}.lp").unlink(missing_ok=True)

@@ -1,77 +1,54 @@
-"""Replay files as a Bytewax source: JSONL (as written by ``twinwatch simulate --out``) or CSV.
-
-    JSONL: {"topic": "city/water/...", "payload": {"time": "...", "value": 0.8}}   one per line
-    CSV:   header ``time,topic,value`` (sensor readings only)
+"""Replay files as a Bytewax source: JSONL (as written by ``twinwatch simulate --out``) or CSV,
+in the one replay format of ``twinwatch.replay``.
 
 One partition per file (resumable: the snapshot is the byte offset of the next line), so a
 multi-worker run spreads files over workers. ``speed`` paces the replay by the payloads' own
 timestamps (e.g. 60 = one simulated minute per second); ``None`` replays as fast as possible.
-A line that is not a valid replay record is passed on with the topic ``<file>:<line>`` so the
-parse step dead-letters it with its reason instead of the source crashing.
+A line that is not a valid replay record becomes a dead letter with its reason (topic
+``<file>@<byte offset>``) instead of crashing the source.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import msgspec
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
+from twinwatch.engine.deadletter import dead_letter
+from twinwatch.flows.acks import DeadBatch
 from twinwatch.metrics import RECORDS_IN
+from twinwatch.replay import decode_csv_row, decode_line, payload_time
+from twinwatch.schema import BadRecord, DeadLetter
 
 __all__ = ["ReplaySource"]
 
 
-class _Line(msgspec.Struct):
-    topic: str
-    payload: msgspec.Raw
+MAX_LINE_BYTES = 1 << 20  # a longer line is dead-lettered (too_large), not read into memory
 
 
-class _Time(msgspec.Struct):
-    time: datetime
-
-
-_line = msgspec.json.Decoder(_Line)
-_time = msgspec.json.Decoder(_Time)
-
-
-def _from_line(raw: bytes, where: str) -> tuple[str, bytes]:
-    try:
-        rec = _line.decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return where, raw.rstrip(b"\n")
-    payload = bytes(rec.payload)
-    if payload[:1] == b'"':  # a raw payload stored as a JSON string is replayed as its text
-        payload = msgspec.json.decode(payload).encode()
-    return rec.topic, payload
-
-
-def _from_csv(raw: bytes, where: str) -> tuple[str, bytes]:
-    row = next(csv.reader(io.StringIO(raw.decode("utf-8", "replace"))), [])
-    if len(row) != 3:
-        return where, raw.rstrip(b"\n")
-    t, topic, value = row
-    return topic, b'{"time":"%s","value":%s}' % (t.encode(), value.encode())
+def _dead(path: Path, pos: int, reason: str, detail: str, raw: bytes) -> DeadLetter:
+    return dead_letter("file", f"{path.name}@{pos}", reason, detail, raw)
 
 
 class _ReplayPartition(StatefulSourcePartition):
+    """Emits per read a batch of (topic, payload) messages and, when some lines were not replay
+    records, a DeadBatch of their dead letters (the parse step passes those on as they are)."""
+
     def __init__(self, path: Path, offset: int, batch_size: int, speed: float | None):
         self.path = path
         self.file = path.open("rb")
-        self.convert = _from_csv if path.suffix == ".csv" else _from_line
+        self.decode = decode_csv_row if path.suffix == ".csv" else decode_line
         if offset:
             self.file.seek(offset)
-        elif self.convert is _from_csv:
-            self.file.readline()  # header
+        elif self.decode is decode_csv_row:
+            self.file.readline(MAX_LINE_BYTES)  # header
         self.batch_size = batch_size
         self.speed = speed
         self.origin: tuple[float, float] | None = None  # (first payload time, wall start)
         self.wait_until: float | None = None
-        self.pending: list[tuple[str, bytes]] = []
+        self.pending: list[list] = []
         self.resume_at = self.file.tell()
 
     def next_batch(self) -> list:
@@ -81,37 +58,47 @@ class _ReplayPartition(StatefulSourcePartition):
             self.wait_until = None
         if not self.pending:
             self.resume_at = self.file.tell()
-        batch = self.pending or self._read()
+        items = self.pending or self._read()
         self.pending = []
-        if not batch:
+        if not items:
             raise StopIteration
-        if self.speed and self._ahead(batch):
-            self.pending = batch
+        if self.speed and items[0] and self._ahead(items[0], self.speed):
+            self.pending = items
             return []
-        RECORDS_IN.labels("file").inc(len(batch))
-        return [batch]
+        RECORDS_IN.labels("file").inc(sum(len(b) for b in items))
+        return [b for b in items if b]
 
-    def _read(self) -> list[tuple[str, bytes]]:
-        batch = []
-        for _ in range(self.batch_size):
+    def _read(self) -> list[list]:
+        batch: list[tuple[str, bytes]] = []
+        dead = DeadBatch()
+        while len(batch) + len(dead) < self.batch_size:
             pos = self.file.tell()
-            raw = self.file.readline()
+            raw = self.file.readline(MAX_LINE_BYTES)
             if not raw:
                 break
-            if raw.strip():
-                batch.append(self.convert(raw, f"{self.path.name}@{pos}"))
-        return batch
+            if len(raw) == MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                while (more := self.file.readline(MAX_LINE_BYTES)) and not more.endswith(b"\n"):
+                    pass  # skip the rest of the line
+                dead.append(_dead(self.path, pos, "too_large", "line over 1 MiB", raw))
+                continue
+            if not raw.strip():
+                continue
+            try:
+                batch.append(self.decode(raw))
+            except BadRecord as e:
+                dead.append(_dead(self.path, pos, e.reason, e.detail, raw.rstrip(b"\n")))
+        return [batch, dead] if batch or dead else []
 
-    def _ahead(self, batch) -> bool:
+    def _ahead(self, batch, speed: float) -> bool:
         """True (and sleep scheduled) when the batch's last payload time is still in the future."""
-        try:
-            t = _time.decode(batch[-1][1]).time.timestamp()
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        when = payload_time(batch[-1][1])
+        if when is None:
             return False
+        t = when.timestamp()
         now = time.monotonic()
         if self.origin is None:
             self.origin = (t, now)
-        due = self.origin[1] + (t - self.origin[0]) / self.speed
+        due = self.origin[1] + (t - self.origin[0]) / speed
         if due > now:
             self.wait_until = due
             return True

@@ -3,7 +3,8 @@
     SyslogSource(host="127.0.0.1", port=5514, idle_timeout_s=None)
 
 Items are batches of ``(origin, line bytes)`` with origin ``syslog:udp:<peer>`` or
-``syslog:tcp:<peer>``; ``twinwatch.engine.logparse`` parses RFC 3164 and RFC 5424 and dead-letters the rest.
+``syslog:tcp:<peer>``; ``twinwatch.engine.logparse`` parses RFC 3164 and RFC 5424 and
+dead-letters the rest.
 UDP: one message per datagram. TCP (RFC 6587): octet counting (``<len> <msg>``) or newline
 framing, detected per frame. A frame longer than ``max_bytes`` is cut there and passed on, so the
 parse step dead-letters it as ``too_large`` and the connection goes on.
@@ -104,7 +105,7 @@ class _Partition(StatefulSourcePartition):
 
     def next_batch(self) -> list:
         q = self.queue
-        batch = []
+        batch: list[tuple[str, bytes]] = []
         while len(batch) < self.batch_size:
             try:
                 batch.append(q.get_nowait())

@@ -161,9 +161,11 @@ def test_post_resolved_alert_is_no_longer_active(alertmanager):
 def test_invalid_alert_gives_up_with_the_servers_text(alertmanager):
     """Real Alertmanager 0.25 answers 422 for a generatorURL that is not a URI: no retry."""
     sleeps = Sleeps()
-    with AlertmanagerClient(alertmanager.url, sleep=sleeps) as am:
-        with pytest.raises(AlertmanagerRejected) as ei:
-            am.post([alert(rule=unique_rule())], utcnow(), 60, "::not a url")
+    with (
+        AlertmanagerClient(alertmanager.url, sleep=sleeps) as am,
+        pytest.raises(AlertmanagerRejected) as ei,
+    ):
+        am.post([alert(rule=unique_rule())], utcnow(), 60, "::not a url")
     assert ei.value.status == 422
     assert "generatorURL in body must be of type uri" in str(ei.value)
     assert sleeps == []
@@ -173,9 +175,11 @@ def test_invalid_alert_gives_up_with_the_servers_text(alertmanager):
 def test_wrong_path_is_a_400_class_rejection(alertmanager):
     """Real Alertmanager 0.25 behind a wrong path prefix answers 404: give up at once."""
     sleeps = Sleeps()
-    with AlertmanagerClient(alertmanager.url + "/prefix", sleep=sleeps) as am:
-        with pytest.raises(AlertmanagerRejected, match="404"):
-            am.post([alert()], utcnow(), 60, GEN)
+    with (
+        AlertmanagerClient(alertmanager.url + "/prefix", sleep=sleeps) as am,
+        pytest.raises(AlertmanagerRejected, match="404"),
+    ):
+        am.post([alert()], utcnow(), 60, GEN)
     assert sleeps == []
 
 

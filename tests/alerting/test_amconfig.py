@@ -1,4 +1,5 @@
-"""Delivery through a real Alertmanager 0.25 configured by ``twinwatch.alerting.amconfig`` from our config.
+"""Delivery through a real Alertmanager 0.25 configured from our config by
+``twinwatch.alerting.amconfig``.
 
 Receivers are real local servers: an HTTP server (Alertmanager's webhook and Slack-compatible
 notifiers post to it) and an aiosmtpd SMTP server (the email notifier). Each test starts its own

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+from zoneinfo import ZoneInfo
 
 import httpx
 import polars as pl
@@ -17,6 +18,7 @@ from twinwatch.app.analysis.query import Influx
 from twinwatch.app.cli import main
 
 pytestmark = pytest.mark.services
+KST = ZoneInfo("Asia/Seoul")  # the example city's time zone
 
 
 @pytest.fixture(scope="module")
@@ -100,27 +102,45 @@ def test_bad_credentials(run, service_factory, monkeypatch, capsys):
     assert "refused the credentials (HTTP 401" in err and "wrong-one" not in err
 
 
-def test_empty_result_and_bad_ranges(env, capsys):
+def test_empty_result_is_an_answer_and_bad_ranges_are_errors(env, capsys):
+    empty = [
+        "query",
+        "readings",
+        "--start",
+        "2020-01-01T00:00:00Z",
+        "--end",
+        "2020-01-02T00:00:00Z",
+    ]
+    assert main(empty) == 0  # nothing there is an answer, said on stderr
+    out = capsys.readouterr()
+    assert out.out == ""
     assert (
-        main(
-            [
-                "query",
-                "readings",
-                "--start",
-                "2020-01-01T00:00:00Z",
-                "--end",
-                "2020-01-02T00:00:00Z",
-            ]
-        )
-        == 1
-    )
+        "no readings from 2020-01-01 09:00 KST to 2020-01-02 09:00 KST (database " in out.err
+    )  # in the city's time zone, the zone marked
+    assert main([*empty, "--fail-empty", "--utc"]) == 1  # for scripts that want a failure
     assert (
-        "no readings between 2020-01-01T00:00:00Z and 2020-01-02T00:00:00Z"
-        in capsys.readouterr().err
+        "no readings from 2020-01-01 00:00 UTC to 2020-01-02 00:00 UTC" in capsys.readouterr().err
     )
+    assert main(["query", "dead-letters", *empty[2:]]) == 0
+    assert "no dead letters from" in capsys.readouterr().err
+    assert main(["query", "readings"]) == 2  # --start means something here: it is asked for
+    assert "`query readings` needs --start" in capsys.readouterr().err
     assert main(["query", "readings", "--start", "now", "--end=-1h"]) == 2
     assert "not after start" in capsys.readouterr().err
     assert main(["query", "readings", "--start", "2026-11-19T00:00:00"]) == 2
     assert "has no UTC offset" in capsys.readouterr().err
     assert main(["query", "rollup", "--start", "now-1h", "--every", "1fortnight"]) == 2
     assert "bad duration" in capsys.readouterr().err
+
+
+def test_influxql_needs_no_start_and_tables_show_local_time(env, capsys):
+    assert main(["query", "influxql", "SHOW MEASUREMENTS"]) == 0
+    names = capsys.readouterr().out
+    assert "reading" in names and "alert_state" in names
+    run = env
+    assert main(["query", "readings", *span(run), "--sensor", "chlorine", "--format", "csv"]) == 0
+    first = capsys.readouterr().out.splitlines()[1]
+    assert first.startswith(run.start.astimezone(KST).strftime("%Y-%m-%dT%H")), first
+    assert "+0900" in first  # the offset is in every timestamp
+    assert main(["query", "readings", *span(run), "--sensor", "chlorine", "--utc"]) == 0
+    assert "UTC" in capsys.readouterr().out

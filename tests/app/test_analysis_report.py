@@ -9,8 +9,11 @@ import os
 import re
 import shutil
 import subprocess
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import numpy as np
+import polars as pl
 import pytest
 from PIL import Image
 
@@ -19,6 +22,7 @@ from twinwatch.app.analysis.query import Influx
 from twinwatch.app.analysis.report import SECTIONS, build_report, incidents
 
 pytestmark = pytest.mark.services
+KST = ZoneInfo("Asia/Seoul")  # the example city's time zone
 
 
 @pytest.fixture(scope="module")
@@ -106,3 +110,93 @@ def test_rendered_report_looks_like_a_report(built, tmp_path):
     r, g, b = px[..., 0], px[..., 1], px[..., 2]
     orange = int(((r > 200) & (g > 120) & (g < 200) & (b < 120)).sum())
     assert orange > 500, orange
+
+
+def _firing_at(alerts: list, t) -> set[str]:
+    """What the flow's own alert records say is firing at t (the last state of each alert)."""
+    last = {}
+    for a in sorted(alerts, key=lambda a: a.at):  # stable: write order within one time
+        if a.at <= t:
+            last[a.fingerprint] = a
+    return {fp for fp, a in last.items() if a.status == "firing"}
+
+
+def test_report_counts_what_fires_at_its_end_wherever_it_started(analysis_run, tmp_path):
+    """A one-minute window inside a long alert: the alert started before the window, and the
+    report still says it is firing at the window's end (from alert_state)."""
+    run = analysis_run
+    alerts = [a for a in run.written if type(a).__name__ == "Alert"]
+    resolved = {a.fingerprint: a for a in alerts if a.status == "resolved"}
+    fired = next(
+        a
+        for a in alerts
+        if a.status == "firing"
+        and a.fingerprint in resolved
+        and resolved[a.fingerprint].at - a.at > timedelta(minutes=20)
+    )
+    end = fired.at + timedelta(minutes=10)
+    start = end - timedelta(minutes=1)
+    expected = _firing_at(alerts, end)
+    assert fired.fingerprint in expected
+    before = {a.fingerprint for a in alerts if a.fingerprint in expected and a.at < start}
+    with Influx(run.config.services.influxdb) as db:
+        now = h.firing_at(db, end)
+        path = build_report(db, run.config, start, end, tmp_path)
+    assert set(now["fingerprint"]) == expected
+    assert (now["started_at"] < start).sum() == len(before) > 0
+    page = path.read_text()
+    assert (
+        f"{len(expected)} still firing at the end of the period "
+        f"({len(before)} of them started before it)" in page
+    )
+
+
+def test_report_speaks_the_city_time_and_the_sensor_resolution(built, analysis_run, tmp_path):
+    run, path, episodes = built
+    page = path.read_text()
+    local = run.start.astimezone(KST)
+    assert f"<p>{local:%Y-%m-%d %H:%M} – " in page and " KST</p>" in page
+    assert "<th>fired_at (KST)</th>" in page
+    first = episodes.sort("fired_at")["fired_at"][0]
+    assert f"<td>{first.astimezone(KST):%Y-%m-%d %H:%M:%S}</td>" in page
+    # values as stored, at the sensor's resolution (not rounded to 0.1)
+    fine = [v for v in episodes["value"].to_list() if v != round(v, 1) and len(repr(v)) <= 11]
+    assert fine, "the run has readings with more than one decimal"
+    for v in fine:
+        assert f"<td>{v!r}</td>" in page, v
+    with Influx(run.config.services.influxdb) as db:
+        utc = build_report(db, run.config, run.start, run.end, tmp_path, tz=UTC).read_text()
+    assert f"<p>{run.start:%Y-%m-%d %H:%M} – " in utc and "<th>fired_at (UTC)</th>" in utc
+
+
+def test_a_still_firing_alert_does_not_stretch_its_incident():
+    t0 = datetime(2026, 11, 20, 1, tzinfo=UTC)
+    row = {c: "x" for c in h.SERIES} | {"rule": "limits", "severity": "alert"}
+    episodes = pl.DataFrame(
+        [
+            row | {"fired_at": t0, "resolved_at": t0 + timedelta(minutes=30)},
+            row | {"fired_at": t0 + timedelta(hours=1), "resolved_at": None},
+            row | {"fired_at": t0 + timedelta(hours=5), "resolved_at": t0 + timedelta(hours=6)},
+        ]
+    )
+    first, second = incidents(episodes, end=t0 + timedelta(days=1))
+    assert (first["end"], first["open"]) == (t0 + timedelta(minutes=30), False)
+    # the still-firing episode swallows what follows, and ends at its last change, not at the
+    # end of the period (a day later)
+    assert second["open"] and second["end"] == t0 + timedelta(hours=6)
+    assert len(second["episodes"]) == 2
+
+
+def test_legends_sit_beside_the_plot():
+    import matplotlib.pyplot as plt
+
+    from twinwatch.app.analysis.report import _legend
+
+    fig, ax = plt.subplots(figsize=(11, 3))
+    for i in range(6):
+        ax.plot(range(100), [i] * 100, label=f"detector {i}")
+    _legend(ax)
+    fig.canvas.draw()
+    legend, plot = ax.get_legend().get_window_extent(), ax.get_window_extent()
+    assert legend.x0 >= plot.x1  # right of the axes: no line of data under it
+    plt.close(fig)

@@ -2,22 +2,68 @@
 real InfluxDB 1.6.7, Mosquitto and Alertmanager started by the demo itself under a temp dir.
 
 Checks the issue's acceptance: the summary shows every injected incident class detected with a
-delay; afterwards InfluxQL returns readings for all four domains, anomaly scores and alerts, and
-Alertmanager shows firing alerts.
+delay, names every false alarm, counts anomaly episodes (not hits) and ends with the next
+commands, which work; afterwards InfluxQL returns readings for all four domains, anomaly scores
+and alerts, and Alertmanager shows firing alerts. The span's placement (the hours that end now,
+incidents at their time of day) is checked without services.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 
-from twinwatch.app import services
-from twinwatch.config import load_config
+from twinwatch.app import services, simulator
+from twinwatch.app.demo import WARMUP_H, demo_span, episodes, parse_end
+from twinwatch.config import ConfigError, load_config
+
+KST = ZoneInfo("Asia/Seoul")
+
+
+def _last_local_midnight() -> datetime:
+    now = datetime.now(KST)
+    return now.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(UTC)
+
+
+def test_the_span_ends_now_with_incidents_at_their_time_of_day():
+    config = load_config(environ={})
+    now = datetime(2026, 11, 20, 5, 10, 12, tzinfo=UTC)  # 14:10 KST
+    end = parse_end(None, now)
+    assert end == now.replace(second=0)  # the default: now, to the minute
+    start, shifted, early = demo_span(config, end)
+    assert end - start == timedelta(hours=24)  # duration_h, ending at the end
+    by_kind = {i.kind: i.at_h for i in config.simulation.incidents}
+    assert len(shifted.simulation.incidents) + early == len(by_kind)
+    for inc in shifted.simulation.incidents:
+        t = (start + timedelta(hours=inc.at_h)).astimezone(KST)
+        assert WARMUP_H <= inc.at_h < 24
+        assert t.hour + t.minute / 60 == pytest.approx(by_kind[inc.kind] % 24)  # its time of day
+    # 14:10 KST: the 14:30 sensor_offline would start 20 minutes into the span: left out
+    assert early == 1 and "sensor_offline" not in {i.kind for i in shifted.simulation.incidents}
+    labels = simulator.incident_labels(shifted, start)
+    assert all(start <= datetime.fromisoformat(lb["start"]) < end for lb in labels)
+    # the same seed and end give the same day
+    again = demo_span(config, parse_end("2026-11-20T14:10:00+09:00", now))
+    assert again == (start, shifted, early)
+    with pytest.raises(ConfigError, match="no UTC offset"):
+        parse_end("2026-11-20T14:10:00", now)
+
+
+def test_anomaly_episodes_not_hits():
+    key = ("security", "sejong-soc", "gw-1", "firewall", "firewall_denies")
+    scan = [1000.0 + i for i in range(900)]  # a port scan: 900 hits in 15 minutes
+    later = [5000.0, 5100.0]
+    assert episodes({key: scan + later}, {"firewall_denies": 300}) == {key: 2}
+    assert episodes({key: scan + later}, {}) == {key: 2}  # no rule: a 10-minute quiet spell
+    assert episodes({key: [0.0, 400.0]}, {"firewall_denies": 300}) == {key: 2}
 
 
 @pytest.mark.services
@@ -36,6 +82,7 @@ def test_demo_detects_every_incident_class(tmp_path, require_services):
         TWINWATCH__SIMULATION__LABELS_PATH=str(tmp_path / "incidents.jsonl"),
     )
     var = tmp_path / "var"
+    end = _last_local_midnight()  # a whole local day: every incident in, none cut short
     try:
         run = subprocess.run(
             [
@@ -47,6 +94,8 @@ def test_demo_detects_every_incident_class(tmp_path, require_services):
                 str(var),
                 "--speed",
                 "1e9",
+                "--end",
+                end.isoformat(),
             ],
             env=env,
             capture_output=True,
@@ -61,6 +110,44 @@ def test_demo_detects_every_incident_class(tmp_path, require_services):
         assert detected == kinds, out[-4000:]
         n = len(config.simulation.incidents)
         assert f"incidents injected vs detected: {n}/{n}" in out
+        start = end - timedelta(hours=config.simulation.duration_h)
+        assert f"simulated {start.astimezone(KST):%Y-%m-%d %H:%M} – " in out
+
+        # every false alarm by name: local time, sensor, detector (severity)
+        false = int(re.search(r"false alarms\): (\d+)", out)[1])
+        named = re.findall(
+            r"^  \d{4}-\d\d-\d\d \d\d:\d\d KST  (\S+/\S+/\S+) +(\w+) \((\w+)\)$", out, re.M
+        )
+        assert len(named) == false
+
+        # anomaly episodes, not hits: the port scan and the brute force are a few episodes
+        sec = re.search(r"^  security events +[\d,]+ +([\d,]+) \(([\d,]+) hits\)", out, re.M)
+        episodes_n, hits = (int(g.replace(",", "")) for g in sec.groups())
+        assert 0 < episodes_n < 50 < hits
+
+        # the next three commands, and they work as printed
+        nxt = out.split("next, try:\n")[1].splitlines()
+        commands = [line.split("#")[0].strip() for line in nxt[:3]]
+        assert {c.split("twinwatch ")[1].split()[0] for c in commands} == {
+            "report",
+            "alerts",
+            "query",
+        }
+        assert "/d/twinwatch-control-room" in nxt[3]
+        twinwatch = os.path.join(os.path.dirname(sys.executable), "twinwatch")
+        user_env = {k: v for k, v in os.environ.items() if not k.startswith("TWINWATCH__")}
+        for command in commands:  # as a user pastes them: the demo's ports come with them
+            done = subprocess.run(
+                command.replace(".venv/bin/twinwatch", shlex.quote(twinwatch)),
+                shell=True,
+                env=user_env,
+                capture_output=True,
+                text=True,
+                timeout=300,
+                cwd=tmp_path,
+            )
+            assert done.returncode == 0, (command, done.stdout[-2000:], done.stderr[-2000:])
+        assert (tmp_path / "var" / "report" / "report.html").exists()
 
         url, db = config.services.influxdb.url, config.services.influxdb.database
 

@@ -10,6 +10,8 @@ import csv
 import json
 import math
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,7 @@ from twinwatch.app.nab.run import DETECTORS, bench
 from twinwatch.detectors import build
 
 NAB = SHARED_DATA / "nab"
+REPO = Path(__file__).resolve().parents[2]
 STANDARD, LOW_FP, LOW_FN = scorer.PROFILES
 S_M06 = 0.90514825364  # S(-0.6)
 S_M1 = 0.98661429815  # S(-1)
@@ -319,20 +322,23 @@ def test_search_space_is_small_and_every_configuration_builds():
     assert DETECTORS["ensemble"]().params() == build(det, **params).params()
 
 
-def test_nab_loco_benchmark_prints_every_table(tmp_path, capsys):
-    from benchmarks import nab_loco
-
+def test_nab_loco_benchmark_prints_every_table(tmp_path):
     root = make_nab(tmp_path / "nab")
     (root / "data" / "toy2").mkdir()  # a second corpus: LOCO needs two
     (root / "data" / "toy2" / "spike.csv").write_text((root / "data/toy/spike.csv").read_text())
     labels = json.loads((root / "labels" / "combined_windows.json").read_text())
     labels["toy2/spike.csv"] = labels["toy/spike.csv"]
     (root / "labels" / "combined_windows.json").write_text(json.dumps(labels))
-    rc = nab_loco.main(
-        ["--data", str(root), "--processes", "1", "--only", "S-w1000-r120", "--top", "2"]
+    args = ["--data", str(root), "--processes", "1", "--only", "S-w1000-r120", "--top", "2"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.nab_loco", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
-    out = capsys.readouterr().out
-    assert rc == 0
+    assert proc.returncode == 0, proc.stderr
     for profile in ("standard", "reward_low_FP", "reward_low_FN"):
-        assert f"== {profile}: configuration and threshold chosen" in out
-    assert "fixed configurations" in out and "best held out (standard): S-w1000-r120" in out
+        assert f"== {profile}: configuration and threshold chosen" in proc.stdout
+    assert "fixed configurations" in proc.stdout
+    assert "best held out (standard): S-w1000-r120" in proc.stdout

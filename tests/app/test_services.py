@@ -231,7 +231,10 @@ def test_up_with_fixed_port(tmp_path, require_services):
 # -- data round trips ----------------------------------------------------------------
 def test_influxdb_write_query_roundtrip(influxdb, influx_db):
     now = int(time.time())
-    lines = f"traffic,sensor=s1 speed=42.5,count=7i {now}\ntraffic,sensor=s2 speed=13.0,count=2i {now}\n"
+    lines = (
+        f"traffic,sensor=s1 speed=42.5,count=7i {now}\n"
+        f"traffic,sensor=s2 speed=13.0,count=2i {now}\n"
+    )
     r = httpx.post(
         f"{influxdb.url}/write", params={"db": influx_db, "precision": "s"}, content=lines
     )

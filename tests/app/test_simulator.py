@@ -28,7 +28,8 @@ DECODERS = {
     "log": msgspec.json.Decoder(LogPayload),
     "firewall": msgspec.json.Decoder(FirewallPayload),
 }
-# how long an incident's effect outlasts its labelled window (damage stays; chlorine and bearing recover)
+# how long an incident's effect outlasts its labelled window
+# (damage stays; chlorine and bearing recover)
 TAIL_H = {
     "crack_growth": 1e9,
     "stiffness_loss": 1e9,
@@ -220,7 +221,7 @@ def test_incidents_change_only_their_targets(run, baseline):
     for topic in run.by_topic:
         path = topic.split("/", 2)[2]
 
-        def outside(ms):
+        def outside(ms, path=path):  # bound now, not at call time
             return [
                 m
                 for m in ms

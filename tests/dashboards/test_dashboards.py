@@ -21,24 +21,28 @@ from twinwatch.dashboards import build
 from twinwatch.dashboards.common import UIDS
 from twinwatch.dashboards.influxql import InfluxQL, InfluxQLQuery, register
 from twinwatch.dashboards.verify import _panels, expand_influxql, regex_value
+from twinwatch.engine.plan import Plan
 from twinwatch.schema import DOMAINS
 
 ROOT = REPO / "dashboards"
 CONFIG = load_config(environ={})
-DOCS = build.dashboards(CONFIG)
+THRESHOLDS = Plan(CONFIG).thresholds()
+DOCS = build.dashboards(CONFIG, THRESHOLDS)
 
 
 def test_committed_files_are_what_the_code_generates():
-    assert build.check(CONFIG, ROOT) == [], "run `twinwatch dashboards build` and commit"
+    assert build.check(CONFIG, THRESHOLDS, ROOT) == [], (
+        "run `twinwatch dashboards build` and commit"
+    )
 
 
 def test_check_reports_a_hand_edited_file(tmp_path):
-    build.write(CONFIG, tmp_path)
-    assert build.check(CONFIG, tmp_path) == []
+    build.write(CONFIG, THRESHOLDS, tmp_path)
+    assert build.check(CONFIG, THRESHOLDS, tmp_path) == []
     path = tmp_path / "generated" / "twinwatch-water.json"
     path.write_text(path.read_text().replace("Water quality", "Water"))
     (tmp_path / "generated" / "old.json").write_text("{}")
-    assert build.check(CONFIG, tmp_path) == [
+    assert build.check(CONFIG, THRESHOLDS, tmp_path) == [
         "generated/twinwatch-water.json",
         "generated/old.json (not generated any more)",
     ]

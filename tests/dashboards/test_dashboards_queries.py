@@ -31,17 +31,24 @@ from twinwatch.app import services
 from twinwatch.app.services import free_port
 from twinwatch.app.simulator import generate
 from twinwatch.config import load_config
-from twinwatch.dashboards.build import dashboards
+from twinwatch.dashboards import build
 from twinwatch.dashboards.verify import expand_influxql, expand_promql, regex_value, targets
+from twinwatch.engine.plan import Plan
 from twinwatch.flows.dataflow import build_flow
 from twinwatch.flows.sinks.influx import InfluxSink
 from twinwatch.influx import InfluxV1Writer
+from twinwatch.lineprotocol import format_line
+from twinwatch.schema import DOMAINS
 
 SIM_HOURS = 16
 
 
 def _config(environ: dict):
     return load_config(environ={"TWINWATCH__SERVICES__ALERTMANAGER__URL": "", **environ})
+
+
+def dashboards(config) -> dict[str, dict]:
+    return build.dashboards(config, Plan(config).thresholds())
 
 
 @pytest.fixture(scope="module")
@@ -70,10 +77,27 @@ def city_run(influxdb, tmp_path_factory):
             alert_sink=None,
         )
     )
-    with InfluxV1Writer(influxdb.url, db) as w:  # acknowledgements, as issue #4 writes them
-        fps = w.query("SELECT fingerprint FROM alert WHERE status = 'firing' LIMIT 2")
-        rows = fps[0]["series"][0]["values"]
-        w.write_chunk([f'alert_ack,fingerprint={fp} user="oncall" {t + 60_000}' for t, fp in rows])
+    with InfluxV1Writer(influxdb.url, db) as w:  # acknowledgements, as `alerts ack` writes them
+        fired = w.query(
+            'SELECT "fingerprint", "summary" FROM "alert" WHERE "status" = \'firing\' '
+            "GROUP BY * LIMIT 1"
+        )
+        first = {}  # one acknowledged alert per domain: every domain shows its acks
+        for s in fired[0]["series"]:
+            first.setdefault(s["tags"]["domain"], s)
+        w.write_chunk(
+            [
+                format_line(
+                    "alert_ack",
+                    {k: v for k, v in s["tags"].items() if k != "status"},
+                    {"fingerprint": fp, "user": "oncall", "comment": "on it", "summary": text},
+                    t + 60_000,
+                )
+                for s in first.values()
+                for t, fp, text in s["values"]
+            ]
+        )
+        assert len(first) == 4
     yield config, db, start, end
     influxdb.drop_database(db)
 
@@ -99,8 +123,20 @@ def test_every_panel_has_a_query():
 def test_every_influxql_query_returns_data(city_run, influxdb):
     config, db, start, end = city_run
     docs = dashboards(config)
+
+    def firing_moment(where: str) -> datetime:
+        q = f'SELECT "level" FROM "alert_state" WHERE {where} LIMIT 1'
+        (series,) = _influxql(influxdb, db, q)
+        return datetime.fromtimestamp(series["values"][0][0] / 1000, UTC)
+
     checked = 0
     for doc in docs.values():
+        # "Firing now" panels read the state at the range's end (${__to}): end them when an
+        # alert of the domain fires (a severe one on the city-wide boards: the severe count)
+        domain = doc["uid"].removeprefix("twinwatch-")
+        state_end = firing_moment(
+            f'"domain" = \'{domain}\' AND "level" > 0' if domain in DOMAINS else '"level" = 4'
+        )
         all_values = {
             v["name"]: v.get("allValue", ".*")
             for v in (doc.get("templating") or {}).get("list", [])
@@ -109,7 +145,8 @@ def test_every_influxql_query_returns_data(city_run, influxdb):
             if t.kind != "influxdb":
                 continue
             t0 = end - timedelta(days=30) if t.time_from == "30d" else start
-            q = expand_influxql(t.query, t0, end, "5m", all_values)
+            t1 = state_end if "${__to}" in t.query else end
+            q = expand_influxql(t.query, t0, t1, "5m", all_values)
             assert _influxql(influxdb, db, q), f"{t.dashboard} / {t.where}: no data for\n{q}"
             checked += 1
     assert checked == sum(t.kind == "influxdb" for t in ALL_TARGETS)
@@ -163,10 +200,17 @@ def test_rollups_read_by_long_range_panels_match_raw_readings(city_run, influxdb
 def test_every_promql_query_returns_data(
     influxdb, mosquitto, alertmanager, influx_db, service_factory, tmp_path
 ):
-    metrics_port = free_port()
+    """Two real flows read the same simulated MQTT stream while Prometheus scrapes them: one
+    writes to InfluxDB and fails to reach Alertmanager (sink errors), the other finds InfluxDB
+    down and fills a tiny spool (retries, spool backlog, points dropped)."""
+    metrics_port, down_port = free_port(), free_port()
     prom = service_factory(
         services.Prometheus,
-        scrape_targets=[f"127.0.0.1:{metrics_port}", f"{alertmanager.host}:{alertmanager.port}"],
+        scrape_targets=[
+            f"127.0.0.1:{metrics_port}",
+            f"127.0.0.1:{down_port}",
+            f"{alertmanager.host}:{alertmanager.port}",
+        ],
     )
     env = dict(
         os.environ,
@@ -181,16 +225,25 @@ def test_every_promql_query_returns_data(
         TWINWATCH__SERVICES__METRICS__PORT=str(metrics_port),
         TWINWATCH__FLOW__DEAD_LETTER_PATH=str(tmp_path / "dead.jsonl"),
     )
+    down_env = dict(
+        env,
+        TWINWATCH__SERVICES__MQTT__CLIENT_ID=f"dash-down-{influx_db}",
+        TWINWATCH__SERVICES__INFLUXDB__URL=f"http://127.0.0.1:{free_port()}",  # InfluxDB down
+        TWINWATCH__SERVICES__INFLUXDB__MAX_RETRIES="1",
+        TWINWATCH__SERVICES__INFLUXDB__SPOOL_DIR=str(tmp_path / "spool-down"),
+        TWINWATCH__SERVICES__INFLUXDB__SPOOL_MAX_BYTES="4096",  # full at once: drops
+        TWINWATCH__SERVICES__ALERTMANAGER__URL="",
+        TWINWATCH__SERVICES__METRICS__PORT=str(down_port),
+        TWINWATCH__FLOW__DEAD_LETTER_PATH=str(tmp_path / "dead-down.jsonl"),
+    )
     config = load_config(environ=env)
     t_start = time.time()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "twinwatch.app.cli", "run", "--idle-timeout", "6"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    cmd = [sys.executable, "-m", "twinwatch.app.cli", "run", "--idle-timeout", "6"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    down = subprocess.Popen(cmd, env=down_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait(lambda: _prom(prom, 'twinwatch_source_ready{source="mqtt"} == 1'), proc)
+        for p in (proc, down):
+            _wait(lambda: _prom(prom, 'count(twinwatch_source_ready{source="mqtt"} == 1) == 2'), p)
         from twinwatch.app.simulator.publish import publish_mqtt
         from twinwatch.mqtt import connect, make_client
 
@@ -205,10 +258,12 @@ def test_every_promql_query_returns_data(
         publish_mqtt(msgs, mqtt=config.services.mqtt, speed=0, client_id="dash-sim")
         out, _ = proc.communicate(timeout=120)
         assert proc.returncode == 0, out.decode()[-3000:]
+        down.wait(timeout=120)  # its status is not the point: it lost data on purpose
         time.sleep(3)  # the last scrapes
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        for p in (proc, down):
+            if p.poll() is None:
+                p.kill()
     t_end = time.time()
     checked = 0
     for doc in dashboards(config).values():

@@ -222,6 +222,8 @@ def test_user_names_can_be_pseudonymised(monkeypatch):
             [("apache", "http_error", "info", None, "198.51.100.9", None)],
         ),
         ("ftpd", "connection from 24.54.76.216", [("ftpd", "other", "info", None, None, None)]),
+        # a syslog app named apache_access whose line is not an access-log line: not a crash
+        ("apache_access", "hello", [("apache_access", "other", "info", None, None, None)]),
     ],
 )
 def test_classify(app, message, expected):

@@ -236,3 +236,154 @@ def test_fuzz_100k_hostile_messages_through_the_flow(config):
     assert len(readings) == len(valid)
     stored = {(r.time, r.value) for r in readings}
     assert stored == {(T0 + timedelta(minutes=m), 0.5 + m / 10_000) for m in range(2000)}
+
+
+# --- issue #15: the whole payload grammar, datetime edges, encodings, nesting ----------------
+
+FIREWALL = "city/security/sejong-soc/gw-1/firewall"
+SSHD = "city/security/sejong-soc/gw-1/sshd"
+
+edge_years = st.sampled_from(
+    [1, 2, 1676, 1677, 1678, 1970, 2025, 2026, 2261, 2262, 2263, 9998, 9999]
+)
+edge_offsets = st.one_of(
+    st.just("Z"),
+    st.builds(
+        lambda sign, h, m: f"{sign}{h:02d}:{m:02d}",
+        st.sampled_from("+-"),
+        st.integers(0, 23),
+        st.integers(0, 59),
+    ),
+    st.just(""),  # naive: rejected
+)
+edge_times = st.builds(
+    lambda y, mo, d, h, mi, s, frac, off: (
+        f"{y:04d}-{mo:02d}-{d:02d}T{h:02d}:{mi:02d}:{s:02d}{frac}{off}"
+    ),
+    edge_years,
+    st.integers(1, 12),
+    st.sampled_from([1, 28, 29, 30, 31]),  # 31 Feb, 29 Feb of non-leap years
+    st.sampled_from([0, 12, 23, 24]),
+    st.sampled_from([0, 59, 60]),
+    st.sampled_from([0, 59, 60]),
+    st.sampled_from(["", ".5", ".999999", ".1234567891"]),
+    edge_offsets,
+)
+
+
+def _nested(depth: int, kind: str) -> str:
+    return ("[" * depth + "]" * depth) if kind == "list" else ('{"a":' * depth + "1" + "}" * depth)
+
+
+def _with_encoding(text: str, how: str) -> bytes:
+    data = text.encode()
+    if how == "utf16":
+        return text.encode("utf-16")
+    if how == "bom":
+        return b"\xef\xbb\xbf" + data
+    if how == "latin1":
+        return text.encode("latin-1", "replace") + b"\xe9"
+    if how == "invalid_in_string" and b'":"' in data:
+        i = data.index(b'":"') + 3
+        return data[:i] + b"\xff\xc3\x28\xed\xa0\x80" + data[i:]
+    if how == "overlong":
+        return data.replace(b"a", b"\xc1\xa1", 1)
+    return data
+
+
+payload_fields = st.fixed_dictionaries(
+    {"time": st.one_of(edge_times, times)},
+    optional={
+        "value": st.one_of(json_junk, st.floats(), st.integers(-(2**70), 2**70)),
+        "unit": st.one_of(st.text(max_size=12), st.just("mg/L"), st.just("\ud800")),
+        "line": st.text(max_size=200),
+        "action": st.sampled_from(["allow", "deny", "drop", "DROP", ""]),
+        "src_ip": st.text(max_size=70),
+        "dst_port": st.integers(-5, 70000),
+        "protocol": st.sampled_from(["tcp", "udp", "icmp", "sctp"]),
+        "event": st.one_of(
+            st.text(max_size=70), st.from_regex(r"[a-z][a-z0-9_]{0,70}", fullmatch=True)
+        ),
+        "zone": st.text(max_size=200),
+        "confidence": st.one_of(st.floats(), st.none()),
+    },
+)
+
+
+VALID_DOC = {  # one valid payload per sensor kind; the strategy starts from these and mutates
+    CHLORINE: {"value": 0.7},
+    FIREWALL: {"action": "deny", "src_ip": "203.0.113.5", "dst_port": 22},
+    SSHD: {"line": "sshd[1]: Failed password for root from 203.0.113.9 port 4 ssh2"},
+}
+
+
+@st.composite
+def hostile_messages(draw):
+    """A message over the whole payload grammar: a valid payload for its topic's kind, or one
+    with fields from any kind, hostile values, datetime edges, a deep field, an odd encoding."""
+    topic = draw(st.sampled_from([*VALID_DOC, "city/water/x/y/z", "city/../x"]))
+    near = T0 + timedelta(seconds=draw(st.integers(-86400, 86400)))
+    doc = {"time": draw(st.one_of(st.just(near.isoformat()), edge_times, times))}
+    doc.update(VALID_DOC.get(topic, {}))
+    if draw(st.booleans()):
+        doc.update(draw(payload_fields))
+    text = json.dumps(doc, allow_nan=True, default=str)
+    if draw(st.integers(0, 3)) == 0:  # a deeply nested field somewhere
+        depth = draw(st.sampled_from([10, 500, 1000, 3000]))
+        text = text[:-1] + f', "deep": {_nested(depth, draw(st.sampled_from(["list", "dict"])))}}}'
+    how = draw(
+        st.sampled_from(["plain"] * 4 + ["utf16", "bom", "latin1", "invalid_in_string", "overlong"])
+    )
+    return topic, _with_encoding(text, how)
+
+
+@SETTINGS
+@given(messages=st.lists(hostile_messages(), min_size=1, max_size=20))
+def test_the_whole_payload_grammar_never_crashes_the_parser(parser, messages):
+    oks, errs = parser.split(messages)
+    assert len(oks) + len(errs) == len(messages)
+    assert all(e.reason in DEAD_LETTER_REASONS and e.reason != "internal_error" for e in errs)
+    now = datetime.now(UTC)
+    for r in oks:
+        assert datetime(1677, 9, 22, tzinfo=UTC) <= r.time < now + timedelta(days=1)
+
+
+def test_fuzz_the_payload_grammar_through_the_flow(config):
+    """Hypothesis-generated messages over every payload kind, datetime edge, encoding and
+    nesting depth, interleaved with valid readings, through the real dataflow: no crash, every
+    message accounted for, every valid reading stored."""
+    examples: list[tuple[str, bytes]] = []
+
+    @settings(max_examples=400, deadline=None, database=None)
+    @given(msg=hostile_messages())
+    def collect(msg):
+        examples.append(msg)
+
+    collect()
+    valid = [
+        (
+            CHLORINE,
+            b'{"time":"%s","value":%r}'
+            % ((T0 + timedelta(minutes=i)).isoformat().encode(), 0.5 + i / 1000),
+        )
+        for i in range(len(examples))
+    ]
+    stream = [m for pair in zip(examples, valid) for m in pair]
+    batches = [stream[i : i + 50] for i in range(0, len(stream), 50)]
+    influx, dead = Capture(), Capture()
+    flow = build_flow(
+        config,
+        TestingSource(batches),
+        influx_sink=influx,
+        alert_sink=Capture(),
+        dead_letter_sink=dead,
+    )
+    run_main(flow)
+    records = [r for r in influx.items if type(r).__name__ in ("Reading", "SecurityEvent")]
+    assert len(records) > len(valid)  # some generated messages were valid too
+    assert len(records) + len(dead.items) == len(stream)
+    assert {d.reason for d in dead.items} <= set(DEAD_LETTER_REASONS) - {"internal_error"}
+    stored = {
+        (r.time, r.value) for r in records if type(r) is Reading and r.value >= 0.5 and r.time >= T0
+    }
+    assert {(T0 + timedelta(minutes=i), 0.5 + i / 1000) for i in range(len(valid))} <= stored

@@ -133,3 +133,49 @@ def test_flow_over_tls(tls_mosquitto, influxdb, influx_db, tmp_path):
     finally:
         plain.loop_stop()
     assert not any(not rc.is_failure for rc in connected)
+
+
+@pytest.mark.services
+def test_a_broker_certificate_from_another_ca_is_one_line(tls_mosquitto, tmp_path):
+    """Issue #15: a TLS failure was a 76-line traceback. Now one line naming the cause and the
+    setting, exit status 2 (retrying cannot fix a certificate)."""
+    broker, _ = tls_mosquitto
+    other = tmp_path / "other-ca.crt"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(tmp_path / "o.key"),
+            "-out",
+            str(other),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=someone-else",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    env, _ = flow_env(
+        tmp_path,
+        broker,
+        INFLUXDB__URL="http://127.0.0.1:9",
+        MQTT__TLS__ENABLED="true",
+        MQTT__TLS__CA_FILE=str(other),
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "twinwatch.app.cli", "run", "--idle-timeout", "1", "--no-create-db"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    (line,) = [x for x in done.stderr.splitlines() if x.startswith("twinwatch:")]
+    assert "certificate verification failed" in line and "services.mqtt.tls" in line
+    assert "Traceback" not in done.stderr and len(done.stderr.splitlines()) <= 3

@@ -169,3 +169,139 @@ def test_events_of_one_series_get_unique_times_before_detection(parser):
     readings = [(CHLORINE, b'{"time":"2026-11-20T00:00:00Z","value":1}')] * 2
     oks, _ = parser.split(readings)
     assert oks[0].time == oks[1].time  # readings are facts: a repeat keeps its time (idempotent)
+
+
+# --- issue #15: inputs that crashed the flow, and bounded event times and tags ---------------
+
+
+@pytest.mark.parametrize(
+    "payload, reason",
+    [
+        # before: OverflowError (the UTC value is before year 1 / after year 9999)
+        (b'{"time":"0001-01-01T00:00:00+01:00","value":1.0}', "bad_time"),
+        (b'{"time":"9999-12-31T23:59:59-01:00","value":1.0}', "bad_time"),
+        # before: RecursionError (an unknown field nested ~1,000 deep, about 2 KB)
+        (
+            b'{"time":"2026-11-22T00:00:00Z","value":1,"x":' + b"[" * 1000 + b"]" * 1000 + b"}",
+            "bad_json",
+        ),
+        (
+            b'{"time":"2026-11-22T00:00:00Z","value":1,"x":' + b'{"a":' * 1000 + b"1" + b"}" * 1001,
+            "bad_json",
+        ),
+        # before: UnicodeDecodeError (invalid UTF-8 inside a string)
+        (b'{"time":"2026-11-22T00:00:00Z","value":1,"unit":"\xff\xfe"}', "bad_encoding"),
+        (b'{"time":"2026-11-22T00:00:00Z","value":1,"unit":"mg/L\xc3"}', "bad_encoding"),
+        # (invalid UTF-8 in a field the schema ignores is skipped, not decoded: the reading is kept)
+    ],
+)
+def test_inputs_that_crashed_the_flow_are_dead_letters(parser, payload, reason):
+    oks, errs = parser.split(
+        [(CHLORINE, payload), (CHLORINE, b'{"time":"2026-11-22T00:00:00Z","value":0.7}')]
+    )
+    assert [e.reason for e in errs] == [reason]
+    assert [r.value for r in oks] == [0.7]  # the next valid reading goes on
+
+
+def _at(t: datetime, value: float = 0.5) -> tuple[str, bytes]:
+    return CHLORINE, b'{"time":"%s","value":%r}' % (t.isoformat().encode(), value)
+
+
+def test_event_time_is_bounded_behind_the_streams_clock_and_ahead_of_the_wall_clock():
+    """2,000 readings scattered over the weeks since 1700 cannot reach InfluxDB (each would
+    open a shard group); a reading stamped now+2 days is refused; a replay of history that is
+    old but coherent passes, because lateness is judged against the stream's own clock."""
+    from datetime import timedelta
+
+    parser = Parser(load_config(environ={}))
+    now = datetime.now(UTC)
+    live = [_at(now - timedelta(seconds=i)) for i in range(10)]
+    start = datetime(1700, 1, 1, tzinfo=UTC)
+    scattered = [_at(start + timedelta(weeks=7 * i)) for i in range(2000)]
+    mixed = live[:5] + scattered[:1000] + live[5:]
+    oks, errs = parser.split(mixed)
+    assert len(oks) == 10 and len(errs) == 1000
+    assert {e.reason for e in errs} == {"bad_time"}
+    assert "flow.max_lateness_s" in errs[0].detail or "outside" in errs[0].detail
+    oks, errs = parser.split(scattered[1000:])  # later batches too: the clock is remembered
+    assert oks == [] and len(errs) == 1000
+    _, errs = parser.split([_at(now + timedelta(days=2))])
+    assert [e.reason for e in errs] == ["bad_time"]
+    # a month-old replay, in order, on a fresh parser: all of it passes
+    history = [_at(now - timedelta(days=30) + timedelta(minutes=i)) for i in range(100)]
+    oks, errs = Parser(load_config(environ={})).split(history)
+    assert len(oks) == 100 and errs == []
+    # ... but not with a reading from a year before the replay's time in the same stream
+    p = Parser(load_config(environ={}))
+    oks, errs = p.split(history[:50] + [_at(now - timedelta(days=400))] + history[50:])
+    assert len(oks) == 100 and [e.reason for e in errs] == ["bad_time"]
+    unbounded = Parser(load_config(environ={"TWINWATCH__FLOW__MAX_LATENESS_S": "null"}))
+    oks, errs = unbounded.split(scattered[:10] + live)
+    assert len(oks) == 20 and errs == []
+
+
+@pytest.fixture(scope="module")
+def cctv_config():
+    import yaml
+
+    from twinwatch.config import EXAMPLE_CONFIG, parse_config
+
+    raw = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+    site = next(s for s in raw["sites"] if s["id"] == "sejong-soc")
+    site["assets"].append(
+        {
+            "id": "gate-2",
+            "kind": "gate",
+            "name": "Gate 2",
+            "sensors": [
+                {
+                    "id": "cctv",
+                    "quantity": "video_event",
+                    "unit": "event",
+                    "interval_s": 86400,
+                    "kind": "device_event",
+                    "detectors": [],
+                }
+            ],
+        }
+    )
+    return parse_config(raw, environ={})
+
+
+def test_device_event_kinds_are_a_bounded_tag(cctv_config):
+    """20,000 distinct event words from one camera become at most the configured kinds plus
+    `other`; the word itself is kept in the message field, not lost."""
+    parser = Parser(cctv_config)
+    topic = "city/security/sejong-soc/gate-2/cctv"
+    msgs = [
+        (topic, b'{"time":"2026-11-23T01:00:00Z","event":"kind_%d","zone":"z"}' % i)
+        for i in range(20_000)
+    ]
+    msgs += [
+        (topic, b'{"time":"2026-11-23T01:00:01Z","event":"%s"}' % k)
+        for k in (b"intrusion", b"door_open")
+    ]
+    oks, errs = parser.split(msgs)
+    assert errs == [] and len(oks) == 20_002
+    assert {e.kind for e in oks} == {"other", "intrusion", "door_open"}
+    assert oks[7].message == "event=kind_7 zone=z"
+    allowed = set(cctv_config.security.device_events) | set(cctv_config.security.device_event_kinds)
+    assert len({e.kind for e in oks}) <= len(allowed) + 1
+
+
+def test_events_of_one_second_arriving_out_of_order_all_get_their_own_time():
+    """Before: 200 events of two seconds, interleaved, kept 2 distinct times (2 of 200 stored)."""
+    from twinwatch.engine.parse import UniqueTimes
+
+    unique = UniqueTimes()
+    t4 = datetime(2026, 11, 20, 0, 0, 4, tzinfo=UTC)
+    t5 = datetime(2026, 11, 20, 0, 0, 5, tzinfo=UTC)
+    times = [unique("security/s/a/sshd", t5 if i % 2 else t4) for i in range(200)]
+    assert len(set(times)) == 200
+    assert all(t4 <= t < t4 + (t5 - t4) * 1.2 for t in times[::2])  # near their own second
+    assert all(t5 <= t < t5 + (t5 - t4) * 0.2 for t in times[1::2])
+    # a long burst is one interval of taken milliseconds: cheap and bounded
+    burst = [unique("security/s/a/x", t4) for _ in range(20_000)]
+    assert len(set(burst)) == 20_000
+    starts, ends = unique._taken["security/s/a/x"]
+    assert len(starts) == 1 and ends[0] - starts[0] == 20_000

@@ -17,6 +17,7 @@ from twinwatch.config import load_config
 from twinwatch.engine.parse import Parser
 from twinwatch.engine.plan import Plan
 from twinwatch.engine.shard import Shard
+from twinwatch.flows.acks import DeadBatch
 from twinwatch.flows.dataflow import build_flow
 from twinwatch.flows.sources.replay import ReplaySource
 from twinwatch.schema import Alert, AnomalyScore, DeadLetter, Reading, SecurityEvent
@@ -77,7 +78,11 @@ def test_replay_through_the_flow(config, tmp_path):
     assert len(scores) == len(values)
     assert all(set(s.scores) == {"limits", "robust_z", "stuck", "gap"} for s in scores)
     assert [s.value for s in scores if "limits" in s.hits] == [0.9, 1.1, 0.95]
-    assert sorted(d.reason for d in dead) == ["bad_json", "bad_time", "bad_topic"]
+    # a line that is not a replay record is dead-lettered by the source with the real reason
+    # (it used to reach the parser with a made-up topic: bad_topic)
+    assert sorted(d.reason for d in dead) == ["bad_json", "bad_json", "bad_time"]
+    not_json = next(d for d in dead if d.payload == "this is not json")
+    assert not_json.reason == "bad_json" and not_json.topic.startswith("replay.jsonl@")
     assert [d for d in influx if type(d) is DeadLetter] == dead
     firing = [a for a in alerts if a.status == "firing" and a.rule == "limits"]
     assert len(firing) == 1 and firing[0].severity == "alert" and firing[0].value == 0.9
@@ -89,8 +94,8 @@ def test_a_silent_sensor_raises_a_stale_alert_and_resolves_when_back(config, tmp
     # turbidity reports every minute for 3 h; pH (also every minute) stops for an hour after 1 h
     turb = _replay_lines([0.08] * 180)
     ph_topic = "city/water/sejong-wtp/filter-outlet/ph"
-    ph = [l for i, l in enumerate(_replay_lines([7.2] * 180, topic=ph_topic)) if not 60 <= i < 120]
-    lines = sorted(turb + ph, key=lambda l: json.loads(l)["payload"]["time"])
+    ph = [s for i, s in enumerate(_replay_lines([7.2] * 180, topic=ph_topic)) if not 60 <= i < 120]
+    lines = sorted(turb + ph, key=lambda ln: json.loads(ln)["payload"]["time"])
     _, alerts, _ = run_replay(config, lines, tmp_path, batch_size=2)  # a batch = 1 minute
     stale = [(a.status, a.sensor) for a in alerts if a.rule == "stale"]
     assert stale == [("firing", "ph"), ("resolved", "ph")]
@@ -167,7 +172,8 @@ def test_source_batches_from_testing_source(config):
 
 
 def test_csv_replay_and_resume_offset(config, tmp_path):
-    """CSV replay (time,topic,value) feeds the same parse step; a partition resumes at its offset."""
+    """CSV replay (time,topic,value) feeds the same parse step; a partition resumes at its
+    offset."""
     from twinwatch.flows.sources.replay import _ReplayPartition
 
     path = tmp_path / "day.csv"
@@ -177,15 +183,18 @@ def test_csv_replay_and_resume_offset(config, tmp_path):
     rows.insert(5, "garbage-without-commas")
     path.write_text("\n".join(rows) + "\n")
     part = _ReplayPartition(path, 0, batch_size=4, speed=None)
-    first = part.next_batch()[0]
+    items = part.next_batch()
     offset = part.snapshot()
-    rest = []
     resumed = _ReplayPartition(path, offset, batch_size=4, speed=None)
     while True:
         try:
-            rest += resumed.next_batch()[0]
+            items += resumed.next_batch()
         except StopIteration:
             break
-    oks, errs = Parser(config).split(first + rest, source="file")
+    messages = [m for b in items if type(b) is not DeadBatch for m in b]
+    errs = [d for b in items if type(b) is DeadBatch for d in b]
+    oks, more = Parser(config).split(messages, source="file")
+    assert not more
     assert [round(r.value, 3) for r in oks] == [round(0.1 + i / 1000, 3) for i in range(10)]
-    assert [e.reason for e in errs] == ["bad_topic"] and "day.csv@" in errs[0].topic
+    # the source dead-letters a row that is not time,topic,value itself, naming where it was
+    assert [e.reason for e in errs] == ["bad_schema"] and "day.csv@" in errs[0].topic

@@ -15,6 +15,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import msgspec
 import pytest
 from httpstub import Sleeps, stub  # noqa: E402  (tests/httpstub.py)
 from prometheus_client import REGISTRY
@@ -137,9 +138,11 @@ def test_v1_query_create_database_and_statement_errors(influxdb):
 def test_v1_missing_database_is_rejected_without_retry(influxdb):
     """Real InfluxDB 1.6.7 answers 404 "database not found": not retryable."""
     sleeps = Sleeps()
-    with InfluxV1Writer(influxdb.url, "no_such_db", sleep=sleeps) as w:
-        with pytest.raises(InfluxRejected) as ei:
-            w.write(lp.encode_many(readings(1)))
+    with (
+        InfluxV1Writer(influxdb.url, "no_such_db", sleep=sleeps) as w,
+        pytest.raises(InfluxRejected) as ei,
+    ):
+        w.write(lp.encode_many(readings(1)))
     assert ei.value.status == 404
     assert 'database not found: "no_such_db"' in str(ei.value)
     assert sleeps == []
@@ -173,11 +176,12 @@ def test_sink_writes_mixed_batches_and_counts(influxdb, influx_db):
         "anomaly_score": 1,
         "anomaly": 1,
         "alert": 1,
+        "alert_state": 1,  # every alert record also writes its state
         "security_event": 1,
         "dead_letter": 1,
     }
     assert counts == expected
-    assert (part.written, part.dropped) == (10, 0)
+    assert (part.written, part.dropped) == (11, 0)
     for m, n in expected.items():
         after = metric("twinwatch_records_out_total", sink="influxdb", measurement=m)
         assert after - before[m] == n, m
@@ -201,17 +205,79 @@ def test_sink_in_a_bytewax_flow(influxdb, influx_db):
 
 
 @pytest.mark.services
-def test_sink_drops_and_counts_a_rejected_batch(influxdb, caplog):
-    """Real InfluxDB 1.6.7, database missing: the sink logs, counts and does not raise."""
-    cfg = InfluxService(url=influxdb.url, database="not_created", batch_size=2)
-    part = InfluxSink(cfg).build("influxdb", 0, 1)
-    errors = metric("twinwatch_sink_errors_total", sink="influxdb")
-    with caplog.at_level(logging.ERROR, logger="twinwatch.flows.sinks.influx"):
-        part.write_batch([readings(5)])
+def test_missing_database_is_spooled_loudly_and_backfilled_once_created(influxdb, tmp_path, caplog):
+    """Real InfluxDB 1.6.7, database missing (404): nothing is dropped or acknowledged as
+    written. The points go to the spool with one loud line naming the setting, the refusal is
+    counted; once the database exists the next backfill stores every point. (Behaviour changed
+    on purpose, issue #15: the batch used to be acknowledged and dropped.)"""
+    db = "created_later"
+    cfg = InfluxService(
+        url=influxdb.url, database=db, batch_size=2, spool_dir=str(tmp_path / "spool")
+    )
+    now = [0.0]
+    sink = InfluxSink(cfg)
+    part = sink.build("influxdb", 0, 1)
+    part._clock = lambda: now[0]
+    refused = metric("twinwatch_sink_refused_total", sink="influxdb", status="404")
+    acked = []
+    from twinwatch.flows.acks import Acked
+
+    with caplog.at_level(logging.WARNING, logger="twinwatch.flows.sinks.influx"):
+        part.write_batch([Acked(readings(5), lambda: acked.append(1))])
+    assert acked == [1]  # durable: fsynced to the spool
+    assert part.written == 0 and part.dropped == 0 and part.spool.points() == {"reading": 5}
+    assert metric("twinwatch_sink_refused_total", sink="influxdb", status="404") > refused
+    loud = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(loud) == 1 and "database not found" in loud[0].getMessage()
+    assert "services.influxdb.create_database" in loud[0].getMessage()
+    try:
+        influxdb.create_database(db)
+        now[0] += cfg.spool_retry_s + 1
+        part.write_batch([readings(7)[5:]])
+        part.close()
+        with InfluxV1Writer(influxdb.url, db) as w:
+            values = [r["value"] for r in rows(w.query("SELECT value FROM reading"))]
+        assert values == [float(i) for i in range(7)]  # in order, none lost
+        assert "accepts writes again" in caplog.text
+    finally:
+        influxdb.drop_database(db)
+
+
+@pytest.mark.services
+def test_a_point_influxdb_refuses_is_dead_lettered_and_the_rest_written(
+    influxdb, influx_db, tmp_path
+):
+    """Real InfluxDB 1.6.7: a field type conflict refuses one point of a chunk (HTTP 400
+    partial write). The sink isolates it by halving the chunk: that point becomes a
+    write_rejected dead letter (file and dead_letter measurement), the other points are stored
+    and the batch is acknowledged."""
+    old = T0 - timedelta(days=30)  # another shard group, where `value` was first a string
+    with InfluxV1Writer(influxdb.url, influx_db) as w:
+        w.write_chunk([f'reading,domain=water value="text" {round(old.timestamp() * 1000)}'])
+    records = readings(7)
+    records.insert(3, records[0].__class__(**{**_fields(records[0]), "time": old}))
+    dead_path = tmp_path / "dead.jsonl"
+    cfg = InfluxService(url=influxdb.url, database=influx_db, spool_dir=str(tmp_path / "spool"))
+    part = InfluxSink(cfg, dead_letter_path=dead_path).build("influxdb", 0, 1)
+    acked = []
+    from twinwatch.flows.acks import Acked
+
+    part.write_batch([Acked(records, lambda: acked.append(1))])
     part.close()
-    assert part.dropped == 5 and part.written == 0
-    assert metric("twinwatch_sink_errors_total", sink="influxdb") - errors == 3  # 3 requests
-    assert "database not found" in caplog.text
+    assert acked == [1] and part.rejected == 1
+    with InfluxV1Writer(influxdb.url, influx_db) as w:
+        stored = rows(w.query("SELECT value FROM reading WHERE sensor = 'p1'"))
+        dead_rows = rows(w.query("SELECT * FROM dead_letter"))
+    assert sorted(r["value"] for r in stored) == [float(i) for i in range(7)]
+    dead = [json.loads(line) for line in dead_path.read_text().splitlines()]
+    assert [d["reason"] for d in dead] == ["write_rejected"]
+    assert "field type conflict" in dead[0]["detail"]
+    assert "value=0.0" in dead[0]["payload"]  # the refused line itself
+    assert [r["reason"] for r in dead_rows] == ["write_rejected"]
+
+
+def _fields(r) -> dict:
+    return msgspec.structs.asdict(r)
 
 
 # --- retries (stubbed failures) -------------------------------------------------------------
@@ -284,26 +350,32 @@ def test_retry_after_http_date_is_capped():
 def test_connection_refused_is_retried_then_unavailable():
     """Real socket: nothing listens on the port, so the connect error is genuine."""
     sleeps = Sleeps()
-    with InfluxV1Writer(closed_port_url(), "db", max_retries=2, sleep=sleeps) as w:
-        with pytest.raises(InfluxUnavailable, match="ConnectError"):
-            w.write_chunk(["m v=1 1"])
+    with (
+        InfluxV1Writer(closed_port_url(), "db", max_retries=2, sleep=sleeps) as w,
+        pytest.raises(InfluxUnavailable, match="ConnectError"),
+    ):
+        w.write_chunk(["m v=1 1"])
     assert len(sleeps) == 2
 
 
-def test_sink_survives_an_outage_and_counts():
-    """Real socket, nothing listening, no spool configured: write_batch logs, counts dropped
-    points, never raises."""
+def test_sink_survives_an_outage_without_a_spool_and_does_not_acknowledge():
+    """Real socket, nothing listening, no spool configured: write_batch logs, counts, never
+    raises, and leaves the batch unacknowledged (MQTT redelivers it at the next start). It used
+    to acknowledge and drop it (issue #15)."""
+    from twinwatch.flows.acks import Acked
+
     cfg = InfluxService(url=closed_port_url(), max_retries=2, batch_size=2, spool_dir=None)
     sleeps = Sleeps()
     sink = InfluxSink(cfg, writer_factory=lambda c, **kw: make_writer(c, sleep=sleeps, **kw))
     part = sink.build("influxdb", 0, 1)
     retries = metric("twinwatch_sink_retries_total", sink="influxdb")
     errors = metric("twinwatch_sink_errors_total", sink="influxdb")
-    part.write_batch([readings(5)])
-    assert part.dropped == 5 and part.written == 0
-    assert len(sleeps) == 2  # the first chunk's retries; the rest of the batch is dropped at once
+    acked = []
+    part.write_batch([Acked(readings(5), lambda: acked.append(1))])
+    assert acked == [] and part.unacked == 5 and part.written == 0
+    assert len(sleeps) == 2  # the first chunk's retries; the rest of the batch is kept at once
     assert metric("twinwatch_sink_retries_total", sink="influxdb") - retries == 2
-    assert metric("twinwatch_sink_errors_total", sink="influxdb") - errors == 3  # 3 chunks
+    assert metric("twinwatch_sink_errors_total", sink="influxdb") - errors == 1
     part.close()
 
 
@@ -387,18 +459,22 @@ def test_v2_via_make_writer_and_sink(victoriametrics):
 def test_v2_rejected_by_a_server_without_the_v2_api(influxdb):
     """Real InfluxDB 1.6.7 has no /api/v2/write: its 404 maps to InfluxRejected, no retry."""
     sleeps = Sleeps()
-    with InfluxV2Writer(influxdb.url, "db", sleep=sleeps) as w:
-        with pytest.raises(InfluxRejected) as ei:
-            w.write_chunk(["m v=1 1"])
+    with (
+        InfluxV2Writer(influxdb.url, "db", sleep=sleeps) as w,
+        pytest.raises(InfluxRejected) as ei,
+    ):
+        w.write_chunk(["m v=1 1"])
     assert ei.value.status == 404 and sleeps == []
 
 
 def test_v2_connection_refused_is_unavailable():
     """Real socket, nothing listening: urllib3's connect error maps to InfluxUnavailable."""
     sleeps = Sleeps()
-    with InfluxV2Writer(closed_port_url(), "db", max_retries=1, sleep=sleeps) as w:
-        with pytest.raises(InfluxUnavailable):
-            w.write_chunk(["m v=1 1"])
+    with (
+        InfluxV2Writer(closed_port_url(), "db", max_retries=1, sleep=sleeps) as w,
+        pytest.raises(InfluxUnavailable),
+    ):
+        w.write_chunk(["m v=1 1"])
     assert len(sleeps) == 1
 
 
@@ -406,9 +482,12 @@ def test_v2_connection_refused_is_unavailable():
 
 
 @pytest.mark.services
-def test_basic_auth_on_real_influxdb_and_secrets_stay_hidden(service_factory, monkeypatch, caplog):
+def test_basic_auth_on_real_influxdb_and_secrets_stay_hidden(
+    service_factory, monkeypatch, caplog, tmp_path
+):
     """Real InfluxDB 1.6.7 with auth-enabled: the right password writes, a wrong one is a 401
-    rejection; neither repr, errors nor logs show the password."""
+    rejection (the sink spools the point, never drops it); neither repr, errors nor logs show
+    the password."""
     db = service_factory(services.InfluxDB, auth=True)
     httpx.post(
         db.url + "/query",
@@ -432,10 +511,13 @@ def test_basic_auth_on_real_influxdb_and_secrets_stay_hidden(service_factory, mo
         with make_writer(bad) as w, pytest.raises(InfluxRejected) as ei:
             w.write(lp.encode_many(readings(1)))
         assert ei.value.status == 401 and "authorization failed" in str(ei.value)
-        part = InfluxSink(bad).build("influxdb", 0, 1)
+        spooled = msgspec.structs.replace(bad, spool_dir=str(tmp_path / "spool"))
+        part = InfluxSink(spooled).build("influxdb", 0, 1)
         part.write_batch([readings(1)])
         part.close()
-        assert part.dropped == 1
+        assert part.dropped == 0 and part.spool.points() == {
+            "reading": 1
+        }  # kept for a fixed password
     assert "authorization failed" in caplog.text
     for text in (caplog.text, str(ei.value), repr(good), repr(bad), repr(part.writer)):
         assert PASSWORD not in text

@@ -1,4 +1,4 @@
-"""Log sources: syslog over real UDP and TCP sockets, and a file tail across rotation and restart."""
+"""Log sources: syslog over real UDP and TCP sockets, a file tail across rotation and restart."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Rollups (twinwatch.flows.rollup), their line protocol, and retention (twinwatch.app.retention) on InfluxDB 1.6.7."""
+"""Rollups (twinwatch.flows.rollup), their line protocol, and retention (twinwatch.app.retention)
+on InfluxDB 1.6.7."""
 
 from __future__ import annotations
 

@@ -99,6 +99,15 @@ def test_a_secret_cannot_be_written_inline():
         ),
         (lambda r: r["simulation"]["incidents"][0].__setitem__("targets", ["a/b/c"]), "no sensor"),
         (lambda r: r["services"]["mqtt"].__setitem__("prot", 1), "prot"),
+        # issue #15: these passed `twinwatch config`, then crashed the flow at the first
+        # reading or alert; a bad time zone crashed `logs` at start
+        (lambda r: r["detectors"]["robust_z"]["params"].__setitem__("window", -1), "window"),
+        (
+            lambda r: r["detectors"]["robust_z"]["params"].__setitem__("bogus", 1),
+            "unexpected keyword argument 'bogus'",
+        ),
+        (lambda r: r["alert_rules"][0].__setitem__("summary", "{nope} on {site}"), "nope"),
+        (lambda r: r["city"].__setitem__("timezone", "Mars/Olympus"), "city.timezone"),
     ],
 )
 def test_invalid_configs_fail_with_the_key_named(mutate, message):
@@ -115,3 +124,32 @@ def test_missing_file_and_bad_yaml_are_clear_errors(tmp_path):
     bad.write_text("city: [unclosed")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad, environ={})
+
+
+def test_unreadable_config_files_are_one_line_errors(tmp_path):
+    """Issue #15: a non-UTF-8 file and a 50 MB YAML were tracebacks."""
+    latin = tmp_path / "latin1.yaml"
+    latin.write_bytes("city: {name: Séjong}\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match="not UTF-8") as e:
+        load_config(latin, environ={})
+    assert "\n" not in str(e.value)
+    big = tmp_path / "big.yaml"
+    with big.open("w") as f:
+        f.write("city: {name: x}\npad:\n")
+        for i in range(50 * 2**20 // 32):
+            f.write(f"  - {i:028d}\n")
+    with pytest.raises(ConfigError, match="larger than 16 MiB"):
+        load_config(big, environ={})
+
+
+def test_twinwatch_config_builds_the_plan(tmp_path, capsys):
+    """`twinwatch config` fails (status 2, one line) on what would fail at the first reading."""
+    from twinwatch.app.cli import main
+
+    r = raw()
+    r["detectors"]["robust_z"]["params"]["window"] = -1
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(r, allow_unicode=True))
+    assert main(["config", "-c", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "detectors.robust_z.params" in err

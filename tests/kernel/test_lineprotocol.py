@@ -277,11 +277,24 @@ def test_alert_line():
         unit="bar",
         summary='robust_z anomaly on "s1": 9.5 bar',
     )
+    common = (
+        'fingerprint="0123456789abcdef",value=9.5,unit="bar",'
+        f'summary="robust_z anomaly on \\"s1\\": 9.5 bar",starts_at_ms={MS0}i {MS0 + 5000}'
+    )
+    # the state change (history), then the alert's state: one series per alert, so that
+    # last() per series is "what is firing" (severity rank 3 = alert)
     assert lp.encode(a) == [
         "alert,asset=pump-1,domain=water,rule=robust_z,sensor=p1,severity=alert,site=s1,"
-        'status=firing fingerprint="0123456789abcdef",value=9.5,unit="bar",'
-        f'summary="robust_z anomaly on \\"s1\\": 9.5 bar",starts_at_ms={MS0}i {MS0 + 5000}'
+        "status=firing " + common,
+        "alert_state,asset=pump-1,domain=water,rule=robust_z,sensor=p1,site=s1 "
+        'status="firing",severity="alert",level=3i,firing=1i,' + common,
     ]
+    resolved = msgspec.structs.replace(a, status="resolved")
+    assert 'status="resolved",severity="alert",level=0i,firing=0i,' in lp.encode(resolved)[1]
+    assert lp.encode_by_measurement([a]) == {
+        "alert": lp.encode(a)[:1],
+        "alert_state": lp.encode(a)[1:],
+    }
 
 
 def test_dead_letter_line_and_empty_tags_omitted():
@@ -314,7 +327,8 @@ def _event(t: datetime, kind: str = "auth_failure") -> SecurityEvent:
 
 def test_the_encoder_is_stateless_a_repeat_is_the_same_point():
     """Readings are facts: re-delivery must overwrite (idempotent). Distinct events that share a
-    time get distinct times upstream (twinwatch.engine.parse.UniqueTimes, tested in test_parse.py)."""
+    time get distinct times upstream (twinwatch.engine.parse.UniqueTimes, tested in
+    test_parse.py)."""
     assert lp.encode(reading()) == lp.encode(reading())
     assert lp.encode(_event(T0)) == lp.encode(_event(T0))
 

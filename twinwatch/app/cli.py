@@ -5,12 +5,14 @@
     twinwatch demo       services + simulator + flow for a bounded time, then a summary
     twinwatch services   up | down | status of the local InfluxDB, Mosquitto, Alertmanager, ...
     twinwatch config     check a config file and print what it describes
-    twinwatch query      InfluxDB -> table, CSV or Parquet      (twinwatch/app/analysis, docs/analysts.md)
+    twinwatch query      InfluxDB -> table, CSV or Parquet (docs/analysts.md)
     twinwatch report     incident report: HTML with plots
     twinwatch backtest   detectors over stored history vs incident labels
 
 Errors the user can fix (bad config, unreachable service, missing binary) print one clear line
-and exit with status 2; they are not tracebacks.
+and exit with status 2; they are not tracebacks. Every subcommand's ``--help`` starts with what
+it does. Times are printed in the city's time zone (``city.timezone``) with the zone marked;
+``--utc`` prints UTC.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import sys
 from pathlib import Path
 
 from twinwatch.config import ConfigError, load_config
+from twinwatch.mqtt import MqttError
 
 __all__ = ["main"]
 
@@ -29,11 +32,46 @@ DEFAULT_VAR = Path("var")
 SERVICE_NAMES = ("influxdb", "mosquitto", "alertmanager", "victoriametrics", "prometheus")
 
 
+class _Subcommands(argparse._SubParsersAction):
+    """Subcommands whose ``--help`` opens with their one-line help as the description."""
+
+    def add_parser(self, name, **kwargs):
+        if "help" in kwargs and "description" not in kwargs:
+            help_ = kwargs["help"]
+            kwargs["description"] = help_[0].upper() + help_[1:] + "."
+        return super().add_parser(name, **kwargs)
+
+
+class _Parser(argparse.ArgumentParser):
+    """The twinwatch parser; its subcommands (and theirs) get descriptions (``_Subcommands``)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register("action", "parsers", _Subcommands)
+
+
+def _utc_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--utc",
+        action="store_true",
+        help="print times in UTC (default: the city's time zone, city.timezone)",
+    )
+
+
 def _config_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "-c",
         "--config",
         help="YAML config (default: $TWINWATCH_CONFIG or the shipped example city)",
+    )
+
+
+def _no_create_db_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--no-create-db",
+        action="store_true",
+        help="do not create the InfluxDB database (v1) or check the bucket (v2) at start "
+        "(also: services.influxdb.create_database: false)",
     )
 
 
@@ -60,23 +98,33 @@ def _epoch(args):
 def cmd_run(args) -> int:
     from bytewax.run import cli_main
 
+    from twinwatch.app import startup
     from twinwatch.flows.dataflow import build_flow
     from twinwatch.flows.sources.mqtt import MqttSource
     from twinwatch.flows.sources.replay import ReplaySource
     from twinwatch.metrics import serve
 
     config = load_config(args.config)
-    m = config.services.metrics
-    serve(m.host, m.port + (args.process_id or 0) if m.port else 0)
+    source: ReplaySource | MqttSource
     if args.replay:
+        missing = [f for f in args.replay if not Path(f).is_file()]
+        if missing:
+            raise ConfigError(f"run --replay: no such file: {', '.join(missing)}")
         source = ReplaySource(args.replay, config.flow.batch_size, args.speed)
     else:
-        source = MqttSource(config.services.mqtt, config.flow.batch_size, args.idle_timeout)
-    flow = build_flow(config, source)
-    if not args.process_id:  # one process applies retention (issue #5)
-        from twinwatch.app.retention import apply_configured
-
-        apply_configured(config.services.influxdb)
+        source = MqttSource(
+            config.services.mqtt,
+            config.flow.batch_size,
+            args.idle_timeout,
+            config.flow.max_queued,
+        )
+    flow = build_flow(config, source)  # builds the plan: every detector and template checked
+    # one process creates the database and applies retention (issue #5)
+    startup.prepare(
+        config, mqtt=not args.replay, create_db=not args.no_create_db, first=not args.process_id
+    )
+    m = config.services.metrics
+    serve(m.host, m.port + (args.process_id or 0) if m.port else 0)
     cli_main(
         flow,
         workers_per_process=args.workers,
@@ -85,7 +133,7 @@ def cmd_run(args) -> int:
         epoch_interval=_epoch(args),
         recovery_config=_recovery(args),
     )
-    return 0
+    return startup.finish()
 
 
 def cmd_simulate(args) -> int:
@@ -118,26 +166,47 @@ def cmd_services(args) -> int:
     from twinwatch.app.demo import ports_from_config
 
     base = Path(args.var)
-    if args.action == "down":
-        stopped = services.down(base)
-        print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
-        return 0
-    if args.action == "status":
-        for name, st in services.status(base).items():
-            print(f"{name:16} {st}")
-        return 0
     unknown = set(args.names) - set(SERVICE_NAMES)
     if unknown:
         raise ConfigError(
             f"unknown service {', '.join(sorted(unknown))}; known: {', '.join(SERVICE_NAMES)}"
         )
+    if args.action == "down":
+        stopped = services.down(base, args.names)
+        print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+        return 0
+    if args.action == "status":
+        print(_status_table(services.status(base, args.names)))
+        return 0
     config = load_config(args.config)
     started = services.up(
         args.names or ["influxdb", "mosquitto", "alertmanager"], base, ports_from_config(config)
     )
     for name, svc in started.items():
         print(f"{name:16} {svc.url}  (pid {svc.pid}, data in {svc.data_dir})")
+    influx = config.services.influxdb
+    if "influxdb" in started and influx.create_database and not args.no_create_db:
+        from twinwatch.influx import prepare_database
+
+        if prepare_database(influx):
+            print(f"{'':16} database {influx.database!r} ready at {influx.url}")
     return 0
+
+
+def _status_table(status: dict[str, dict]) -> str:
+    """One line per service: name, running or stopped, URL, PID and where its data is."""
+    lines = []
+    for name, st in status.items():
+        if st["running"]:
+            state = f"running  {st['url']:24}  pid {st['pid']:<7}  data {st['data_dir']}"
+        elif st["url"]:
+            state = (
+                f"stopped  (an earlier run's pid file for {st['url']}; `services down` clears it)"
+            )
+        else:
+            state = "stopped"
+        lines.append(f"{name:16} {state}")
+    return "\n".join(lines)
 
 
 def cmd_demo(args) -> int:
@@ -149,13 +218,17 @@ def cmd_demo(args) -> int:
         config_path=args.config,
         sim_hours=args.sim_hours,
         speed=args.speed,
+        end=args.end,
+        utc=args.utc,
     )
 
 
 def cmd_dashboards(args) -> int:
     from twinwatch.dashboards.build import main as dashboards_main
+    from twinwatch.engine.plan import Plan
 
-    return dashboards_main(args)
+    config = load_config(args.config)
+    return dashboards_main(args, config, Plan(config).thresholds())
 
 
 def cmd_bench(args) -> int:
@@ -168,6 +241,7 @@ def cmd_logs(args) -> int:
     """The log flow (issue #6): syslog receiver or log files -> security detection -> sinks."""
     from bytewax.run import cli_main
 
+    from twinwatch.app import startup
     from twinwatch.flows.security import build_log_flow
     from twinwatch.flows.sources.syslog import SyslogSource
     from twinwatch.flows.sources.tail import TailSource
@@ -176,8 +250,10 @@ def cmd_logs(args) -> int:
     config = load_config(args.config)
     if bool(args.syslog is not None) == bool(args.tail):
         raise ConfigError("logs: give either --syslog PORT or --tail FILE ...")
+    startup.prepare(config, mqtt=False, create_db=not args.no_create_db)
     m = config.services.metrics
     serve(m.host, m.port)
+    source: SyslogSource | TailSource
     if args.syslog is not None:
         source = SyslogSource(
             args.host,
@@ -194,11 +270,14 @@ def cmd_logs(args) -> int:
             idle_timeout_s=args.idle_timeout,
         )
     cli_main(build_log_flow(config, source), workers_per_process=1, recovery_config=_recovery(args))
-    return 0
+    return startup.finish()
 
 
 def cmd_config(args) -> int:
+    from twinwatch.engine.plan import Plan
+
     config = load_config(args.config)
+    Plan(config)  # the rest of validation: every detector built, every summary template formatted
     by_domain: dict[str, int] = {}
     for ref in config.catalog.values():
         by_domain[ref.domain] = by_domain.get(ref.domain, 0) + 1
@@ -240,11 +319,13 @@ def cmd_analysis(args) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="twinwatch", description=__doc__.split("\n")[0])
+    p = _Parser(prog="twinwatch", description=__doc__.split("\n")[0])
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True)
 
-    r = sub.add_parser("run", help="run the dataflow")
+    r = sub.add_parser(
+        "run", help="run the dataflow: MQTT or replay files -> detectors -> InfluxDB, Alertmanager"
+    )
     _config_arg(r)
     r.add_argument(
         "--replay",
@@ -266,9 +347,13 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--epoch-s", type=float, help="seconds between snapshots (default: Bytewax's 10)"
     )
+    _no_create_db_arg(r)
     r.set_defaults(func=cmd_run)
 
-    s = sub.add_parser("simulate", help="simulate the city (MQTT or replay file)")
+    s = sub.add_parser(
+        "simulate",
+        help="simulate the city with labelled incidents: publish to MQTT or write a file",
+    )
     _config_arg(s)
     s.add_argument("--out", help="write a JSONL replay file instead of publishing to MQTT")
     s.add_argument(
@@ -280,8 +365,12 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--labels", help="incident labels file (default: simulation.labels_path)")
     s.set_defaults(func=cmd_simulate)
 
-    d = sub.add_parser("demo", help="start services, simulate, detect, summarise")
+    d = sub.add_parser(
+        "demo",
+        help="start local services, simulate the city's last hours, detect, summarise",
+    )
     _config_arg(d)
+    _utc_arg(d)
     d.add_argument("--var", default=str(DEFAULT_VAR), help="folder for service data and logs")
     d.add_argument(
         "--sim-hours", type=float, help="simulated hours (default: simulation.duration_h)"
@@ -289,9 +378,17 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument(
         "--speed", type=float, help="simulated seconds per wall second (default: simulation.speed)"
     )
+    d.add_argument(
+        "--end",
+        help="end of the simulated span, ISO 8601 with offset (default: now, so Grafana's "
+        "default range shows data); the same seed and end give the same data",
+    )
     d.set_defaults(func=cmd_demo)
 
-    v = sub.add_parser("services", help="local services: up | down | status")
+    v = sub.add_parser(
+        "services",
+        help="start, stop or list the local InfluxDB, Mosquitto, Alertmanager, ... (by PID file)",
+    )
     _config_arg(v)
     v.add_argument("action", choices=("up", "down", "status"))
     v.add_argument(
@@ -301,9 +398,10 @@ def parser() -> argparse.ArgumentParser:
         help=f"any of {', '.join(SERVICE_NAMES)} (default for up: influxdb mosquitto alertmanager)",
     )
     v.add_argument("--var", default=str(DEFAULT_VAR), help="folder for service data and logs")
+    _no_create_db_arg(v)
     v.set_defaults(func=cmd_services)
 
-    c = sub.add_parser("config", help="check a config file")
+    c = sub.add_parser("config", help="validate a config file and print what it describes")
     _config_arg(c)
     c.set_defaults(func=cmd_config)
 
@@ -315,6 +413,7 @@ def parser() -> argparse.ArgumentParser:
     lg.add_argument("--once", action="store_true", help="read the files to their end and stop")
     lg.add_argument("--idle-timeout", type=float, metavar="S", help="stop after S idle seconds")
     lg.add_argument("--recovery-dir", help="Bytewax recovery directory (resume file offsets)")
+    _no_create_db_arg(lg)
     lg.set_defaults(func=cmd_logs)
 
     b = sub.add_parser("bench", help="benchmarks: nab (score detectors on a NAB-layout folder)")
@@ -370,6 +469,7 @@ def parser() -> argparse.ArgumentParser:
     ):
         an = sub.add_parser(name, help=help_)
         _config_arg(an)
+        _utc_arg(an)
         add(an)
         an.set_defaults(func=cmd_analysis)
     return p
@@ -381,15 +481,19 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    if not args.verbose:  # one line per HTTP request is noise, not news
-        logging.getLogger("httpx").setLevel(logging.WARNING)
+    if not args.verbose:  # one line per HTTP request, or per template miner started, is noise
+        for name in ("httpx", "drain3"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     try:
         return args.func(args)
-    except ConfigError as e:
+    except (ConfigError, MqttError) as e:
         print(f"twinwatch: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `twinwatch query ... | head`: the reader has all it wanted
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

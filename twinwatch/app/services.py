@@ -43,6 +43,7 @@ with the default 30s the query API hides points younger than 30 s. Points older 
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -139,7 +140,7 @@ def _tail(path: Path, n: int = 40) -> str:
 
 class Service:
     name: ClassVar[str]
-    binary: ClassVar[str]
+    binary: str  # the class's default; an instance may be given its own
     ready_path: ClassVar[str | None] = None  # HTTP readiness path; None = TCP connect
     ready_status: ClassVar[int] = 200
     scheme: ClassVar[str] = "http"
@@ -274,10 +275,8 @@ class Service:
                 if _wait_gone(pid, wait):
                     break
             if (proc := _CHILDREN.pop(pid, None)) is not None:
-                try:
+                with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(5)  # reap our own child: no zombie, and /proc/<pid> is gone on return
-                except subprocess.TimeoutExpired:
-                    pass
         self.pid_file.unlink(missing_ok=True)
 
     @classmethod
@@ -286,7 +285,8 @@ class Service:
         pid_file = Path(data_dir) / f"{cls.name}.pid"
         try:
             info = json.loads(pid_file.read_text())
-            # The expected binary is the class's, never the file's: a forged/stale file can't widen the check.
+            # The expected binary is the class's, never the file's: a forged/stale file can't widen
+            # the check.
             svc = cls(
                 data_dir,
                 port=int(info.get("port") or 0) or None,
@@ -483,11 +483,13 @@ def up(names: list[str], base_dir: Path, ports: dict[str, int] | None = None) ->
     return result
 
 
-def down(base_dir: Path) -> list[str]:
-    """Stop every service with a pid file under base_dir; return the names actually stopped.
-    Stale pid files (dead PID, or PID reused by another program) are removed, nothing is signalled."""
+def down(base_dir: Path, names: list[str] | None = None) -> list[str]:
+    """Stop the named services (default: every one) with a pid file under base_dir; return the
+    names actually stopped. Stale pid files (dead PID, or PID reused by another program) are
+    removed, nothing is signalled."""
     stopped = []
-    for name, cls in SERVICES.items():
+    for name in names or list(SERVICES):
+        cls = _lookup(name)
         svc = cls.from_pidfile(Path(base_dir) / name)
         if svc is not None:
             was_running = svc.running
@@ -499,14 +501,16 @@ def down(base_dir: Path) -> list[str]:
     return stopped
 
 
-def status(base_dir: Path) -> dict[str, dict]:
+def status(base_dir: Path, names: list[str] | None = None) -> dict[str, dict]:
+    """State of the named services (default: every one) under base_dir."""
     out = {}
-    for name, cls in SERVICES.items():
+    for name in names or list(SERVICES):
+        cls = _lookup(name)
         svc = cls.from_pidfile(Path(base_dir) / name)
         running = svc is not None and svc.running
         out[name] = {
             "running": running,
-            "pid": svc.pid if running else None,
+            "pid": svc.pid if svc and running else None,
             "url": svc.url if svc else None,
             "port": svc.port if svc else None,
             "data_dir": str(Path(base_dir) / name),

@@ -10,7 +10,7 @@ import zlib
 from datetime import UTC, datetime
 
 from twinwatch.metrics import ALERTS
-from twinwatch.schema import Alert, fingerprint
+from twinwatch.schema import Alert, AlertStatus, Domain, Severity, fingerprint
 
 __all__ = ["make_alert", "shard_of"]
 
@@ -22,13 +22,13 @@ def shard_of(key: str, shards: int) -> str:
 
 def make_alert(
     *,
-    domain: str,
+    domain: Domain,
     site: str,
     asset: str,
     sensor: str,
     rule: str,
-    status: str,
-    severity: str,
+    status: AlertStatus,
+    severity: Severity,
     since: float,
     t: float,
     value: float,

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from twinwatch.schema import AlertStatus
+
 __all__ = ["AlertState", "Policy", "step", "evaluate", "INACTIVE", "PENDING", "FIRING"]
 
 INACTIVE, PENDING, FIRING = 0, 1, 2
@@ -70,7 +72,9 @@ class Policy:
         return sum(1 for s in self.levels if score >= s)
 
 
-def step(state: AlertState, t: float, hit: bool, for_s: float, clear_s: float) -> str | None:
+def step(
+    state: AlertState, t: float, hit: bool, for_s: float, clear_s: float
+) -> AlertStatus | None:
     """Advance ``state`` by one decision; return "pending", "firing" or "resolved" on a change."""
     if hit:
         state.last_hit = t
@@ -99,7 +103,9 @@ def _flapping(state: AlertState, p: Policy) -> bool:
     return p.flap_window_s > 0 and len(recent) >= p.flap_max
 
 
-def evaluate(state: AlertState, t: float, score: float, threshold: float, p: Policy) -> str | None:
+def evaluate(
+    state: AlertState, t: float, score: float, threshold: float, p: Policy
+) -> AlertStatus | None:
     """Advance ``state`` by one detector score; return "pending", "firing" (also on escalation)
     or "resolved" on a change, None otherwise."""
     active = state.status != INACTIVE

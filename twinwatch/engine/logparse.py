@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 
 from twinwatch.config import Config
 from twinwatch.engine.parse import PAYLOAD_PREVIEW, UniqueTimes
-from twinwatch.schema import BadRecord, DeadLetter, SecurityEvent
+from twinwatch.schema import BadRecord, DeadLetter, Outcome, SecurityEvent
 
 __all__ = ["LogParser", "parse_line", "classify", "pseudonymise"]
 
@@ -54,7 +54,7 @@ _APACHE_ACCESS = re.compile(
 )
 
 # sshd and its PAM module (loghub OpenSSH sample). Order matters: the first match wins.
-_SSHD = [
+_SSHD: list[tuple[re.Pattern[str], str, Outcome]] = [
     (
         re.compile(r"Failed (\S+) for invalid user (?P<user>\S*) from (?P<ip>\S+)"),
         "auth_failure",
@@ -145,7 +145,7 @@ def _local(year, month, day, m, g, tz) -> datetime:
     return t.astimezone(UTC)
 
 
-Classified = tuple[str, str, str, str | None, str | None, int | None]
+Classified = tuple[str, str, Outcome, str | None, str | None, int | None]
 
 
 def classify(app: str, message: str) -> list[Classified]:
@@ -182,8 +182,7 @@ def classify(app: str, message: str) -> list[Classified]:
         level = message[1 : message.find("]")].rsplit(":", 1)[-1]
         kind = "http_error" if level in ("error", "crit", "alert", "emerg") else "other"
         return [("apache", kind, "info", None, m.group(1) if m else None, None)]
-    if base == "apache_access":
-        m = _APACHE_ACCESS.match(message)
+    if base == "apache_access" and (m := _APACHE_ACCESS.match(message)):  # else: "other" below
         status = int(m.group(5))
         user = None if m.group(2) == "-" else m.group(2)
         outcome = "failure" if status in (401, 403) else "info"

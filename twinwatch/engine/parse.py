@@ -10,33 +10,36 @@ cannot invent series (bounded tag cardinality) or relabel its unit.
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import msgspec
 
 from twinwatch.config import Config, SensorRef
+from twinwatch.engine.deadletter import PAYLOAD_PREVIEW, dead_letter, internal_error
 from twinwatch.schema import (
     BadRecord,
     DeadLetter,
     DeviceEventPayload,
     FirewallPayload,
     LogPayload,
+    Outcome,
     Reading,
     SecurityEvent,
     SensorPayload,
 )
 
-__all__ = ["Parser", "UniqueTimes", "parse_sshd"]
+__all__ = ["Parser", "UniqueTimes", "parse_sshd", "PAYLOAD_PREVIEW"]
 
-PAYLOAD_PREVIEW = 512  # bytes of a rejected payload kept in the dead-letter queue
 # InfluxDB stores int64 nanoseconds: times outside this range cannot be written at all.
 EARLIEST = datetime(1677, 9, 22, tzinfo=UTC)
 LATEST = datetime(2262, 4, 11, tzinfo=UTC)
 
-_decoders = {
+_decoders: dict[str, msgspec.json.Decoder[Any]] = {
     "reading": msgspec.json.Decoder(SensorPayload),
     "log": msgspec.json.Decoder(LogPayload),
     "firewall": msgspec.json.Decoder(FirewallPayload),
@@ -44,7 +47,7 @@ _decoders = {
 }
 
 # sshd auth-log lines (formats as in loghub's OpenSSH sample; Zhu et al., ISSRE 2023).
-_SSHD = [
+_SSHD: list[tuple[re.Pattern[str], str, Outcome]] = [
     (
         re.compile(r"Failed password for invalid user (?P<user>\S*) from (?P<ip>\S+)"),
         "invalid_user",
@@ -61,7 +64,7 @@ _SSHD = [
 ]
 
 
-def parse_sshd(line: str) -> tuple[str, str, str | None, str | None]:
+def parse_sshd(line: str) -> tuple[str, Outcome, str | None, str | None]:
     """(kind, outcome, user, src_ip) of an sshd log line; unknown lines are ("other", "info")."""
     for pattern, kind, outcome in _SSHD:
         m = pattern.search(line)
@@ -71,46 +74,83 @@ def parse_sshd(line: str) -> tuple[str, str, str | None, str | None]:
 
 
 class UniqueTimes:
-    """Distinct occurrences that share a timestamp get distinct ones, 1 ms apart.
+    """Distinct occurrences that share a timestamp get distinct ones: the next free millisecond.
 
     InfluxDB keeps one point per (series, time): a second point overwrites the first. That is right
     for readings (a re-delivered reading is the same fact: idempotent). But security events and
     dead letters are occurrences, and they often share a time (sshd logs have whole seconds; a burst
-    of bad messages is received within one millisecond). Within a burst of one series (from its
-    first time to the last time handed out), each next occurrence moves to 1 ms after the last one;
-    an occurrence after the burst, or older than it (out of order), keeps its own time. Done here,
-    before detection, so an event's score, anomaly and alert points carry the same time as it.
+    of bad messages is received within one millisecond). Each occurrence takes the first
+    millisecond at or after its own time that no earlier occurrence of its series took, also when
+    it arrives out of order (issue #15: events of one second arriving out of order overwrote each
+    other). Done here, before detection, so an event's score, anomaly and alert points carry the
+    same time as it.
+
+    The taken milliseconds of a series are kept as merged intervals, so a burst of any size is
+    one interval. Memory is bounded: a series keeps at most ``max_intervals`` (when full it
+    forgets the older half) and at most ``max_series`` series are tracked.
     """
 
-    def __init__(self, max_series: int = 100_000):
+    def __init__(self, max_series: int = 100_000, max_intervals: int = 10_000):
         self.max_series = max_series
-        self._bursts: dict[str, tuple[int, int]] = {}  # series -> (first ms, last ms handed out)
+        self.max_intervals = max_intervals
+        self._taken: dict[str, tuple[list[int], list[int]]] = {}  # series -> (starts, ends)
 
     def __call__(self, series: str, t: datetime) -> datetime:
-        ms = round(t.timestamp() * 1000)
-        burst = self._bursts.get(series)
-        if burst is not None and burst[0] <= ms <= burst[1]:
-            self._bursts[series] = (burst[0], burst[1] + 1)
-            return datetime.fromtimestamp((burst[1] + 1) / 1000, UTC)
-        if burst is None and len(self._bursts) >= self.max_series:
-            self._bursts.clear()  # bounded memory; at worst one overwrite after a clear
-        self._bursts[series] = (ms, ms)
-        return t
+        own = round(t.timestamp() * 1000)
+        taken = self._taken.get(series)
+        if taken is None:
+            if len(self._taken) >= self.max_series:
+                self._taken.clear()  # bounded memory; at worst one overwrite after a clear
+            taken = self._taken[series] = ([], [])
+        starts, ends = taken
+        i = bisect.bisect_right(starts, own) - 1  # the interval at or before own, if any
+        if i >= 0 and ends[i] >= own:  # inside it or just after it: extend it
+            free = ends[i]
+            ends[i] += 1
+        else:
+            free = own
+            i += 1
+            starts.insert(i, own)
+            ends.insert(i, own + 1)
+        if i + 1 < len(starts) and starts[i + 1] == ends[i]:  # it now touches the next one
+            ends[i] = ends.pop(i + 1)
+            starts.pop(i + 1)
+        if len(starts) > self.max_intervals:  # forget the older half
+            half = len(starts) // 2
+            del starts[:half], ends[:half]
+        return t if free == own else datetime.fromtimestamp(free / 1000, UTC)
 
 
 class Parser:
-    """Validates raw (topic, payload) messages against the schema and the sensor catalogue."""
+    """Validates raw (topic, payload) messages against the schema and the sensor catalogue.
+
+    Event times are bounded on both sides: at most ``flow.max_future_s`` ahead of the wall
+    clock, and at most ``flow.max_lateness_s`` behind the stream's clock, the newest event time
+    this parser has accepted (taken per batch before judging it, so an old reading at the head
+    of a batch is judged against the batch's newest one). The stream's clock rather than the
+    wall clock, so a replay of last year's files still works; a live stream's clock is "now".
+    """
 
     def __init__(self, config: Config):
         self.prefix = config.services.mqtt.topic_prefix + "/"
         self.max_bytes = config.flow.max_payload_bytes
         self.max_future = timedelta(seconds=config.flow.max_future_s)
+        lateness = config.flow.max_lateness_s
+        self.max_lateness = None if lateness is None else timedelta(seconds=lateness)
+        self.clock = EARLIEST  # the newest accepted event time (the stream's clock)
         self.unique = UniqueTimes()
+        self.device_kinds = frozenset(config.security.device_events) | frozenset(
+            config.security.device_event_kinds
+        )
         self.catalog: dict[str, SensorRef] = {
             f"{self.prefix}{d}/{s}/{a}/{n}": ref for (d, s, a, n), ref in config.catalog.items()
         }
 
-    def parse(self, topic: str, payload: bytes) -> Reading | SecurityEvent:
+    def parse(
+        self, topic: str, payload: bytes, now: datetime | None = None
+    ) -> Reading | SecurityEvent:
+        """One message -> record (raises BadRecord). ``now``: the wall clock, for the future
+        bound. The lateness bound needs the stream's clock: ``split`` applies it."""
         if len(payload) > self.max_bytes:
             raise BadRecord("too_large", f"{len(payload)} bytes > limit {self.max_bytes}")
         ref = self.catalog.get(topic)
@@ -135,8 +175,16 @@ class Parser:
             except UnicodeDecodeError:
                 raise BadRecord("bad_encoding", "payload is not UTF-8") from None
             raise BadRecord("bad_json", str(e)) from None
-        time = msg.time.astimezone(UTC)
-        if not EARLIEST <= time < min(LATEST, self._now() + self.max_future):
+        except UnicodeDecodeError as e:  # invalid UTF-8 inside a JSON string
+            raise BadRecord("bad_encoding", f"invalid UTF-8 in a string: {e.reason}") from None
+        except RecursionError:  # JSON nested deeper than the decoder's stack allows
+            raise BadRecord("bad_json", "JSON nested too deeply") from None
+        try:
+            time = msg.time.astimezone(UTC)
+        except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+            raise BadRecord("bad_time", f"time {msg.time.isoformat()} is out of range") from None
+        ceiling = min(LATEST, (now or self._now()) + self.max_future)
+        if not EARLIEST <= time < ceiling:
             raise BadRecord(
                 "bad_time",
                 f"time {msg.time.isoformat()} is outside "
@@ -171,9 +219,20 @@ class Parser:
                 src_ip=ip,
                 message=msg.line[:1024],
             )
-        if kind == "device_event":  # the event name is a bounded tag: a pattern-checked id
+        if kind == "device_event":  # the kind is a tag: only configured kinds, else `other`
+            if msg.event in self.device_kinds:
+                return SecurityEvent(
+                    time, ref.site, ref.asset, ref.sensor.id, msg.event, "info", message=msg.zone
+                )
+            zone = f" zone={msg.zone}" if msg.zone else ""
             return SecurityEvent(
-                time, ref.site, ref.asset, ref.sensor.id, msg.event, "info", message=msg.zone
+                time,
+                ref.site,
+                ref.asset,
+                ref.sensor.id,
+                "other",
+                "info",
+                message=f"event={msg.event}{zone}",
             )
         outcome = "allow" if msg.action == "allow" else "deny"
         return SecurityEvent(
@@ -197,29 +256,53 @@ class Parser:
         source: str = "mqtt",
         received: datetime | None = None,
     ) -> tuple[list, list[DeadLetter]]:
-        """Parse a batch: valid records, and dead letters for the rest (never raises BadRecord)."""
+        """Parse a batch: valid records, and dead letters for the rest. Never raises: bad input
+        is a BadRecord, and a bug on one message is that message's ``internal_error``."""
         oks: list = []
+        raws: list[tuple[str, bytes]] = []
         errs: list[DeadLetter] = []
         received = received or datetime.now(UTC)
         unique = self.unique
+        clock = self.clock
         for topic, payload in messages:
             try:
-                rec = self.parse(topic, payload)
+                rec = self.parse(topic, payload, received)
             except BadRecord as e:
-                errs.append(
-                    DeadLetter(
-                        unique(f"{source}/{e.reason}", received),
-                        source,
-                        topic[:256],
-                        e.reason,
-                        e.detail[:512],
-                        payload[:PAYLOAD_PREVIEW].decode("utf-8", "replace"),
-                    )
-                )
+                when = unique(f"{source}/{e.reason}", received)
+                errs.append(dead_letter(source, topic, e.reason, e.detail, payload, when))
                 continue
+            except Exception as e:
+                errs.append(internal_error("parse", e, str(topic), bytes(payload), source))
+                continue
+            if rec.time > clock:
+                clock = rec.time
+            oks.append(rec)
+            raws.append((topic, payload))
+        self.clock = clock
+        if self.max_lateness is not None and oks:
+            floor = clock - self.max_lateness
+            if any(r.time < floor for r in oks):
+                kept = []
+                for rec, (topic, payload) in zip(oks, raws):
+                    if rec.time < floor:
+                        errs.append(
+                            dead_letter(
+                                source,
+                                topic,
+                                "bad_time",
+                                f"time {rec.time.isoformat()} is more than "
+                                f"{self.max_lateness.total_seconds():g}s (flow.max_lateness_s) "
+                                f"behind the stream's newest time {clock.isoformat()}",
+                                payload,
+                                unique(f"{source}/bad_time", received),
+                            )
+                        )
+                    else:
+                        kept.append(rec)
+                oks = kept
+        for i, rec in enumerate(oks):
             if type(rec) is SecurityEvent:
                 t = unique(rec.series, rec.time)
                 if t is not rec.time:
-                    rec = msgspec.structs.replace(rec, time=t)
-            oks.append(rec)
+                    oks[i] = msgspec.structs.replace(rec, time=t)
         return oks, errs

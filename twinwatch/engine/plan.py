@@ -2,6 +2,7 @@
 
     plan = Plan(config)          raises ConfigError for anything the flow would trip on later
     plan[series] -> SeriesPlan   detectors (name, type, params), alert rules, severities, policies
+    plan.thresholds() -> {detector name: hit threshold}
 
 Building the plan is the last step of config validation. The kernel's ``Config`` checks types and
 references; the plan builds every detector of every sensor once, formats every alert summary
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from twinwatch import detectors
 from twinwatch.config import AlertRule, Config, ConfigError, SensorRef
 from twinwatch.engine.lifecycle import Policy
-from twinwatch.schema import SEVERITIES, series_key
+from twinwatch.schema import SEVERITIES, Severity, series_key
 
 __all__ = ["Plan", "SeriesPlan", "policy", "summary_fields", "SUMMARY_FIELDS"]
 
@@ -50,7 +51,7 @@ def _check_summary(where: str, template: str) -> None:
         ) from None
 
 
-def policy(rule: AlertRule, base_severity: str) -> tuple[Policy, tuple[str, ...]]:
+def policy(rule: AlertRule, base_severity: Severity) -> tuple[Policy, tuple[Severity, ...]]:
     """The lifecycle policy of ``rule`` and its severity ladder (``ladder[state.level]``).
 
     Escalation levels come from ``rule.escalate`` ({severity: score}); only severities above the
@@ -84,10 +85,14 @@ class SeriesPlan:
     ref: SensorRef
     detectors: tuple[tuple[str, str, dict], ...]  # (name, registry type, params)
     rules: dict[str, AlertRule]  # detector name -> rule
-    policies: dict[str, tuple[Policy, tuple[str, ...]]]  # name -> (Policy, severity ladder)
+    policies: dict[str, tuple[Policy, tuple[Severity, ...]]]  # name -> (Policy, severity ladder)
 
     def build(self) -> list:
         return [detectors.build(kind, **params) for _, kind, params in self.detectors]
+
+    def thresholds(self) -> dict[str, float]:
+        """{detector name: its hit threshold}: a score divided by it is 1 at a hit."""
+        return {name: det.threshold for (name, _, _), det in zip(self.detectors, self.build())}
 
 
 class Plan:
@@ -134,6 +139,19 @@ class Plan:
                 base = limits.severity if spec.type == "limits" and limits else rule.severity
                 policies[name] = policy(rule, base)
         return SeriesPlan(ref, tuple(dets), rules, policies)
+
+    def thresholds(self) -> dict[str, float]:
+        """{detector name: hit threshold} over every sensor (for the dashboards' score panels).
+        A named detector has one threshold: only limits' bounds and gap's interval vary per
+        sensor, and neither is a threshold."""
+        out: dict[str, float] = {}
+        for key, sp in self._plans.items():
+            for name, thr in sp.thresholds().items():
+                if out.setdefault(name, thr) != thr:
+                    raise ConfigError(
+                        f"detectors.{name}: threshold {thr} on {key} but {out[name]} elsewhere"
+                    )
+        return out
 
     def __getitem__(self, series: str) -> SeriesPlan:
         return self._plans[series]

@@ -3,13 +3,14 @@
     shard = SecurityShard(config)
     shard.process(events) -> [AnomalyScore per finding, Alert state changes]
 
-Per asset (site/asset): a drain3 template miner over its log lines (twinwatch.detectors.logtemplates), the
-per-source-IP attack rules (twinwatch.detectors.security), the video/IoT device events that alert by
-themselves (``security.device_events``) and one alert state per (sensor, rule). A finding is
-written as an AnomalyScore (``scores={rule: value}``, ``hits=(rule,)``: the ``anomaly_score`` and
-``anomaly`` measurements, like every other detector hit) at the time of the event that caused it;
-it also drives the alert lifecycle (``for_s`` 0, resolved after ``security.clear_s`` without
-findings), whose summary names the source IP and the detail (IPs stay out of tags).
+Per asset (site/asset): a drain3 template miner over its log lines
+(twinwatch.detectors.logtemplates), the per-source-IP attack rules (twinwatch.detectors.security),
+the video/IoT device events that alert by themselves (``security.device_events``) and one alert
+state per (sensor, rule). A finding is written as an AnomalyScore (``scores={rule: value}``,
+``hits=(rule,)``: the ``anomaly_score`` and ``anomaly`` measurements, like every other detector hit)
+at the time of the event that caused it; it also drives the alert lifecycle (``for_s`` 0, resolved
+after ``security.clear_s`` without findings), whose summary names the source IP and the detail (IPs
+stay out of tags).
 
     records ─► SecurityEvents ─┐
     log source ─► logparse ────┴─► by asset shard ─► security (stateful_batch) ─► findings, alerts
@@ -27,7 +28,7 @@ from twinwatch.detectors.security import SecurityDetector
 from twinwatch.engine.alerts import make_alert
 from twinwatch.engine.lifecycle import AlertState, step
 from twinwatch.metrics import ANOMALIES, DETECT_SECONDS
-from twinwatch.schema import Alert, AnomalyScore, SecurityEvent
+from twinwatch.schema import Alert, AlertStatus, AnomalyScore, SecurityEvent
 
 __all__ = ["SecurityShard"]
 
@@ -123,7 +124,7 @@ class SecurityShard:
         self,
         ev: SecurityEvent,
         rule: str,
-        status: str,
+        status: AlertStatus,
         state: AlertState,
         t: float,
         value: float,

@@ -21,10 +21,11 @@ from time import perf_counter
 
 from twinwatch import detectors
 from twinwatch.engine.alerts import make_alert
+from twinwatch.engine.deadletter import internal_error
 from twinwatch.engine.lifecycle import AlertState, evaluate
 from twinwatch.engine.plan import Plan, SeriesPlan, summary_fields
 from twinwatch.metrics import ANOMALIES, DETECT_SECONDS
-from twinwatch.schema import Alert, AnomalyScore, Reading, SecurityEvent
+from twinwatch.schema import Alert, AlertStatus, AnomalyScore, DeadLetter, Reading, SecurityEvent
 
 __all__ = ["Shard", "event_weight"]
 
@@ -48,7 +49,7 @@ class _Series:
 
 
 def _alert(
-    plan: SeriesPlan, rule: str, status: str, state: AlertState, t: float, value: float
+    plan: SeriesPlan, rule: str, status: AlertStatus, state: AlertState, t: float, value: float
 ) -> Alert:
     ref = plan.ref
     pol, ladder = plan.policies[rule]
@@ -74,6 +75,8 @@ class Shard:
     def __init__(self, plan: Plan, state: dict | None = None):
         self.plan = plan
         self.series: dict[str, _Series] = {}
+        self.dead: list[DeadLetter] = []  # internal_error dead letters, taken by the caller
+        self.restored = state is not None  # resume() at the first batch after a restore
         dropped: list[str] = []
         for key, (det_states, alert_states) in (state or {}).items():
             if key not in plan:
@@ -111,35 +114,66 @@ class Shard:
         return s
 
     def process(self, records: list[Reading | SecurityEvent]) -> list[AnomalyScore | Alert]:
+        """Scores and alert changes of ``records``. A record whose processing raises (a bug)
+        becomes an ``internal_error`` dead letter in ``self.dead`` (the caller takes them); the
+        rest of the batch goes on."""
         out: list[AnomalyScore | Alert] = []
+        if not records:
+            return out
+        if self.restored:
+            self.restored = False
+            self.resume(min(r.time for r in records).timestamp())
         started = perf_counter()
         for rec in records:
-            s = self._get(rec.series)
-            plan = s.plan
-            t = rec.time.timestamp()
-            x = rec.value if type(rec) is Reading else event_weight(rec)
-            scores = {}
-            hits = []
-            for (name, _, _), det, alert in zip(plan.detectors, s.detectors, s.alerts):
-                score = det.update(t, x)
-                scores[name] = score
-                hit = score >= det.threshold
-                if hit:
-                    hits.append(name)
-                    ANOMALIES.labels(plan.ref.domain, name).inc()
-                pol = plan.policies.get(name)
-                if pol is not None:
-                    change = evaluate(alert, t, score, det.threshold, pol[0])
-                    if change is not None:
-                        out.append(_alert(plan, name, change, alert, t, x))
-            out.append(
-                AnomalyScore(
-                    rec.time, rec.domain, rec.site, rec.asset, rec.sensor, x, scores, tuple(hits)
+            try:
+                s = self._get(rec.series)
+                plan = s.plan
+                t = rec.time.timestamp()
+                x = rec.value if type(rec) is Reading else event_weight(rec)
+                scores = {}
+                hits = []
+                for (name, _, _), det, alert in zip(plan.detectors, s.detectors, s.alerts):
+                    score = det.update(t, x)
+                    scores[name] = score
+                    hit = score >= det.threshold
+                    if hit:
+                        hits.append(name)
+                        ANOMALIES.labels(plan.ref.domain, name).inc()
+                    pol = plan.policies.get(name)
+                    if pol is not None:
+                        change = evaluate(alert, t, score, det.threshold, pol[0])
+                        if change is not None:
+                            out.append(_alert(plan, name, change, alert, t, x))
+                out.append(
+                    AnomalyScore(
+                        rec.time,
+                        rec.domain,
+                        rec.site,
+                        rec.asset,
+                        rec.sensor,
+                        x,
+                        scores,
+                        tuple(hits),
+                    )
                 )
-            )
-        if records:
-            DETECT_SECONDS.observe((perf_counter() - started) / len(records))
+            except Exception as e:
+                self.dead.append(internal_error("detect", e, rec.series, repr(rec)))
+        DETECT_SECONDS.observe((perf_counter() - started) / len(records))
         return out
+
+    def resume(self, t: float) -> None:
+        """The flow was down until about event time ``t`` (the oldest time of the first batch
+        after a restore). Readings between the snapshot and the crash were processed,
+        acknowledged and forgotten with the process, so each gap detector takes the series as
+        having reported normally until then (last time ``t - interval``): the flow's own
+        downtime is not a device gap. A device that stays silent after ``t`` still scores."""
+        for s in self.series.values():
+            for i, (_, kind, params) in enumerate(s.plan.detectors):
+                if kind == "gap":
+                    state = s.detectors[i].to_state()
+                    assumed = t - params["interval_s"]
+                    if state and state[0] < assumed:
+                        s.detectors[i] = type(s.detectors[i]).from_state(params, (assumed,))
 
     def to_state(self) -> dict:
         return {

@@ -9,9 +9,10 @@ saves the same frame as Parquet). It is turned back into ``Reading``/``SecurityE
 time order and fed, in batches of ``flow.batch_size``, through the flow's own logic: the shard
 detectors and alert rules (``twinwatch.engine.shard.Shard``), the stale-sensor check
 (``twinwatch.engine.liveness.Liveness``) and, when ``security.enabled``, the security rules and log
-templates (``twinwatch.flows.security.SecurityShard``), so a config gives the alerts the live flow would
-have given. The security branch's findings are stored as security events too (``kind`` = the
-rule, outcome ``info``); they are outputs, not inputs, so they are left out of the replay.
+templates (``twinwatch.engine.security.SecurityShard``), so a config gives the alerts the live
+flow would have given. The security branch's findings are stored as security events too
+(``kind`` = the rule, outcome ``info``); they are outputs, not inputs, so they are left out of
+the replay.
 
 Scoring against the simulator's incident labels:
 
@@ -51,8 +52,9 @@ __all__ = [
     "live_alerts",
 ]
 
-# Kinds of the findings twinwatch.flows.security writes back as security events (twinwatch.detectors.security rules,
-# twinwatch.detectors.logtemplates): not part of the input stream.
+# Kinds of the findings twinwatch.flows.security writes back as security events
+# (twinwatch.detectors.security rules, twinwatch.detectors.logtemplates): not part of the input
+# stream.
 FINDING_KINDS = frozenset(
     {
         "brute_force",
@@ -97,6 +99,8 @@ def load_history(
     else:
         from twinwatch.app.analysis.helpers import history
 
+        if start is None or end is None:
+            raise AnalysisError("reading the history from InfluxDB needs a start and an end")
         df = history(db, start, end, progress=progress)
     missing = {"time", "domain", "site", "asset", "sensor"} - set(df.columns)
     if missing:

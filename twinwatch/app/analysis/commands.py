@@ -2,8 +2,12 @@
 
 Only argparse is imported here; polars, matplotlib and scikit-learn load when a command runs.
 Errors the user can fix (unreachable server, bad credentials, bad time range) are
-``AnalysisError``s, which ``twinwatch.app.cli`` prints as one line (status 2); an empty result prints
-why on stderr and exits with status 1, so scripts can tell "no data" from "failed".
+``AnalysisError``s, which ``twinwatch.app.cli`` prints as one line (status 2). An empty result is
+an answer, not an error: it says so on stderr and exits 0 (``--fail-empty``: 1, for scripts that
+treat "no data" as a failure).
+
+Times are printed in the city's time zone (``city.timezone``) with the zone marked; ``--utc``
+prints UTC. CSV carries the offset in every timestamp; Parquet keeps UTC instants.
 """
 
 from __future__ import annotations
@@ -36,12 +40,13 @@ QUERIES = (
 )
 
 
-def _range_args(p: argparse.ArgumentParser) -> None:
+def _range_args(p: argparse.ArgumentParser, *, required: bool = True) -> None:
     p.add_argument(
         "--start",
-        required=True,
+        required=required,
         help="ISO 8601 with offset "
-        "(2026-11-20T00:00:00Z), now, or relative (now-6h, or --start=-6h)",
+        "(2026-11-20T00:00:00Z), now, or relative (now-6h, or --start=-6h)"
+        + ("" if required else "; not used by `query influxql` (the statement has its own)"),
     )
     p.add_argument("--end", default="now", help="as --start (default: now)")
     p.add_argument("--chunk", default="6h", help="read long ranges in chunks of this (default 6h)")
@@ -55,11 +60,12 @@ def _series_args(p: argparse.ArgumentParser) -> None:
 def add_query_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("what", choices=QUERIES, help="which question to ask")
     p.add_argument("influxql", nargs="?", help="the statement, for `query influxql`")
-    _range_args(p)
+    _range_args(p, required=False)
     _series_args(p)
     p.add_argument("--every", default="1h", help="rollup bucket (default 1h)")
     p.add_argument("--format", choices=("table", "csv", "parquet"), default="table")
     p.add_argument("-o", "--out", help="output file (required for parquet; default stdout)")
+    p.add_argument("--fail-empty", action="store_true", help="exit 1 when there is nothing to show")
 
 
 def add_report_args(p: argparse.ArgumentParser) -> None:
@@ -88,11 +94,25 @@ def add_backtest_args(p: argparse.ArgumentParser) -> None:
 
 
 def _range(args):
-    from twinwatch.app.analysis.query import check_range, parse_duration, parse_time
+    from twinwatch.app.analysis.query import (
+        BadTimeRange,
+        check_range,
+        parse_duration,
+        parse_time,
+    )
 
+    if args.start is None:
+        what = " ".join(filter(None, (args.command, getattr(args, "what", None))))
+        raise BadTimeRange(f"`{what}` needs --start, e.g. --start=-6h")
     now = datetime.now(UTC)
     start, end = check_range(parse_time(args.start, now), parse_time(args.end, now))
     return start, end, parse_duration(args.chunk)
+
+
+def _zone(config, args):
+    from twinwatch.localtime import zone
+
+    return zone(config, getattr(args, "utc", False))
 
 
 def _progress(desc: str):
@@ -113,9 +133,12 @@ def _progress(desc: str):
     return update
 
 
-def _emit(df, fmt: str, out: str | None) -> None:
+def _emit(df, fmt: str, out: str | None, tz) -> None:
+    """Write a frame; times shown in ``tz`` (table, CSV: with the offset), Parquet as stored."""
     import polars as pl
 
+    if fmt != "parquet":
+        df = df.with_columns(pl.col(pl.Datetime).dt.convert_time_zone(str(tz)))
     if fmt == "parquet":
         if not out:
             from twinwatch.app.analysis.query import AnalysisError
@@ -142,21 +165,26 @@ def _emit(df, fmt: str, out: str | None) -> None:
 
 def run_query(config, args) -> int:
     from twinwatch.app.analysis import helpers as h
-    from twinwatch.app.analysis.query import AnalysisError, EmptyResult, Influx
+    from twinwatch.app.analysis.query import AnalysisError, Influx
+    from twinwatch.localtime import show
 
+    tz = _zone(config, args)
+    w = args.what
+    if w == "influxql":
+        if not args.influxql:
+            raise AnalysisError(
+                "`query influxql` needs the statement, e.g. "
+                '"SELECT * FROM reading WHERE time > now() - 1h"'
+            )
+        with Influx(config.services.influxdb) as db:
+            df = db.select(args.influxql)
+        what = f"rows for {args.influxql!r} (database {db.database})"
+        return _answer(df, what, args, tz)
     start, end, chunk = _range(args)
     series = {k: getattr(args, k) for k in h.SERIES}
-    bar = _progress(args.what)
+    bar = _progress(w)
     with Influx(config.services.influxdb) as db:
-        w = args.what
-        if w == "influxql":
-            if not args.influxql:
-                raise AnalysisError(
-                    "`query influxql` needs the statement, e.g. "
-                    '"SELECT * FROM reading WHERE time > now() - 1h"'
-                )
-            df = db.select(args.influxql)
-        elif w == "readings":
+        if w == "readings":
             df = h.readings(db, start, end, **series, chunk=chunk, progress=bar)
         elif w == "events":
             df = h.events(
@@ -183,16 +211,22 @@ def run_query(config, args) -> int:
                 df = h.noisy_sensors(db, start, end, episodes=df)
         else:
             df = h.dead_letter_stats(db, start, end, chunk=chunk)
+    scope = " ".join(f"{k}={v}" for k, v in series.items() if v)
+    what = (
+        f"{w.replace('-', ' ')} from {show(start, tz, seconds=False)} to "
+        f"{show(end, tz, seconds=False)}"
+        + (f" for {scope}" if scope else "")
+        + f" (database {db.database})"
+    )
+    return _answer(df, what, args, tz)
+
+
+def _answer(df, what: str, args, tz) -> int:
+    """Emit a frame; an empty one is an answer too: say so, exit 0 (1 with --fail-empty)."""
     if not df.height:
-        scope = " ".join(f"{k}={v}" for k, v in series.items() if v)
-        e = EmptyResult(
-            f"no {w} between {start:%Y-%m-%dT%H:%M:%SZ} and {end:%Y-%m-%dT%H:%M:%SZ}"
-            + (f" for {scope}" if scope else "")
-            + f" in database {db.database}"
-        )
-        print(f"twinwatch: {e}", file=sys.stderr)
-        return 1
-    _emit(df, args.format, args.out)
+        print(f"twinwatch: no {what}", file=sys.stderr)
+        return 1 if args.fail_empty else 0
+    _emit(df, args.format, args.out, tz)
     return 0
 
 
@@ -211,6 +245,7 @@ def run_report(config, args) -> int:
             domain=args.domain,
             site=args.site,
             max_incidents=args.max_incidents,
+            tz=_zone(config, args),
         )
     print(f"report: {path}  (figures in {path.parent / 'figures'})")
     return 0
@@ -253,5 +288,5 @@ def run_backtest(config, args) -> int:
             f"{detected}/{len(labels)}  false alarms "
             f"{len(unmatched_alerts(labels, live, args.grace))}"
         )
-    _emit(result.incident_frame(), args.format, args.out)
+    _emit(result.incident_frame(), args.format, args.out, _zone(config, args))
     return 0

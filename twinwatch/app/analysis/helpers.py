@@ -7,6 +7,7 @@
     rollup_frame(readings_df, "1h")                      the same computed in polars
     scores_with_readings(db, start, end, ...)            each reading with its detector scores
     alert_history(db, start, end, ...)                   one row per alert episode, MTTA/MTTR
+    firing_at(db, t, ...)                                the alerts firing at t, wherever they began
     mtta_mttr(episodes, by=("domain", "severity"))       mean/median times to ack and resolve
     noisy_sensors(db, start, end, top=10)                most alert episodes and detector hits
     dead_letter_stats(db, start, end)                    dead letters by source and reason
@@ -23,15 +24,30 @@ condition that did not last) is not an alert and is left out. Acknowledgements c
 field, at the time of the ack); when it does not exist, ``acked_at`` and ``time_to_ack_s`` are
 null. Time to acknowledge and time to resolve are measured from the firing time. An episode
 still firing at ``end`` has a null ``resolved_at``.
+
+What is firing at a time ``t`` comes from ``alert_state`` (one series per alert, written with
+every state change; twinwatch/lineprotocol.py): each alert's latest point at or before ``t``,
+however long before, so an alert that began before a report's window is counted at its end.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 import polars as pl
 
-from twinwatch.app.analysis.query import DEFAULT_CHUNK, TIME, Influx, Progress, parse_duration
+from twinwatch.app.analysis.query import (
+    DEFAULT_CHUNK,
+    TIME,
+    DType,
+    Influx,
+    Progress,
+    ms,
+    parse_duration,
+    quote_ident,
+    quote_str,
+)
 
 __all__ = [
     "SERIES",
@@ -42,13 +58,19 @@ __all__ = [
     "rollup_frame",
     "scores_with_readings",
     "alert_history",
+    "firing_at",
     "mtta_mttr",
     "noisy_sensors",
     "dead_letter_stats",
 ]
 
 SERIES = ["domain", "site", "asset", "sensor"]
-_AGG_DTYPES = {"count": pl.Int64, "mean": pl.Float64, "min": pl.Float64, "max": pl.Float64}
+_AGG_DTYPES: dict[str, DType] = {
+    "count": pl.Int64,
+    "mean": pl.Float64,
+    "min": pl.Float64,
+    "max": pl.Float64,
+}
 
 
 def _where(domain=None, site=None, asset=None, sensor=None) -> dict[str, str | None]:
@@ -185,7 +207,7 @@ def scores_with_readings(
     chunk: timedelta = DEFAULT_CHUNK,
 ) -> pl.DataFrame:
     """Each reading with its detectors' scores (one column per detector) and ``hits``."""
-    w = dict(domain=domain, site=site, asset=asset, sensor=sensor, chunk=chunk)
+    w: dict[str, Any] = dict(domain=domain, site=site, asset=asset, sensor=sensor, chunk=chunk)
     left = readings(db, start, end, **w)
     scores = db.read(
         "anomaly_score", start, end, where=_where(domain, site, asset, sensor), chunk=chunk
@@ -236,6 +258,65 @@ def alert_history(
         )
         .select(_episodes_schema().columns)
         .sort("fired_at", "fingerprint")
+    )
+
+
+_STATE_FIELDS = ("severity", "status", "fingerprint", "value", "unit", "summary", "starts_at_ms")
+
+
+def firing_at(
+    db: Influx,
+    t: datetime,
+    *,
+    domain: str | None = None,
+    site: str | None = None,
+    asset: str | None = None,
+    sensor: str | None = None,
+) -> pl.DataFrame:
+    """The alerts firing at ``t``, most severe first: ``since`` (their latest state change:
+    fired or escalated), ``started_at`` (the episode's start), labels, severity, value, unit,
+    summary. One cheap query: ``last()`` of each alert's ``alert_state`` series before ``t``."""
+    schema = pl.Schema(
+        {
+            "since": TIME,
+            "started_at": TIME,
+            **{c: pl.Categorical() for c in SERIES},
+            "rule": pl.Categorical(),
+            "severity": pl.String(),
+            "fingerprint": pl.String(),
+            "value": pl.Float64(),
+            "unit": pl.String(),
+            "summary": pl.String(),
+        }
+    )
+    if "alert_state" not in db.measurements():
+        return pl.DataFrame(schema=schema)
+    tags = "".join(
+        f"{quote_ident(k)} = {quote_str(v)} AND "
+        for k, v in _where(domain, site, asset, sensor).items()
+        if v is not None
+    )
+    fields = ", ".join(quote_ident(f) for f in _STATE_FIELDS)
+    inner = (
+        f'SELECT last("level") AS "level", {fields} FROM "alert_state" '
+        f'WHERE {tags}time <= {ms(t)}ms GROUP BY "domain", "site", "asset", "sensor", "rule"'
+    )
+    df = db.select(
+        f'SELECT * FROM ({inner}) WHERE "level" > 0',
+        measurement="alert_state",
+        dtypes={"level": pl.Int64(), "starts_at_ms": pl.Int64()},
+    )
+    if not df.height:
+        return pl.DataFrame(schema=schema)
+    return (
+        df.sort(["level", "time"], descending=[True, False])
+        .with_columns(
+            pl.col("time").alias("since"),
+            pl.col("starts_at_ms").cast(TIME).alias("started_at"),
+            pl.col("severity").cast(pl.String),
+        )
+        .select(list(schema))
+        .cast(schema)
     )
 
 

@@ -22,7 +22,8 @@ Errors (all ``AnalysisError``, a ``ConfigError``: the CLI prints one line, no tr
      ├── Unreachable      no answer from the server (connection refused, timeout, 5xx)
      ├── BadCredentials   HTTP 401/403: missing or wrong username/password/token
      ├── BadTimeRange     naive datetimes, end <= start, unparsable times or durations
-     └── EmptyResult      raised by the CLI when a query has no rows (helpers return empty frames)
+     └── EmptyResult      nothing to work on (a backtest over no history); helpers return empty
+                          frames and the CLI says "no ..." and exits 0
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ __all__ = [
     "where_clause",
 ]
 
+# a polars dtype, as a class (pl.Int64) or an instance (pl.Datetime("ms", "UTC"))
+DType = pl.DataType | type[pl.DataType]
 TIME = pl.Datetime("ms", "UTC")
 FIELD_DTYPES = {
     "float": pl.Float64,
@@ -253,7 +256,7 @@ class Influx:
         q: str,
         *,
         measurement: str | None = None,
-        dtypes: dict[str, pl.DataType] | None = None,
+        dtypes: dict[str, DType] | None = None,
     ) -> pl.DataFrame:
         """One InfluxQL SELECT -> DataFrame. Tags (of ``measurement`` or from GROUP BY) become
         Categorical; fields take the server's types; ``dtypes`` sets the rest (aggregates)."""
@@ -269,7 +272,7 @@ class Influx:
         where: dict[str, str | None] | None = None,
         select: str = "*",
         group_by: str | None = None,
-        dtypes: dict[str, pl.DataType] | None = None,
+        dtypes: dict[str, DType] | None = None,
         chunk: timedelta = DEFAULT_CHUNK,
         progress: Progress | None = None,
     ) -> pl.DataFrame:
@@ -293,7 +296,7 @@ class Influx:
 
 
 def _series_frame(
-    s: dict, tags: set[str], fields: dict[str, str], dtypes: dict[str, pl.DataType]
+    s: dict, tags: set[str], fields: dict[str, str], dtypes: dict[str, DType]
 ) -> pl.DataFrame:
     cols, rows = s["columns"], s.get("values") or []
     data = dict(zip(cols, (list(c) for c in zip(*rows)))) if rows else {c: [] for c in cols}
@@ -319,7 +322,7 @@ def to_frame(
     results: list[dict],
     tags: Iterable[str],
     fields: dict[str, str],
-    dtypes: dict[str, pl.DataType] | None = None,
+    dtypes: dict[str, DType] | None = None,
 ) -> pl.DataFrame:
     """InfluxQL JSON results -> one DataFrame (series with different columns are aligned)."""
     tagset, dtypes = set(tags), dtypes or {}
@@ -341,12 +344,12 @@ def to_frame(
 def empty_frame(
     tags: Iterable[str],
     fields: dict[str, str],
-    dtypes: dict[str, pl.DataType] | None = None,
+    dtypes: dict[str, DType] | None = None,
     *,
     raw: bool = True,
 ) -> pl.DataFrame:
     """The frame a query with no rows would have had (raw: all tags and fields)."""
-    schema: dict[str, pl.DataType] = {"time": TIME}
+    schema: dict[str, DType] = {"time": TIME}
     if raw:
         schema |= {t: pl.Categorical for t in sorted(tags)}
         schema |= {f: FIELD_DTYPES[k] for f, k in fields.items()}

@@ -1,15 +1,22 @@
 """Incident report: one self-contained HTML file (figures embedded as PNG data URIs) plus the
 same figures as PNG files, for a time range and optionally one domain or site.
 
-    build_report(db, config, start, end, out_dir, domain=None, site=None) -> Path (report.html)
+    build_report(db, config, start, end, out_dir, domain=None, site=None, tz=None) -> Path
 
-Sections (each an ``<section id=...>``): ``summary``, ``alerts`` (alerts per hour by severity,
-then every fired alert), ``incidents`` (one figure per incident: the readings with the sensor's
-limits, the detector scores divided by their thresholds so 1 is a hit, and the alert spans
-shaded by severity), ``mtta-mttr``, ``noisy-sensors`` and ``dead-letters``.
+Sections (each an ``<section id=...>``): ``summary`` (with the alerts still firing at the end of
+the period, wherever they started), ``alerts`` (alerts per hour by severity, then every fired
+alert), ``incidents`` (one figure per incident: the readings with the sensor's limits, the
+detector scores divided by their thresholds so 1 is a hit, and the alert spans shaded by
+severity), ``mtta-mttr``, ``noisy-sensors`` and ``dead-letters``.
+
+Times are shown in ``tz`` (default: the city's ``city.timezone``; ``twinwatch report --utc``
+passes UTC), the zone marked in every title and column header. Values are shown as stored, i.e.
+at the sensor's own resolution (0.2188 mm stays 0.2188), durations to 0.1.
 
 An incident is a run of overlapping alert episodes on one sensor (several detectors often fire
-on the same excursion). Figure text stays ASCII (the Korean severity names need a CJK font
+on the same excursion). A still-firing incident is drawn up to its last state change plus a
+margin, marked "still firing", not stretched to the end of the period. Legends sit beside the
+plots, never over the data. Figure text stays ASCII (the Korean severity names need a CJK font
 the machine may not have). Security sensors have no readings: their panel shows the failures and
 denies per minute. Figures use matplotlib's Agg backend (no display needed); the most severe
 ``max_incidents`` incidents get a figure.
@@ -20,18 +27,20 @@ from __future__ import annotations
 import base64
 import html
 import io
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.dates as mdates  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import polars as pl  # noqa: E402
 
 from twinwatch.app.analysis import helpers as h  # noqa: E402
 from twinwatch.app.analysis.query import Influx, check_range  # noqa: E402
 from twinwatch.engine.plan import Plan  # noqa: E402
+from twinwatch.localtime import label, show, span, zone  # noqa: E402
 from twinwatch.schema import SEVERITIES  # noqa: E402
 
 __all__ = ["build_report", "incidents", "SECTIONS"]
@@ -46,27 +55,31 @@ img{max-width:100%;border:1px solid #ddd;margin:.5em 0}h2{border-bottom:2px soli
 
 
 def incidents(episodes: pl.DataFrame, end: datetime) -> list[dict]:
-    """Overlapping episodes of one sensor merged: {series..., start, end, episodes, severity}."""
+    """Overlapping episodes of one sensor merged: {series..., start, end, episodes, severity,
+    open}. A still-firing episode overlaps everything after it; ``end`` is then the incident's
+    last state change (``open`` True), not the end of the period."""
     rank = {s: i for i, s in enumerate(SEVERITIES)}
     out: list[dict] = []
     rows = episodes.sort("fired_at").to_dicts()
     for key, group in _groupby(rows, lambda r: tuple(str(r[c]) for c in h.SERIES)):
         current = None
         for r in group:
-            t1 = r["resolved_at"] or end
-            if current is not None and r["fired_at"] <= current["end"]:
-                current["end"] = max(current["end"], t1)
+            last = r["resolved_at"] or r["fired_at"]
+            if current is not None and (current["open"] or r["fired_at"] <= current["end"]):
+                current["end"] = max(current["end"], last)
+                current["open"] = current["open"] or r["resolved_at"] is None
                 current["episodes"].append(r)
                 continue
             current = {
                 **dict(zip(h.SERIES, key)),
                 "start": r["fired_at"],
-                "end": t1,
+                "end": last,
+                "open": r["resolved_at"] is None,
                 "episodes": [r],
             }
             out.append(current)
     for inc in out:
-        inc["severity"] = max((str(e["severity"]) for e in inc["episodes"]), key=rank.get)
+        inc["severity"] = max((str(e["severity"]) for e in inc["episodes"]), key=rank.__getitem__)
     return sorted(out, key=lambda i: (-rank[i["severity"]], i["start"]))
 
 
@@ -89,25 +102,48 @@ def _img(data: str, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
-def _table(df: pl.DataFrame, empty: str) -> str:
+def _number(v: float, column: str) -> str:
+    """Durations to 0.1; measured values as stored (the sensor's resolution: 0.2188 stays
+    0.2188, 12.5 stays 12.5; 10 significant digits drop float noise such as 0.30000000000000004)."""
+    if column.endswith(("_s", "_min")):
+        return f"{v:.1f}"
+    return f"{v:.10g}"
+
+
+def _table(df: pl.DataFrame, empty: str, tz: tzinfo) -> str:
     if not df.height:
         return f"<p>{html.escape(empty)}</p>"
 
-    def cell(v) -> str:
+    def cell(v, column: str) -> str:
         if isinstance(v, float):
-            return f"{v:.1f}"
+            return _number(v, column)
         if isinstance(v, datetime):
-            return v.strftime("%Y-%m-%d %H:%M:%S")
+            return v.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
         return html.escape("" if v is None else str(v))
 
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in df.columns)
+    some = next((v for row in df.iter_rows() for v in row if isinstance(v, datetime)), None)
+    zone_name = f" ({label(some, tz)})" if some is not None else ""
+    head = "".join(
+        f"<th>{html.escape(c)}{zone_name if isinstance(df.schema[c], pl.Datetime) else ''}</th>"
+        for c in df.columns
+    )
     body = "".join(
-        "<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in df.iter_rows()
+        "<tr>" + "".join(f"<td>{cell(v, c)}</td>" for v, c in zip(row, df.columns)) + "</tr>"
+        for row in df.iter_rows()
     )
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _alerts_figure(episodes: pl.DataFrame, path: Path) -> str:
+def _time_axis(ax, tz: tzinfo) -> None:
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d %H:%M", tz=tz))
+
+
+def _legend(ax, **kw) -> None:
+    """Beside the plot, so it never hides data."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, fontsize=7, **kw)
+
+
+def _alerts_figure(episodes: pl.DataFrame, path: Path, tz: tzinfo) -> str:
     fig, ax = plt.subplots(figsize=(11, 2.8))
     per_hour = (
         episodes.with_columns(
@@ -134,20 +170,29 @@ def _alerts_figure(episodes: pl.DataFrame, path: Path) -> str:
         for x, c in zip(hours, counts):
             bottom[x] = bottom.get(x, 0) + c
     ax.set_ylabel("alerts fired / h")
-    ax.legend(loc="upper right", fontsize=8)
+    _legend(ax)
+    _time_axis(ax, tz)
+    ax.set_xlabel(f"time ({label(episodes['fired_at'][0], tz)})")
     ax.set_title("Alerts fired per hour, by severity")
     return _png(fig, path)
 
 
 def _incident_figure(
-    db: Influx, plan: Plan, config, inc: dict, start: datetime, end: datetime, path: Path
+    db: Influx,
+    plan: Plan,
+    config,
+    inc: dict,
+    start: datetime,
+    end: datetime,
+    path: Path,
+    tz: tzinfo,
 ) -> str:
     key = tuple(inc[c] for c in h.SERIES)
     a, b = max(start, inc["start"] - PAD), min(end, inc["end"] + PAD)
     where = dict(zip(h.SERIES, key))
     scores = db.read("anomaly_score", a, b, where=where) if b > a else pl.DataFrame()
     fig, (top, bottom) = plt.subplots(
-        2, 1, figsize=(11, 4.6), sharex=True, gridspec_kw={"height_ratios": [3, 2]}
+        2, 1, figsize=(12, 4.6), sharex=True, gridspec_kw={"height_ratios": [3, 2]}
     )
     ref = config.catalog.get(key)
     series = "/".join(key)
@@ -165,8 +210,7 @@ def _incident_figure(
         top.step(per_min["time"].to_list(), per_min["value"].to_list(), lw=1, color="#333")
         top.set_ylabel("failures / min")
     try:
-        sp = plan[series]
-        thresholds = {name: det.threshold for (name, _, _), det in zip(sp.detectors, sp.build())}
+        thresholds = plan[series].thresholds()
     except KeyError:  # a sensor no longer in the config
         thresholds = {}
     for name, thr in thresholds.items():
@@ -176,18 +220,26 @@ def _incident_figure(
     bottom.set_ylabel("score / threshold")
     for e in inc["episodes"]:
         sev = str(e["severity"])
+        still = e["resolved_at"] is None
         for ax in (top, bottom):
             ax.axvspan(
                 e["fired_at"],
-                e["resolved_at"] or inc["end"],
+                e["resolved_at"] or b,  # a still-firing alert: to the figure's edge, no further
                 color=COLORS[sev],
                 alpha=0.25,
-                label=f"{e['rule']} ({sev})" if ax is top else None,
+                label=(f"{e['rule']} ({sev})" + (", still firing" if still else ""))
+                if ax is top
+                else None,
             )
-    top.set_title(f"{series}: {inc['severity']}, {inc['start']:%H:%M}–{inc['end']:%H:%M} UTC")
-    top.legend(loc="upper left", fontsize=7)
+    when = span(inc["start"], inc["end"], tz)
+    top.set_title(
+        f"{series}: {inc['severity']}, {when}" + (" (still firing)" if inc["open"] else "")
+    )
+    _legend(top)
     if thresholds:
-        bottom.legend(loc="upper left", fontsize=7, ncol=4)
+        _legend(bottom)
+    _time_axis(bottom, tz)
+    bottom.set_xlabel(f"time ({label(inc['start'], tz)})")
     return _png(fig, path)
 
 
@@ -209,28 +261,43 @@ def build_report(
     domain: str | None = None,
     site: str | None = None,
     max_incidents: int = 12,
+    tz: tzinfo | None = None,
 ) -> Path:
     start, end = check_range(start, end)
+    tz = tz or zone(config)
     out = Path(out_dir)
     figs = out / "figures"
     figs.mkdir(parents=True, exist_ok=True)
     episodes = h.alert_history(db, start, end, domain=domain, site=site)
     incs = incidents(episodes, end)
+    firing = h.firing_at(db, end, domain=domain, site=site)
+    before = int((firing["started_at"] < start).sum())
     plan = Plan(config)
     scope = " ".join(f"{k}={v}" for k, v in (("domain", domain), ("site", site)) if v)
     title = f"twinwatch incident report — {config.city.name}" + (f" ({scope})" if scope else "")
-    period = f"{start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} UTC"
-
+    still = f"{firing.height} still firing at the end of the period" + (
+        f" ({before} of them started before it)" if before else ""
+    )
     parts = [
-        f"<h1>{html.escape(title)}</h1><p>{period}</p>",
+        f"<h1>{html.escape(title)}</h1><p>{html.escape(span(start, end, tz))}</p>",
         '<section id="summary"><h2>Summary</h2>',
-        f"<p>{episodes.height} alerts fired in {len(incs)} incidents; "
-        f"{episodes['resolved_at'].is_null().sum()} still firing at the end of the period; "
-        f"{episodes['acked_at'].is_not_null().sum()} acknowledged.</p></section>",
-        '<section id="alerts"><h2>Alerts</h2>',
+        f"<p>{episodes.height} alerts fired in {len(incs)} incidents; {still}; "
+        f"{episodes['acked_at'].is_not_null().sum()} acknowledged.</p>",
     ]
+    if firing.height:
+        parts += [
+            f"<h3>Firing at {html.escape(show(end, tz, seconds=False))}</h3>",
+            _table(
+                firing.select(
+                    "since", "started_at", *h.SERIES, "rule", "severity", "value", "unit"
+                ),
+                "",
+                tz,
+            ),
+        ]
+    parts += ["</section>", '<section id="alerts"><h2>Alerts</h2>']
     if episodes.height:
-        parts.append(_img(_alerts_figure(episodes, figs / "alerts.png"), "alerts per hour"))
+        parts.append(_img(_alerts_figure(episodes, figs / "alerts.png", tz), "alerts per hour"))
     cols = [
         "fired_at",
         *h.SERIES,
@@ -243,12 +310,14 @@ def build_report(
         "time_to_resolve_s",
     ]
     parts += [
-        _table(episodes.select(cols), "No alerts fired in this period."),
+        _table(episodes.select(cols), "No alerts fired in this period.", tz),
         "</section>",
         '<section id="incidents"><h2>Incidents</h2>',
     ]
     for i, inc in enumerate(incs[:max_incidents], 1):
-        data = _incident_figure(db, plan, config, inc, start, end, figs / f"incident-{i:02d}.png")
+        data = _incident_figure(
+            db, plan, config, inc, start, end, figs / f"incident-{i:02d}.png", tz
+        )
         parts.append(
             f"<h3>{i}. {html.escape('/'.join(inc[c] for c in h.SERIES))}</h3>"
             + _img(data, f"incident {i}")
@@ -261,13 +330,13 @@ def build_report(
         "</section>",
         '<section id="mtta-mttr"><h2>MTTA / MTTR</h2>',
         "<p>Minutes from firing to acknowledgement (MTTA) and to resolution (MTTR).</p>",
-        _table(h.mtta_mttr(episodes), "No alerts."),
+        _table(h.mtta_mttr(episodes), "No alerts.", tz),
         "</section>",
         '<section id="noisy-sensors"><h2>Top noisy sensors</h2>',
-        _table(_noisy(db, start, end, episodes, domain, site), "No alerts or detector hits."),
+        _table(_noisy(db, start, end, episodes, domain, site), "No alerts or detector hits.", tz),
         "</section>",
         '<section id="dead-letters"><h2>Dead letters</h2>',
-        _table(h.dead_letter_stats(db, start, end), "No dead letters in this period."),
+        _table(h.dead_letter_stats(db, start, end), "No dead letters in this period.", tz),
         "</section>",
     ]
     page = (

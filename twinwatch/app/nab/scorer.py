@@ -99,7 +99,8 @@ def sweep_rows(
     pending = list(windows)
     rows: list[Row] = []
     cur = None  # (first, last, width) of the window we are in
-    prev_end = prev_width = None
+    prev_end: int | None = None  # last index and width of the window we left
+    prev_width = 0.0
     for i, s in enumerate(scores):
         if cur is None and pending and i == pending[0][0]:
             a, b = pending.pop(0)

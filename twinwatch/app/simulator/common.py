@@ -1,4 +1,4 @@
-"""What every part of the simulator shares: its error, the Message, time units, seeded randomness."""
+"""What all parts of the simulator share: its error, the Message, time units, seeded randomness."""
 
 from __future__ import annotations
 

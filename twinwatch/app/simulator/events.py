@@ -15,7 +15,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,10 +23,26 @@ from twinwatch.app.simulator.common import _CHUNK_S, _ENC, _EPOCH, _US, Message,
 from twinwatch.app.simulator.weather import _plateau
 from twinwatch.schema import FirewallPayload, LogPayload
 
+if TYPE_CHECKING:  # the mixin's host class (sensors imports this module)
+    from twinwatch.app.simulator.incidents import _Inc
+    from twinwatch.app.simulator.sensors import _World
+    from twinwatch.config import Asset
+
 
 class _EventSource:
     """The event half of ``_SensorSim`` (a mixin): uses its ``world``, ``asset``, ``path``,
     ``topic``, ``index``, ``params``, ``incs``, ``start_us``, ``end_us`` and ``_state``."""
+
+    world: _World
+    asset: Asset
+    path: str
+    topic: str
+    index: int
+    params: dict[str, Any]
+    incs: list[_Inc]
+    start_us: int
+    end_us: int
+    _state: dict[str, Any]
 
     def _events(self, chunk_fn) -> Iterator[tuple[int, int, Message]]:
         rng = _rng(self.world.seed, self.path, "events")
@@ -49,6 +65,7 @@ class _EventSource:
                 if any(a <= t_us / _US < b for a, b in offline):
                     continue
                 dt = E + td(microseconds=t_us)
+                payload: LogPayload | FirewallPayload
                 if isinstance(item, str):
                     payload = LogPayload(dt, item)
                 else:

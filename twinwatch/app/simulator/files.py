@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from datetime import datetime
 from pathlib import Path
 
-import msgspec
-
 from twinwatch.app.simulator.common import _ENC, Message
+from twinwatch.replay import decode_line, encode_line, payload_time
 from twinwatch.schema import utc
 
 
@@ -22,32 +20,24 @@ def write_labels(path, labels: Iterable[dict]) -> None:
 
 
 def write_replay(path, messages: Iterable[Message]) -> int:
-    """Write ``{"topic": ..., "payload": {...}}`` JSON Lines; return the number of messages."""
+    """Write the messages as replay JSON Lines (twinwatch.replay); return their number."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     n = 0
     with open(path, "wb") as f:
         for m in messages:
-            f.write(b'{"topic":' + _ENC.encode(m.topic) + b',"payload":' + m.payload + b"}\n")
+            f.write(encode_line(m.topic, m.payload))
             n += 1
     return n
 
 
-class _ReplayLine(msgspec.Struct):
-    topic: str
-    payload: msgspec.Raw
-
-
-class _TimeOnly(msgspec.Struct):
-    time: datetime
-
-
 def read_replay(path) -> Iterator[Message]:
     """Read back a file written by ``write_replay`` (payload bytes as they were generated)."""
-    line_dec, time_dec = msgspec.json.Decoder(_ReplayLine), msgspec.json.Decoder(_TimeOnly)
     with open(path, "rb") as f:
         for line in f:
             if line.strip():
-                r = line_dec.decode(line)
-                payload = bytes(r.payload)
-                yield Message(r.topic, payload, utc(time_dec.decode(payload).time))
+                topic, payload = decode_line(line)
+                when = payload_time(payload)
+                if when is None:
+                    raise ValueError(f"{path}: a replay payload without a time: {line[:200]!r}")
+                yield Message(topic, payload, utc(when))

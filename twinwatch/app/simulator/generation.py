@@ -38,7 +38,7 @@ def generate(config, start: datetime, *, duration_h: float | None = None) -> Ite
     start_us = _micros(start)
     span_h = config.simulation.duration_h if duration_h is None else duration_h
     end_us = start_us + int(round(span_h * 3600 * _US))
-    sims = []
+    sims: list[_SensorSim] = []
     for site in config.sites:
         for asset in site.assets:
             for sensor in asset.sensors:

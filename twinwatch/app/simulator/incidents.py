@@ -118,7 +118,8 @@ def _plan_incidents(config, start: datetime) -> tuple[list[_Inc], dict[str, list
         for s in a.sensors
     }
     start_us = _micros(start)
-    incs, by_path = [], {}
+    incs: list[_Inc] = []
+    by_path: dict[str, list[_Inc]] = {}
     for i, inc in enumerate(config.simulation.incidents):
         where = f"simulation.incidents[{i}]"
         if inc.kind not in INCIDENT_KINDS:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time as _time
 from collections.abc import Callable, Iterable
@@ -27,6 +28,16 @@ class SimStats:
     @property
     def rate(self) -> float:
         return self.messages / self.wall_s if self.wall_s > 0 else 0.0
+
+
+@dataclass(slots=True)
+class _Link:
+    """The broker connection as paho's callbacks report it."""
+
+    last_ack: float  # monotonic time of the last acknowledgement (or of the start)
+    acked: int = 0
+    connected: bool = False
+    refused: str | None = None
 
 
 def publish_mqtt(
@@ -59,20 +70,20 @@ def publish_mqtt(
     client.max_inflight_messages_set(max_inflight)
     client.max_queued_messages_set(0)
 
-    st = {"acked": 0, "connected": False, "refused": None, "last_ack": _time.monotonic()}
+    st = _Link(last_ack=_time.monotonic())
 
     def on_connect(_c, _u, _flags, reason, _props):
         if reason.is_failure:
-            st["refused"] = str(reason)
+            st.refused = str(reason)
         else:
-            st["connected"] = True
+            st.connected = True
 
     def on_disconnect(_c, _u, _flags, _reason, _props):
-        st["connected"] = False
+        st.connected = False
 
     def on_publish(_c, _u, _mid, _reason, _props):
-        st["acked"] += 1
-        st["last_ack"] = _time.monotonic()
+        st.acked += 1
+        st.last_ack = _time.monotonic()
 
     client.on_connect, client.on_disconnect, client.on_publish = (
         on_connect,
@@ -90,23 +101,21 @@ def publish_mqtt(
         if client.loop(wait) == paho.MQTT_ERR_SUCCESS:
             return
         _time.sleep(min(wait, 0.5) or 0.05)
-        try:
+        with contextlib.suppress(OSError):  # keep trying until the stall timeout
             client.reconnect()
-        except OSError:
-            pass  # keep trying until the stall timeout
-        if _time.monotonic() - st["last_ack"] > timeout:
+        if _time.monotonic() - st.last_ack > timeout:
             raise TimeoutError(f"{where}: connection lost, not back for {timeout}s")
 
     stats = SimStats()
     paced = bool(speed) and math.isfinite(speed) and speed > 0
     try:
         deadline = _time.monotonic() + timeout
-        while not (st["connected"] or st["refused"]):
+        while not (st.connected or st.refused):
             if _time.monotonic() > deadline:
                 raise ConnectionError(f"{where}: no CONNACK within {timeout}s")
             client.loop(0.1)
-        if st["refused"]:
-            raise ConnectionError(f"{where} refused the connection: {st['refused']}")
+        if st.refused:
+            raise ConnectionError(f"{where} refused the connection: {st.refused}")
         wall0 = _time.monotonic()
         next_progress, sim0, sent, since_loop = wall0 + 1.0, None, 0, 0
         per_domain = stats.per_domain
@@ -120,13 +129,13 @@ def publish_mqtt(
                     since_loop = 0
                     if progress and _time.monotonic() >= next_progress:
                         next_progress = _report(stats, st, wall0, progress)
-            if qos > 0 and sent - st["acked"] >= max_inflight:  # backpressure
+            if qos > 0 and sent - st.acked >= max_inflight:  # backpressure
                 waiting = _time.monotonic()
-                while sent - st["acked"] >= max_inflight:
+                while sent - st.acked >= max_inflight:
                     pump(0.05)
-                    if _time.monotonic() - max(st["last_ack"], waiting) > timeout:
+                    if _time.monotonic() - max(st.last_ack, waiting) > timeout:
                         raise TimeoutError(
-                            f"{where} stopped acknowledging ({sent - st['acked']} "
+                            f"{where} stopped acknowledging ({sent - st.acked} "
                             f"messages unacknowledged for {timeout}s)"
                         )
                     if progress and _time.monotonic() >= next_progress:
@@ -146,23 +155,21 @@ def publish_mqtt(
                 since_loop = 0
                 if progress and _time.monotonic() >= next_progress:
                     next_progress = _report(stats, st, wall0, progress)
-        st["last_ack"] = _time.monotonic()
-        while st["acked"] < sent:  # wait for every acknowledgement, as long as they keep coming
+        st.last_ack = _time.monotonic()
+        while st.acked < sent:  # wait for every acknowledgement, as long as they keep coming
             pump(0.05)
-            if _time.monotonic() - st["last_ack"] > timeout:
+            if _time.monotonic() - st.last_ack > timeout:
                 raise TimeoutError(
-                    f"{where}: {sent - st['acked']} messages not acknowledged after {timeout}s"
+                    f"{where}: {sent - st.acked} messages not acknowledged after {timeout}s"
                 )
-        stats.acked = st["acked"] if qos > 0 else stats.messages
+        stats.acked = st.acked if qos > 0 else stats.messages
         stats.wall_s = _time.monotonic() - wall0
         if progress:
             progress(stats)
         return stats
     finally:
-        try:
+        with contextlib.suppress(OSError):
             client.disconnect()  # sends DISCONNECT and closes the socket
-        except OSError:
-            pass
 
 
 def utcnow() -> datetime:
@@ -181,8 +188,8 @@ def print_progress(stats: SimStats) -> None:
     )
 
 
-def _report(stats: SimStats, st: dict, wall0: float, progress) -> float:
+def _report(stats: SimStats, st: _Link, wall0: float, progress) -> float:
     now = _time.monotonic()
-    stats.wall_s, stats.acked = now - wall0, st["acked"]
+    stats.wall_s, stats.acked = now - wall0, st.acked
     progress(stats)
     return now + 1.0

@@ -27,6 +27,13 @@ from twinwatch.app.simulator.weather import _plateau, _Smooth, _Weather
 from twinwatch.schema import SensorPayload
 
 
+def _offset_s(hour: int, tz: ZoneInfo) -> float:
+    """UTC offset in seconds of ``tz`` at epoch hour ``hour``."""
+    offset = datetime.fromtimestamp(hour * 3600, UTC).astimezone(tz).utcoffset()
+    assert offset is not None  # an aware datetime always has one
+    return offset.total_seconds()
+
+
 class _World:
     def __init__(self, config):
         self.config = config
@@ -41,19 +48,10 @@ class _World:
         lo, hi = int(hours[0]), int(hours[-1])
         for h in (lo, hi):
             if h not in self._offsets:
-                dt = datetime.fromtimestamp(h * 3600, UTC).astimezone(self.tz)
-                self._offsets[h] = dt.utcoffset().total_seconds()
+                self._offsets[h] = _offset_s(h, self.tz)
         if self._offsets[lo] == self._offsets[hi]:
             return self._offsets[lo]
-        return np.array(
-            [
-                datetime.fromtimestamp(h * 3600, UTC)
-                .astimezone(self.tz)
-                .utcoffset()
-                .total_seconds()
-                for h in hours.tolist()
-            ]
-        )
+        return np.array([_offset_s(h, self.tz) for h in hours.tolist()])
 
 
 class _SensorSim(_EventSource):
@@ -103,6 +101,7 @@ class _SensorSim(_EventSource):
                 sim["base"], scale = (lo + hi) / 2, hi - lo
             elif lo is not None or hi is not None:
                 limit = lo if lo is not None else hi
+                assert limit is not None
                 scale = max(1.0, abs(limit))
                 sim["base"] = limit + scale if lo is not None else limit - scale / 2
             else:
@@ -127,7 +126,8 @@ class _SensorSim(_EventSource):
         rng = _rng(self.world.seed, self.path, "sessions")
         rate = _p(self.params, "sessions_per_h", 1.0) / 3600
         rated = _p(self.params, "rated")
-        t, end, out = self.start_us / _US, self.end_us / _US, []
+        t, end = self.start_us / _US, self.end_us / _US
+        out: list[tuple[float, float, float]] = []
         while True:
             t += rng.exponential(1 / (1.5 * rate))
             if t >= end:

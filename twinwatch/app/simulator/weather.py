@@ -1,5 +1,6 @@
 """City weather and the sun, as pure functions of time: smooth seeded random processes, daily
-curves (bumps and plateaus in local hours), ambient temperature, clouds, wind, clear-sky irradiance."""
+curves (bumps and plateaus in local hours), ambient temperature, clouds, wind, clear-sky
+irradiance."""
 
 from __future__ import annotations
 

@@ -1,0 +1,112 @@
+"""Liveness and gap detection against the flow's own clock problems (issue #15): a device whose
+clock runs ahead, and the flow's downtime across a kill -9 restart (no services needed)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from twinwatch.config import load_config
+from twinwatch.engine.liveness import Liveness, latest_times
+from twinwatch.engine.plan import Plan
+from twinwatch.engine.shard import Shard
+from twinwatch.schema import Alert, Reading
+
+T0 = datetime(2026, 11, 20, tzinfo=UTC)
+SPAN = "structures/sejong-bridge/span-2"
+SENSORS = ["temp", "strain-1", "strain-2", "accel-rms", "tilt", "crack-1"]  # interval 10 s
+VALUES = {"temp": 8.0, "strain-1": 120.0, "strain-2": 95.0, "accel-rms": 4.0, "tilt": 0.4}
+
+
+@pytest.fixture(scope="module")
+def config():
+    return load_config(environ={})
+
+
+def _batch(t: float, sensors=SENSORS) -> dict[str, float]:
+    return {f"{SPAN}/{s}": T0.timestamp() + t for s in sensors}
+
+
+def test_one_reading_a_day_ahead_does_not_make_every_series_stale(config):
+    """Before: the watermark was the newest time seen, so one reading stamped now+23 h fired
+    `stale` on every other series, and again on every later batch."""
+    live = Liveness(config)
+    out = []
+    for t in range(0, 600, 10):
+        batch = _batch(t)
+        if t == 300:
+            batch[f"{SPAN}/tilt"] = T0.timestamp() + 23 * 3600  # a device clock a day ahead
+        out += live.process(batch)
+    assert [a for a in out if a.status == "firing"] == []
+    assert live.watermark < T0.timestamp() + 600
+
+
+def test_a_silent_series_is_still_stale_against_the_robust_watermark(config):
+    live = Liveness(config)
+    out = []
+    for t in range(0, 600, 10):
+        sensors = SENSORS if t < 100 else SENSORS[1:]  # temp falls silent at t=100
+        out += live.process(_batch(t, sensors))
+    fired = [(a.sensor, a.status) for a in out]
+    assert fired == [("temp", "firing")]  # once, and only that one
+
+
+def test_downtime_across_a_restore_is_not_silence(config):
+    """A snapshot at t=300, the flow killed and restarted; the broker's backlog starts at
+    t=900 with one sensor only. Before: every other sensor was `stale` at once (the readings
+    between snapshot and crash died with the process). Now they get a fresh grace period, and
+    one that stays silent is still reported after it."""
+    live = Liveness(config)
+    for t in range(0, 310, 10):
+        live.process(_batch(t))
+    restored = Liveness(config, live.to_state())
+    out = restored.process(_batch(900, ["strain-1", "strain-2", "accel-rms", "tilt"]))
+    assert [a for a in out if a.status == "firing"] == []
+    for t in range(910, 1000, 10):  # temp and crack-1 stay silent: stale after 5 x 10 s
+        out += restored.process(_batch(t, ["strain-1", "strain-2", "accel-rms", "tilt"]))
+    assert sorted(a.sensor for a in out if a.status == "firing") == ["crack-1", "temp"]
+
+
+def _readings(t0: float, n: int, step: float = 10.0) -> list[Reading]:
+    return [
+        Reading(
+            T0 + timedelta(seconds=t0 + step * i),
+            "structures",
+            "sejong-bridge",
+            "span-2",
+            s,
+            "q",
+            "u",
+            VALUES[s],
+        )
+        for i in range(n)
+        for s in VALUES
+    ]
+
+
+def test_restart_downtime_is_not_a_device_gap(config):
+    """Readings every 10 s; the snapshot holds t=300, the process dies after t=800 (those
+    readings were stored and acknowledged, their detector state lost), the backlog resumes at
+    t=810. Before: every series raised `gap` (score 51 intervals, factor 10)."""
+    plan = Plan(config)
+    shard = Shard(plan)
+    shard.process(_readings(0, 31))
+    restored = Shard(plan, shard.to_state())
+    out = restored.process(_readings(810, 20))
+    gaps = [a for a in out if type(a) is Alert and a.rule == "gap"]
+    assert gaps == []
+    # a device that really falls silent after the restart still raises one
+    later = [r for r in _readings(1010, 1) if r.sensor != "tilt"]
+    restored.process(later)
+    out = restored.process([r for r in _readings(1500, 1) if r.sensor == "tilt"])
+    assert [(a.sensor, a.rule, a.status) for a in out if type(a) is Alert] == [
+        ("tilt", "gap", "firing")
+    ]
+
+
+def test_latest_times_and_unknown_series_are_ignored(config):
+    live = Liveness(config)
+    assert live.process({"security/x/y/z": T0.timestamp()}) == []  # not a configured sensor
+    rs = _readings(0, 2)
+    assert latest_times(rs)[f"{SPAN}/tilt"] == T0.timestamp() + 10
