@@ -103,6 +103,10 @@ def test_default_policy_keeps_flagging_a_level_shift(name):
     assert flagged[PRE : PRE + 20].mean() >= 0.8  # flagged on arrival ...
     assert flagged[PRE : PRE + DUR].mean() >= 0.8  # ... and for >= 80 % of its 10 h
     absorbed = hits(make(name, learn="always"), xs)
+    print(  # the table in docs/detectors.md: pytest -s -k keeps_flagging
+        f"{name}: {SHIFT[name][1]:g} sd shift flagged {flagged[PRE : PRE + DUR].mean():.0%} "
+        f"gated, {absorbed[PRE : PRE + DUR].mean():.0%} always"
+    )
     assert absorbed[PRE : PRE + DUR].mean() <= 0.25  # what learning everything does
     # before the shift and once it is over: about the false-hit rate of learning everything
     # (these thresholds sit at 2.5-2.75 sd, so that is a few per cent)
