@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -36,12 +37,12 @@ FAULT_FREE = 400
 STEP = ("offset", "decouple", "pressure_loss")
 GRADUAL = ("drift", "noise")
 KINDS = STEP + GRADUAL
-DETECTORS = {
+DETECTORS: dict[str, dict[str, Any]] = {  # default parameters
     "pca_t2q": {},
     "isolation_forest": {},
     "vector_hst": {},
 }
-POLICIES = {
+POLICIES: dict[str, Any] = {
     "always": "always",
     "gated": "gated",
     "reference": {"mode": "reference", "fit": FAULT_FREE},
