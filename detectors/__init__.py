@@ -35,7 +35,7 @@ from twinwatch.detectors.base import (
 )
 from twinwatch.detectors.burst import EventBurst
 from twinwatch.detectors.cusum import EwmaCusum
-from twinwatch.detectors.ensemble import DriftReset, Ensemble
+from twinwatch.detectors.ensemble import Ensemble
 from twinwatch.detectors.gaussian import WindowedGaussian
 from twinwatch.detectors.hst import ScaledHST
 from twinwatch.detectors.knn_cad import KnnCad
@@ -54,7 +54,6 @@ __all__ = [
     "REGISTRY",
     "VECTORS",
     "Detector",
-    "DriftReset",
     "Ensemble",
     "EventBurst",
     "EventDetector",
@@ -124,7 +123,6 @@ register(
     Likelihood,
     Seasonal,
     Ensemble,
-    DriftReset,
     KnnCad,
 )
 register(PcaT2Q, IsolationForestDetector, VectorHST)

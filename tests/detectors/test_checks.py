@@ -61,11 +61,6 @@ EXAMPLES: dict[str, dict] = {
             ["likelihood", {"detector": "robust_z", "window": 50, "min_periods": 20}],
         ]
     },
-    "drift_reset": {
-        "detector": "robust_z",
-        "detector_params": {"window": 40, "min_periods": 10},
-        "ph_threshold": 20.0,
-    },
     "knn_cad": {"dim": 4, "k": 3, "window": 40, "calibration": 40, "min_periods": 10},
     # vector
     "pca_t2q": {"n": 3, "warmup": 30, "refit": 17},
@@ -295,7 +290,7 @@ def test_scores_are_finite_and_nonnegative(name, series):
 
 @pytest.mark.parametrize("name", sorted(WARMUP))
 def test_zero_during_warmup(name):
-    assert set(WARMUP) == set(LEARNERS) - {"seasonal", "ensemble", "drift_reset"}
+    assert set(WARMUP) == set(LEARNERS) - {"seasonal", "ensemble"}
     n_warm = WARMUP[name]
     for series in ("random", "step", "huge_jumps"):
         scores = run(make(name), name, series=series)
