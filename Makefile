@@ -16,7 +16,7 @@ demo: setup
 	$(BIN)/twinwatch demo --var $(VAR)
 
 test: setup
-	bash scripts/install-services.sh influxdb mosquitto alertmanager victoriametrics prometheus chromium
+	bash scripts/install-services.sh influxdb mosquitto mosquitto-clients alertmanager victoriametrics prometheus chromium
 	$(BIN)/python -m pytest -q -rs
 
 # ruff (lint + format) and mypy, as configured in pyproject.toml; .ci/run runs this before the tests.

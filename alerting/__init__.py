@@ -1,11 +1,19 @@
-"""Alerting: alert lifecycle and delivery to Prometheus Alertmanager (knows nothing of Bytewax)."""
+"""Alerting: delivery of alert state changes to on-call (knows nothing of Bytewax).
+
+alertmanager.py   Alertmanager API v2 client (alerts, silences) and payloads
+webhook.py        the HMAC-signed direct webhook (sender, and ``verify`` for receivers)
+notifiers.py      the one notifier interface over both
+delivery.py       dedup, escalation, ordering, hold, re-send, retry: off the flow's thread
+store.py          the delivery queue and what each receiver was told (SQLite)
+rules.py          runbook and dashboard links      amconfig.py   alertmanager.yml
+ops.py            ``twinwatch alerts list|ack|silence|silences|expire|config``
+"""
 
 from twinwatch.alerting.alertmanager import (
     AlertmanagerClient,
     AlertmanagerError,
     AlertmanagerRejected,
     AlertmanagerUnavailable,
-    FiringSet,
     to_payload,
 )
 
@@ -14,6 +22,5 @@ __all__ = [
     "AlertmanagerError",
     "AlertmanagerRejected",
     "AlertmanagerUnavailable",
-    "FiringSet",
     "to_payload",
 ]

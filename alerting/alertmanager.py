@@ -1,9 +1,9 @@
-"""Send alerts to Prometheus Alertmanager (API v2), and remember which ones to re-send.
+"""The Prometheus Alertmanager API v2 client: alerts and silences.
 
     AlertmanagerClient(url, ...)   .post(alerts, now, firing_ttl_s, generator_url) / .get_alerts()
                                    .post_silence(...) / .get_silences() / .expire_silence(id)
     to_payload(alerts, now, firing_ttl_s, generator_url) -> list[dict]   (pure)
-    FiringSet(resend_interval_s)   .update(alerts, sent_at=None) / .due(now)   (pure)
+    ack_silence_comment(fingerprint, comment) / is_ack_silence(silence) -> fingerprint | None
 
 Exceptions::
 
@@ -13,22 +13,23 @@ Exceptions::
      └── AlertmanagerRejected       any other non-2xx answer (400: invalid alert, 401/403: auth);
                                     not retried; carries the response text
 
-Like Alertmanager's own notifiers: 2xx is success; 5xx, 429, timeouts and connection errors are
-retried with exponential backoff and jitter (a Retry-After header replaces the backoff); any
-other status gives up at once.
+Like Alertmanager's own notifiers (the classifier is twinwatch.http's): 2xx is success; 5xx,
+429, timeouts and connection errors are retried ``max_retries`` times with exponential backoff
+and jitter (a Retry-After header replaces the backoff); any other status gives up at once. The
+flow's delivery queue (alerting/delivery.py) uses ``max_retries=0`` and retries itself.
 
 Pending alerts are never sent. A firing alert is sent with ``endsAt = now + firing_ttl_s``: if
 we stop re-sending it (crash, partition), Alertmanager resolves it by itself after the TTL, so a
-firing alert must be re-sent well before then (``FiringSet``). A resolved alert is sent with its
-``ends_at`` (else its ``at``), clamped to ``now`` so Alertmanager does not keep it active until a
-future event time. Times are always passed in; nothing here reads the clock (except to turn an
-HTTP-date Retry-After into seconds) and nothing here knows Bytewax.
+firing alert must be re-sent well before then (the delivery queue does). A resolved alert is
+sent with its ``ends_at`` (else its ``at``), clamped to ``now`` so Alertmanager does not keep it
+active until a future event time. Times are always passed in; nothing here reads the clock
+(except to turn an HTTP-date Retry-After into seconds) and nothing here knows Bytewax.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import re
 import ssl
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -39,7 +40,16 @@ from urllib.parse import urlsplit
 import httpx
 
 from twinwatch.config import AlertmanagerService, ConfigError, Tls
-from twinwatch.http import HttpError, Rejected, Unavailable, parse_retry_after, retry, ssl_context
+from twinwatch.http import (
+    HttpError,
+    Rejected,
+    Unavailable,
+    error_text,
+    parse_retry_after,
+    retry,
+    ssl_context,
+    status_error,
+)
 from twinwatch.schema import SEVERITY_KO, Alert
 
 __all__ = [
@@ -47,14 +57,15 @@ __all__ = [
     "AlertmanagerUnavailable",
     "AlertmanagerRejected",
     "AlertmanagerClient",
-    "FiringSet",
     "to_payload",
     "rfc3339",
+    "ack_silence_comment",
+    "is_ack_silence",
 ]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-_MAX_ERROR_TEXT = 500
+_ACK = re.compile(r"^\[ack ([0-9a-f]{16})\]")
 
 
 class AlertmanagerError(HttpError):
@@ -106,6 +117,7 @@ def to_payload(
                     "severity_ko": ko,
                     "fingerprint": a.fingerprint,
                     **explanation_annotations(a),
+                    **a.details,  # security: count, window_s, sources, users
                     **(links(a) if links is not None else {}),
                 },
                 "startsAt": rfc3339(a.starts_at),
@@ -131,17 +143,16 @@ def explanation_annotations(a: Alert) -> dict[str, str]:
     return out
 
 
-def _error_text(r: httpx.Response) -> str:
-    text = r.text.strip()
-    try:
-        doc = json.loads(text)
-    except ValueError:
-        doc = None
-    if isinstance(doc, dict) and doc.get("message"):
-        text = str(doc["message"])
-    elif isinstance(doc, str):
-        text = doc
-    return text[:_MAX_ERROR_TEXT]
+def ack_silence_comment(fingerprint: str, comment: str) -> str:
+    """The comment of the silence an ack creates: it names the alert's fingerprint, so the
+    delivery can end the silence when that episode resolves."""
+    return f"[ack {fingerprint}] {comment}".rstrip()
+
+
+def is_ack_silence(silence: dict) -> str | None:
+    """The fingerprint an ack silence is for, or None for any other silence."""
+    m = _ACK.match(silence.get("comment", ""))
+    return m[1] if m else None
 
 
 class AlertmanagerClient:
@@ -232,16 +243,14 @@ class AlertmanagerClient:
             raise AlertmanagerUnavailable(f"{what}: {type(e).__name__}: {e}") from None
         if r.is_success:
             return r
-        text = _error_text(r)
-        msg = f"{what}: HTTP {r.status_code}: {text}"
-        if r.status_code == 429 or r.status_code >= 500:
-            raise AlertmanagerUnavailable(
-                msg,
-                status=r.status_code,
-                text=text,
-                retry_after=parse_retry_after(r.headers.get("Retry-After")),
-            )
-        raise AlertmanagerRejected(msg, status=r.status_code, text=text)
+        raise status_error(
+            what,
+            r.status_code,
+            error_text(r.text),
+            parse_retry_after(r.headers.get("Retry-After")),
+            unavailable=AlertmanagerUnavailable,
+            rejected=AlertmanagerRejected,
+        )
 
     def _retry(self, call: Callable[[], T]) -> T:
         return retry(
@@ -315,6 +324,11 @@ class AlertmanagerClient:
         )
         return r.json()["silenceID"]
 
+    def get_status(self) -> dict:
+        """GET /api/v2/status: version, cluster, and the running config (``config.original``)."""
+        r = self._retry(lambda: self._once(f"get status of {self.url}", "GET", "/api/v2/status"))
+        return r.json()
+
     def get_silences(self) -> list[dict]:
         r = self._retry(
             lambda: self._once(f"get silences from {self.url}", "GET", "/api/v2/silences")
@@ -329,51 +343,3 @@ class AlertmanagerClient:
                 f"/api/v2/silence/{silence_id}",
             )
         )
-
-
-class FiringSet:
-    """The currently firing alerts, by fingerprint, and which are due for a re-send.
-
-    ``update(alerts, sent_at)`` after posting: firing alerts are remembered (a newer state of
-    the same fingerprint replaces the older), resolved ones forgotten, pending ones ignored.
-    ``sent_at=None`` means "sent at the next ``due`` call". ``due(now)`` returns the alerts last
-    sent ``resend_interval_s`` or more before ``now`` and marks them as sent at ``now`` (the
-    caller sends them). No I/O, no clock.
-    """
-
-    def __init__(self, resend_interval_s: float):
-        if resend_interval_s <= 0:
-            raise ValueError("resend_interval_s must be > 0")
-        self.resend_interval_s = resend_interval_s
-        self._firing: dict[str, list] = {}  # fingerprint -> [alert, last_sent | None]
-
-    def __len__(self) -> int:
-        return len(self._firing)
-
-    def __contains__(self, fingerprint: object) -> bool:
-        return fingerprint in self._firing
-
-    def update(self, alerts: Iterable[Alert], sent_at: datetime | None = None) -> None:
-        for a in alerts:
-            if a.status == "firing":
-                self._firing[a.fingerprint] = [a, sent_at]
-            elif a.status == "resolved":
-                self._firing.pop(a.fingerprint, None)
-
-    def due(self, now: datetime) -> list[Alert]:
-        out = []
-        for entry in self._firing.values():
-            last = entry[1]
-            if last is None:
-                entry[1] = now
-            elif (now - last).total_seconds() >= self.resend_interval_s:
-                out.append(entry[0])
-                entry[1] = now
-        return out
-
-    def firing(self) -> list[Alert]:
-        return [entry[0] for entry in self._firing.values()]
-
-    def get(self, fingerprint: str) -> Alert | None:
-        entry = self._firing.get(fingerprint)
-        return None if entry is None else entry[0]

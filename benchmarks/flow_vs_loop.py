@@ -31,6 +31,7 @@ from twinwatch.engine.parse import Parser
 from twinwatch.engine.plan import Plan
 from twinwatch.engine.shard import Shard
 from twinwatch.flows.dataflow import _by_shard, build_flow
+from twinwatch.flows.placement import shard_keys
 
 
 def bench_config(series: int, groups: bool = False) -> dict:
@@ -118,18 +119,18 @@ def plain_loop(config, batches) -> int:
     parser, plan, live = Parser(config), Plan(config), Liveness(config)
     shards: dict[str, Shard] = {}
     groups: dict[str, AssetShard] = {}
-    shard_count = config.flow.shards
+    keys = shard_keys(config.flow.shards, config.flow.partitions)
     out = 0
     for raw in batches:
         records, dead = parser.split(raw)
-        for key, recs in _by_shard(records, shard_count):
+        for key, recs in _by_shard(records, keys):
             shard = shards.get(key)
             if shard is None:
                 shard = shards[key] = Shard(plan)
             out += len(shard.process(recs))
         if plan.groups:  # as the flow's asset step
             members = member_readings(records, plan)
-            for key, recs in by_group_shard(members, plan, shard_count):
+            for key, recs in by_group_shard(members, plan, config.flow.shards):
                 out += len(groups.setdefault(key, AssetShard(plan)).process(recs))
         out += len(live.process(latest_times(records), maintenance_windows(records)))
     return out

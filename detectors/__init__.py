@@ -37,7 +37,7 @@ from twinwatch.detectors.burst import EventBurst
 from twinwatch.detectors.consistency import Consistency
 from twinwatch.detectors.cusum import EwmaCusum
 from twinwatch.detectors.dosing import Dosing
-from twinwatch.detectors.ensemble import DriftReset, Ensemble
+from twinwatch.detectors.ensemble import Ensemble
 from twinwatch.detectors.gaussian import WindowedGaussian
 from twinwatch.detectors.group import Explanation, Role, roles_of
 from twinwatch.detectors.hst import ScaledHST
@@ -61,7 +61,6 @@ __all__ = [
     "REGISTRY",
     "VECTORS",
     "Detector",
-    "DriftReset",
     "Ensemble",
     "EventBurst",
     "EventDetector",
@@ -141,7 +140,6 @@ register(
     Likelihood,
     Seasonal,
     Ensemble,
-    DriftReset,
     KnnCad,
 )
 register(PcaT2Q, IsolationForestDetector, VectorHST)

@@ -29,7 +29,10 @@ Scalar and vector detectors split scoring from learning, as river does:
   :class:`~twinwatch.detectors.hst.ScaledHST`).
 * ``update(t, x)`` does both for a stream: a non-finite reading (NaN, +/-inf; any element of a
   vector) is neither scored nor learned and scores 0.0 (flagging bad data is the parse step's
-  job); otherwise it returns ``score_one`` and then learns the reading.
+  job); otherwise it returns ``score_one`` and then learns the reading *if the learning policy
+  says so* (the ``learn`` setting, :mod:`twinwatch.detectors.policy`: by default a flagged
+  reading is not learned, so an incident never becomes the new normal; a change that persists
+  for ``drift_s`` is accepted and reported in ``det.drift``).
 
 Rules (:class:`Rule`: limits, stuck, gap, burst) learn no baseline: ``update`` is the whole
 detector and ``learn_one`` does nothing.
@@ -49,10 +52,12 @@ import copy
 import inspect
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
+
+from twinwatch.detectors.policy import Drift, Learning, LearnPolicy
 
 __all__ = [
     "FAMILIES",
@@ -210,14 +215,48 @@ class Settings:
 
 
 class _Learner(Settings):
-    """What scalar and vector learners share: the snapshot template.
+    """What scalar and vector learners share: the learning policy and the snapshot template.
 
-    Subclasses implement ``score_one``, ``learn_one``, ``_dump() -> plain state`` and
-    ``_load(state)`` (restore into a freshly constructed instance).
+    Subclasses call ``self._init_learning(learn)`` at the end of their constructor and implement
+    ``score_one``, ``learn_one``, ``_dump() -> plain state`` and ``_load(state)`` (restore into a
+    freshly constructed instance); ``_rebase(held)`` may be overridden (see
+    :mod:`twinwatch.detectors.policy`).
     """
 
     name: ClassVar[str]
     family: ClassVar[str]
+    learn: str | Mapping[str, Any] | None
+    #: The change accepted by the last ``update`` (or ``accept``), else None.
+    drift: Drift | None
+
+    def _init_learning(self, learn: str | Mapping[str, Any] | None) -> None:
+        self.learn = copy.deepcopy(learn)
+        self._learning = Learning(LearnPolicy.parse(learn))
+        self._gate = self._learning.gate(self.threshold)  # type: ignore[attr-defined]
+        self.drift = None
+
+    @property
+    def drifts(self) -> int:
+        """Changes accepted as the new baseline so far."""
+        return self._learning.drifts
+
+    def accept(self, t: float) -> bool:
+        """An operator confirms the ongoing change as the new normal: rebuild the baseline from
+        the held readings now and report it in ``drift``. False if nothing is going on."""
+        self.drift = None
+        return self._learning.accept(self, t, "confirmed")
+
+    def _rebase(self, held: tuple[tuple[float, Any], ...]) -> None:
+        """Make the held readings the baseline: a fresh detector with the same settings learns
+        them (scored and learned in order), then replaces this one's model."""
+        fresh: Any = type(self)(**self.params())
+        for t, x in held:
+            v = x if isinstance(x, float) else np.asarray(x, dtype=float)
+            fresh.score_one(t, v)
+            fresh.learn_one(t, v)
+        learning, drift = self._learning, self.drift
+        vars(self).update(vars(fresh))
+        self._learning, self.drift = learning, drift
 
     def _dump(self) -> Any:
         raise NotImplementedError
@@ -225,13 +264,16 @@ class _Learner(Settings):
     def _load(self, state: Any) -> None:
         raise NotImplementedError
 
-    def to_state(self) -> Any:
-        return self._dump()
+    def to_state(self) -> tuple:
+        """``(model state, learning-policy state)``."""
+        return (self._dump(), self._learning.dump())
 
     @classmethod
     def from_state(cls, params: dict, state: Any) -> Any:
         det = cls(**params)
-        det._load(state)
+        model, learning = state
+        det._load(model)
+        det._learning.load(learning)
         return det
 
 
@@ -247,11 +289,18 @@ class Scalar(_Learner):
         raise NotImplementedError
 
     def update(self, t: float, x: float) -> float:
-        """Score ``x``, then learn it; a non-finite ``x`` scores 0.0 and is not learned."""
+        """Score ``x``, then learn it as the learning policy says; a non-finite ``x`` scores 0.0
+        and is not learned."""
         if not math.isfinite(x):
             return 0.0
+        if self.drift is not None:
+            self.drift = None
         score = self.score_one(t, x)
-        self.learn_one(t, x)
+        learning = self._learning
+        if score < self._gate and learning.rate == 0.0:
+            self.learn_one(t, x)
+        else:
+            learning.step(self, t, x, score)
         return score
 
 
@@ -301,12 +350,19 @@ class Vector(_Learner):
         raise NotImplementedError
 
     def update(self, t: float, xs: Sequence[float] | np.ndarray) -> float:
-        """Score the vector, then learn it; any non-finite element: 0.0, not learned."""
+        """Score the vector, then learn it as the learning policy says; any non-finite element:
+        0.0, not learned."""
         x = as_vector(xs, self.n)
         if not np.isfinite(x).all():
             return 0.0
+        if self.drift is not None:
+            self.drift = None
         score = self.score_one(t, x)
-        self.learn_one(t, x)
+        learning = self._learning
+        if score < self._gate and learning.rate == 0.0:
+            self.learn_one(t, x)
+        else:
+            learning.step(self, t, x, score)
         return score
 
 

@@ -26,7 +26,8 @@ SCADA data analysis", Wind Energy 12), for one sensor or a few.
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -45,12 +46,12 @@ class Consistency(Grouped):
 
     ``counts``: {"sensors": n, "drivers": k}. Features of sensor i: an intercept, the drivers
     and, when ``siblings`` (default: when there are no drivers), the mean of the other sensors.
-    Per sensor, an exponentially weighted least-squares fit (time constant ``memory_s``) learned
-    only on ticks where no sensor is half-way to the threshold (gated learning: an incident,
-    even a slow one, is not learned)
-    predicts it; the residual over the fit's spread is smoothed by an EWMA (``smooth`` =
-    lambda) and divided by the EWMA's own spread on the reference (floored at the white-noise
-    value ``sqrt(lambda / (2 - lambda))``): that is each sensor's departure z. 0.0 until
+    Per sensor, an exponentially weighted least-squares fit (time constant ``memory_s``), learned
+    as the learning policy says (``learn``; by default only ticks on which no sensor is half-way
+    to the threshold: an incident, even a slow one, is not learned), predicts it; the
+    residual over the fit's spread is smoothed by an EWMA (``smooth`` = lambda) and divided
+    by the EWMA's own spread on the reference (floored at the white-noise value
+    ``sqrt(lambda / (2 - lambda))``): that is each sensor's departure z. 0.0 until
     ``warmup_s`` of ticks have been seen (the reference needs a full daily cycle of temperature
     and traffic). A tick with a missing member is not judged (the vector protocol).
 
@@ -90,6 +91,7 @@ class Consistency(Grouped):
         threshold: float = 6.0,
         min_scale: float = 0.0,
         refit: int = 10,
+        learn: str | Mapping[str, Any] | None = None,
     ) -> None:
         self.counts = check_counts(self.ROLES, counts)
         if mode not in _MODES:
@@ -135,6 +137,11 @@ class Consistency(Grouped):
         self._var = np.zeros(n)  # residual variance of the current fit
         self._last: tuple = ()  # (x, predicted, z, sd) of the last scored tick
         self._pending: tuple = ()  # what score_one computed, for learn_one
+        self._init_learning(learn)
+        # the policy gates a tick on its score (a contrast of the sensors); the reference must
+        # also not learn a tick on which any one sensor is past the policy's gate
+        pol = self._learning.policy
+        self._member_gate = math.inf if pol.mode == "always" else pol.gate * self.threshold
 
     # -- the model --
     def _features(self, x: np.ndarray, d: np.ndarray) -> np.ndarray:
@@ -180,11 +187,9 @@ class Consistency(Grouped):
         z = self._u / np.maximum(np.sqrt(self._v), self._floor_u)
         score = self._score(z) if warm else 0.0
         self._last = (x[: self._n].copy(), pred + self._offset, z, sd)
-        # gated: a tick with a sensor half-way to the threshold (whatever the mode), or a raw
-        # outlier, is not learned: a slow drift must not drag the reference along
-        skip = (warm and float(np.abs(z).max()) >= self.threshold / 2) or float(
-            np.abs(r).max()
-        ) >= 8
+        # a tick with a sensor past the policy's gate (whatever the mode), or a raw outlier
+        # (robust fit), is not learned: a slow drift must not drag the reference along
+        skip = (warm and float(np.abs(z).max()) >= self._member_gate) or float(np.abs(r).max()) >= 8
         self._pending = (t, dt, phi, y, e, skip, age)
         return clamp_score(score)
 

@@ -27,12 +27,14 @@ class EwmaCusum(Scalar):
 
         S+ = max(0, S+ + z - k)        S- = max(0, S- - z - k)        score = max(S+, S-)
 
-    ``threshold = h``. After a hit (score >= h) both sums restart from 0 (the standard CUSUM
-    restart), so an ongoing drift produces repeated hits (every ~15-20 readings at 0.05 sd per
-    reading) rather than one endless alarm. The baseline keeps learning throughout, hits included:
-    this is what makes the detector adapt to a new level (a 5 sd step gives a handful of hits in
-    the next ~40 readings, then none), while a sustained drift keeps scoring because the EWMA lags
-    behind it by about ``rate / alpha``.
+    ``threshold = h``. After a hit the sums are held at ``h`` instead of restarting from 0, so the
+    next reading hits again iff its residual is still beyond the allowance (``z >= k``): a step or
+    a drift stays flagged for as long as it lasts, and the hits stop with the first reading back
+    at the baseline. With the default learning policy (``learn: gated``) flagged readings are not
+    learned, so the baseline does not chase the change; a change that persists for the policy's
+    ``drift_s`` is accepted as the new baseline (see :mod:`twinwatch.detectors.policy`). With
+    ``learn: always`` the baseline learns every reading and adapts to a new level within about
+    ``1/alpha`` readings.
 
     The baseline is an exponentially weighted mean and variance with weight
     ``max(alpha, 1/n)`` for the n-th reading, i.e. the plain running mean/variance for the first
@@ -57,14 +59,19 @@ class EwmaCusum(Scalar):
     --------
     >>> det = EwmaCusum(warmup=5)
     >>> scores = [det.update(float(t), x) for t, x in enumerate([1.0, 2.0] * 10 + [4.0] * 5)]
-    >>> [round(s, 2) for s in scores[-5:]]  # a +5 sd step: hit on the 3rd reading, then restart
-    [5.05, 7.85, 9.99, 1.76, 3.27]
+    >>> [round(s, 2) for s in scores[-5:]]  # a +5 sd step: hits from the 3rd reading on
+    [5.05, 7.85, 9.99, 10.14, 10.14]
     """
 
     name: ClassVar[str] = "cusum"
 
     def __init__(
-        self, alpha: float = 0.02, k: float = 0.5, h: float = 8.0, warmup: int = 30
+        self,
+        alpha: float = 0.02,
+        k: float = 0.5,
+        h: float = 8.0,
+        warmup: int = 30,
+        learn: str | dict | None = "gated",
     ) -> None:
         self.alpha = check_positive("alpha", alpha)
         if self.alpha > 1.0:
@@ -78,6 +85,7 @@ class EwmaCusum(Scalar):
         self._var = 0.0
         self._pos = 0.0
         self._neg = 0.0
+        self._init_learning(learn)
 
     @property
     def threshold(self) -> float:
@@ -104,10 +112,9 @@ class EwmaCusum(Scalar):
         pos = pos if pos > 0.0 else 0.0
         neg = neg if neg > 0.0 else 0.0
         score = clamp_score(pos if pos > neg else neg)
-        if score >= self.h:  # restart after a hit
-            pos = neg = 0.0
-        self._pos = pos
-        self._neg = neg
+        h = self.h  # after a hit the sums are held at h: hits go on while z stays beyond k
+        self._pos = pos if pos < h else h
+        self._neg = neg if neg < h else h
         return score
 
     def learn_one(self, t: float, x: float) -> None:

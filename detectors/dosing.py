@@ -15,8 +15,8 @@ from it (an EWMA chart, Roberts 1959; Montgomery, *Statistical Quality Control*,
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import ClassVar
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -88,6 +88,7 @@ class Dosing(Grouped):
         min_scale: float = 0.005,
         direction: str = "low",
         threshold: float = 6.0,
+        learn: str | Mapping[str, Any] | None = None,
     ) -> None:
         self.counts = check_counts(self.ROLES, counts)
         self.timezone = timezone
@@ -124,6 +125,7 @@ class Dosing(Grouped):
         self._last = (0.0, 0.0, 0.0)  # observed, expected, band
         self._floor_u = math.sqrt(self.smooth / (2.0 - self.smooth))
         self._pending: tuple = ()  # a tick scored, for learn_one
+        self._init_learning(learn)
 
     def score_one(self, t: float, x: np.ndarray) -> float:
         cl = float(x[0])
@@ -153,17 +155,15 @@ class Dosing(Grouped):
         return score
 
     def learn_one(self, t: float, x: np.ndarray) -> None:
-        """Gated learning: the profile (the level) learns with a weight that shrinks to 0 as the
-        score nears the threshold, clipped, so a slow decline is not learned on its way down;
-        the scatter learns from ticks below half the threshold, clipped. A plain mean over a
-        slot's first ``min_count`` days, then the memory's pace (reference mode)."""
+        """The ticks the learning policy lets through (by default below half the threshold):
+        the profile (the level) learns with a weight that shrinks to 0 at the threshold,
+        clipped (robust: a slow decline is not learned on its way down), the scatter clipped.
+        A plain mean over a slot's first ``min_count`` days, then the memory's pace."""
         if not self._pending or self._pending[0] != t:
             return
         _, slot, day, cl, flow, df, e, dt, score = self._pending
         self._pending = ()
-        if score >= self.threshold:
-            return
-        gate = (1.0 - score / self.threshold) ** 2
+        gate = max(1.0 - score / self.threshold, 0.0) ** 2
         n = self._days[slot]
         if day != self._seen[slot]:
             self._seen[slot] = day
@@ -175,7 +175,7 @@ class Dosing(Grouped):
         ec = min(max(e, -_CLIP * sd), _CLIP * sd) if n >= self.min_count else e  # Huber
         self._cl[slot] += w * ec
         self._fl[slot] += w * (flow - self._fl[slot])
-        if n < self.min_count or score >= self.threshold / 2:  # the scatter: quiet ticks only
+        if n < self.min_count:  # the scatter: around a profile that exists
             return
         self._n += 1  # the scatter around a profile that exists
         robust = self._n > 1440  # a day of scatter learned: clip, at the memory's pace

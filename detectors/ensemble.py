@@ -1,22 +1,29 @@
-"""Ensemble and drift handling: detectors composed of other registered detectors."""
+"""Ensemble: the highest score of several registered detectors."""
 
 from __future__ import annotations
 
 import math
-import pickle
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from river.drift import PageHinkley
-
 from twinwatch.detectors.base import Scalar, check_int, check_positive, rest
 
-__all__ = ["DriftReset", "Ensemble"]
+__all__ = ["Ensemble"]
 
 
-def _build(name: str, params: dict):
+def member(name: str, params: dict, where: str):
+    """Build the scalar detector a composite drives through ``score_one`` / ``learn_one``.
+
+    The composite's ``learn`` policy decides what its members learn, so a member's own ``learn``
+    setting would be silently ignored: it is an error instead.
+    """
     from twinwatch.detectors import build  # late: the registry imports this module
 
+    if "learn" in params:
+        raise ValueError(
+            f"{where}: a member follows the composite's learning policy; set `learn` on the "
+            f"composite, not on {name!r}"
+        )
     return build(name, **params)
 
 
@@ -24,10 +31,11 @@ class Ensemble(Scalar):
     """The highest score of several calibrated detectors (all scoring in ``[0, 1]``).
 
     Use members that speak the same language, e.g. ``likelihood`` wrappers around different
-    raw detectors, or the windowed ``gaussian``: then one threshold means the same for all of them
-    and the
+    raw detectors (the default: the seasonal baseline's and the windowed Gaussian's, the pair
+    that scored best held out on NAB): then one threshold means the same for all of them and the
     ensemble fires when any member finds the reading unusual enough. After a score >=
     ``threshold`` it reports 0.0 for ``rest_period`` readings (one alarm per event; 0 = off).
+    The members are driven by the ensemble's learning policy (``learn``).
 
     >>> det = Ensemble(members=[["gaussian", {"window": 50, "min_periods": 10}],
     ...                         ["likelihood", {"detector": "robust_z"}]])
@@ -40,17 +48,22 @@ class Ensemble(Scalar):
 
     def __init__(
         self,
-        members: Sequence[Sequence[Any]] = (("gaussian", {}), ("seasonal", {})),
-        threshold: float = 0.75,
+        members: Sequence[Sequence[Any]] = (
+            ("likelihood", {"detector": "seasonal", "detector_params": {"alpha": 0.02}}),
+            ("likelihood", {"detector": "gaussian", "detector_params": {"window": 2000}}),
+        ),
+        threshold: float = 0.5,
         rest_period: int = 0,
+        learn: str | dict | None = "gated",
     ) -> None:
         if not members:
             raise ValueError("members must name at least one detector")
         self.members: list[list[Any]] = [[str(n), dict(p)] for n, p in members]
         self.threshold = check_positive("threshold", threshold)
         self.rest_period = check_int("rest_period", rest_period, 0)
-        self._dets = [_build(n, p) for n, p in self.members]
+        self._dets = [member(n, p, "ensemble.members") for n, p in self.members]
         self._resting = 0
+        self._init_learning(learn)
 
     def score_one(self, t: float, x: float) -> float:
         return max([d.score_one(t, x) for d in self._dets])  # a list: every member advances
@@ -73,74 +86,3 @@ class Ensemble(Scalar):
     def _load(self, state: tuple) -> None:
         members, self._resting = state
         self._dets = [type(d).from_state(d.params(), s) for d, s in zip(self._dets, members)]
-
-
-class DriftReset(Scalar):
-    """Runs a detector and restarts it when river's Page-Hinkley test sees a lasting level shift.
-
-    After a legitimate change of operating point (a pump swapped, a new setpoint) a baseline
-    detector would otherwise keep flagging the new normal until its window has forgotten the
-    old one. The first readings after a shift are still scored by the old model (the shift is
-    news); from the drift onwards the detector re-learns from scratch (and scores 0.0 while it
-    warms up again). Page-Hinkley parameters are river's, with ``ph_threshold`` in units of the
-    series' own standard deviation (estimated online), so one setting fits every sensor.
-    """
-
-    name: ClassVar[str] = "drift_reset"
-
-    def __init__(
-        self,
-        detector: str = "robust_z",
-        detector_params: dict | None = None,
-        ph_threshold: float = 50.0,
-        ph_delta: float = 0.5,
-        min_instances: int = 30,
-    ):
-        self.detector = detector
-        self.detector_params = dict(detector_params or {})
-        self.inner = _build(detector, self.detector_params)
-        self.threshold = self.inner.threshold
-        self.ph_threshold = check_positive("ph_threshold", ph_threshold)
-        self.ph_delta = check_positive("ph_delta", ph_delta)
-        self.min_instances = int(min_instances)
-        self._ph = self._new_ph()
-        self._n = 0
-        self._mean = self._m2 = 0.0
-        self.resets = 0
-
-    def _new_ph(self) -> PageHinkley:
-        return PageHinkley(
-            min_instances=self.min_instances, delta=self.ph_delta, threshold=self.ph_threshold
-        )
-
-    def score_one(self, t: float, x: float) -> float:
-        return self.inner.score_one(t, x)
-
-    def learn_one(self, t: float, x: float) -> None:
-        self.inner.learn_one(t, x)
-        self._n += 1  # Welford: the series' scale, to feed Page-Hinkley standardised values
-        d = x - self._mean
-        self._mean += d / self._n
-        self._m2 += d * (x - self._mean)
-        sd = math.sqrt(self._m2 / self._n) if self._n > 1 else 0.0
-        self._ph.update((x - self._mean) / sd if sd > 0 and math.isfinite(sd) else 0.0)
-        if self._ph.drift_detected:
-            self.inner = _build(self.detector, self.detector_params)
-            self._ph = self._new_ph()
-            self._n, self._mean, self._m2 = 0, 0.0, 0.0
-            self.resets += 1
-
-    def _dump(self) -> tuple:
-        return (
-            self.inner.to_state(),
-            pickle.dumps(self._ph),
-            self._n,
-            self._mean,
-            self._m2,
-            self.resets,
-        )
-
-    def _load(self, state: tuple) -> None:
-        inner, ph, self._n, self._mean, self._m2, self.resets = state
-        self.inner = type(self.inner).from_state(self.inner.params(), inner)
-        self._ph = pickle.loads(ph)

@@ -30,13 +30,20 @@ class WindowedGaussian(Scalar):
 
     name: ClassVar[str] = "gaussian"
 
-    def __init__(self, window: int = 6400, threshold: float = 0.9999, min_periods: int = 30):
+    def __init__(
+        self,
+        window: int = 6400,
+        threshold: float = 0.9999,
+        min_periods: int = 30,
+        learn: str | dict | None = "gated",
+    ) -> None:
         self.window = check_int("window", window, 2)
         self.threshold = check_positive("threshold", threshold)
         self.min_periods = check_int("min_periods", min_periods, 2)
         self._values: deque[float] = deque()
         self._sum = self._sumsq = 0.0
         self._since_resum = 0
+        self._init_learning(learn)
 
     def score_one(self, t: float, x: float) -> float:
         n = len(self._values)

@@ -19,25 +19,31 @@ On top of the vector protocol a :class:`Grouped` detector has
 * ``rebaseline(member)``: re-learn after an operator's maintenance annotation (a sensor replaced
   and re-zeroed), by default by starting afresh.
 
-Learning policy (issue #12), shared by these detectors: the reference is fitted as a plain mean
-over the fault-free start, then moves only at its memory's pace (``ew_weight`` with count 0);
-ticks the detector flags are not learned, and what is learned is clipped at a few spreads
-(Huber), so a slow incident is not absorbed on its way to the threshold and a collective anomaly
-stays flagged for as long as it lasts.
+Learning: the protocol's learning policy (``learn``, :mod:`twinwatch.detectors.policy`) decides
+which ticks are learned, as for every learner; a group detector only changes its defaults
+(:data:`LEARN`): ``gate: 0.5`` (a tick is learned only while it scores below half the threshold,
+so a slow incident, a drifting gauge or a chlorine decline, is not absorbed on its way to the
+threshold), ``drift_s`` one week (an asset fault stays flagged until it is repaired, annotated
+or accepted with ``accept(t)``; only a change that lasts a week becomes normal by itself, and is
+then re-learned from its last tick on) and ``hold: 1``. A
+user's ``learn`` setting overrides these key by key. Inside a learned tick the estimators are
+robust: their warm-up is a plain mean over the fault-free start, then they move at their
+memory's pace (``ew_weight``), and what they learn is clipped at a few spreads (Huber).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from twinwatch.detectors.base import Vector, check_int
 
 __all__ = [
+    "LEARN",
     "Role",
     "Grouped",
     "Explanation",
@@ -84,6 +90,12 @@ class Explanation:
     unit_of: int | None = None
 
 
+#: The learning policy's defaults for the detectors with roles (a user's ``learn`` overrides them
+#: key by key): learn only clearly normal ticks, accept a change by itself only after a week, and
+#: hold one tick of an episode (their baselines are days of history: an accepted change is
+#: re-learned from the next ticks, so holding more would only grow the snapshot).
+LEARN: dict[str, Any] = {"gate": 0.5, "drift_s": 7 * 86400.0, "hold": 1}
+
 #: The role of a plain vector detector's interchangeable sensors.
 SENSORS = Role("sensors", 1, None, "sensors judged together")
 
@@ -97,8 +109,10 @@ class Grouped(Vector):
     """Base of the vector detectors with roles (see the module docstring).
 
     Subclasses declare ``ROLES`` and ``kind``, take ``counts`` as their first constructor
-    argument (stored as validated by :func:`check_counts`), and implement ``score_one``,
-    ``learn_one``, ``_dump``/``_load`` and ``explain``.
+    argument (stored as validated by :func:`check_counts`) and ``learn`` as their last (then
+    call ``self._init_learning(learn)``), and implement ``score_one``, ``learn_one``,
+    ``_dump``/``_load`` and ``explain``. ``learn_one`` is called only for the ticks the policy
+    lets through: whatever ``score_one`` leaves for it must not outlive the next ``score_one``.
     """
 
     ROLES: ClassVar[tuple[Role, ...]]
@@ -108,6 +122,13 @@ class Grouped(Vector):
     @property
     def n(self) -> int:  # type: ignore[override]
         return sum(self.counts.values())
+
+    def _init_learning(self, learn: str | Mapping[str, Any] | None) -> None:
+        """The protocol's learning policy with the group defaults (:data:`LEARN`) under the
+        user's setting; ``params()`` keeps the user's setting as given."""
+        spec = {"mode": learn} if isinstance(learn, str) else dict(learn or {})
+        super()._init_learning({**LEARN, **spec})
+        self.learn = learn
 
     def explain(self) -> Explanation:
         raise NotImplementedError
@@ -144,8 +165,8 @@ def ew_weight(dt: float, memory_s: float, count: int) -> float:
     (observations so far, this one included) is small, so early estimates are not biased to the
     first value. ``count`` 0: the time constant only.
 
-    Reference mode: detectors pass their count while warming up (the fit of the fault-free
-    start) and 0 afterwards, so the reference then moves at its memory's pace only and an
+    Warm-up: detectors pass their count while warming up (the fit of the fault-free start) and
+    0 afterwards, so the reference then moves at its memory's pace only and an
     incident below the threshold is not learned faster just because the detector is young.
     """
     w = -math.expm1(-dt / memory_s) if dt > 0 else 0.0

@@ -86,6 +86,7 @@ class ScaledHST(Scalar):
         window_size: int = 250,
         seed: int = 42,
         threshold: float = 0.9,
+        learn: str | dict | None = "gated",
     ) -> None:
         self.n_trees = check_int("n_trees", n_trees, 1)
         self.height = check_int("height", height, 1)
@@ -100,6 +101,7 @@ class ScaledHST(Scalar):
         self._hi_v = self._hi_d = -math.inf
         self._features: dict[str, float] = {}  # score_one's, for learn_one
         self._d: float | None = None
+        self._init_learning(learn)
 
     def score_one(self, t: float, x: float) -> float:
         """Score ``{value, diff}`` of ``x`` with the trees (0.0 until the first window is full)."""

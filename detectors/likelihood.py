@@ -7,6 +7,7 @@ from collections import deque
 from typing import ClassVar
 
 from twinwatch.detectors.base import Scalar, check_int, check_positive, rest
+from twinwatch.detectors.ensemble import member
 
 __all__ = ["Likelihood", "log_tail_score"]
 
@@ -62,12 +63,11 @@ class Likelihood(Scalar):
         min_periods: int = 300,
         min_var: float = 1e-6,
         rest_period: int = 0,
+        learn: str | dict | None = "gated",
     ) -> None:
-        from twinwatch.detectors import build  # late: the registry imports this module
-
         self.detector = detector
         self.detector_params = dict(detector_params or {})
-        self.inner = build(detector, **self.detector_params)
+        self.inner = member(detector, self.detector_params, "likelihood.detector_params")
         self.threshold = check_positive("threshold", threshold)
         self.window = check_int("window", window, 2)
         self.short = check_int("short", short, 1)
@@ -80,6 +80,7 @@ class Likelihood(Scalar):
         self._raw_sum = self._sum = self._sumsq = 0.0
         self._since_resum = 0
         self._avg = 0.0  # score_one's average raw score, for learn_one
+        self._init_learning(learn)
 
     def score_one(self, t: float, x: float) -> float:
         """The tail probability of the recent raw scores' average (the short average of the

@@ -90,6 +90,7 @@ class PcaT2Q(Vector):
         warmup: int = 300,
         confidence: float = 0.999,
         threshold: float = 1.0,
+        learn: str | dict | None = "gated",
     ) -> None:
         self.n = check_int("n", n, 2)
         self.alpha = check_positive("alpha", alpha)
@@ -107,6 +108,7 @@ class PcaT2Q(Vector):
         self._var = np.ones(self.n)
         self._cov = np.eye(self.n)
         self._model: tuple | None = None  # (components, eigenvalues, t2_limit, q_limit)
+        self._init_learning(learn)
 
     def _fit(self) -> None:
         lam, vec = np.linalg.eigh(self._cov)
@@ -212,10 +214,10 @@ class IsolationForestDetector(Vector):
     >>> for t in range(512):
     ...     base = rng.normal()
     ...     _ = det.update(float(t), [base, base + 0.1 * rng.normal()])
-    >>> round(det.update(512.0, [0.5, 0.5]), 2)  # inside the learned cloud
-    0.46
-    >>> round(det.update(513.0, [6.0, 6.0]), 2)  # 6 sd out: the score saturates (see above)
-    0.73
+    >>> det.update(512.0, [0.5, 0.5]) < 0.5  # inside the learned cloud
+    True
+    >>> 0.7 < det.update(513.0, [6.0, 6.0]) < 0.8  # 6 sd out: the score saturates (see above)
+    True
     """
 
     name: ClassVar[str] = "isolation_forest"
@@ -230,6 +232,7 @@ class IsolationForestDetector(Vector):
         max_samples: int = 256,
         seed: int = 0,
         threshold: float = 0.7,
+        learn: str | dict | None = "gated",
     ) -> None:
         self.n = check_int("n", n, 1)
         self.window = check_int("window", window, 2)
@@ -246,6 +249,7 @@ class IsolationForestDetector(Vector):
         self._count = 0
         self._buf: deque = deque(maxlen=self.window + self.refit - 1)
         self._model: IsolationForest | None = None
+        self._init_learning(learn)
 
     def _last_fit(self) -> int:
         """Count at which the current forest was fit (0 if none yet)."""
@@ -329,6 +333,7 @@ class VectorHST(Vector):
         window_size: int = 250,
         seed: int = 42,
         threshold: float = 0.85,
+        learn: str | dict | None = "gated",
     ) -> None:
         self.n = check_int("n", n, 1)
         self.n_trees = check_int("n_trees", n_trees, 1)
@@ -341,6 +346,7 @@ class VectorHST(Vector):
         self._hi = [0.0] * self.n
         self._model: HalfSpaceTrees | None = None
         self._features: dict[str, float] = {}  # score_one's, for learn_one
+        self._init_learning(learn)
 
     def score_one(self, t: float, x: np.ndarray) -> float:
         if self._model is None:

@@ -14,7 +14,8 @@ The net inflow is the sum of the DMA's inlets minus its outlets (a DMA may feed 
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -72,6 +73,7 @@ class NightFlow(Grouped):
         min_rise: float = 0.03,
         min_abs: float = 0.0,
         threshold: float = 3.0,
+        learn: str | Mapping[str, Any] | None = None,
     ) -> None:
         self.counts = check_counts(self.ROLES, counts)
         self.timezone = timezone
@@ -99,8 +101,10 @@ class NightFlow(Grouped):
         self._score = 0.0
         self._last = (0.0, 0.0, 0.0)  # (MNF, median, scale) of the last verdict
         self._closed: float | None = None  # a night just judged, for learn_one
+        self._init_learning(learn)
 
     def score_one(self, t: float, x: np.ndarray) -> float:
+        self._closed = None  # a night not learned with its own tick is not learned later
         net = float(x[: self._n_in].sum() - x[self._n_in :].sum())
         day, hour = divmod(self._clock.local(t), 86400.0)
         hour /= 3600.0
@@ -141,10 +145,11 @@ class NightFlow(Grouped):
         self._closed = mnf
 
     def learn_one(self, t: float, x: np.ndarray) -> None:
-        """A night joins the baseline unless it scored half the threshold or more (gated: a
-        leak night never does, nor a suspicious one, so a leak stays flagged for as long as it
-        lasts and a small one does not raise the bar for the next night)."""
-        if self._closed is not None and self._score < self.threshold / 2:
+        """A night joins the baseline when the learning policy learns the tick that judged it
+        (by default only below half the threshold: a leak night never does, nor a suspicious
+        one, so a leak stays flagged for as long as it lasts and a small one does not raise the
+        bar for the next night)."""
+        if self._closed is not None:
             self._baseline = (*self._baseline, self._closed)[-self.nights :]
         self._closed = None
 

@@ -16,7 +16,8 @@ way, usually at 100-200 W/m2; 100 keeps a winter day judged).
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -82,6 +83,7 @@ class PerformanceRatio(Grouped):
         min_pr: float = 0.3,
         direction: str = "low",
         threshold: float = 4.0,
+        learn: str | Mapping[str, Any] | None = None,
     ) -> None:
         self.counts = check_counts(self.ROLES, counts)
         self.capacity_kw = check_positive("capacity_kw", capacity_kw)
@@ -109,6 +111,7 @@ class PerformanceRatio(Grouped):
         self._score = 0.0
         self._pr = 0.0
         self._pending: tuple = ()  # a daylight tick scored, for learn_one
+        self._init_learning(learn)
 
     def score_one(self, t: float, x: np.ndarray) -> float:
         power, g = float(x[0]), float(x[1])
@@ -141,15 +144,15 @@ class PerformanceRatio(Grouped):
         return self._score
 
     def learn_one(self, t: float, x: np.ndarray) -> None:
-        """The reference learns once the window is half full, never while flagged: its level
-        with a weight ``(1 - score / threshold)**2`` and clipped (a slow loss is not learned on
-        its way down), its spread from ticks below half the threshold; a plain mean until it has
-        learned ``warmup_s`` of daylight, then the memory's pace (reference mode)."""
+        """The reference learns the daylight ticks the learning policy lets through once the
+        window is half full: its level with a weight ``(1 - score / threshold)**2`` and clipped
+        (robust: a slow loss is not learned on its way down), its spread; a plain mean until it
+        has learned ``warmup_s`` of daylight, then the memory's pace."""
         if not self._pending or self._pending[0] != t:
             return
         _, dt, warm = self._pending
         self._pending = ()
-        if self._day_s < self.window_s / 2 or self._score >= self.threshold:
+        if self._day_s < self.window_s / 2:
             return
         self._nref += 1
         self._ref_s += dt
@@ -158,9 +161,8 @@ class PerformanceRatio(Grouped):
         if warm:
             cap = _CLIP * max(math.sqrt(self._var), self.min_drop * abs(self._ref))
             d = min(max(d, -cap), cap)
-        self._ref += wr * (1.0 - self._score / self.threshold) ** 2 * d
-        if self._score < self.threshold / 2 or not warm:  # the spread: quiet ticks only
-            self._var = (1.0 - wr) * (self._var + wr * d * d) if self._nref > 1 else 0.0
+        self._ref += wr * max(1.0 - self._score / self.threshold, 0.0) ** 2 * d
+        self._var = (1.0 - wr) * (self._var + wr * d * d) if self._nref > 1 else 0.0
 
     def explain(self) -> Explanation:
         scale = max(math.sqrt(self._var), self.min_drop * abs(self._ref))

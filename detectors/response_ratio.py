@@ -17,7 +17,8 @@ score is the *smallest* departure of a ratio from 1, and 0 unless all sensors mo
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -82,6 +83,7 @@ class ResponseRatio(Grouped):
         warmup_s: float = 2 * 86400.0,
         min_sd: float = 0.02,
         threshold: float = 5.0,
+        learn: str | Mapping[str, Any] | None = None,
     ) -> None:
         self.counts = check_counts(self.ROLES, counts)
         self.block_s = check_positive("block_s", block_s)
@@ -113,6 +115,7 @@ class ResponseRatio(Grouped):
         self._m = 0.0
         self._score = 0.0
         self._pending: tuple = ()  # a block closed by score_one, for learn_one
+        self._init_learning(learn)
 
     @staticmethod
     def _coef(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
@@ -134,6 +137,7 @@ class ResponseRatio(Grouped):
         return None if rec is None else (rec[1], ref[1])
 
     def score_one(self, t: float, x: np.ndarray) -> float:
+        self._pending = ()  # a block not learned with its own tick is not learned later
         if not self._blocks and not self._cnt:  # the first tick
             self._t0 = t
         block = t // self.block_s
@@ -178,24 +182,21 @@ class ResponseRatio(Grouped):
         self._pending = (dt, outer, cross, m, judged, age)
 
     def learn_one(self, t: float, x: np.ndarray) -> None:
-        """The reference learns closed blocks that are not flagged: its slopes with a weight
-        shrinking to 0 near the threshold, its spread from quiet blocks (below half the
-        threshold), clipped; a plain mean over the fault-free start (``warmup_s``), then the
-        memory's pace."""
+        """The reference learns the closed blocks the learning policy lets through: its slopes
+        with a weight shrinking to 0 at the threshold (robust), its spread, clipped; a plain
+        mean over the fault-free start (``warmup_s``), then the memory's pace."""
         if not self._pending:
             return
         dt, outer, cross, m, judged, age = self._pending
         self._pending = ()
         score = self._score
-        if score >= self.threshold:
-            return
         young = age < self.warmup_s
         self._nref += 1
         wr = ew_weight(dt, self.memory_s, self._nref if young else 0)
-        wr *= (1.0 - score / self.threshold) ** 2
+        wr *= max(1.0 - score / self.threshold, 0.0) ** 2
         self._a_ref += wr * (outer - self._a_ref)
         self._b_ref += wr * (cross - self._b_ref)
-        if judged and score < self.threshold / 2:  # the spread: quiet blocks only
+        if judged:  # the spread
             self._nv += 1
             sd = max(math.sqrt(self._var), self.min_sd)
             m2 = m * m if young else min(m * m, _CLIP * _CLIP * sd * sd)

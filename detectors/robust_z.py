@@ -71,6 +71,7 @@ class RobustZ(Scalar):
         min_periods: int = 30,
         min_scale: float = 1e-9,
         diff: bool = False,
+        learn: str | dict | None = "gated",
     ) -> None:
         self.window = check_int("window", window, 1)
         self.threshold = check_positive("threshold", threshold)
@@ -85,6 +86,7 @@ class RobustZ(Scalar):
         self._values: deque[float] = deque()  # arrival order
         self._sorted: list[float] = []
         self._x: float | None = None  # the value score_one scored, for learn_one
+        self._init_learning(learn)
 
     def score_one(self, t: float, x: float) -> float:
         """Score ``x`` (or its change, in diff mode) against the previous ``window`` readings."""

@@ -17,8 +17,8 @@ city calendar use the Sunday profile.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import ClassVar
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -95,6 +95,7 @@ class Schedule(Grouped):
         min_abs: float = 0.0,
         direction: str = "high",
         threshold: float = 5.0,
+        learn: str | Mapping[str, Any] | None = None,
     ) -> None:
         self.counts = check_counts(self.ROLES, counts)
         self.timezone = timezone
@@ -134,6 +135,7 @@ class Schedule(Grouped):
         self._dev = 0.0  # EWMA of the deviation
         self._last = (0.0, 0.0, 0.0, -1)  # observed, expected, scale, slot
         self._pending: tuple = ()  # a tick scored, for learn_one
+        self._init_learning(learn)
 
     def _slot(self, t: float) -> tuple[int, int]:
         local = self._clock.local(t)
@@ -164,17 +166,15 @@ class Schedule(Grouped):
         return clamp_score(score)
 
     def learn_one(self, t: float, x: np.ndarray) -> None:
-        """Gated: a tick half-way to the threshold is not learned. A slot's day weighs
+        """The ticks the learning policy lets through (by default below half the threshold;
+        a slot still warming up scores 0 and is always learned). A slot's day weighs
         1/``memory_days`` once the slot has ``min_count`` days (a plain mean before: the
         fault-free start)."""
         if not self._pending or self._pending[0] != t:
             return
         _, slot, day, y, load, hdd, cdd, dt = self._pending
         self._pending = ()
-        score = self._dev if self.direction == "high" else abs(self._dev)
         n, mean = self._days[slot], self._mean[slot]
-        if n >= self.min_count and score >= self.threshold / 2:  # half-way: not learned
-            return
         if day != self._seen[slot]:
             self._seen[slot] = day
             self._days[slot] = n + 1

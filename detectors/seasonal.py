@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+import statistics
+from typing import Any, ClassVar
 
 from twinwatch.detectors.base import Scalar, check_int, check_positive, clamp_score
 
@@ -42,6 +43,7 @@ class Seasonal(Scalar):
         threshold: float = 6.0,
         min_count: int = 5,
         min_scale: float = 1e-9,
+        learn: str | dict | None = "gated",
     ) -> None:
         self.period_s = check_positive("period_s", period_s)
         self.bins = check_int("bins", bins, 1)
@@ -54,6 +56,7 @@ class Seasonal(Scalar):
         self._n: list[int] | None = None
         self._mean: list[float] = []
         self._var: list[float] = []
+        self._init_learning(learn)
 
     def _slot(self, t: float) -> int:
         return int((t % self.period_s) / self.period_s * self.bins) % self.bins
@@ -82,6 +85,22 @@ class Seasonal(Scalar):
         self._n[b] = n
         self._mean[b] = mean
         self._var[b] = var if math.isfinite(var) else 0.0
+
+    def _rebase(self, held: tuple[tuple[float, Any], ...]) -> None:
+        """Accept a change of level and keep the profile: every slot's mean moves by the median
+        offset of the held readings from their slots' means (slots that could score them)."""
+        counts, means = self._n, self._mean
+        offsets = []
+        if counts is not None:
+            for t, x in held:
+                b = self._slot(t)
+                if counts[b] >= self.min_count:
+                    offsets.append(x - means[b])
+        if not offsets:  # nothing to compare with: learn the held readings from scratch
+            super()._rebase(held)
+            return
+        shift = statistics.median(offsets)
+        self._mean = [m + shift for m in means]
 
     def _dump(self) -> tuple:
         """``(counts, means, variances)`` per slot."""

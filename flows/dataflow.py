@@ -35,6 +35,7 @@ from twinwatch.engine.parse import Parser
 from twinwatch.engine.plan import Plan
 from twinwatch.engine.shard import Shard
 from twinwatch.flows.acks import Acked, DeadBatch, split_ack
+from twinwatch.flows.placement import shard_keys
 from twinwatch.flows.sinks import build_sinks
 from twinwatch.schema import Alert, SecurityEvent
 
@@ -42,8 +43,8 @@ __all__ = ["build_flow"]
 
 
 class _ShardLogic(op.StatefulBatchLogic):
-    def __init__(self, plan: Plan, state: dict | None):
-        self.shard = Shard(plan, state)
+    def __init__(self, plan: Plan, state: dict | None, last_told: dict):
+        self.shard = Shard(plan, state, last_told)
 
     def on_batch(self, batches: list[list]) -> tuple[list, bool]:
         records = batches[0] if len(batches) == 1 else [r for b in batches for r in b]
@@ -60,8 +61,8 @@ class _ShardLogic(op.StatefulBatchLogic):
 class _AssetLogic(op.StatefulBatchLogic):
     """Asset groups (issue #12): alignment and group detectors, keyed by the group's shard."""
 
-    def __init__(self, plan: Plan, state: dict | None):
-        self.shard = AssetShard(plan, state)
+    def __init__(self, plan: Plan, state: dict | None, last_told: dict):
+        self.shard = AssetShard(plan, state, last_told)
 
     def on_batch(self, batches: list[list]) -> tuple[list, bool]:
         readings = batches[0] if len(batches) == 1 else [r for b in batches for r in b]
@@ -78,8 +79,8 @@ class _AssetLogic(op.StatefulBatchLogic):
 
 
 class _LivenessLogic(op.StatefulBatchLogic):
-    def __init__(self, config: Config, state: tuple | None):
-        self.liveness = Liveness(config, state)
+    def __init__(self, config: Config, state: tuple | None, last_told: dict, partitions: int):
+        self.liveness = Liveness(config, state, last_told, partitions=partitions)
 
     def on_batch(self, summaries: list[tuple[dict, dict]]) -> tuple[list, bool]:
         # One check per source batch, in order: the watermark advances as finely as the source.
@@ -96,10 +97,14 @@ class _LivenessLogic(op.StatefulBatchLogic):
         return self.liveness.to_state()
 
 
-def _by_shard(records: list, shards: int) -> list[tuple[str, list]]:
+def _by_shard(records: list, keys: list[str]) -> list[tuple[str, list]]:
+    """Group a batch by detector shard. ``keys[s]`` is shard s's key, placed on the worker that
+    reads the shard's source partition (twinwatch.flows.placement): no exchange between
+    processes."""
     groups: dict[str, list] = defaultdict(list)
+    shards = len(keys)
     for r in records:
-        groups[shard_of(r.series, shards)].append(r)
+        groups[keys[int(shard_of(r.series, shards))]].append(r)
     return list(groups.items())
 
 
@@ -137,17 +142,28 @@ def build_flow(
     dead_letter_sink=None,
     flow_id: str = "twinwatch",
     log_source=None,
+    process: tuple[int, int] = (0, 1),
 ) -> Dataflow:
-    """Wire the flow. Sinks default to the configured services; tests may pass their own."""
+    """Wire the flow. Sinks default to the configured services; tests may pass their own.
+    With the default alert sink, the detect, liveness and security steps take their alert
+    lifecycle back from what the delivery store says on-call was last told (a restart).
+    ``process``: this process' index and the cluster's process count (dead-letter times)."""
+    parser = Parser(config, lane=process)
+    plan = Plan(config)
+    keys = shard_keys(config.flow.shards, config.flow.partitions)
+    # one liveness clock per source partition with series affinity (twinwatch.engine.liveness);
+    # the source may come wrapped (twinwatch.flows.graceful.stoppable)
+    inner = getattr(source, "inner", source)
+    clocks = getattr(inner, "affinity_partitions", 1)
     sinks = build_sinks(
         config,
+        flow_id=flow_id,
+        plan=plan,
         influx_sink=influx_sink,
         alert_sink=alert_sink,
         dead_letter_sink=dead_letter_sink,
     )
-    parser = Parser(config)
-    plan = Plan(config)
-    shards = config.flow.shards
+    last_told = sinks.last_told
 
     flow = Dataflow(flow_id)
     raw = op.input("source", flow, source)
@@ -160,8 +176,8 @@ def build_flow(
         log_events, log_dead = log_input(flow, config, log_source)
         dead = op.merge("all_dead_letters", dead, log_dead)
 
-    keyed = op.flat_map("shard", records, lambda rs: _by_shard(rs, shards))
-    detected = op.stateful_batch("detect", keyed, lambda s: _ShardLogic(plan, s))
+    keyed = op.flat_map("shard", records, lambda rs: _by_shard(rs, keys))
+    detected = op.stateful_batch("detect", keyed, lambda s: _ShardLogic(plan, s, last_told))
     detect_out = op.branch("detect_dead", op.map("unkey", detected, _value), _is_dead)
     outputs = detect_out.falses
     dead = op.merge("with_detect_dead", dead, detect_out.trues)
@@ -169,7 +185,9 @@ def build_flow(
     latest = op.map(
         "latest", records, lambda rs: ("liveness", (latest_times(rs), maintenance_windows(rs)))
     )
-    stale = op.stateful_batch("liveness", latest, lambda s: _LivenessLogic(config, s))
+    stale = op.stateful_batch(
+        "liveness", latest, lambda s: _LivenessLogic(config, s, last_told, clocks)
+    )
     stale_out = op.branch("liveness_dead", op.map("unkey_liveness", stale, _value), _is_dead)
     stale_alerts = stale_out.falses
     dead = op.merge("with_liveness_dead", dead, stale_out.trues)
@@ -180,8 +198,12 @@ def build_flow(
         members = op.filter_map(
             "group_members", records, lambda rs: member_readings(rs, plan) or None
         )
+        # a group's members may come from several source partitions: this step exchanges
+        shards = config.flow.shards
         by_group = op.flat_map("group_shard", members, lambda rs: by_group_shard(rs, plan, shards))
-        assets = op.stateful_batch("detect_assets", by_group, lambda s: _AssetLogic(plan, s))
+        assets = op.stateful_batch(
+            "detect_assets", by_group, lambda s: _AssetLogic(plan, s, last_told)
+        )
         assets_out = op.branch("assets_dead", op.map("unkey_assets", assets, _value), _is_dead)
         group_outputs.append(assets_out.falses)
         dead = op.merge("with_assets_dead", dead, assets_out.trues)
@@ -207,7 +229,7 @@ def build_flow(
         )
         if log_source is not None:
             events = op.merge("all_security_events", events, log_events)
-        found, security_dead = security_branch(config, events)
+        found, security_dead = security_branch(config, events, last_told)
         security_alerts.append(found)
         to_influx += security_alerts
         dead = op.merge("with_security_dead", dead, security_dead)

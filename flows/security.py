@@ -28,19 +28,14 @@ __all__ = ["security_branch", "log_input", "build_log_flow"]
 
 
 class _SecurityLogic(op.StatefulBatchLogic):
-    def __init__(self, config: Config, state: dict | None):
-        self.shard = SecurityShard(config, state)
+    def __init__(self, config: Config, state: dict | None, last_told: dict):
+        self.shard = SecurityShard(config, state, last_told)
 
     def on_batch(self, batches: list[list]) -> tuple[list, bool]:
         events = batches[0] if len(batches) == 1 else [e for b in batches for e in b]
-        out: list = []
-        dead = DeadBatch()
-        process = self.shard.process
-        for ev in events:  # one at a time: a bug on one event must not stop the others
-            try:
-                out += process([ev])
-            except Exception as e:
-                dead.append(internal_error("security", e, ev.series, repr(ev)))
+        errors: list = []  # a bug on one event must not stop the others
+        out = self.shard.process(events, errors)
+        dead = DeadBatch(internal_error("security", e, ev.series, repr(ev)) for ev, e in errors)
         return [b for b in (out, dead) if b], op.StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> dict:
@@ -54,11 +49,13 @@ def _by_asset(events: list, shards: int) -> list[tuple[str, list]]:
     return list(groups.items())
 
 
-def security_branch(config: Config, events):
-    """Security events (batches) -> (batches of findings and alerts, batches of dead letters)."""
+def security_branch(config: Config, events, last_told: dict | None = None):
+    """Security events (batches) -> (batches of findings and alerts, batches of dead letters).
+    ``last_told``: the alerts' newest delivered states, for a restart (flows.sinks)."""
     shards = config.flow.shards
+    told = last_told or {}
     keyed = op.flat_map("security_shard", events, lambda evs: _by_asset(evs, shards))
-    out = op.stateful_batch("security", keyed, lambda s: _SecurityLogic(config, s))
+    out = op.stateful_batch("security", keyed, lambda s: _SecurityLogic(config, s, told))
     split = op.branch("security_dead", op.map("unkey_security", out, lambda kv: kv[1]), _is_dead)
     return split.falses, split.trues
 
@@ -110,13 +107,15 @@ def build_log_flow(
 
     sinks = build_sinks(
         config,
+        flow_id=flow_id,
+        security=True,
         influx_sink=influx_sink,
         alert_sink=alert_sink,
         dead_letter_sink=dead_letter_sink,
     )
     flow = Dataflow(flow_id)
     events, dead = log_input(flow, config, log_source)
-    outputs, security_dead = security_branch(config, events)
+    outputs, security_dead = security_branch(config, events, sinks.last_told)
     dead = op.merge("all_dead_letters", dead, security_dead)
     op.output("dead_letter_file", dead, sinks.dead_letters)
     op.output("influxdb", op.merge("to_influx", events, outputs, dead), sinks.influx)

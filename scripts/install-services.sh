@@ -20,9 +20,11 @@ package_of() {
         alertmanager) echo "prometheus-alertmanager /usr/bin/prometheus-alertmanager" ;;
         victoriametrics) echo "victoria-metrics /usr/bin/victoria-metrics" ;;
         prometheus) echo "prometheus /usr/bin/prometheus" ;;
+        # not a service: mosquitto_sub runs the compose broker's healthcheck in tests/e2e
+        mosquitto-clients) echo "mosquitto-clients /usr/bin/mosquitto_sub" ;;
         # not a service: headless Chromium renders the incident report in tests/test_analysis_report.py
         chromium) echo "chromium /usr/bin/chromium" ;;
-        *) echo "install-services.sh: unknown name '$1' (known: ${ALL[*]} chromium)" >&2; return 1 ;;
+        *) echo "install-services.sh: unknown name '$1' (known: ${ALL[*]} mosquitto-clients chromium)" >&2; return 1 ;;
     esac
 }
 

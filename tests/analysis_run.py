@@ -26,6 +26,8 @@ from twinwatch.config import Incident, load_config
 from twinwatch.flows.dataflow import build_flow
 from twinwatch.flows.sinks.influx import InfluxSink, _flatten
 from twinwatch.influx import InfluxV1Writer
+from twinwatch.lineprotocol import encode
+from twinwatch.schema import AlertAck
 
 START = datetime(2026, 11, 19, 15, 0, tzinfo=UTC)  # local midnight in Seoul
 HOURS = 6.0
@@ -116,12 +118,25 @@ def sim_run(influxdb, tmp_dir: Path) -> SimRun:
     firing = [a for a in run.written if type(a).__name__ == "Alert" and a.status == "firing"]
     for a, delay in zip(firing[:2], (timedelta(minutes=4), timedelta(minutes=11))):
         run.acks.append((a.fingerprint, a.at + delay))
-    # The point as ``twinwatch alerts ack`` writes it (alerting/ops.py): fingerprint is a field.
+    # The point as ``twinwatch alerts ack`` writes it: the one AlertAck record and its encoder.
     lines = [
-        f"alert_ack,asset={a.asset},domain={a.domain},rule={a.rule},sensor={a.sensor},"
-        f'severity={a.severity},site={a.site} fingerprint="{a.fingerprint}",by="oncall",'
-        f'comment="looking" {round(t.timestamp() * 1000)}'
+        line
         for a, (_, t) in zip(firing, run.acks)
+        for line in encode(
+            AlertAck(
+                time=t,
+                fingerprint=a.fingerprint,
+                domain=a.domain,
+                site=a.site,
+                asset=a.asset,
+                sensor=a.sensor,
+                rule=a.rule,
+                severity=a.severity,
+                user="oncall",
+                comment="looking",
+                summary=a.summary,
+            )
+        )
     ]
     with InfluxV1Writer(influxdb.url, db) as w:
         w.write_chunk(lines)

@@ -15,9 +15,9 @@ READY = 'twinwatch_source_ready{source="mqtt"} 1.0'
 def flow_env(
     tmp_path, mqtt, influx=None, database=None, alertmanager_url="null", **overrides: str
 ) -> tuple[dict[str, str], int]:
-    """Environment for a flow on the given services: free metrics port, spool and dead letters
-    under tmp_path; ``overrides`` are more TWINWATCH__SERVICES__/FLOW__ keys, e.g.
-    ``MQTT__CLIENT_ID="x"``. Returns (env, metrics port)."""
+    """Environment for a flow on the given services: free metrics port, spool, dead letters and
+    the alert delivery store under tmp_path; ``overrides`` are more TWINWATCH__SERVICES__/FLOW__
+    keys, e.g. ``MQTT__CLIENT_ID="x"``. Returns (env, metrics port)."""
     port = services.free_port()
     env = dict(
         os.environ,
@@ -25,6 +25,7 @@ def flow_env(
         TWINWATCH__SERVICES__ALERTMANAGER__URL=alertmanager_url,
         TWINWATCH__SERVICES__METRICS__PORT=str(port),
         TWINWATCH__SERVICES__INFLUXDB__SPOOL_DIR=str(tmp_path / "spool"),
+        TWINWATCH__SERVICES__ALERTMANAGER__STATE_PATH=str(tmp_path / "alert-delivery.sqlite"),
         TWINWATCH__FLOW__DEAD_LETTER_PATH=str(tmp_path / "dead.jsonl"),
     )
     if influx is not None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
@@ -44,6 +45,8 @@ __all__ = [
     "MqttService",
     "InfluxService",
     "AlertmanagerService",
+    "check_webhook_secret",
+    "MIN_WEBHOOK_SECRET_BYTES",
     "MetricsService",
     "Services",
     "FlowSettings",
@@ -56,6 +59,8 @@ __all__ = [
     "SecurityDetection",
     "TemplateMining",
     "SecuritySettings",
+    "LogSource",
+    "SyslogListener",
     "Retention",
     "is_loopback",
     "AssetGroup",
@@ -70,6 +75,7 @@ BUILTIN_RULES = ("stale",)  # alert rules that are not detectors (twinwatch.engi
 
 Id = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
+_SENSOR_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 
 
@@ -242,9 +248,17 @@ class MqttService(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     port: Port = 1883
     topic_prefix: Id = "city"
     qos: Literal[0, 1] = 1
-    client_id: str = "twinwatch-flow"
-    # MQTT shared subscription group: several flow processes split the topics between them.
-    shared_group: str | None = None
+    # Each source partition keeps one persistent session, client id "<client_id>-<i>of<n>"
+    # (partition i of flow.partitions = n): the same whichever process runs the partition.
+    client_id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]{1,48}$")] = "twinwatch-flow"
+    # Unknown topics: partition 0 also subscribes to "<topic_prefix>/#" and drops the known
+    # topics of the other partitions, so a reading from an unconfigured device is a dead letter
+    # (costs one extra delivery of every message to partition 0; docs/scale-out.md).
+    catch_all: bool = True
+    # Instead of series affinity, an MQTT shared subscription "$share/<group>/<prefix>/#": the
+    # broker spreads messages over the partitions, so one series may cross processes (no order
+    # between partitions) and liveness uses one watermark. See docs/scale-out.md.
+    shared_group: Id | None = None
     keepalive_s: int = 30
     username: str | None = None
     password: Secret | None = None
@@ -294,24 +308,61 @@ class Retention(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     measurements: dict[str, RetentionDuration] = {}
 
 
+MIN_WEBHOOK_SECRET_BYTES = 32  # an HMAC key shorter than this can be guessed offline
+
+
 class AlertmanagerService(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Alert delivery (twinwatch.alerting.delivery): Alertmanager and/or a signed webhook."""
+
     url: str | None = "http://127.0.0.1:9093"  # None: alerts only go to InfluxDB
     username: str | None = None
     password: Secret | None = None
     bearer_token: Secret | None = None
     timeout_s: PositiveFloat = 5.0
-    max_retries: Annotated[int, msgspec.Meta(ge=0)] = 5
+    max_retries: Annotated[int, msgspec.Meta(ge=0)] = 5  # per request of the CLI (`alerts ...`)
     resend_interval_s: PositiveFloat = 60.0  # Alertmanager expects firing alerts to be re-sent
     firing_ttl_s: PositiveFloat = 3600.0  # endsAt of a firing alert, renewed at each re-send
     generator_url: str = "http://127.0.0.1:3000/d/twinwatch-alerts"
     tls: Tls = Tls()
-    # Issue #4 (alerting/): persistence, direct webhook, links, generated Alertmanager config.
-    state_path: str | None = None  # SQLite of delivered alerts: a restart neither loses nor repeats
+    # The delivery queue and what each receiver was told (SQLite): a restart or an outage
+    # neither loses nor repeats a page. None: in memory only (tests, throwaway runs).
+    state_path: str | None = "var/alert-delivery.sqlite"
+    queue_max: Annotated[int, msgspec.Meta(ge=1)] = 10_000  # per receiver; beyond: oldest dropped
+    max_backoff_s: PositiveFloat = 30.0  # retry delay cap while a receiver is down
+    # A resolve is held until its firing was accepted this long ago, so that Alertmanager has
+    # notified the firing first (an alert that resolves before its group is flushed is never
+    # notified). None: the running Alertmanager's routing tree, else ours (hold_s).
+    resolve_hold_s: Annotated[float, msgspec.Meta(ge=0)] | None = None
     webhook_url: str | None = None  # direct HMAC-signed webhook (sites without Alertmanager)
-    webhook_secret: Secret | None = None
+    webhook_secret: Secret | None = None  # at least 32 bytes
     runbook_url: str = ""  # template: {domain} {site} {asset} {sensor} {rule} {severity}
     dashboard_url: str = ""  # template: as runbook_url plus {from_ms} {to_ms}
     routing: AlertRouting = msgspec.field(default_factory=lambda: AlertRouting())
+
+    def __post_init__(self) -> None:
+        if self.webhook_url is not None and self.webhook_secret is None:
+            raise ValueError("webhook_url needs webhook_secret")
+        if self.webhook_secret is not None:
+            try:
+                secret = self.webhook_secret.reveal()
+            except ConfigError:
+                return  # unreadable here (e.g. checked on another host): checked at connect
+            check_webhook_secret(secret)
+
+    @property
+    def hold_s(self) -> float:
+        """How long a resolve waits behind its firing at Alertmanager (see resolve_hold_s)."""
+        if self.resolve_hold_s is not None:
+            return self.resolve_hold_s
+        return max(self.routing.group_wait_s, self.routing.group_interval_s) + 2.0
+
+
+def check_webhook_secret(secret: str) -> None:
+    if len(secret.encode()) < MIN_WEBHOOK_SECRET_BYTES:
+        raise ValueError(
+            f"webhook_secret is {len(secret.encode())} bytes; use at least "
+            f"{MIN_WEBHOOK_SECRET_BYTES} random bytes (e.g. `openssl rand -hex 32`)"
+        )
 
 
 class AlertReceiver(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -366,6 +417,10 @@ class Services(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class FlowSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    # Source partitions (MQTT: one persistent session each, a fixed share of the series): at most
+    # this many worker processes share the intake. Fixed for a deployment (docs/scale-out.md).
+    partitions: Annotated[int, msgspec.Meta(ge=1, le=256)] = 4
+    # Detector shards; a multiple of `partitions`, so every shard holds series of one partition.
     shards: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 16
     batch_size: Annotated[int, msgspec.Meta(ge=1)] = 1000
     max_payload_bytes: Annotated[int, msgspec.Meta(ge=64)] = 65536
@@ -380,6 +435,9 @@ class FlowSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # Liveness judges silence against the quorum-th newest series time, so one device with a
     # clock far ahead cannot make every other series look stale (twinwatch.engine.liveness).
     liveness_quorum: Annotated[int, msgspec.Meta(ge=1)] = 3
+    # A source partition that delivered nothing for this long (wall clock: all its series are
+    # silent) is judged by the stream's clock instead of its own (twinwatch.engine.liveness).
+    partition_idle_s: PositiveFloat = 60.0
     # Messages a source holds before it stops reading from the broker (backpressure: a blocked
     # sink leaves the backlog on the broker, not in the flow's memory).
     max_queued: Annotated[int, msgspec.Meta(ge=1)] = 20_000
@@ -427,57 +485,150 @@ class Simulation(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class SecurityDetection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Per-source-IP thresholds of twinwatch.detectors.security.SecurityDetector (issue #6)."""
+    """Thresholds of twinwatch.detectors.security.SecurityDetector (issues #6, #13): per source
+    IP, per user and per asset, each over a sliding window (docs/security.md)."""
 
     brute_force_window_s: PositiveFloat = 300.0
     brute_force_failures: Annotated[int, msgspec.Meta(ge=1)] = 10
     spray_window_s: PositiveFloat = 600.0
-    spray_users: Annotated[int, msgspec.Meta(ge=2)] = 5  # distinct valid users failed from one IP
+    spray_users: Annotated[int, msgspec.Meta(ge=2)] = 5  # distinct users failed from one IP
+    # low-and-slow spraying: distinct users failed (and not logged in) from one IP over hours
+    slow_spray_window_s: PositiveFloat = 86400.0
+    slow_spray_users: Annotated[int, msgspec.Meta(ge=2)] = 8
+    # distributed spraying: the same users failed from many IPs
+    distributed_window_s: PositiveFloat = 3600.0
+    distributed_sources: Annotated[int, msgspec.Meta(ge=2)] = 8  # IPs with failures
+    distributed_users: Annotated[int, msgspec.Meta(ge=1)] = 3  # users each failed from >= 2 IPs
+    # credential stuffing: many distinct users, about one attempt each, from one IP
+    stuffing_window_s: PositiveFloat = 3600.0
+    stuffing_users: Annotated[int, msgspec.Meta(ge=2)] = 20
+    stuffing_max_attempts: PositiveFloat = 1.5  # attempts per user (a spray retries each user)
     enum_window_s: PositiveFloat = 600.0
     enum_users: Annotated[int, msgspec.Meta(ge=2)] = 5  # distinct invalid users tried from one IP
     success_window_s: PositiveFloat = 600.0
     success_after_failures: Annotated[int, msgspec.Meta(ge=1)] = 5
+    # a login whose user failed from >= N distinct *other* IPs within the window (takeover)
+    cross_source_window_s: PositiveFloat = 3600.0
+    cross_source_failures: Annotated[int, msgspec.Meta(ge=1)] = 5
     scan_window_s: PositiveFloat = 60.0
     scan_ports: Annotated[int, msgspec.Meta(ge=2)] = 15  # distinct denied ports from one IP
+    slow_scan_window_s: PositiveFloat = 86400.0
+    slow_scan_ports: Annotated[int, msgspec.Meta(ge=2)] = 25
     correlate_window_s: PositiveFloat = 120.0  # e.g. intrusion + door_open at one asset
     max_sources: Annotated[int, msgspec.Meta(ge=1)] = 10_000  # IPs tracked per asset
+    max_users: Annotated[int, msgspec.Meta(ge=1)] = 10_000  # user names tracked per asset
 
 
 class TemplateMining(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """drain3 template mining and per-template rates (twinwatch.detectors.logtemplates)."""
+    """drain3 template mining and its scoring (twinwatch.detectors.logtemplates): rare
+    templates, per-template rates and severity spikes, each against the source's own baseline."""
 
-    sim_th: Annotated[float, msgspec.Meta(gt=0, lt=1)] = 0.4
+    # 0.7: best mean grouping accuracy on loghub's 14 samples, and the leave-one-out choice in
+    # 12 of 14 folds (benchmarks/logs_grouping.py)
+    sim_th: Annotated[float, msgspec.Meta(gt=0, lt=1)] = 0.7
     depth: Annotated[int, msgspec.Meta(ge=3)] = 4
     max_children: Annotated[int, msgspec.Meta(ge=2)] = 100
     max_clusters: Annotated[int, msgspec.Meta(ge=1)] = 2000
-    warmup_lines: Annotated[int, msgspec.Meta(ge=0)] = 0  # per asset, before new templates alert
-    rate_bucket_s: PositiveFloat = 60.0
-    rate_factor: PositiveFloat = 10.0  # a bucket above factor x its EWMA mean is a rate anomaly
-    rate_min_count: Annotated[int, msgspec.Meta(ge=1)] = 50
-    rate_warmup_buckets: Annotated[int, msgspec.Meta(ge=0)] = 10
+    # silent learning per source (both must pass): no finding before
+    warmup_lines: Annotated[int, msgspec.Meta(ge=0)] = 200
+    warmup_s: Annotated[float, msgspec.Meta(ge=0)] = 3600.0
+    half_life_s: PositiveFloat = 7 * 86400.0  # memory of template counts and baselines
+    rare_count: Annotated[float, msgspec.Meta(ge=0)] = 0.05  # decayed count below = rare again
+    window_s: PositiveFloat = 600.0  # window of the novelty, severity and rate tests
+    alpha: Annotated[float, msgspec.Meta(gt=0, lt=0.5)] = 1e-4  # tail probability of a finding
+    error_weight: Annotated[float, msgspec.Meta(ge=1)] = 4.0  # a rare template at err or worse
+    warning_weight: Annotated[float, msgspec.Meta(ge=1)] = 2.0
+    rate_min_count: Annotated[int, msgspec.Meta(ge=1)] = 20  # lines of one template in window
+    severity_min_count: Annotated[int, msgspec.Meta(ge=1)] = 5  # err..emerg lines in window
+    state_path: str | None = None  # learned templates (``twinwatch logs --learn``), JSON
+
+
+class LogSource(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """How to read one log source (docs/security.md): which lines it covers (file globs, syslog
+    sender addresses/networks), their format and time zone, and where they belong."""
+
+    name: Id
+    files: list[str] = []  # globs on the file path (twinwatch logs --tail)
+    peers: list[str] = []  # syslog senders: addresses or networks ("10.1.0.0/16")
+    format: str = "auto"  # auto, a built-in name, or a regex with (?P<time>) and (?P<message>)
+    time_format: str | None = None  # strptime format of (?P<time>), "iso", "epoch", "epoch_ms"
+    timezone: str | None = None  # of times without an offset (default: city.timezone)
+    asset: str | None = None  # "site/asset" of its lines (default: security.hosts, default_asset)
+    program: str = ""  # program name when the format has none (e.g. "hdfs")
+    framing: Literal["line", "journal"] = "line"  # journal: one record per blank-line block
+
+    def __post_init__(self) -> None:
+        from zoneinfo import ZoneInfo
+
+        if self.timezone is not None:
+            try:
+                ZoneInfo(self.timezone)
+            except (ValueError, KeyError, OSError):
+                raise ValueError(
+                    f"sources.{self.name}: unknown time zone {self.timezone!r}"
+                ) from None
+        if "(?P<" in self.format:
+            try:
+                groups = re.compile(self.format).groupindex
+            except re.error as e:
+                raise ValueError(
+                    f"sources.{self.name}.format: bad regular expression: {e}"
+                ) from None
+            if not {"time", "message"} <= set(groups):
+                raise ValueError(
+                    f"sources.{self.name}.format needs (?P<time>...) and (?P<message>...)"
+                )
+        for peer in self.peers:
+            try:
+                ipaddress.ip_network(peer, strict=False)
+            except ValueError:
+                raise ValueError(f"sources.{self.name}.peers: {peer!r} is not an address") from None
+        if self.asset is not None and (
+            self.asset.count("/") != 1 or not all(self.asset.split("/"))
+        ):
+            raise ValueError(f'sources.{self.name}.asset: {self.asset!r} is not "site/asset"')
+
+
+class SyslogListener(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Limits of the syslog receiver (``twinwatch logs --syslog``), each counted on /metrics."""
+
+    max_connections: Annotated[int, msgspec.Meta(ge=1)] = 512  # more are refused
+    idle_timeout_s: PositiveFloat = 600.0  # a TCP connection silent this long is closed
+    rate_lines_per_s: PositiveFloat = 20_000.0  # per sender; TCP is slowed, UDP dropped beyond
+    rate_burst: Annotated[int, msgspec.Meta(ge=1)] = 50_000
+    queue_lines: Annotated[int, msgspec.Meta(ge=100)] = 100_000  # waiting for the flow; TCP pauses
 
 
 class SecuritySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Log sources and security detection (issue #6, docs/security.md)."""
+    """Log sources and security detection (issues #6, #13, docs/security.md)."""
 
     enabled: bool = True  # run the security detectors on security events (MQTT and log sources)
     hosts: dict[str, str] = {}  # syslog host name -> "site/asset"
     default_asset: str = "logs/unmapped"  # "site/asset" of lines from hosts not listed
+    sources: list[LogSource] = []  # per-source formats and time zones; first match wins
+    # program (glob) -> sensor id; programs not listed and not in the built-in allow-list
+    # (sshd, sudo, cron, kernel, ...) are the sensor "other" with the name kept as a field
+    programs: dict[str, str] = {}
     pseudonymise_key: Secret | None = None  # HMAC-SHA256 key: user names become "u-<hash>"
     max_line_bytes: Annotated[int, msgspec.Meta(ge=64)] = 8192
     clear_s: Annotated[float, msgspec.Meta(ge=0)] = 600.0  # a quiet spell that resolves an alert
+    listener: SyslogListener = SyslogListener()
     detection: SecurityDetection = SecurityDetection()
     templates: TemplateMining = TemplateMining()
     severities: dict[str, Severity] = msgspec.field(
         default_factory=lambda: {
             "brute_force": "alert",
             "password_spray": "alert",
+            "distributed_spray": "alert",
+            "credential_stuffing": "alert",
             "user_enum": "caution",
             "success_after_failures": "severe",
+            "cross_source_success": "severe",
             "port_scan": "caution",
             "intrusion_door_open": "severe",
             "new_template": "attention",
             "template_rate": "attention",
+            "severity_spike": "caution",
         }
     )
     device_events: dict[str, Severity] = msgspec.field(
@@ -504,6 +655,12 @@ class SecuritySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         for where in (self.default_asset, *self.hosts.values()):
             if where.count("/") != 1 or not all(where.split("/")):
                 raise ValueError(f'security: {where!r} is not "site/asset"')
+        for program, sensor in self.programs.items():
+            if not _SENSOR_ID.match(sensor):
+                raise ValueError(f"security.programs.{program}: {sensor!r} is not a sensor id")
+        names = [s.name for s in self.sources]
+        if len(set(names)) != len(names):
+            raise ValueError("security.sources: duplicate source name")
 
 
 class SensorRef(msgspec.Struct, frozen=True):
@@ -550,6 +707,11 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, dict=True)
     def validate(self) -> Config:
         """Cross-section checks msgspec's types cannot express. Detector types and parameters,
         summary templates and alert policies are checked by ``twinwatch.engine.plan.Plan``."""
+        if self.flow.shards % self.flow.partitions:
+            raise ConfigError(
+                f"flow.shards ({self.flow.shards}) must be a multiple of flow.partitions "
+                f"({self.flow.partitions}), so that every shard holds the series of one partition"
+            )
         seen: set[tuple[str, ...]] = set()
         for site in self.sites:
             for asset in site.assets:

@@ -1,17 +1,25 @@
-"""What every outbound HTTP client of twinwatch shares: errors, retry with backoff, TLS.
+"""What every outbound HTTP client of twinwatch shares: errors, the one response classifier,
+retry with backoff, TLS.
 
     HttpError                 a request failed (status, server text, Retry-After)
      ├── Unavailable          retryable: connection error, timeout, HTTP 5xx or 429
      └── Rejected             not retryable: any other 4xx (bad request, auth, not found)
 
-Each client subclasses these (InfluxError/InfluxUnavailable/..., AlertmanagerError/...), so callers
-catch their own client's errors while ``retry`` treats them all alike. This is Alertmanager's own
-notifier rule: 2xx ok; 5xx, 429 and timeouts retry; other 4xx give up.
+    status_error(what, status, text, retry_after, unavailable=, rejected=) -> HttpError
+    error_text(body) -> str   the server's own message out of a JSON or text error body
+
+Each client subclasses these (InfluxError/InfluxUnavailable/..., AlertmanagerError/...) and
+passes its subclasses to ``status_error``, so callers catch their own client's errors while
+``retry`` treats them all alike. This is Alertmanager's own notifier rule: 2xx ok; 5xx, 429 and
+timeouts retry; other 4xx give up. Among those, 401/403/404 (``needs_operator``) are
+credentials, permissions or a missing database/path: the request is fine, the setup is not, so a
+caller that must not lose data keeps it and waits for the operator instead of dropping it.
 """
 
 from __future__ import annotations
 
 import email.utils
+import json
 import logging
 import random
 import ssl
@@ -29,11 +37,16 @@ __all__ = [
     "backoff_delay",
     "parse_retry_after",
     "ssl_context",
+    "status_error",
+    "error_text",
+    "OPERATOR_STATUSES",
 ]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 E = TypeVar("E", bound="HttpError")
+OPERATOR_STATUSES = frozenset({401, 403, 404})  # credentials, permission, missing database/path
+_MAX_ERROR_TEXT = 500
 
 
 class HttpError(Exception):
@@ -50,13 +63,56 @@ class HttpError(Exception):
         self.text = text
         self.retry_after = retry_after
 
+    retryable = False  # would the same request succeed later without anyone changing anything?
+
+    @property
+    def needs_operator(self) -> bool:
+        """Refused for the setup (401/403/404), not for the request: keep it until fixed."""
+        return self.status in OPERATOR_STATUSES
+
 
 class Unavailable(HttpError):
     """Retryable: connection error, timeout, HTTP 5xx or 429."""
 
+    retryable = True
+
 
 class Rejected(HttpError):
     """Not retryable: the server refused the request (4xx other than 429)."""
+
+
+def status_error(
+    what: str,
+    status: int,
+    text: str = "",
+    retry_after: float | None = None,
+    *,
+    unavailable: type[Unavailable] = Unavailable,
+    rejected: type[Rejected] = Rejected,
+) -> HttpError:
+    """The error for a non-2xx answer: ``unavailable`` for 5xx and 429, else ``rejected``."""
+    msg = f"{what}: HTTP {status}: {text}" if text else f"{what}: HTTP {status}"
+    if status == 429 or status >= 500:
+        return unavailable(msg, status=status, text=text, retry_after=retry_after)
+    return rejected(msg, status=status, text=text)
+
+
+def error_text(body: str | bytes | None) -> str:
+    """The server's message from an error body: JSON ``{"error": ...}`` (InfluxDB 1.x),
+    ``{"message": ...}`` (InfluxDB 2.x, Alertmanager), a JSON string, or the text itself;
+    at most 500 characters."""
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    text = (body or "").strip()
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        doc = None
+    if isinstance(doc, dict) and (doc.get("error") or doc.get("message")):
+        text = str(doc.get("error") or doc.get("message"))
+    elif isinstance(doc, str):
+        text = doc
+    return text[:_MAX_ERROR_TEXT]
 
 
 def backoff_delay(attempt: int, error: HttpError, backoff_s: float, max_backoff_s: float) -> float:

@@ -26,18 +26,27 @@ their repr nor any log line or exception message contains them, and URLs with cr
 from __future__ import annotations
 
 import gzip as gzip_module
-import json
 import logging
 import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
 
 from twinwatch.config import ConfigError, InfluxService, Tls
-from twinwatch.http import HttpError, Rejected, Unavailable, parse_retry_after, retry, ssl_context
+from twinwatch.http import (
+    HttpError,
+    Rejected,
+    Unavailable,
+    error_text,
+    parse_retry_after,
+    retry,
+    ssl_context,
+    status_error,
+)
 from twinwatch.lineprotocol import PRECISION
 
 __all__ = [
@@ -48,13 +57,13 @@ __all__ = [
     "InfluxV2Writer",
     "Writer",
     "make_writer",
+    "make_reader",
     "prepare_database",
 ]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 SINK = "influxdb"
-_MAX_ERROR_TEXT = 500
 
 
 class InfluxError(HttpError):
@@ -86,25 +95,8 @@ def _check_url(url: str, tls: Tls | None) -> str:
     return url.rstrip("/")
 
 
-def _error_text(body: str | bytes | None) -> str:
-    """The server's error message: InfluxDB 1.x ``{"error": ...}``, 2.x ``{"message": ...}``."""
-    if isinstance(body, bytes):
-        body = body.decode("utf-8", "replace")
-    body = (body or "").strip()
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        doc = None
-    if isinstance(doc, dict):
-        body = str(doc.get("error") or doc.get("message") or body)
-    return body[:_MAX_ERROR_TEXT]
-
-
-def _status_error(what: str, status: int, text: str, retry_after: float | None) -> InfluxError:
-    msg = f"{what}: HTTP {status}: {text}" if text else f"{what}: HTTP {status}"
-    if status == 429 or status >= 500:
-        return InfluxUnavailable(msg, status=status, text=text, retry_after=retry_after)
-    return InfluxRejected(msg, status=status, text=text)
+# One response classifier for every client (twinwatch.http), with this client's error classes.
+_status_error = partial(status_error, unavailable=InfluxUnavailable, rejected=InfluxRejected)
 
 
 class _Retrying:
@@ -235,7 +227,7 @@ class InfluxV1Writer(_Retrying):
         raise _status_error(
             what,
             r.status_code,
-            _error_text(r.text),
+            error_text(r.text),
             parse_retry_after(r.headers.get("Retry-After")),
         )
 
@@ -403,7 +395,7 @@ class InfluxV2Writer(_Retrying):
             raise _status_error(
                 what,
                 int(e.status or 0),
-                _error_text(e.body),
+                error_text(e.body),
                 parse_retry_after(headers.get("Retry-After")),
             ) from None
         except (Urllib3Error, OSError) as e:
@@ -419,7 +411,7 @@ class InfluxV2Writer(_Retrying):
         try:
             found = self._client.buckets_api().find_bucket_by_name(name)
         except ApiException as e:
-            text = _error_text(e.body)
+            text = error_text(e.body)
             if e.status == 404 or (e.status == 400 and "unsupported path" in text):
                 return None  # not InfluxDB 2.x/3.x (e.g. VictoriaMetrics): no bucket API
             raise _status_error(what, int(e.status or 0), text, None) from None
@@ -499,3 +491,19 @@ def make_writer(cfg: InfluxService, **kw: Any) -> Writer:
         f"{cfg.database}/{cfg.retention_policy}" if cfg.retention_policy else cfg.database
     )
     return InfluxV2Writer(cfg.url, bucket, org=cfg.org, **common)
+
+
+def make_reader(cfg: InfluxService, **kw: Any) -> InfluxV1Writer:
+    """An InfluxQL client for ``cfg`` whatever its ``api``: the v1 ``/query`` endpoint, which
+    InfluxDB 1.x, 2.x (DBRP mapping, token) and 3.x all serve."""
+    return InfluxV1Writer(
+        cfg.url,
+        cfg.database,
+        retention_policy=cfg.retention_policy,
+        username=cfg.username,
+        password=cfg.password.reveal() if cfg.password is not None else None,
+        token=cfg.token.reveal() if cfg.token is not None else None,
+        timeout=cfg.timeout_s,
+        tls=cfg.tls,
+        **{"max_retries": cfg.max_retries, **kw},
+    )

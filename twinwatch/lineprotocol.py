@@ -10,6 +10,9 @@ fields, never tags, so series cardinality stays bounded):
     measurement     tags                                          fields
     reading         asset domain quantity sensor site unit         value
     security_event  asset domain kind outcome sensor site          user src_ip dst_port(i) message
+                                                                   severity facility program host
+    security_finding asset domain rule sensor site                 count window_s src_ip sources
+                                                                   users detail (lists as JSON)
     anomaly_score   asset domain sensor site                       <detector>=score... value hits(i)
     anomaly         asset detector domain sensor site              score value   (one per hit)
     alert           asset domain rule sensor severity site status  fingerprint value unit summary
@@ -20,6 +23,7 @@ fields, never tags, so series cardinality stays bounded):
     alert_state     asset domain rule sensor site                  status severity level(i)
                                                                    firing(i) fingerprint value
                                                                    unit summary starts_at_ms(i)
+    alert_ack       asset domain rule sensor severity site         fingerprint user comment summary
     dead_letter     reason source                                  topic detail payload
     reading_1m      asset domain quantity sensor site unit         mean min max count(i)
     reading_1h      (the same; ``Rollup`` records, time = window start)
@@ -65,6 +69,7 @@ is stateless apart from its caches.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable, Iterable
@@ -73,12 +78,14 @@ from typing import Any
 from twinwatch.schema import (
     SEVERITIES,
     Alert,
+    AlertAck,
     Annotation,
     AnomalyScore,
     DeadLetter,
     Reading,
     Rollup,
     SecurityEvent,
+    SecurityFinding,
 )
 
 __all__ = [
@@ -100,19 +107,26 @@ PRECISION = "ms"
 MEASUREMENTS: tuple[str, ...] = (
     "reading",
     "security_event",
+    "security_finding",
     "anomaly_score",
     "anomaly",
     "alert",
     "alert_state",
     "dead_letter",
     "annotation",
-)
+)  # what the flow writes; ``alert_ack`` is written by ``twinwatch alerts ack``
 
 _NAME_TABLE = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ ", "\n": "\\n"})
 _MEASUREMENT_TABLE = str.maketrans({",": "\\,", " ": "\\ ", "\n": "\\n"})
 _STRING_TABLE = str.maketrans({'"': '\\"', "\\": "\\\\", "\n": "\\n"})
 _FIELD_KEY_BACKSLASH = re.compile(r'\\(?=[\\,= "]|\Z)')
 _RESERVED_SCORE_KEYS = frozenset({"value", "hits", "time"})
+_ALERT_FIELDS = frozenset(
+    {"fingerprint", "value", "unit", "summary", "starts_at_ms", "time", "status", "severity"}
+    | {"level", "firing"}
+    | {"detector", "kind", "observed", "expected", "expected_low", "expected_high"}
+    | {"contributors", "explanation"}
+)  # an alert detail never overwrites these (alert and alert_state points)
 _CACHE_MAX = 65536
 
 
@@ -213,10 +227,12 @@ def _cached_head(measurement: str, names: tuple[str, ...], values: tuple) -> str
 _READING_TAGS = ("domain", "site", "asset", "sensor", "quantity", "unit")
 _EVENT_TAGS = ("domain", "site", "asset", "sensor", "kind", "outcome")
 _SCORE_TAGS = ("domain", "site", "asset", "sensor")
+_FINDING_TAGS = ("domain", "site", "asset", "sensor", "rule")
 _ANOMALY_TAGS = ("domain", "site", "asset", "sensor", "detector")
 _ALERT_TAGS = ("domain", "site", "asset", "sensor", "rule", "severity", "status")
 _STATE_TAGS = ("domain", "site", "asset", "sensor", "rule")
 _LEVEL = {s: i for i, s in enumerate(SEVERITIES, 1)}
+_ACK_TAGS = ("domain", "site", "asset", "sensor", "rule", "severity")
 _DEAD_TAGS = ("source", "reason")
 
 
@@ -242,7 +258,33 @@ def _security_event(e: SecurityEvent) -> list[str]:
         fields.append(f"src_ip={escape_string(e.src_ip)}")
     if e.dst_port is not None:
         fields.append(f"dst_port={int(e.dst_port)}i")
+    for key, value in (
+        ("severity", e.severity),
+        ("facility", e.facility),
+        ("program", e.program),
+        ("host", e.host),
+    ):
+        if value is not None:
+            fields.append(f"{key}={escape_string(value)}")
     return [f"{head} {','.join(fields)} {_ms(e.time)}"]
+
+
+def _security_finding(f: SecurityFinding) -> list[str]:
+    head = _cached_head(
+        "security_finding", _FINDING_TAGS, (f.domain, f.site, f.asset, f.sensor, f.rule)
+    )
+    fields = [
+        f"count={_field(float(f.count)) or 0.0}",
+        f"window_s={_field(float(f.window_s)) or 0.0}",
+    ]
+    if f.src_ip is not None:
+        fields.append(f"src_ip={escape_string(f.src_ip)}")
+    if f.sources:
+        fields.append(f"sources={escape_string(json.dumps(list(f.sources)))}")
+    if f.users:
+        fields.append(f"users={escape_string(json.dumps(list(f.users), ensure_ascii=False))}")
+    fields.append(f"detail={escape_string(f.detail)}")
+    return [f"{head} {','.join(fields)} {_ms(f.time)}"]
 
 
 def _anomaly_score(s: AnomalyScore) -> list[str]:
@@ -283,12 +325,15 @@ def _alert(a: Alert) -> list[str]:
     common.append(f"unit={escape_string(a.unit)}")
     common.append(f"summary={escape_string(a.summary)}")
     common.append(f"starts_at_ms={_ms(a.starts_at)}i")
+    for key, text in a.details.items():  # security: count, window_s, sources, users
+        if key not in _ALERT_FIELDS:
+            common.append(f"{escape_field_key(key)}={escape_string(text)}")
     why = []
     if a.detector:  # the explanation (issue #12): fields of the alert, never tags
         why.append(f"detector={escape_string(a.detector)},kind={escape_string(a.kind)}")
         for key in ("observed", "expected", "expected_low", "expected_high"):
-            if (text := _field(getattr(a, key))) is not None:
-                why.append(f"{key}={text}")
+            if (number := _field(getattr(a, key))) is not None:
+                why.append(f"{key}={number}")
         if a.contributors:
             why.append(f"contributors={escape_string(contributors_text(a.contributors))}")
         why.append(f"explanation={escape_string(a.explanation)}")
@@ -306,6 +351,16 @@ def _alert(a: Alert) -> list[str]:
 def contributors_text(contributors: Iterable[tuple[str, float]]) -> str:
     """``strain-2=0.91,strain-1=0.06``: an alert's contributors as one string field."""
     return ",".join(f"{s}={share:.3g}" for s, share in contributors)
+
+
+def _alert_ack(a: AlertAck) -> list[str]:
+    head = _head(
+        "alert_ack", zip(_ACK_TAGS, (a.domain, a.site, a.asset, a.sensor, a.rule, a.severity))
+    )
+    return [
+        f"{head} fingerprint={escape_string(a.fingerprint)},user={escape_string(a.user)},"
+        f"comment={escape_string(a.comment)},summary={escape_string(a.summary)} {_ms(a.time)}"
+    ]
 
 
 def _dead_letter(d: DeadLetter) -> list[str]:
@@ -342,8 +397,10 @@ def reset() -> None:
 _ENCODERS: dict[type, Callable[[Any], list[str]]] = {
     Reading: _reading,
     SecurityEvent: _security_event,
+    SecurityFinding: _security_finding,
     AnomalyScore: _anomaly_score,
     Alert: _alert,
+    AlertAck: _alert_ack,
     DeadLetter: _dead_letter,
     Rollup: _rollup,
     Annotation: _annotation,
@@ -352,8 +409,10 @@ _SECOND = {"anomaly_score": "anomaly", "alert": "alert_state"}  # where a record
 _MEASUREMENT_OF: dict[type, str] = {
     Reading: "reading",
     SecurityEvent: "security_event",
+    SecurityFinding: "security_finding",
     AnomalyScore: "anomaly_score",
     Alert: "alert",
+    AlertAck: "alert_ack",
     DeadLetter: "dead_letter",
     Annotation: "annotation",
 }

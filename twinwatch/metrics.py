@@ -30,6 +30,11 @@ __all__ = [
     "SOURCE_PAUSED",
     "ANOMALIES",
     "ALERTS",
+    "ALERT_QUEUE_DEPTH",
+    "ALERT_QUEUE_DROPPED",
+    "ALERT_DELIVERIES",
+    "SYSLOG_CONNECTIONS",
+    "SYSLOG_LIMITED",
     "serve",
 ]
 
@@ -99,6 +104,33 @@ ALERTS = Counter(
     "twinwatch_alerts",
     "Alert state changes, by domain, severity and status.",
     ["domain", "severity", "status"],
+)
+
+# Alert delivery (twinwatch.alerting.delivery); ``receiver`` is "alertmanager" or "webhook".
+ALERT_QUEUE_DEPTH = Gauge(
+    "twinwatch_alert_queue_depth",
+    "Alert states waiting to be delivered, by receiver.",
+    ["receiver"],
+)
+ALERT_QUEUE_DROPPED = Counter(
+    "twinwatch_alert_queue_dropped",
+    "Alert states dropped because a receiver's delivery queue was full.",
+    ["receiver"],
+)
+ALERT_DELIVERIES = Counter(
+    "twinwatch_alert_deliveries",
+    "Alert states by receiver and outcome: sent (new state), resent (firing renewed), rejected "
+    "(refused for good), duplicate (already told, not sent), orphan (a resolve with no firing).",
+    ["receiver", "outcome"],
+)
+SYSLOG_CONNECTIONS = Gauge("twinwatch_syslog_connections", "Open syslog TCP connections.")
+SYSLOG_LIMITED = Counter(
+    "twinwatch_syslog_limited",
+    "Syslog input held to a limit, by limit: refused (max_connections), idle_closed, "
+    "truncated (max_line_bytes), throttled (TCP frames delayed by the rate limit), "
+    "rate_dropped / queue_dropped (UDP datagrams dropped: rate limit, full queue), "
+    "queue_paused (TCP reads paused while the flow's queue was full).",
+    ["limit"],
 )
 
 

@@ -7,6 +7,7 @@ Every record that crosses a module boundary is one of these msgspec Structs:
     AnomalyScore   the detector scores of one reading or event
     Annotation     an operator's note on a sensor: a maintenance window
     Alert          a state change of an alert (pending, firing, resolved)
+    AlertAck       an on-call engineer's acknowledgement of an alert (``twinwatch alerts ack``)
     DeadLetter     an input that could not be parsed, with the reason
 
 Why msgspec and not pydantic v2: the flow decodes and validates every MQTT payload on the hot
@@ -44,8 +45,10 @@ __all__ = [
     "Annotation",
     "Reading",
     "SecurityEvent",
+    "SecurityFinding",
     "AnomalyScore",
     "Alert",
+    "AlertAck",
     "DeadLetter",
     "Rollup",
     "BadRecord",
@@ -202,6 +205,10 @@ class SecurityEvent(msgspec.Struct, frozen=True, gc=False):
     dst_port: int | None = None
     message: str = ""
     domain: Domain = "security"
+    severity: str | None = None  # syslog keyword (emerg .. debug) of a log line, if it has one
+    facility: str | None = None  # syslog facility keyword (auth, daemon, local0, ...)
+    program: str | None = None  # the raw program/tag (the sensor is its bounded mapping)
+    host: str | None = None  # the raw host name in the line
 
     @property
     def series(self) -> str:
@@ -228,6 +235,26 @@ class Annotation(msgspec.Struct, frozen=True, gc=False):
     @property
     def series(self) -> str:
         return series_key(self.domain, self.site, self.asset, self.sensor)
+
+
+@final
+class SecurityFinding(msgspec.Struct, frozen=True, gc=False):
+    """One finding of a security rule (an attack episode, a rare template, a spike), with the
+    real counts, the window, and who: ``src_ip`` is the key of a per-IP rule; ``sources`` and
+    ``users`` the offending addresses and (pseudonymised) user names. All fields, never tags."""
+
+    time: UtcTime
+    site: str
+    asset: str
+    sensor: str
+    rule: str
+    count: float  # what the rule counted (failures, users, ports, lines...)
+    window_s: float
+    src_ip: str | None = None
+    sources: tuple[str, ...] = ()
+    users: tuple[str, ...] = ()
+    detail: str = ""
+    domain: Domain = "security"
 
 
 @final  # tested with `type(x) is AnomalyScore`, like Reading
@@ -271,6 +298,7 @@ class Alert(msgspec.Struct, frozen=True):
     unit: str
     summary: str
     ends_at: UtcTime | None = None
+    details: dict[str, str] = {}  # extra annotations (security: count, window, sources, users)
     detector: str = ""
     kind: str = ""
     observed: float | None = None
@@ -291,6 +319,24 @@ class Alert(msgspec.Struct, frozen=True):
             "rule": self.rule,
             "severity": self.severity,
         }
+
+
+class AlertAck(msgspec.Struct, frozen=True):
+    """Who acknowledged which alert, when and why: measurement ``alert_ack`` (tags domain, site,
+    asset, sensor, rule, severity; fields fingerprint, user, comment, summary). The one schema of
+    an ack: ``twinwatch alerts ack`` writes it, the dashboards and the analysts' MTTA read it."""
+
+    time: UtcTime  # when it was acknowledged (wall clock)
+    fingerprint: str
+    domain: str
+    site: str
+    asset: str
+    sensor: str
+    rule: str
+    severity: str
+    user: str
+    comment: str = ""
+    summary: str = ""
 
 
 class DeadLetter(msgspec.Struct, frozen=True):

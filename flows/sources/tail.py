@@ -11,6 +11,9 @@ snapshot is ``(inode, offset)`` of the first line not yet emitted.
 - Restart: the snapshot's inode is looked up at the path and, if the file was rotated while the
   flow was down, among its siblings (``auth.log.1``); the rest of that file is read first.
 - ``follow=False`` reads each file to its end and stops (replaying a log, e.g. loghub's samples).
+- ``framing`` ``journal`` (per path): one item per block of lines up to a blank line, joined by
+  newlines (``journalctl -o export``); a block is emitted once its blank line is written, and
+  the snapshot offset is the start of the first block not yet emitted.
 """
 
 from __future__ import annotations
@@ -46,8 +49,12 @@ class _TailPartition(StatefulSourcePartition):
         follow: bool,
         poll_s: float,
         idle_timeout_s: float | None,
+        framing: str = "line",
     ):
         self.path = path
+        self.journal = framing == "journal"
+        self.block: list[bytes] = []  # journal: the lines of the block being read
+        self.block_start: int | None = None  # ... and its offset
         self.origin = f"file:{path}"
         self.batch_size = batch_size
         self.follow = follow
@@ -84,8 +91,19 @@ class _TailPartition(StatefulSourcePartition):
             if not line.endswith(b"\n") and len(line) < _MAX_LINE:
                 fh.seek(pos)  # incomplete: wait for the rest
                 return
-            if line.strip():
+            if self.journal:
+                self._journal(line.rstrip(b"\r\n"), pos, batch)
+            elif line.strip():
                 batch.append((self.origin, line.rstrip(b"\r\n")))
+
+    def _journal(self, line: bytes, pos: int, batch: list) -> None:
+        if line:
+            if not self.block:
+                self.block_start = pos
+            self.block.append(line)
+        elif self.block:
+            batch.append((self.origin, b"\n".join(self.block)))
+            self.block, self.block_start = [], None
 
     def _reopen_if_rotated(self) -> bool:
         """At the end of the current file: switch to a new file at the path, or rewind after a
@@ -140,7 +158,10 @@ class _TailPartition(StatefulSourcePartition):
 
     def snapshot(self) -> tuple[int, int] | None:
         fh = self.rotated_from or self.fh
-        return None if fh is None else (os.fstat(fh.fileno()).st_ino, fh.tell())
+        if fh is None:
+            return None
+        offset = self.block_start if self.block_start is not None else fh.tell()
+        return (os.fstat(fh.fileno()).st_ino, offset)
 
     def close(self) -> None:
         for fh in (self.fh, self.rotated_from):
@@ -156,8 +177,10 @@ class TailSource(FixedPartitionedSource):
         follow: bool = True,
         poll_s: float = 0.5,
         idle_timeout_s: float | None = None,
+        framing: dict[str, str] | str = "line",
     ):
         self.paths = [Path(p) for p in paths]
+        self.framing = framing
         if not follow:
             missing = [str(p) for p in self.paths if not p.is_file()]
             if missing:
@@ -178,4 +201,5 @@ class TailSource(FixedPartitionedSource):
             self.follow,
             self.poll_s,
             self.idle_timeout_s,
+            self.framing if isinstance(self.framing, str) else self.framing.get(for_part, "line"),
         )

@@ -1,4 +1,4 @@
-"""Alertmanager client, FiringSet and the Bytewax AlertmanagerSink.
+"""Alertmanager client and the Bytewax AlertmanagerSink.
 
 Behaviour against the server is tested on the real Prometheus Alertmanager 0.25 (Debian
 package, started by the ``alertmanager`` fixture). Only failures it will not produce on demand
@@ -8,7 +8,6 @@ package, started by the ``alertmanager`` fixture). Only failures it will not pro
 from __future__ import annotations
 
 import json
-import logging
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -18,13 +17,9 @@ import pytest
 from httpstub import Sleeps, stub  # noqa: E402  (tests/httpstub.py)
 from prometheus_client import REGISTRY
 
-from twinwatch.alerting import (
-    AlertmanagerClient,
-    AlertmanagerRejected,
-    AlertmanagerUnavailable,
-    FiringSet,
-)
+from twinwatch.alerting import AlertmanagerClient, AlertmanagerRejected, AlertmanagerUnavailable
 from twinwatch.alerting.alertmanager import rfc3339, to_payload
+from twinwatch.alerting.store import last_states
 from twinwatch.app import services
 from twinwatch.config import AlertmanagerService, Secret
 from twinwatch.flows.sinks.alertmanager import AlertmanagerSink
@@ -245,100 +240,37 @@ def test_secrets_not_in_repr(monkeypatch):
     assert "am-password-never-shown" not in repr(basic) and "ops" in repr(basic)
 
 
-# --- FiringSet --------------------------------------------------------------------------------
-
-
-def s(seconds: float) -> datetime:
-    return T0 + timedelta(seconds=seconds)
-
-
-A, B = alert(sensor="a"), alert(sensor="b")
-A_RESOLVED = alert("resolved", sensor="a")
-A_PENDING = alert("pending", sensor="a")
-
-# steps: ("update", alerts, sent_at) or ("due", now, expected sensors)
-FIRING_CASES = {
-    "not due before the interval": [
-        ("update", [A], s(0)),
-        ("due", s(59), []),
-        ("due", s(60), ["a"]),
-        ("due", s(61), []),
-        ("due", s(119), []),
-        ("due", s(120), ["a"]),
-    ],
-    "resolved is forgotten": [
-        ("update", [A, B], s(0)),
-        ("update", [A_RESOLVED], s(10)),
-        ("due", s(60), ["b"]),
-    ],
-    "pending is ignored": [("update", [A_PENDING], s(0)), ("due", s(100), [])],
-    "sent_at None is stamped by the next due": [
-        ("update", [A], None),
-        ("due", s(5), []),
-        ("due", s(64), []),
-        ("due", s(65), ["a"]),
-    ],
-    "a re-post restarts the interval": [
-        ("update", [A], s(0)),
-        ("update", [A], s(50)),
-        ("due", s(60), []),
-        ("due", s(110), ["a"]),
-    ],
-    "each alert has its own clock": [
-        ("update", [A], s(0)),
-        ("update", [B], s(30)),
-        ("due", s(60), ["a"]),
-        ("due", s(90), ["b"]),
-        ("due", s(120), ["a"]),
-    ],
-    "late due sends once": [("update", [A], s(0)), ("due", s(1000), ["a"]), ("due", s(1001), [])],
-}
-
-
-@pytest.mark.parametrize("steps", FIRING_CASES.values(), ids=FIRING_CASES.keys())
-def test_firing_set(steps):
-    fs = FiringSet(resend_interval_s=60)
-    for kind, arg, third in steps:
-        if kind == "update":
-            fs.update(arg, sent_at=third)
-        else:
-            assert [a.sensor for a in fs.due(arg)] == third, arg
-
-
-def test_firing_set_keeps_the_latest_state():
-    fs = FiringSet(60)
-    newer = alert(sensor="a", value=12.0)
-    fs.update([A, newer], s(0))
-    assert len(fs) == 1 and fs.firing() == [newer] and A.fingerprint in fs
-    assert fs.due(s(60)) == [newer]
-
-
 # --- the Bytewax sink -------------------------------------------------------------------------
 
 
+def sink_cfg(url: str, tmp_path, **kw) -> AlertmanagerService:
+    return AlertmanagerService(url=url, state_path=str(tmp_path / "delivery.sqlite"), **kw)
+
+
 @pytest.mark.services
-def test_sink_sends_firing_and_resolved(alertmanager):
+def test_sink_sends_firing_and_resolved(alertmanager, tmp_path):
     """Real Alertmanager 0.25 through the sink: firing visible, resolved gone, pending never."""
     rule = unique_rule()
-    cfg = AlertmanagerService(url=alertmanager.url, resend_interval_s=3600)
-    part = AlertmanagerSink(cfg, background_resend=False).build("alertmanager", 0, 1)
+    cfg = sink_cfg(alertmanager.url, tmp_path, resolve_hold_s=0)
+    part = AlertmanagerSink(cfg, background=False).build("alertmanager", 0, 1)
     start = utcnow() - timedelta(minutes=1)
     a1, a2 = alert(rule=rule, starts_at=start), alert(rule=rule, sensor="p2", starts_at=start)
     part.write_batch([[a1, alert("pending", rule=rule, sensor="p3")], a2])
+    part.delivery.run_once()
     with AlertmanagerClient(alertmanager.url) as am:
         active = am.get_alerts(filters=[f'rule="{rule}"'])
         assert {a["labels"]["sensor"] for a in active} == {"p1", "p2"}
         part.write_batch([[alert("resolved", rule=rule, starts_at=start, at=utcnow())]])
+        part.delivery.run_once()
         active = am.get_alerts(filters=[f'rule="{rule}"'])
         assert {a["labels"]["sensor"] for a in active} == {"p2"}
-    assert len(part.firing) == 1 and part.sent == 3 and part.failed == 0
     part.close()
 
 
 @pytest.mark.services
-def test_sink_in_a_bytewax_flow(alertmanager):
-    """Real Alertmanager 0.25 behind a real Bytewax run (TestingSource -> op.output); the
-    partition's close() stops the re-send thread when the flow ends."""
+def test_sink_in_a_bytewax_flow(alertmanager, tmp_path):
+    """Real Alertmanager 0.25 behind a real Bytewax run (TestingSource -> op.output): the
+    partition's close() at the end of the input delivers what was queued."""
     import bytewax.operators as op
     from bytewax.dataflow import Dataflow
     from bytewax.testing import TestingSource, run_main
@@ -353,75 +285,33 @@ def test_sink_in_a_bytewax_flow(alertmanager):
             [[alert(rule=rule, starts_at=start)], [alert(rule=rule, sensor="p2", starts_at=start)]]
         ),
     )
-    op.output("alertmanager", batches, AlertmanagerSink(AlertmanagerService(url=alertmanager.url)))
+    op.output("alertmanager", batches, AlertmanagerSink(sink_cfg(alertmanager.url, tmp_path)))
     run_main(flow)
     with AlertmanagerClient(alertmanager.url) as am:
         got = am.get_alerts(filters=[f'rule="{rule}"'])
     assert {a["labels"]["sensor"] for a in got} == {"p1", "p2"}
 
 
-@pytest.mark.services
-def test_sink_resends_due_alerts_with_a_fresh_end(alertmanager):
-    """Real Alertmanager 0.25, injected clock: a due firing alert is re-sent and its endsAt
-    moves forward."""
-    rule = unique_rule()
-    now = [utcnow()]
-    cfg = AlertmanagerService(url=alertmanager.url, resend_interval_s=60, firing_ttl_s=300)
-    part = AlertmanagerSink(cfg, clock=lambda: now[0], background_resend=False).build("am", 0, 1)
-    part.write_batch([[alert(rule=rule, starts_at=now[0] - timedelta(minutes=1))]])
-    with AlertmanagerClient(alertmanager.url) as am:
-        (first,) = am.get_alerts(filters=[f'rule="{rule}"'])
-        now[0] += timedelta(seconds=30)
-        assert part.resend_due() == 0
-        now[0] += timedelta(seconds=30)
-        assert part.resend_due() == 1
-        (second,) = am.get_alerts(filters=[f'rule="{rule}"'])
-    assert parse(second["endsAt"]) - parse(first["endsAt"]) == timedelta(seconds=60)
-    assert second["startsAt"] == first["startsAt"]
-    part.close()
-
-
-@pytest.mark.services
-def test_sink_background_thread_resends(alertmanager):
-    """Real Alertmanager 0.25, wall clock: with no new input, the background thread re-sends."""
-    cfg = AlertmanagerService(url=alertmanager.url, resend_interval_s=0.2)
-    part = AlertmanagerSink(cfg).build("alertmanager", 0, 1)
-    try:
-        part.write_batch([[alert(rule=unique_rule(), starts_at=utcnow())]])
-        deadline = time.monotonic() + 10
-        while part.sent < 3 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert part.sent >= 3 and part.failed == 0
-    finally:
-        part.close()
-
-
-def test_sink_survives_an_outage(caplog):
-    """Nothing listens on the port (a real connect error): logged, counted, never raised."""
-    cfg = AlertmanagerService(url=closed_port_url(), max_retries=2)
-    sleeps = Sleeps()
-    sink = AlertmanagerSink(
-        cfg,
-        background_resend=False,
-        client_factory=lambda c, **kw: AlertmanagerClient.from_config(c, sleep=sleeps, **kw),
-    )
-    part = sink.build("alertmanager", 0, 1)
+def test_sink_never_waits_for_an_unreachable_alertmanager(tmp_path):
+    """Nothing listens on the port (a real connect error): write_batch only queues; the
+    background delivery thread fails, counts and keeps the alerts for later."""
+    cfg = sink_cfg(closed_port_url(), tmp_path)
     errors = metric("twinwatch_sink_errors_total", sink="alertmanager")
-    retries = metric("twinwatch_sink_retries_total", sink="alertmanager")
-    with caplog.at_level(logging.ERROR, logger="twinwatch.flows.sinks.alertmanager"):
-        part.write_batch([[alert(), alert(sensor="p2")]])
-    assert part.failed == 2 and part.sent == 0 and len(sleeps) == 2
-    assert len(part.firing) == 2  # re-sent later, when Alertmanager is back
-    assert metric("twinwatch_sink_errors_total", sink="alertmanager") - errors == 1
-    assert metric("twinwatch_sink_retries_total", sink="alertmanager") - retries == 2
-    assert "could not deliver 2 alerts" in caplog.text
+    part = AlertmanagerSink(cfg).build("alertmanager", 0, 1)
+    part.write_batch([[alert(), alert(sensor="p2")]])
+    deadline = time.monotonic() + 10
+    while metric("twinwatch_sink_errors_total", sink="alertmanager") == errors:
+        assert time.monotonic() < deadline, "the delivery thread never tried"
+        time.sleep(0.05)
+    assert metric("twinwatch_alert_queue_depth", receiver="alertmanager") == 2
     part.close()
+    assert len(last_states(cfg.state_path)) == 2  # still queued on disk for the next start
 
 
-def test_sink_rejects_non_alert_items():
-    part = AlertmanagerSink(
-        AlertmanagerService(url=closed_port_url()), background_resend=False
-    ).build("alertmanager", 0, 1)
+def test_sink_rejects_non_alert_items(tmp_path):
+    part = AlertmanagerSink(sink_cfg(closed_port_url(), tmp_path), background=False).build(
+        "alertmanager", 0, 1
+    )
     with pytest.raises(TypeError, match="Alert records"):
         part.write_batch([["not an alert"]])
     part.close()

@@ -21,10 +21,12 @@ from types import SimpleNamespace
 import msgspec
 import pytest
 import yaml
+from prometheus_client import REGISTRY
 
 from twinwatch.alerting import AlertmanagerClient
 from twinwatch.alerting.amconfig import amconfig, render
 from twinwatch.alerting.ops import parse_matchers, silence
+from twinwatch.alerting.store import last_states
 from twinwatch.app import services
 from twinwatch.config import EXAMPLE_CONFIG, ConfigError, parse_config
 from twinwatch.flows.sinks.alertmanager import AlertmanagerSink
@@ -218,7 +220,12 @@ def slack(stack) -> list[dict]:
 
 
 def sink(stack, **kw):
-    return AlertmanagerSink(stack.cfg, background_resend=False, **kw).build("am", 0, 1)
+    """A partition of the flow's alert sink on the stack; its delivery thread posts."""
+    return AlertmanagerSink(stack.cfg, **kw).build("am", 0, 1)
+
+
+def metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 def test_generated_config_has_the_routing_tree_inhibitions_and_receivers(stack):
@@ -371,13 +378,17 @@ def test_inhibition_stale_power_outage_and_severe(stack):
 
 
 def test_repeated_firing_does_not_renotify_before_repeat_interval(stack):
+    resent = metric("twinwatch_alert_deliveries_total", receiver="alertmanager", outcome="resent")
     part = sink(stack)
     part.write_batch([mk(rule="limits", sensor="q1"), mk(rule="stuck", sensor="q2")])
-    deadline = time.monotonic() + 6
-    while time.monotonic() < deadline:  # re-sent every 0.5 s, as a firing alert should be
-        time.sleep(0.25)
-        part.resend_due()
-    assert part.sent >= 10
+    deadline = time.monotonic() + 20
+    while (  # re-sent every 0.5 s, as a firing alert should be
+        metric("twinwatch_alert_deliveries_total", receiver="alertmanager", outcome="resent")
+        - resent
+        < 20
+    ):
+        assert time.monotonic() < deadline, "not re-sent"
+        time.sleep(0.1)
     assert len(stack.rx.alerts(sensor="q1")) == 1  # repeat_interval 1 h
     assert len(stack.rx.alerts(sensor="q2")) >= 2  # rule "stuck": renotify_s 2 s
     part.close()
@@ -390,10 +401,15 @@ def test_restart_neither_duplicates_nor_loses(stack):
     assert stack.rx.wait(lambda: stack.rx.alerts(sensor="r1"))
     part.close()  # the process stops ...
     # ... and a new one replays the same state (Bytewax resumes from its last snapshot)
+    dup = metric("twinwatch_alert_deliveries_total", receiver="alertmanager", outcome="duplicate")
     part = sink(stack)
-    assert a.fingerprint in part.firing  # still re-sent after the restart: not lost
+    assert [x.fingerprint for x in last_states(stack.cfg.state_path)] == [a.fingerprint]
     part.write_batch([a])
-    assert part.duplicates == 1
+    assert (
+        metric("twinwatch_alert_deliveries_total", receiver="alertmanager", outcome="duplicate")
+        - dup
+        == 1
+    )
     time.sleep(GROUP_WAIT_S + 2)
     assert len(stack.rx.alerts(sensor="r1")) == 1
     part.write_batch([mk("resolved", rule="limits", sensor="r1", starts_at=a.starts_at)])
@@ -415,24 +431,30 @@ def test_escalation_resolves_the_lower_label_set(stack):
             in [(s, a["labels"]["severity"]) for s, a in stack.rx.alerts(sensor="e1")]
         )
     )
-    # The caution label set was resolved, not left active until its TTL (its resolved
-    # notification itself is muted by "severe inhibits lower severities").
-    assert am_alert(stack, sensor="e1", severity="caution") is None
+    # The caution label set is resolved, not left active until its TTL (its resolved
+    # notification itself is muted by "severe inhibits lower severities"). Like every resolve it
+    # waits until its firing had time to be notified (resolve_hold_s), so poll for it.
+    deadline = time.monotonic() + stack.cfg.hold_s + 10
+    while am_alert(stack, sensor="e1", severity="caution") is not None:
+        assert time.monotonic() < deadline, "the lower label set was never resolved"
+        time.sleep(0.2)
     assert am_alert(stack, sensor="e1", severity="severe") is not None
     part.close()
 
 
 def test_failed_posts_are_retried_when_alertmanager_is_back(stack):
     """Alertmanager stopped, then restarted on the same port (a real outage)."""
-    part = sink(stack)
+    part = sink(stack, background=False)
     stack.am.stop()
-    part.client.max_retries = 0
-    resolved = mk("resolved", rule="limits", sensor="x1")
-    part.write_batch([resolved])
-    assert part.failed == 1 and list(part.retry) == [resolved.fingerprint]
+    firing = mk(rule="limits", sensor="x1")
+    part.write_batch([firing])
+    assert part.delivery.run_once() == 0
+    assert part.delivery.store.depth("alertmanager") == 1
     part.close()
-    part = sink(stack)  # even across a restart of our process
-    assert list(part.retry) == [resolved.fingerprint]
+    part = sink(stack, background=False)  # even across a restart of our process
+    assert part.delivery.store.depth("alertmanager") == 1
     stack.am.start(timeout=60)
-    assert part.retry_failed() == 1 and part.retry == {}
+    assert part.delivery.run_once() == 1
+    assert part.delivery.store.depth("alertmanager") == 0
+    assert am_alert(stack, sensor="x1")["labels"]["rule"] == "limits"
     part.close()

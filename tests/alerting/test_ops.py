@@ -1,18 +1,23 @@
-"""``twinwatch alerts list|ack|silence|config`` on a real Alertmanager and a real InfluxDB."""
+"""``twinwatch alerts list|ack|silence|silences|expire|config`` on a real Alertmanager and a real
+InfluxDB 1.6.7."""
 
 from __future__ import annotations
 
+import getpass
 import subprocess
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 
 from twinwatch.alerting import AlertmanagerClient
-from twinwatch.alerting.ops import OpsError, ack_line, parse_duration, parse_matchers
+from twinwatch.alerting.alertmanager import is_ack_silence
+from twinwatch.alerting.ops import OpsError, parse_matchers
 from twinwatch.app import services
-from twinwatch.app.cli import main
-from twinwatch.schema import Alert, fingerprint
+from twinwatch.app.cli import main, parser
+from twinwatch.durations import BadDuration, parse_duration
+from twinwatch.lineprotocol import encode
+from twinwatch.schema import Alert, AlertAck, fingerprint
 
 pytestmark = pytest.mark.services
 
@@ -25,7 +30,7 @@ def alert(sensor: str) -> Alert:
         "sensor": sensor,
         "rule": "limits",
     }
-    t = datetime.now(UTC)
+    t = datetime.now(UTC) - timedelta(minutes=7)
     return Alert(
         fingerprint=fingerprint(labels),
         status="firing",
@@ -44,56 +49,125 @@ def alert(sensor: str) -> Alert:
 
 
 @pytest.fixture
-def env(monkeypatch, alertmanager, influxdb, influx_db):
-    monkeypatch.setenv("TWINWATCH__SERVICES__ALERTMANAGER__URL", alertmanager.url)
+def env(monkeypatch, service_factory, influxdb, influx_db):
+    am = service_factory(services.Alertmanager)  # its own: silences from other tests stay away
+    monkeypatch.setenv("TWINWATCH__SERVICES__ALERTMANAGER__URL", am.url)
     monkeypatch.setenv("TWINWATCH__SERVICES__INFLUXDB__URL", influxdb.url)
     monkeypatch.setenv("TWINWATCH__SERVICES__INFLUXDB__DATABASE", influx_db)
-    return alertmanager, influxdb, influx_db
+    return am, influxdb, influx_db
 
 
-def test_list_ack_and_silence(env, capsys):
+def acks_in_influx(influx, db) -> list[list]:
+    r = httpx.get(
+        f"{influx.url}/query",
+        params={
+            "db": db,
+            "q": 'SELECT fingerprint, "user", comment, sensor, severity FROM alert_ack',
+        },
+    ).json()
+    series = r["results"][0].get("series")
+    return series[0]["values"] if series else []
+
+
+def test_ack_is_recorded_silences_the_alert_and_shows_in_list(env, capsys):
     am, influx, db = env
-    a = alert("turb-ops")
+    a, b = alert("turb-ops"), alert("turb-2")
     with AlertmanagerClient(am.url) as c:
-        c.post([a], datetime.now(UTC), 3600, "http://g")
+        c.post([a, b], datetime.now(UTC), 3600, "http://g")
     assert main(["alerts", "list"]) == 0
     out = capsys.readouterr().out
     assert a.fingerprint[:12] in out and "alert/경계" in out and "turb-ops = 7.5 NTU" in out
+    assert "ACK" in out and "kim" not in out
 
     assert (
         main(["alerts", "ack", a.fingerprint[:8], "--by", "kim", "--comment", "crew on site"]) == 0
     )
     assert f"acknowledged {a.fingerprint}" in capsys.readouterr().out
-    r = httpx.get(
-        f"{influx.url}/query",
-        params={"db": db, "q": 'SELECT fingerprint, "by", comment, sensor FROM alert_ack'},
-    ).json()
-    (row,) = r["results"][0]["series"][0]["values"]
-    assert row[1:] == [a.fingerprint, "kim", "crew on site", "turb-ops"]
+    (row,) = acks_in_influx(influx, db)
+    assert row[1:] == [a.fingerprint, "kim", "crew on site", "turb-ops", "alert"]
 
-    assert (
-        main(
-            [
-                "alerts",
-                "silence",
-                "sensor=turb-ops",
-                "--duration",
-                "30m",
-                "--by",
-                "kim",
-                "--comment",
-                "filter backwash",
-            ]
-        )
-        == 0
-    )
-    assert "silence " in capsys.readouterr().out
     with AlertmanagerClient(am.url) as c:
-        (got,) = c.get_alerts(filters=['sensor="turb-ops"'])
-        assert got["status"]["state"] == "suppressed" and got["status"]["silencedBy"]
-        sil = [s for s in c.get_silences() if s["id"] == got["status"]["silencedBy"][0]][0]
-        assert sil["comment"] == "filter backwash" and sil["createdBy"] == "kim"
-        c.expire_silence(sil["id"])
+        got = {x["labels"]["sensor"]: x for x in c.get_alerts()}
+        (sid,) = got["turb-ops"]["status"]["silencedBy"]
+        (sil,) = [s for s in c.get_silences() if s["id"] == sid]
+    assert got["turb-ops"]["status"]["state"] == "suppressed"
+    assert got["turb-2"]["status"]["state"] == "active"  # the ack silences that alert only
+    assert sil["createdBy"] == "kim" and is_ack_silence(sil) == a.fingerprint
+    assert {m["name"]: m["value"] for m in sil["matchers"]} == a.labels
+
+    assert main(["alerts", "list"]) == 0
+    lines = {ln.split()[0]: ln for ln in capsys.readouterr().out.splitlines()[1:]}
+    assert " kim " in lines[a.fingerprint[:12]] and "suppressed" in lines[a.fingerprint[:12]]
+    assert " kim " not in lines[b.fingerprint[:12]]
+
+
+def test_a_second_ack_is_refused_with_who_and_when(env, capsys):
+    am, influx, db = env
+    a = alert("turb-dup")
+    with AlertmanagerClient(am.url) as c:
+        c.post([a], datetime.now(UTC), 3600, "http://g")
+    assert main(["alerts", "ack", a.fingerprint, "--by", "kim", "--comment", "on it"]) == 0
+    capsys.readouterr()
+    assert main(["alerts", "ack", a.fingerprint, "--by", "lee"]) == 2
+    err = capsys.readouterr().err
+    assert "already acknowledged by kim at " in err and ": on it" in err
+    assert [r[2] for r in acks_in_influx(influx, db)] == ["kim"]  # lee's was not written
+
+
+def test_list_without_influxdb_still_lists(env, capsys, monkeypatch):
+    """InfluxDB unreachable: the alerts are listed all the same, acks shown as unknown."""
+    am, _, _ = env
+    a = alert("turb-noinflux")
+    with AlertmanagerClient(am.url) as c:
+        c.post([a], datetime.now(UTC), 3600, "http://g")
+    monkeypatch.setenv(
+        "TWINWATCH__SERVICES__INFLUXDB__URL", f"http://127.0.0.1:{services.free_port()}"
+    )
+    assert main(["alerts", "list"]) == 0
+    out, err = capsys.readouterr()
+    (line,) = [ln for ln in out.splitlines() if ln.startswith(a.fingerprint[:12])]
+    assert " ? " in line and "acks unknown" in err
+
+
+def test_the_acting_user_defaults_to_the_os_user(env, capsys):
+    am, influx, db = env
+    assert parser().parse_args(["alerts", "ack", "abcd"]).by == getpass.getuser()
+    a = alert("turb-me")
+    with AlertmanagerClient(am.url) as c:
+        c.post([a], datetime.now(UTC), 3600, "http://g")
+    assert main(["alerts", "ack", a.fingerprint]) == 0
+    assert [r[2] for r in acks_in_influx(influx, db)] == [getpass.getuser()]
+
+
+def test_silence_list_and_expire(env, capsys):
+    am, _, _ = env
+    a = alert("turb-sil")
+    with AlertmanagerClient(am.url) as c:
+        c.post([a], datetime.now(UTC), 3600, "http://g")
+    args = ["alerts", "silence", "sensor=turb-sil", "--duration", "90m", "--by", "kim"]
+    assert main([*args, "--comment", "filter backwash"]) == 0
+    sid = capsys.readouterr().out.split()[1]
+    with AlertmanagerClient(am.url) as c:
+        (got,) = c.get_alerts(filters=['sensor="turb-sil"'])
+    assert got["status"]["state"] == "suppressed" and got["status"]["silencedBy"] == [sid]
+
+    assert main(["alerts", "silences"]) == 0
+    out = capsys.readouterr().out
+    (line,) = [ln for ln in out.splitlines() if ln.startswith(sid)]
+    assert "active" in line and "kim" in line and "sensor=turb-sil" in line
+    assert "filter backwash" in line
+
+    assert main(["alerts", "expire", sid[:8]]) == 0
+    assert f"expired silence {sid}" in capsys.readouterr().out
+    with AlertmanagerClient(am.url) as c:
+        (got,) = c.get_alerts(filters=['sensor="turb-sil"'])
+    assert got["status"]["state"] == "active"
+    assert main(["alerts", "silences"]) == 0
+    assert sid not in capsys.readouterr().out  # expired ones only with --all
+    assert main(["alerts", "silences", "--all"]) == 0
+    assert sid in capsys.readouterr().out
+    assert main(["alerts", "expire", sid]) == 2
+    assert "already expired" in capsys.readouterr().err
 
 
 def test_clear_errors(env, capsys, monkeypatch):
@@ -103,6 +177,8 @@ def test_clear_errors(env, capsys, monkeypatch):
     assert "unknown label 'color'" in capsys.readouterr().err
     assert main(["alerts", "silence", "site=x", "--duration", "soon"]) == 2
     assert "bad duration 'soon'" in capsys.readouterr().err
+    assert main(["alerts", "expire", "0000000000"]) == 2
+    assert "no silence 0000000000*" in capsys.readouterr().err
     monkeypatch.setenv(
         "TWINWATCH__SERVICES__ALERTMANAGER__URL", f"http://127.0.0.1:{services.free_port()}"
     )
@@ -120,22 +196,35 @@ def test_config_prints_a_config_amtool_accepts(tmp_path, capsys, require_service
     assert r.returncode == 0 and "SUCCESS" in r.stdout, r.stdout + r.stderr
 
 
-def test_parsers_and_ack_line_escaping():
+def test_matchers_durations_and_the_ack_encoding():
     assert parse_matchers(["site=a b", "sensor!~p.*"]) == [
         {"name": "site", "value": "a b", "isRegex": False, "isEqual": True},
         {"name": "sensor", "value": "p.*", "isRegex": True, "isEqual": False},
     ]
-    assert parse_duration("90m").total_seconds() == 5400
     with pytest.raises(OpsError):
         parse_matchers([])
-    line = ack_line(
-        {
-            "labels": {"site": "a b", "domain": "water"},
-            "annotations": {"fingerprint": "f", "summary": 'say "hi"'},
-        },
-        "kim",
-        "x,y",
-        datetime(2026, 1, 1, tzinfo=UTC),
+    assert parse_duration("90m") == timedelta(minutes=90)
+    assert parse_duration("1w") == timedelta(weeks=1)  # `query` and `silence` share one grammar
+    for bad in ("1.5h", "1h30m", "0m", "soon", "-2h"):
+        with pytest.raises(BadDuration):
+            parse_duration(bad)
+    (line,) = encode(
+        AlertAck(
+            time=datetime(2026, 1, 1, tzinfo=UTC),
+            fingerprint="f",
+            domain="water",
+            site="a b",
+            asset="x",
+            sensor="s",
+            rule="limits",
+            severity="alert",
+            user="kim",
+            comment="x,y\nz",
+            summary='say "hi"',
+        )
     )
-    assert line.startswith("alert_ack,asset=-,domain=water,rule=-,sensor=-,severity=-,site=a\\ b ")
+    assert line.startswith(
+        "alert_ack,asset=x,domain=water,rule=limits,sensor=s,severity=alert,site=a\\ b "
+    )
+    assert 'user="kim"' in line and 'comment="x,y\\nz"' in line
     assert 'summary="say \\"hi\\""' in line and line.endswith(" 1767225600000")

@@ -154,10 +154,13 @@ def test_alert_history_has_every_fired_episode_with_durations(run, db):
         assert r["time_to_resolve_s"] == (None if end is None else (_ms(end.at) - _ms(a.at)) / 1e3)
     # the two acknowledgements written like `twinwatch alerts ack`, matched to their episodes
     acked = {
-        r["fingerprint"]: r["time_to_ack_s"]
+        r["fingerprint"]: (r["time_to_ack_s"], r["acked_by"])
         for r in eps.filter(pl.col("acked_at").is_not_null()).iter_rows(named=True)
     }
-    assert acked == {run.acks[0][0]: 4 * 60.0, run.acks[1][0]: 11 * 60.0}  # as acked
+    assert acked == {  # as acked, by the `user` field `twinwatch alerts ack` writes
+        run.acks[0][0]: (4 * 60.0, "oncall"),
+        run.acks[1][0]: (11 * 60.0, "oncall"),
+    }
     table = h.mtta_mttr(eps)
     assert table["alerts"].sum() == eps.height and table["acked"].sum() == 2
 

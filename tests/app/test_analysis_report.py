@@ -105,7 +105,9 @@ def test_rendered_report_looks_like_a_report(built, tmp_path):
     assert img.size == (1200, 2400)
     px = np.asarray(img).astype(int)
     non_white = (px.sum(axis=2) < 720).mean()
-    assert non_white > 0.15, non_white  # text, tables and plots, not a blank page
+    # text, tables and plots, not a blank page (~0.0); since #13 the run's security branch no
+    # longer alerts on every new log template, so its alert table is shorter (0.14 here)
+    assert non_white > 0.10, non_white
     # the severity colours of the plots (bars and alert spans) are on the page
     r, g, b = px[..., 0], px[..., 1], px[..., 2]
     orange = int(((r > 200) & (g > 120) & (g < 200) & (b < 120)).sum())

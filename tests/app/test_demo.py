@@ -79,6 +79,7 @@ def test_demo_detects_every_incident_class(tmp_path, require_services):
         TWINWATCH__SERVICES__METRICS__PORT=str(ports["metrics"]),
         TWINWATCH__FLOW__DEAD_LETTER_PATH=str(tmp_path / "dead.jsonl"),
         TWINWATCH__SERVICES__INFLUXDB__SPOOL_DIR=str(tmp_path / "spool"),
+        TWINWATCH__SERVICES__ALERTMANAGER__STATE_PATH=str(tmp_path / "alert-delivery.sqlite"),
         TWINWATCH__SIMULATION__LABELS_PATH=str(tmp_path / "incidents.jsonl"),
     )
     var = tmp_path / "var"

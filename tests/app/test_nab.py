@@ -8,18 +8,23 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from paths import SHARED_DATA
 
 from twinwatch.app.cli import main as cli_main
-from twinwatch.app.nab import scorer
-from twinwatch.app.nab.corpus import NabLayoutError, load_corpus, write_results
+from twinwatch.app.nab import loco, scorer
+from twinwatch.app.nab.corpus import DataFile, NabLayoutError, load_corpus, write_results
 from twinwatch.app.nab.run import DETECTORS, bench
+from twinwatch.detectors import build
 
 NAB = SHARED_DATA / "nab"
+REPO = Path(__file__).resolve().parents[2]
 STANDARD, LOW_FP, LOW_FN = scorer.PROFILES
 S_M06 = 0.90514825364  # S(-0.6)
 S_M1 = 0.98661429815  # S(-1)
@@ -238,3 +243,102 @@ def test_gaussian_on_two_real_files_beats_null(tmp_path):
     assert set(by_corpus) == {"artificialWithAnomaly"}
     written = sorted(p.name for p in (tmp_path / "gaussian" / "artificialWithAnomaly").iterdir())
     assert written == ["gaussian_art_daily_jumpsdown.csv", "gaussian_art_daily_jumpsup.csv"]
+
+
+# --------------------------------------------------------------------------- leave one corpus out
+
+
+def toy_file(corpus: str, name: str, windows=((100, 119),), n: int = 200) -> DataFile:
+    times = tuple(float(60 * i) for i in range(n))
+    return DataFile(f"{corpus}/{name}.csv", tuple(map(str, times)), times, (0.0,) * n, windows)
+
+
+def hit_at(n: int, rows: list[int], value: float = 0.9) -> list[float]:
+    return [value if i in rows else 0.0 for i in range(n)]
+
+
+def test_loco_chooses_configuration_and_threshold_without_the_held_out_corpus():
+    """Config `early` catches the windows of corpora a and b, `late` only those of c: with c held
+    out the choice is `early` (and c then scores as a miss), whatever c's own labels say."""
+    files = [toy_file("a", "1"), toy_file("b", "1"), toy_file("c", "1")]
+    scores = {
+        "early": {f.key: hit_at(200, [100] if f.corpus != "c" else []) for f in files},
+        "late": {f.key: hit_at(200, [100] if f.corpus == "c" else []) for f in files},
+    }
+    res = loco.loco(scores, files, STANDARD)
+    fold = {f.corpus: f for f in res.folds}
+    assert fold["c"].config == "early" and fold["c"].score == pytest.approx(0.0)
+    assert fold["c"].counts == {"tp": 0, "fn": 1, "fp": 0}
+    assert fold["a"].config == "early" and fold["a"].score == pytest.approx(100.0)
+    assert res.mean == pytest.approx(200.0 / 3)
+    assert res.in_sample_config == "early" and res.in_sample == pytest.approx(100 * 2 / 3 * 2 / 2)
+    # c's labels are not looked at when c is held out: moving its window changes nothing chosen
+    moved = [files[0], files[1], toy_file("c", "1", windows=((40, 59),))]
+    again = {f.corpus: f for f in loco.loco(scores, moved, STANDARD).folds}
+    assert (again["c"].config, again["c"].threshold) == (fold["c"].config, fold["c"].threshold)
+
+
+def test_held_out_threshold_comes_from_the_other_corpora():
+    files = [toy_file("a", "1"), toy_file("b", "1")]
+    scores = {"a/1.csv": hit_at(200, [100], 0.9), "b/1.csv": hit_at(200, [100], 0.5)}
+    res = loco.held_out(scores, files, STANDARD)
+    fold = {f.corpus: f for f in res.folds}
+    assert fold["a"].threshold == 0.5  # b's best: a is detected at it too
+    assert fold["b"].threshold == 0.9  # a's best: b's 0.5 is below it, b is missed
+    assert fold["a"].score == pytest.approx(100.0) and fold["b"].score == pytest.approx(0.0)
+    assert res.pooled == pytest.approx(50.0)
+    assert res.in_sample == pytest.approx(100.0)
+
+
+def test_a_held_out_corpus_without_windows_reports_its_false_positives():
+    files = [toy_file("a", "1"), toy_file("quiet", "1", windows=())]
+    scores = {"a/1.csv": hit_at(200, [100]), "quiet/1.csv": hit_at(200, [50, 150])}
+    res = loco.held_out(scores, files, STANDARD)
+    fold = {f.corpus: f for f in res.folds}
+    assert math.isnan(fold["quiet"].score) and fold["quiet"].counts["fp"] == 2
+    assert res.mean == pytest.approx(fold["a"].score)  # the mean skips it
+
+
+def test_run_configs_spreads_files_over_processes_and_caches(tmp_path):
+    root = make_nab(tmp_path / "nab")
+    files = load_corpus(root)
+    configs = {"g": ("gaussian", {"window": 50, "min_periods": 10, "learn": "always"})}
+    cache = tmp_path / "cache"
+    first = loco.run_configs(configs, files, processes=2, cache=cache)
+    direct = [build("gaussian", window=50, min_periods=10, learn="always") for _ in (0,)][0]
+    f = files[0]
+    assert first["g"][f.key] == [direct.update(t, x) for t, x in zip(f.times, f.values)]
+    assert json.loads((cache / "g.json").read_text())["config"][0] == "gaussian"
+    assert loco.run_configs(configs, files, processes=1, cache=cache) == first
+    changed = {"g": ("gaussian", {"window": 60, "min_periods": 10, "learn": "always"})}
+    assert loco.run_configs(changed, files, processes=1, cache=cache) != first  # re-run
+
+
+def test_search_space_is_small_and_every_configuration_builds():
+    assert len(loco.SEARCH_SPACE) == 24
+    for det, params in loco.SEARCH_SPACE.values():
+        assert 0.0 <= build(det, **params).update(0.0, 1.0) <= 1.0
+    det, params = loco.SEARCH_SPACE["SG-w4000-r120-always"]  # the default: best held out
+    assert DETECTORS["ensemble"]().params() == build(det, **params).params()
+
+
+def test_nab_loco_benchmark_prints_every_table(tmp_path):
+    root = make_nab(tmp_path / "nab")
+    (root / "data" / "toy2").mkdir()  # a second corpus: LOCO needs two
+    (root / "data" / "toy2" / "spike.csv").write_text((root / "data/toy/spike.csv").read_text())
+    labels = json.loads((root / "labels" / "combined_windows.json").read_text())
+    labels["toy2/spike.csv"] = labels["toy/spike.csv"]
+    (root / "labels" / "combined_windows.json").write_text(json.dumps(labels))
+    args = ["--data", str(root), "--processes", "1", "--only", "S-w1000-r120", "--top", "2"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.nab_loco", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for profile in ("standard", "reward_low_FP", "reward_low_FN"):
+        assert f"== {profile}: configuration and threshold chosen" in proc.stdout
+    assert "fixed configurations" in proc.stdout
+    assert "best held out (standard): S-w1000-r120" in proc.stdout

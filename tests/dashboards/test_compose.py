@@ -349,12 +349,19 @@ def _mosquitto_conf(tmp: Path, port: int) -> Path:
 
 
 def _mqtt_uptime(port: int) -> Callable[[], bool]:
-    """The compose healthcheck (`mosquitto_sub -t '$SYS/broker/uptime' -C 1 -W 3`) with paho:
-    mosquitto-clients is not a package this repository installs."""
+    """The compose healthcheck (`sh -c "mosquitto_sub ... -t '$SYS/broker/uptime' -C 1 -W 3"`,
+    logging in when MQTT_HEALTHCHECK_USER is set) as the container runs it, on this port; with
+    paho where mosquitto-clients is missing (scripts/install-services.sh mosquitto-clients)."""
     test = SERVICES["mosquitto"]["healthcheck"]["test"]
-    topic = test[test.index("-t") + 1]
+    assert test[:3] == ["CMD", "sh", "-c"]
+    command = test[3].replace("$$", "$")  # compose's escape for a literal $
+    match = re.search(r"-t '([^']+)'", command)
+    assert match is not None, command
+    topic = match[1]
     if shutil.which("mosquitto_sub"):
-        return _passes(["mosquitto_sub", "-p", str(port), *test[2:]])
+        return _passes(
+            ["sh", "-c", command.replace("mosquitto_sub", f"mosquitto_sub -p {port}", 1)]
+        )
 
     def check() -> bool:
         import paho.mqtt.client as paho

@@ -24,6 +24,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import msgspec
 import pytest
 from bytewax.testing import TestingSource, run_main
 
@@ -41,6 +42,7 @@ from twinwatch.lineprotocol import format_line
 from twinwatch.schema import DOMAINS
 
 SIM_HOURS = 16
+SECURITY_INCIDENTS = ("ssh_brute_force", "port_scan")
 
 
 def _config(environ: dict):
@@ -64,6 +66,16 @@ def city_run(influxdb, tmp_path_factory):
             "TWINWATCH__SERVICES__INFLUXDB__SPOOL_DIR": str(tmp / "spool"),
             "TWINWATCH__FLOW__DEAD_LETTER_PATH": str(tmp / "dead.jsonl"),
         }
+    )
+    # security alerts come from attacks, not from every new log template (#13): move the example
+    # city's attacks (at 20 and 21 h) into the span so the security panels have alerts to show
+    sim = config.simulation
+    incidents = [
+        msgspec.structs.replace(i, at_h=i.at_h - 8.0) if i.kind in SECURITY_INCIDENTS else i
+        for i in sim.incidents
+    ]
+    config = msgspec.structs.replace(
+        config, simulation=msgspec.structs.replace(sim, incidents=incidents)
     )
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     start = end - timedelta(hours=SIM_HOURS)
@@ -219,11 +231,17 @@ def test_every_promql_query_returns_data(
         TWINWATCH__SERVICES__INFLUXDB__URL=influxdb.url,
         TWINWATCH__SERVICES__INFLUXDB__DATABASE=influx_db,
         TWINWATCH__SERVICES__INFLUXDB__SPOOL_DIR=str(tmp_path / "spool"),
+        TWINWATCH__SERVICES__ALERTMANAGER__STATE_PATH=str(tmp_path / "alert-delivery.sqlite"),
         # a closed port: the Alertmanager sink fails for real (sink errors panel)
         TWINWATCH__SERVICES__ALERTMANAGER__URL=f"http://127.0.0.1:{free_port()}",
         TWINWATCH__SERVICES__ALERTMANAGER__MAX_RETRIES="0",
         TWINWATCH__SERVICES__METRICS__PORT=str(metrics_port),
         TWINWATCH__FLOW__DEAD_LETTER_PATH=str(tmp_path / "dead.jsonl"),
+        # an attack inside the 3 simulated hours: the flow raises alerts for the alert panels
+        # (since #13 normal logs raise none)
+        TWINWATCH__SIMULATION__INCIDENTS=(
+            "[{kind: ssh_brute_force, targets: [sejong-soc/gw-1/sshd], at_h: 1.0, duration_h: 0.5}]"
+        ),
     )
     down_env = dict(
         env,

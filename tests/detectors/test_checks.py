@@ -61,11 +61,6 @@ EXAMPLES: dict[str, dict] = {
             ["likelihood", {"detector": "robust_z", "window": 50, "min_periods": 20}],
         ]
     },
-    "drift_reset": {
-        "detector": "robust_z",
-        "detector_params": {"window": 40, "min_periods": 10},
-        "ph_threshold": 20.0,
-    },
     "knn_cad": {"dim": 4, "k": 3, "window": 40, "calibration": 40, "min_periods": 10},
     # vector
     "pca_t2q": {"n": 3, "warmup": 30, "refit": 17},
@@ -93,7 +88,7 @@ EXAMPLES: dict[str, dict] = {
     # event
     "security": {"brute_force_failures": 3, "spray_users": 2, "scan_ports": 3},
     # log
-    "templates": {"rate_min_count": 5, "rate_warmup_buckets": 2, "rate_bucket_s": 5.0},
+    "templates": {"rate_min_count": 5, "window_s": 5.0, "warmup_lines": 20, "warmup_s": 0.0},
 }
 
 # Readings a learning detector needs before its first non-zero score (with EXAMPLES' params).
@@ -320,7 +315,7 @@ TIMED = {"consistency", "response_ratio", "performance_ratio", "night_flow", "sc
 
 @pytest.mark.parametrize("name", sorted(WARMUP))
 def test_zero_during_warmup(name):
-    assert set(WARMUP) == set(LEARNERS) - {"seasonal", "ensemble", "drift_reset"} - TIMED
+    assert set(WARMUP) == set(LEARNERS) - {"seasonal", "ensemble"} - TIMED
     n_warm = WARMUP[name]
     for series in ("random", "step", "huge_jumps"):
         scores = run(make(name), name, series=series)

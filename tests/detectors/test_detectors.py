@@ -155,7 +155,7 @@ def test_robust_z_hand_computed():
         assert det.update(float(i), x) == 0.0
     # median 3, deviations (2, 1, 0, 1, 97) -> MAD 1
     assert det.update(5.0, 10.0) == pytest.approx(7.0 / 1.4826)
-    assert det.to_state() == ((2.0, 3.0, 4.0, 100.0, 10.0), None)  # oldest value left the window
+    assert det.to_state()[0] == ((2.0, 3.0, 4.0, 100.0, 10.0), None)  # oldest left the window
 
     even = RobustZ(window=4, min_periods=4)
     for i, x in enumerate([10.0, 1.0, 4.0, 2.0]):
@@ -173,8 +173,8 @@ def test_robust_z_hand_computed():
 def test_robust_z_matches_numpy_reference_on_a_stream():
     rng = np.random.default_rng(3)
     xs = np.round(rng.standard_t(3, 600), 2).tolist()  # heavy tails and ties
-    for window in (7, 8, 31):
-        det = RobustZ(window=window, min_periods=window)
+    for window in (7, 8, 31):  # the window of the previous readings, all learned
+        det = RobustZ(window=window, min_periods=window, learn="always")
         for i, x in enumerate(xs):
             score = det.update(float(i), x)
             if i >= window:
@@ -203,11 +203,14 @@ def test_robust_z_flat_line_then_step():
     assert scores[251] >= 1e5  # real jump off a flat line
     assert scores[251] <= MAX_SCORE
 
-    # a flat line with occasional quantisation wiggles: finite, moderate scores
-    wiggly = RobustZ()
+    # a flat line with occasional quantisation wiggles: learned, they score finite and moderate
+    # (learn: always; with the default policy a wiggle that scores as a hit is not learned, and
+    # the cure for a quantised sensor is min_scale = its resolution)
     xs = [20.0 + (0.01 if i % 10 == 0 else 0.0) for i in range(400)]
-    scores = _run(wiggly, xs, [float(i) for i in range(400)])
+    scores = _run(RobustZ(learn="always"), xs, [float(i) for i in range(400)])
     assert max(scores[130:]) < 100.0
+    scores = _run(RobustZ(min_scale=0.01), xs, [float(i) for i in range(400)])
+    assert max(scores[130:]) < 1.01  # one resolution step
 
 
 def test_robust_z_min_scale_for_series_at_zero():
@@ -219,16 +222,21 @@ def test_robust_z_min_scale_for_series_at_zero():
 # --------------------------------------------------------------------------- CUSUM
 
 
-def test_cusum_hand_computed_and_restart():
+def test_cusum_hand_computed_and_held_at_h():
     det = EwmaCusum(alpha=0.5, k=0.5, h=3.0, warmup=2)
     assert det.update(0.0, 0.0) == 0.0
     assert det.update(1.0, 2.0) == 0.0  # baseline: mean 1, var 1
     assert det.update(2.0, 3.0) == pytest.approx(1.5)  # z = 2 -> S+ = 1.5
-    assert det.to_state() == (3, 2.0, 1.5, 1.5, 0.0)
+    assert det.to_state()[0] == (3, 2.0, 1.5, 1.5, 0.0)
     assert det.update(3.0, 5.0) == pytest.approx(1.5 + 3.0 / math.sqrt(1.5) - 0.5)  # hit
-    assert det.to_state()[3:] == (0.0, 0.0)  # restarted; baseline kept learning
-    assert det.to_state()[1:3] == (3.5, 3.0)
-    assert det.update(4.0, 3.5) == 0.0
+    # the sums are held at h, and (learn: gated) the flagged reading is not learned
+    assert det.to_state()[0] == (3, 2.0, 1.5, 3.0, 0.0)
+    assert det.update(4.0, 3.5) == pytest.approx(3.0 + 1.5 / math.sqrt(1.5) - 0.5)  # still a hit
+    assert det.update(5.0, 2.0) == pytest.approx(2.5)  # back at the baseline: the hits stop
+    always = EwmaCusum(alpha=0.5, k=0.5, h=3.0, warmup=2, learn="always")
+    for t, x in enumerate([0.0, 2.0, 3.0, 5.0]):
+        always.update(float(t), x)
+    assert always.to_state()[0] == (4, 3.5, 3.0, 3.0, 0.0)  # the hit was learned
 
 
 def test_cusum_constant_and_step_off_constant():
@@ -282,9 +290,9 @@ def test_hst_flags_large_spike_after_warmup():
 
 def test_hst_state_is_built_lazily_and_small_before_first_update():
     det = ScaledHST()
-    assert det.to_state()[-1] is None
+    assert det.to_state()[0][-1] is None
     det.update(0.0, 1.0)
-    assert isinstance(det.to_state()[-1], bytes)
+    assert isinstance(det.to_state()[0][-1], bytes)
 
 
 # --------------------------------------------------------------------------- stale

@@ -20,6 +20,7 @@ import pytest
 from twinwatch.detectors import VECTORS, Explanation
 from twinwatch.detectors.consistency import Consistency
 from twinwatch.detectors.dosing import Dosing
+from twinwatch.detectors.group import LEARN
 from twinwatch.detectors.night_flow import NightFlow
 from twinwatch.detectors.performance_ratio import PerformanceRatio
 from twinwatch.detectors.response_ratio import ResponseRatio
@@ -440,3 +441,73 @@ def test_dosing_with_the_flow_explains_demand_swings():
         rows.append((t, [cl - 0.0008 * surge + rng.normal(0, 0.002), 250.0 + surge]))
     det = Dosing({"chlorine": 1, "flow": 1}, timezone="UTC", direction="both")
     assert hits(det, rows, since=4 * DAY) == []
+
+
+# --------------------------------------------------------------------------- learning policy
+
+
+@pytest.mark.parametrize("name", sorted(GROUP_REGISTRY))
+def test_group_detectors_learn_through_the_protocols_policy(name):
+    """One learning policy (twinwatch.detectors.policy): the group defaults (gate 0.5, drift
+    after a week, one held tick) under the user's ``learn``, key by key; params keep the user's
+    setting; a bad setting is the policy's error."""
+    counts, params, _, _ = CASES[name]
+    cls = GROUP_REGISTRY[name]
+    det = cls(counts, **params)
+    pol = det._learning.policy
+    assert (pol.mode, pol.gate, pol.drift_s, pol.hold) == ("gated", 0.5, LEARN["drift_s"], 1)
+    det = cls(counts, **params, learn={"drift_s": 3600.0})
+    pol = det._learning.policy
+    assert (pol.gate, pol.drift_s) == (0.5, 3600.0) and det.params()["learn"] == {"drift_s": 3600.0}
+    assert cls(counts, **params, learn="always")._learning.policy.mode == "always"
+    with pytest.raises(ValueError, match="learn.gate"):
+        cls(counts, **params, learn={"gate": 2})
+
+
+class CountingConsistency(Consistency):
+    learned = 0
+
+    def learn_one(self, t, x):
+        self.learned += 1
+        super().learn_one(t, x)
+
+
+def test_the_policy_decides_which_ticks_reach_learn_one():
+    """During a debond the default policy sends no tick to learn_one (the detector is flagged,
+    an episode), ``always`` sends every one; before it both learn the same ticks."""
+    onset = 3 * DAY
+    rows = span(5, offset=lambda t: (0.0, 25.0 * (t >= onset)))
+    before = sum(t < onset for t, _ in rows)
+    gated = CountingConsistency({"sensors": 2, "drivers": 2}, mode="single")
+    always = CountingConsistency({"sensors": 2, "drivers": 2}, mode="single", learn="always")
+    g = hits(gated, rows, since=onset)
+    hits(always, rows)
+    assert len(g) >= 0.95 * (len(rows) - before)  # flagged for the whole incident
+    assert always.learned == len(rows)
+    assert before - 60 <= gated.learned <= before + 60  # the incident's ticks: not learned
+
+
+def test_an_operator_accepts_a_leak_as_the_new_normal():
+    """det.accept(t) (the protocol's operator confirmation) during a leak: the change is
+    reported once and the night flow is re-learned from there on (quiet once re-warmed)."""
+    onset = 5 * DAY + 14 * 3600
+    rows = dma(12, leak=lambda t: 20.0 if t >= onset else 0.0)
+    det = NightFlow({"inflow": 1}, timezone="UTC")
+    cut = next(i for i, (t, _) in enumerate(rows) if t >= 7 * DAY)
+    assert hits(det, rows[:cut], since=onset)  # flagged: an episode is going on
+    assert det.accept(rows[cut][0]) is True and det.drift is not None
+    assert det.drift.reason == "confirmed" and det.drifts == 1
+    assert hits(det, rows[cut:]) == []  # the leak's level is the baseline now
+
+
+def test_a_change_lasting_drift_s_is_accepted_and_reported_once():
+    onset = 3 * DAY
+    rows = span(6, offset=lambda t: (0.0, 25.0 * (t >= onset)))
+    det = Consistency({"sensors": 2, "drivers": 2}, mode="single", learn={"drift_s": 6 * 3600.0})
+    drifts = []
+    for t, xs in rows:
+        det.update(t, xs)
+        if det.drift is not None:
+            drifts.append(det.drift)
+    assert len(drifts) == 1 and drifts[0].reason == "persisted"
+    assert onset <= drifts[0].since < onset + 3600 and drifts[0].at - drifts[0].since >= 6 * 3600

@@ -41,7 +41,9 @@ def test_isolation_forest_zero_until_first_fit_then_separates_outliers():
 
 
 def test_isolation_forest_fit_uses_only_the_sliding_window():
-    det = IsolationForestDetector(n=1, window=100, refit=100)
+    # learn: always, so the new regime enters the window (the default policy would keep it out
+    # as an anomaly until its drift rule accepts it)
+    det = IsolationForestDetector(n=1, window=100, refit=100, learn="always")
     run(det, [[v] for v in np.random.default_rng(2).normal(0.0, 1.0, 100)])  # fit at 100
     assert det.update(100.0, [50.0]) >= det.threshold
     run(det, [[v] for v in np.random.default_rng(3).normal(50.0, 1.0, 99)], t0=101)  # refit at 200
@@ -62,7 +64,7 @@ def test_isolation_forest_restore_refits_to_identical_scores():
         )
         assert restored.to_state() == state
         assert run(restored, xs[cut:], cut) == run(det, xs[cut:], cut)
-    assert len(state[1]) == 120 + 40 - 1  # compact: window + refit - 1 vectors, not the trees
+    assert len(state[0][1]) == 120 + 40 - 1  # compact: window + refit - 1 vectors, not the trees
     other_seed = IsolationForestDetector(**{**params, "seed": 6})
     run(other_seed, xs[:241])
     assert run(other_seed, xs[241:260]) != run(
@@ -113,25 +115,45 @@ def test_vector_hst_scaling_has_no_look_ahead_and_state_round_trips():
 
 
 def test_knn_cad_nonconformity_is_mean_distance_to_k_nearest_disjoint_contexts():
-    det = KnnCad(dim=2, k=2, window=3, calibration=5, min_periods=1)
+    det = KnnCad(dim=2, k=2, window=3, calibration=5, min_periods=1, learn="always")
     for i, x in enumerate([0.0, 1.0, 2.0, 4.0, 7.0]):
         det.update(float(i), x)
     # current context (7, 10); disjoint references (0,1), (1,2), (2,4): distances to (7, 10)
     d = sorted(math.dist(r, (7.0, 10.0)) for r in [(0, 1), (1, 2), (2, 4)])
     det.update(5.0, 10.0)
-    assert det.to_state()[1][-1] == pytest.approx((d[0] + d[1]) / 2)
-    assert det.to_state()[0] == (1.0, 2.0, 4.0, 7.0, 10.0)  # window + 2 * dim - 2 values
+    count, recent, refs, runs, alphas, pending = det.to_state()[0]
+    assert alphas[-1] == pytest.approx((d[0] + d[1]) / 2)
+    assert refs == (1.0, 2.0, 4.0, 7.0, 10.0)  # window + 2 * dim - 2 learned readings
+    assert (count, recent, runs, pending) == (6, (10.0,), ((1, 5),), ())
 
 
 def test_knn_cad_score_is_fraction_of_calibration_below():
-    det = KnnCad(dim=1, k=1, window=2, calibration=4, min_periods=4)
-    det = KnnCad.from_state(det.params(), ((0.0, 10.0), (1.0, 2.0, 3.0, 4.0), ()))
+    det = KnnCad(dim=1, k=1, window=2, calibration=4, min_periods=4, learn="always")
+    idle = det.to_state()[1]  # the learning policy's state: no episode
+    # readings 0 and 1 (values 0 and 10) learned, calibration (1, 2, 3, 4)
+    state = (2, (), (0.0, 10.0), ((0, 2),), (1.0, 2.0, 3.0, 4.0), ())
+    det = KnnCad.from_state(det.params(), (state, idle))
     # context (x,), disjoint references (0,), (10,): alpha = distance to the nearer one
     assert det.update(0.0, 12.5) == 0.5  # alpha 2.5 > {1, 2}
     assert det.update(1.0, 100.0) == 1.0  # alpha 87.5 > all four
     # refs now (12.5,), (100,): alpha 0, nothing in (3, 4, 2.5, 87.5) is below it
     assert det.update(2.0, 12.5) == 0.0
-    assert det.to_state() == ((100.0, 12.5), (4.0, 2.5, 87.5, 0.0), ())
+    assert det.to_state()[0] == (5, (), (100.0, 12.5), ((3, 2),), (4.0, 2.5, 87.5, 0.0), ())
+
+
+def test_knn_cad_references_survive_a_long_anomaly():
+    """With the default policy the references are learned readings only: a 4 sd shift longer
+    than the reference window is flagged throughout, and the return to normal is not."""
+    rng = np.random.default_rng(4)
+    xs = rng.normal(0.0, 1.0, 2900)
+    xs[2000:2600] += 4.0  # 600 readings, longer than window + 2 * dim - 2 = 514
+    hits = [s >= 1.0 for s in run(KnnCad(), xs.tolist())]
+    assert sum(hits[2000:2600]) >= 0.95 * 600
+    after = [i for i in range(2620, 2900) if hits[i]]  # 2600-2613: the way back
+    events = [i for k, i in enumerate(after) if k == 0 or i - after[k - 1] > 8]
+    assert len(events) <= 1  # the rate before the shift: 2 events in 2,000 readings
+    absorbed = [s >= 1.0 for s in run(KnnCad(learn="always"), xs.tolist())]
+    assert sum(absorbed[2000:2600]) <= 0.1 * 600  # what the policy prevents
 
 
 def test_knn_cad_catches_a_contextual_anomaly_a_z_score_misses():
@@ -143,7 +165,11 @@ def test_knn_cad_catches_a_contextual_anomaly_a_z_score_misses():
     scores = run(det, xs.tolist())
     assert scores[at] == 1.0
     hits = [i for i, s in enumerate(scores) if s >= det.threshold]
-    assert len(hits) <= 3000 / 400 * 2  # near the 1 / (calibration + 1) floor
+    # alarm events: a hit more than `dim` readings after the previous one. A context holding an
+    # unusual reading is unusual for `dim` readings, and with the default policy the reading is
+    # not learned, so one event can be several hits in a row (the anomaly: 2715-2724)
+    events = [i for k, i in enumerate(hits) if k == 0 or i - hits[k - 1] > det.dim]
+    assert len(events) <= 3000 / 400 * 2  # near the 1 / (calibration + 1) floor
     z = build("robust_z", window=120)
     assert max(run(z, xs.tolist())[at - 5 : at + 5]) < z.threshold
 

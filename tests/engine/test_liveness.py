@@ -110,3 +110,97 @@ def test_latest_times_and_unknown_series_are_ignored(config):
     assert live.process({"security/x/y/z": T0.timestamp()}) == []  # not a configured sensor
     rs = _readings(0, 2)
     assert latest_times(rs)[f"{SPAN}/tilt"] == T0.timestamp() + 10
+
+
+# --- one clock per source partition (issue #14) ---------------------------------------------
+
+
+class _Wall:
+    """A wall clock the test moves (Liveness only uses it for a partition's idleness)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _split(config, partitions: int = 2) -> tuple[list[str], list[str]]:
+    live = Liveness(config, partitions=partitions)
+    ours = [f"{SPAN}/{s}" for s in SENSORS]
+    return (
+        [k for k in ours if live.part_of[k] == 0],
+        [k for k in ours if live.part_of[k] == 1],
+    )
+
+
+def test_a_partition_that_lags_does_not_make_its_series_stale(config):
+    """Two processes: partition 0 runs an hour of event time ahead of partition 1 (its
+    process is slower). Before (one clock), the 12 false `stale` alerts of issue #14."""
+    fast, slow = _split(config)
+    assert fast and slow
+    wall = _Wall()
+    live = Liveness(config, clock=wall, partitions=2)
+    out = []
+    for t in range(0, 3600, 10):  # partition 0 delivers an hour
+        wall.now += 0.01
+        out += live.process({k: T0.timestamp() + t for k in fast})
+        if t < 600:  # partition 1 delivers its first 10 minutes meanwhile, then lags
+            out += live.process({k: T0.timestamp() + t for k in slow})
+        else:
+            out += live.process({k: T0.timestamp() + 590 for k in slow[:1]})  # a late batch
+    assert [a for a in out if a.status == "firing"] == []
+
+
+def test_a_silent_series_in_a_lively_partition_is_stale_as_before(config):
+    fast, slow = _split(config)
+    silent = slow[0]
+    wall = _Wall()
+    live = Liveness(config, clock=wall, partitions=2)
+    out = []
+    for t in range(0, 600, 10):
+        wall.now += 0.01
+        out += live.process({k: T0.timestamp() + t for k in fast + slow if k != silent or t < 60})
+    fired = [a for a in out if a.status == "firing"]
+    assert [a.sensor for a in fired] == [silent.split("/")[-1]]
+    assert fired[0].value == pytest.approx(5 * 10, abs=10)  # stale_factor 5 x 10 s
+
+
+def test_a_partition_whose_series_all_fall_silent_follows_the_streams_clock(config):
+    """Its own clock stops with its series; after flow.partition_idle_s of wall clock without
+    a batch, it is judged by the stream's clock, so its silent series are still reported."""
+    live = Liveness(config, partitions=4)
+    every = sorted(live.refs)
+    silent = [k for k in every if live.part_of[k] == 3]
+    others = [k for k in every if live.part_of[k] != 3]
+    assert silent and len(others) > len(silent)
+    wall = _Wall()
+    live = Liveness(config, clock=wall, partitions=4)
+    out = []
+    for t in range(0, 7200, 60):
+        wall.now += 6.0  # 10 s of event time per wall second
+        out += live.process({k: T0.timestamp() + t for k in others + (silent if t < 600 else [])})
+        if wall.now < 600 / 10 + config.flow.partition_idle_s:
+            # not idle long enough yet: the silent partition keeps its own clock
+            assert [a for a in out if a.status == "firing"] == []
+    fired = {a.sensor for a in out if a.status == "firing"}
+    assert fired == {live.refs[k].sensor.id for k in silent}
+
+
+def test_after_a_restore_each_partition_gets_its_grace_at_its_first_batch(config):
+    fast, slow = _split(config)
+    wall = _Wall()
+    live = Liveness(config, clock=wall, partitions=2)
+    for t in range(0, 300, 10):
+        live.process({k: T0.timestamp() + t for k in fast + slow})
+    state = live.to_state()
+    # the cluster was down for an hour; partition 0 comes back first, partition 1 ten
+    # (wall) seconds later with its backlog from where it stopped
+    restored = Liveness(config, state, clock=wall, partitions=2)
+    out = []
+    for t in range(3900, 4200, 10):
+        wall.now += 1.0
+        out += restored.process({k: T0.timestamp() + t for k in fast})
+    for t in range(300, 600, 10):
+        out += restored.process({k: T0.timestamp() + t for k in slow})
+    assert [a for a in out if a.status == "firing"] == []

@@ -7,7 +7,8 @@ AI-driven Log Analytics", ISSRE 2023; https://github.com/logpai/loghub), read fr
 Ground truth for OpenSSH_2k.log is derived here from the raw lines with explicit rules, without
 the project's parser or detector:
 
-- a failed login is a line ``Failed <method> for [invalid user ]<user> from <ip>``; sshd's
+- a failed login is a line ``Failed <method> for [invalid user ]<user> from <ip> port <n>``
+  (the user name may hold spaces: it runs up to the last ``from``); sshd's
   ``message repeated N times: [ Failed ... ]`` is N failed logins (PAM's duplicate
   ``authentication failure`` lines are not counted: they repeat sshd's own line);
 - brute force: >= 10 failed logins from one IP within 300 s (events with t > t_now - 300 count);
@@ -35,13 +36,12 @@ from capture import Capture
 from paths import SHARED_DATA
 
 from twinwatch.config import load_config
-from twinwatch.detectors.logtemplates import LogTemplates
 from twinwatch.detectors.security import SecurityDetector
 from twinwatch.engine.logparse import LogParser
 from twinwatch.engine.security import SecurityShard
 from twinwatch.flows.security import build_log_flow
 from twinwatch.flows.sources.tail import TailSource
-from twinwatch.schema import Alert, AnomalyScore, SecurityEvent
+from twinwatch.schema import Alert, AnomalyScore, SecurityEvent, SecurityFinding
 
 LOGHUB = SHARED_DATA / "loghub"
 
@@ -61,12 +61,14 @@ def config():
     return load_config(environ={"TWINWATCH__SERVICES__ALERTMANAGER__URL": "http://127.0.0.1:9"})
 
 
-_FAILED = re.compile(r"Failed \S+ for (?:invalid user )?\S* from (\d+\.\d+\.\d+\.\d+)")
+# sshd writes user names verbatim, spaces included ("Invalid user  0101 from ..." is the user
+# " 0101"), and the address after them: a user name runs up to the last " from <IP>".
+_FAILED = re.compile(r"Failed \S+ for (?:invalid user )?.* from (\d+\.\d+\.\d+\.\d+) port \d+")
 _REPEAT = re.compile(
-    r"message repeated (\d+) times: \[ Failed \S+ for (?:invalid user )?\S* "
-    r"from (\d+\.\d+\.\d+\.\d+)"
+    r"message repeated (\d+) times: \[ Failed \S+ for (?:invalid user )?.* "
+    r"from (\d+\.\d+\.\d+\.\d+) port \d+"
 )
-_INVALID = re.compile(r"Invalid user (\S*) from (\d+\.\d+\.\d+\.\d+)")
+_INVALID = re.compile(r"Invalid user (.*) from (\d+\.\d+\.\d+\.\d+)$")
 
 
 def _stamp(line: str) -> str:
@@ -148,10 +150,8 @@ def test_openssh_brute_force_and_enumeration_match_ground_truth(config, tmp_path
     det = SecurityDetector(**msgspec.structs.asdict(config.security.detection))
     found: dict[str, dict[str, list[str]]] = {}
     for e in (e for e in influx if type(e) is SecurityEvent):
-        for rule, ip, _, _ in det.update(
-            e.time.timestamp(), e.kind, e.outcome, e.user, e.src_ip, e.dst_port
-        ):
-            found.setdefault(rule, {}).setdefault(ip, []).append(stamp(e.time))
+        for f in det.update(e.time.timestamp(), e.kind, e.outcome, e.user, e.src_ip, e.dst_port):
+            found.setdefault(f.rule, {}).setdefault(f.src_ip, []).append(stamp(e.time))
     assert found["brute_force"] == truth_bf  # the same IPs, at the same lines' times
     assert found["user_enum"] == truth_enum
 
@@ -166,61 +166,79 @@ def test_openssh_brute_force_and_enumeration_match_ground_truth(config, tmp_path
     firing = [a for a in alerts if a.status == "firing" and a.rule == "brute_force"]
     assert firing and all(a.severity == "alert" and a.domain == "security" for a in firing)
     first_ip = min(truth_bf, key=lambda ip: truth_bf[ip][0])
-    assert f"from {first_ip}" in firing[0].summary
-
-
-@pytest.mark.parametrize(
-    "name, templates", [("Linux_2k.log", 108), ("Apache_2k.log", 6), ("OpenSSH_2k.log", 22)]
-)
-def test_template_count_and_new_template_alerts(config, name, templates):
-    """drain3 over each sample: the template count, one new-template finding per template."""
-    events, dead = LogParser(config).split([("file:x", raw) for raw in _log(name).open("rb")])
-    lt = LogTemplates(
-        **{
-            f: getattr(config.security.templates, f)
-            for f in config.security.templates.__struct_fields__
-        }
+    # the alert says the real count and window, and carries them (and the IP) as details
+    assert f"10 failed logins from {first_ip} in 300 s" in firing[0].summary
+    assert firing[0].value == 10.0
+    assert firing[0].details["src_ip"] == first_ip and firing[0].details["window_s"] == "300"
+    # every per-IP finding is stored as a security_finding record that carries the IP
+    stored = sorted(
+        (stamp(f.time), f.src_ip)
+        for f in influx
+        if type(f) is SecurityFinding and f.rule == "brute_force"
     )
-    new = [
-        f
-        for e in events
-        for f in lt.update(e.time.timestamp(), f"{e.sensor}: {e.message}")[2]
-        if f[0] == "new_template"
-    ]
-    assert lt.template_count == templates
-    assert len(new) == templates
-    assert len({tpl for _, _, tpl in new}) == templates
+    assert stored == sorted((t, ip) for ip, ts in truth_bf.items() for t in ts)
+
+
+@pytest.mark.parametrize("name", ["Linux_2k.log", "Apache_2k.log", "OpenSSH_2k.log"])
+def test_template_findings_are_quiet_on_normal_logs(config, name):
+    """drain3 learns every template, but a new template is a finding only when it is rare for
+    its source's own baseline: at most one template/severity alert per source-hour after the
+    warm-up (benchmarks/logs_quiet.py runs all 14 samples)."""
+    events, _ = LogParser(config).split([("file:x", raw) for raw in _log(name).open("rb")])
+    shard = SecurityShard(config)
+    out = shard.process(events)
+    templates = shard.assets["logs/unmapped"].templates
+    assert templates.template_count >= 5  # it did learn the sample's templates
+    rules = ("new_template", "template_rate", "severity_spike")
+    alerts = [a for a in out if type(a) is Alert and a.status == "firing" and a.rule in rules]
+    span_h = (events[-1].time - events[0].time).total_seconds() / 3600
+    warm_h = config.security.templates.warmup_s / 3600
+    assert len(alerts) <= max(span_h - warm_h, 1.0), [a.summary for a in alerts]
 
 
 @pytest.mark.parametrize("name, split", [("Linux_2k.log", 0.5), ("Apache_2k.log", 0.25)])
 def test_restart_resumes_without_realerting_old_templates(config, name, split):
-    """A shard restored from its snapshot half-way reports only the templates first seen after
-    the restart: exactly what an uninterrupted run reports for that half."""
+    """A shard restored from its snapshot half-way gives exactly the findings an uninterrupted
+    run gives for the second half (templates, baselines and rules all restored), and knows
+    every template learned before the restart."""
+    quick = msgspec.structs.replace(
+        config.security,
+        templates=msgspec.structs.replace(config.security.templates, warmup_s=0.0, warmup_lines=50),
+    )
+    config = msgspec.structs.replace(config, security=quick)
     events, _ = LogParser(config).split([("file:x", raw) for raw in _log(name).open("rb")])
     half = int(len(events) * split)
 
-    def new_templates(outputs):
-        return [o.time for o in outputs if type(o) is AnomalyScore and o.hits == ("new_template",)]
+    def findings(outputs):
+        return [(o.time, o.rule, o.count) for o in outputs if type(o) is SecurityFinding]
 
     whole = SecurityShard(config)
-    first = new_templates(whole.process(events[:half]))
-    second = new_templates(whole.process(events[half:]))
-    assert first and second  # both halves bring new templates
+    whole.process(events[:half])
+    known = whole.assets["logs/unmapped"].templates.template_count
+    second = findings(whole.process(events[half:]))
+    assert second  # the second half has findings to compare
 
     import pickle
 
     before = SecurityShard(config)
-    assert new_templates(before.process(events[:half])) == first
+    before.process(events[:half])
     restored = SecurityShard(config, pickle.loads(pickle.dumps(before.to_state())))
-    assert new_templates(restored.process(events[half:])) == second
-    assert len(first) + len(second) == whole.assets["logs/unmapped"].templates.template_count
+    assert restored.assets["logs/unmapped"].templates.template_count == known
+    assert findings(restored.process(events[half:])) == second
 
 
-def test_new_template_alert_lifecycle(config):
+def test_a_new_error_template_on_a_quiet_source_alerts(config):
+    """After the warm-up on Apache's normal log, a never-seen line at error severity is a
+    new_template alert (attention) that resolves after security.clear_s of quiet."""
     events, _ = LogParser(config).split(
         [("file:x", raw) for raw in _log("Apache_2k.log").open("rb")]
     )
-    out = SecurityShard(config).process(events)
-    alerts = [a for a in out if type(a) is Alert and a.rule == "new_template"]
-    assert alerts[0].status == "firing" and alerts[0].severity == "attention"
-    assert {a.status for a in alerts} <= {"firing", "resolved"}
+    shard = SecurityShard(config)
+    shard.process(events)
+    last = events[-1].time.strftime("%a %b %d %H:%M:%S %Y")
+    line = f"[{last}] [error] mod_security: request body of 9999999 bytes refused, core dumped"
+    new, _ = LogParser(config).split([("file:x", line.encode())])
+    out = shard.process(new)
+    (alert,) = [a for a in out if type(a) is Alert]
+    assert (alert.rule, alert.status, alert.severity) == ("new_template", "firing", "attention")
+    assert "core dumped" in alert.summary and alert.details["count"] == "4"  # error weight

@@ -22,6 +22,8 @@ from twinwatch.influx import prepare_database
             {
                 "TWINWATCH__SERVICES__ALERTMANAGER__URL": "null",
                 "TWINWATCH__SERVICES__ALERTMANAGER__WEBHOOK_URL": "https://oncall.example/hook",
+                # a webhook needs its secret (read at connect; not set here, so not checked)
+                "TWINWATCH__SERVICES__ALERTMANAGER__WEBHOOK_SECRET__ENV": "TW_TEST_UNSET_SECRET",
             },
             True,
         ),

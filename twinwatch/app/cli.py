@@ -76,15 +76,18 @@ def _no_create_db_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _recovery(args):
-    """Bytewax recovery in ``--recovery-dir`` (created and initialised on first use): snapshots
-    of every stateful step, so a restarted flow resumes detector, alert and offset state."""
+    """Bytewax recovery in ``--recovery-dir``: snapshots of every stateful step, so a restarted
+    flow resumes detector, alert and offset state. Process 0 creates the directory's one
+    recovery partition on first use; the other processes of a cluster use what their directory
+    holds (the same directory on one host; on other hosts an empty one is fine: Bytewax finds
+    the partition on process 0's host). See docs/scale-out.md."""
     if not args.recovery_dir:
         return None
     from bytewax.recovery import RecoveryConfig, init_db_dir
 
     path = Path(args.recovery_dir)
-    if not any(path.glob("part-*.sqlite3")):
-        path.mkdir(parents=True, exist_ok=True)
+    path.mkdir(parents=True, exist_ok=True)
+    if not args.process_id and not any(path.glob("part-*.sqlite3")):
         init_db_dir(path, 1)
     return RecoveryConfig(str(path))
 
@@ -96,9 +99,8 @@ def _epoch(args):
 
 
 def cmd_run(args) -> int:
-    from bytewax.run import cli_main
-
     from twinwatch.app import startup
+    from twinwatch.flows import graceful
     from twinwatch.flows.dataflow import build_flow
     from twinwatch.flows.sources.mqtt import MqttSource
     from twinwatch.flows.sources.replay import ReplaySource
@@ -113,26 +115,52 @@ def cmd_run(args) -> int:
         source = ReplaySource(args.replay, config.flow.batch_size, args.speed)
     else:
         source = MqttSource(
-            config.services.mqtt,
+            config,
             config.flow.batch_size,
             args.idle_timeout,
             config.flow.max_queued,
+            clean_session=args.clean_session,
         )
-    flow = build_flow(config, source)  # builds the plan: every detector and template checked
+    addresses = args.addresses.split(",") if args.addresses else None
+    processes = len(addresses) if addresses else 1
+    # builds the plan (every detector and template checked); the source ends on SIGTERM/SIGINT
+    flow = build_flow(config, graceful.stoppable(source), process=(args.process_id or 0, processes))
     # one process creates the database and applies retention (issue #5)
     startup.prepare(
         config, mqtt=not args.replay, create_db=not args.no_create_db, first=not args.process_id
     )
     m = config.services.metrics
-    serve(m.host, m.port + (args.process_id or 0) if m.port else 0)
-    cli_main(
-        flow,
-        workers_per_process=args.workers,
-        process_id=args.process_id,
-        addresses=args.addresses.split(",") if args.addresses else None,
-        epoch_interval=_epoch(args),
-        recovery_config=_recovery(args),
+    port = m.port if args.metrics_port is None else args.metrics_port
+    serve(m.host, port)
+    logging.getLogger("twinwatch").info(
+        "process %d of %d: %d source partitions (flow.partitions) shared among %d worker(s); "
+        "/metrics %s",
+        args.process_id or 0,
+        processes,
+        config.flow.partitions if not args.replay else len(args.replay),
+        processes * args.workers,
+        f"on {m.host}:{port} (--metrics-port)" if port else "off",
     )
+    try:
+        graceful.run(  # SIGTERM/SIGINT: drain the flow and close the sinks
+            flow,
+            workers_per_process=args.workers,
+            process_id=args.process_id,
+            addresses=addresses,
+            epoch_interval=_epoch(args),
+            recovery_config=_recovery(args),
+        )
+    except BaseException as e:  # Bytewax raises a Rust panic when a peer process goes away
+        if processes < 2 or type(e).__name__ != "PanicException":
+            raise
+        print(
+            f"twinwatch: process {args.process_id or 0} stops: another process of the cluster "
+            f"({args.addresses}) stopped or became unreachable. A Bytewax cluster runs as a "
+            "whole: restart every process; they resume from --recovery-dir and their MQTT "
+            "sessions (docs/scale-out.md)",
+            file=sys.stderr,
+        )
+        return 1
     return startup.finish()
 
 
@@ -256,18 +284,32 @@ def cmd_bench(args) -> int:
 
 
 def cmd_logs(args) -> int:
-    """The log flow (issue #6): syslog receiver or log files -> security detection -> sinks."""
-    from bytewax.run import cli_main
+    """The log flow (issues #6, #13): syslog receiver or log files -> security detection ->
+    sinks; ``--check`` reports how a file parses, ``--learn`` pre-trains the template miners."""
+    config = load_config(args.config)
+    from twinwatch.engine.logparse import LogParser
 
+    LogParser(config)  # the declared sources' formats and time zones, checked before anything
+    if args.check:
+        from twinwatch.engine.logparse import check_file
+
+        worst = 1.0
+        for path in args.check:
+            report = check_file(config, path, show=args.show)
+            print(report.text())
+            worst = min(worst, report.rate)
+        return 0 if worst > 0 else 1
+    if args.learn:
+        return _learn(config, args.learn)
     from twinwatch.app import startup
+    from twinwatch.flows import graceful
     from twinwatch.flows.security import build_log_flow
     from twinwatch.flows.sources.syslog import SyslogSource
     from twinwatch.flows.sources.tail import TailSource
     from twinwatch.metrics import serve
 
-    config = load_config(args.config)
     if bool(args.syslog is not None) == bool(args.tail):
-        raise ConfigError("logs: give either --syslog PORT or --tail FILE ...")
+        raise ConfigError("logs: give either --syslog PORT or --tail FILE ... (or --check/--learn)")
     startup.prepare(config, mqtt=False, create_db=not args.no_create_db)
     m = config.services.metrics
     serve(m.host, m.port)
@@ -279,16 +321,68 @@ def cmd_logs(args) -> int:
             config.flow.batch_size,
             args.idle_timeout,
             config.security.max_line_bytes,
+            config.security.listener,
         )
     else:
+        parser = LogParser(config)
         source = TailSource(
             args.tail,
             config.flow.batch_size,
             follow=not args.once,
             idle_timeout_s=args.idle_timeout,
+            framing={str(Path(p)): parser.source_for(f"file:{p}").framing for p in args.tail},
         )
-    cli_main(build_log_flow(config, source), workers_per_process=1, recovery_config=_recovery(args))
+    flow = build_log_flow(config, graceful.stoppable(source))
+    graceful.run(flow, workers_per_process=1, recovery_config=_recovery(args))
     return startup.finish()
+
+
+def _learn(config, paths: list[str]) -> int:
+    """Parse archives, learn their templates and baselines per asset, save them to
+    ``security.templates.state_path`` (the log flow loads them for assets it has no state of)."""
+    from datetime import UTC, datetime
+
+    from twinwatch.engine.logparse import LogParser, iter_records
+    from twinwatch.engine.security import learn, load_learned, save_learned
+
+    target = config.security.templates.state_path
+    if not target:
+        raise ConfigError("logs --learn: set security.templates.state_path (where to save)")
+    parser = LogParser(config)
+    counts = {"lines": 0, "dead": 0}
+
+    def batches():
+        received = datetime.now(UTC)
+        for path in paths:
+            origin = f"file:{path}"
+            framing = parser.source_for(origin).framing
+            with open(path, "rb") as fh:
+                batch = []
+                for raw in iter_records(fh, framing):
+                    batch.append((origin, raw))
+                    if len(batch) == 1000:
+                        yield _parsed(parser, batch, received, counts)
+                        batch = []
+                if batch:
+                    yield _parsed(parser, batch, received, counts)
+
+    learned = load_learned(target)
+    new = learn(config, batches())
+    learned.update(new)
+    save_learned(target, learned)
+    n_templates = sum(len(a["templates"]) for a in new.values())
+    print(
+        f"learned {n_templates} templates of {len(new)} assets from {counts['lines']} lines "
+        f"({counts['dead']} not parsed) into {target}"
+    )
+    return 0 if counts["lines"] > counts["dead"] else 1
+
+
+def _parsed(parser, batch, received, counts):
+    events, dead = parser.split(batch, received)
+    counts["lines"] += len(batch)
+    counts["dead"] += len(dead)
+    return sorted(events, key=lambda e: e.time)
 
 
 def cmd_config(args) -> int:
@@ -317,6 +411,16 @@ def cmd_config(args) -> int:
             "anomalies but never alert"
         )
     return 0
+
+
+def _os_user() -> str:
+    """Who runs the command (for acks and silences): the login name, else the uid."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry and no LOGNAME/USER (some containers)
+        return f"uid-{os.getuid()}"
 
 
 def cmd_alerts(args) -> int:
@@ -361,6 +465,19 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("-w", "--workers", type=int, default=1, help="worker threads per process")
     r.add_argument("-i", "--process-id", type=int, help="this process' index (multi-process)")
     r.add_argument("-a", "--addresses", help="comma-separated host:port of every process")
+    r.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve /metrics on this port (default: services.metrics.port; 0: off). Several "
+        "processes on one host need one port each",
+    )
+    r.add_argument(
+        "--clean-session",
+        action="store_true",
+        help="start every MQTT session of this process' partitions clean: drops what the "
+        "broker queued for them and any subscription an earlier run left (then persistent)",
+    )
     r.add_argument("--recovery-dir", help="Bytewax recovery directory (resume after restart)")
     r.add_argument(
         "--epoch-s", type=float, help="seconds between snapshots (default: Bytewax's 10)"
@@ -432,7 +549,24 @@ def parser() -> argparse.ArgumentParser:
     lg = sub.add_parser("logs", help="security log flow: syslog receiver or log files")
     _config_arg(lg)
     lg.add_argument("--syslog", type=int, metavar="PORT", help="receive syslog (UDP and TCP)")
-    lg.add_argument("--host", default="127.0.0.1", help="syslog bind address (default loopback)")
+    lg.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="syslog bind address (default loopback; any other address logs a warning)",
+    )
+    lg.add_argument(
+        "--check",
+        nargs="+",
+        metavar="FILE",
+        help="report the parse rate and the first unparsed lines of files; write nothing",
+    )
+    lg.add_argument("--show", type=int, default=5, help="--check: unparsed lines shown (5)")
+    lg.add_argument(
+        "--learn",
+        nargs="+",
+        metavar="FILE",
+        help="pre-train the template miners from archives into security.templates.state_path",
+    )
     lg.add_argument("--tail", nargs="+", metavar="FILE", help="follow log files (rotation-safe)")
     lg.add_argument("--once", action="store_true", help="read the files to their end and stop")
     lg.add_argument("--idle-timeout", type=float, metavar="S", help="stop after S idle seconds")
@@ -459,20 +593,41 @@ def parser() -> argparse.ArgumentParser:
     g.set_defaults(func=cmd_dashboards)
 
     al = sub.add_parser(
-        "alerts", help="on-call: list | ack | silence alerts; config prints alertmanager.yml"
+        "alerts",
+        help="on-call: list | ack | silence | silences | expire; config prints alertmanager.yml",
+        description="Work with the alerts Alertmanager holds (docs/alerting.md).",
     )
     _config_arg(al)
+    _utc_arg(al)
     al.add_argument("--alertmanager-url", help="override services.alertmanager.url")
     alsub = al.add_subparsers(dest="action", required=True)
-    alsub.add_parser("list", help="active alerts in Alertmanager")
-    ack = alsub.add_parser("ack", help="acknowledge an alert (recorded in InfluxDB alert_ack)")
+    alsub.add_parser("list", help="active alerts, with who acknowledged them")
+    ack = alsub.add_parser(
+        "ack",
+        help="acknowledge an alert: recorded in InfluxDB (alert_ack), silenced until resolved",
+    )
     ack.add_argument("fingerprint", help="fingerprint or its first characters (see list)")
+    ack.add_argument(
+        "--for",
+        dest="for_",
+        default="24h",
+        metavar="DURATION",
+        help="longest silence if the alert never resolves, e.g. 8h, 2d (default 24h)",
+    )
     sil = alsub.add_parser("silence", help="silence matching alerts for a maintenance window")
     sil.add_argument("matchers", nargs="+", help="label=value, label!=value, label=~regex ...")
-    sil.add_argument("--duration", default="2h", help="e.g. 30m, 2h, 1d (default 2h)")
+    sil.add_argument("--duration", default="2h", help="e.g. 30m, 2h, 1d, 1w (default 2h)")
     for a in (ack, sil):
-        a.add_argument("--by", default=os.environ.get("USER") or "twinwatch", help="who")
+        a.add_argument(
+            "--by",
+            default=_os_user(),
+            help="who (default: the OS user, %(default)s)",
+        )
         a.add_argument("--comment", default="", help="why")
+    sils = alsub.add_parser("silences", help="list silences (active and pending)")
+    sils.add_argument("--all", action="store_true", help="also the expired ones")
+    exp = alsub.add_parser("expire", help="end a silence now")
+    exp.add_argument("id", help="silence id or its first 8+ characters (see silences)")
     alsub.add_parser("config", help="print the Alertmanager config generated from ours")
     al.set_defaults(func=cmd_alerts)
 

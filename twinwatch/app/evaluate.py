@@ -189,7 +189,7 @@ def replay(config, messages, batch_size: int = 1000) -> list[AlertRow]:
 
     def run(batch: list) -> None:
         recs, _ = parser.split(batch)
-        out = shard.process(recs) + assets.process(member_readings(recs, plan))
+        out: list = shard.process(recs) + assets.process(member_readings(recs, plan))
         out += live.process(latest_times(recs), maintenance_windows(recs))
         if security is not None:
             out += security.process([r for r in recs if type(r) is SecurityEvent])

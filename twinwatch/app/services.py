@@ -370,6 +370,21 @@ class Mosquitto(Service):
         if tls:
             auth += "\ncafile {}\ncertfile {}\nkeyfile {}".format(*tls)
         # As root, mosquitto 2 drops to user "mosquitto", which can't write our data dir: stay us.
+        user = f"user {pwd.getpwuid(os.getuid()).pw_name}\n"
+        text = self.extra.get("config_text")  # e.g. docker/mosquitto/mosquitto.conf, as it is
+        if text is not None:  # ... but on our port and data dir, and with our auth
+            lines = []
+            for line in text.splitlines():
+                word = line.split(maxsplit=1)[0] if line.strip() else ""
+                if word == "listener":
+                    line = f"listener {self.port} {self.host}"
+                elif word == "persistence_location":
+                    line = f"persistence_location {self.data_dir}/"
+                elif word == "allow_anonymous" or (word == "password_file" and pw):
+                    line = auth
+                lines.append(line)
+            (self.data_dir / "mosquitto.conf").write_text("\n".join(lines) + "\n" + user)
+            return [self.binary, "-c", str(self.data_dir / "mosquitto.conf")]
         (self.data_dir / "mosquitto.conf").write_text(f"""\
 listener {self.port} {self.host}
 {auth}
@@ -380,8 +395,7 @@ max_queued_messages 1000000
 log_dest stdout
 log_type error
 log_type warning
-user {pwd.getpwuid(os.getuid()).pw_name}
-""")
+{user}""")
         return [self.binary, "-c", str(self.data_dir / "mosquitto.conf")]
 
 

@@ -34,6 +34,7 @@ def make_alert(
     value: float,
     unit: str,
     summary: str,
+    details: dict[str, str] | None = None,
     **explanation,
 ) -> Alert:
     """An alert state change at event time ``t`` (epoch s) of the episode that began at ``since``.
@@ -60,5 +61,6 @@ def make_alert(
         unit=unit,
         summary=summary[:512],
         ends_at=at if status == "resolved" else None,
+        details=details or {},
         **explanation,
     )

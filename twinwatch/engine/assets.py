@@ -31,7 +31,7 @@ from twinwatch.engine.alerts import make_alert, shard_of
 from twinwatch.engine.align import Aligner
 from twinwatch.engine.deadletter import internal_error
 from twinwatch.engine.explain import group_explanation
-from twinwatch.engine.lifecycle import AlertState, evaluate
+from twinwatch.engine.lifecycle import AlertState, adopt, evaluate
 from twinwatch.engine.plan import GroupPlan, Plan
 from twinwatch.metrics import ANOMALIES, DETECT_SECONDS
 from twinwatch.schema import Alert, Annotation, AnomalyScore, DeadLetter, Reading
@@ -87,9 +87,17 @@ class _Group:
 class AssetShard:
     """The aligners, group detectors and alert states of the asset groups of one shard."""
 
-    def __init__(self, plan: Plan, state: dict | None = None):
+    def __init__(
+        self,
+        plan: Plan,
+        state: dict | None = None,
+        last_told: dict[tuple[str, str], Alert] | None = None,
+    ):
+        """``last_told`` ({(group key, rule): Alert}, the delivery store's newest states): the
+        restored alert states agree with what on-call was last told (as ``Shard``)."""
         self.plan = plan
         self.groups: dict[str, _Group] = {}
+        self._adopt = last_told or {}
         self.dead: list[DeadLetter] = []  # internal_error dead letters, taken by the caller
         dropped: list[str] = []
         for key, (align_state, det_states, alert_states, *held) in (state or {}).items():
@@ -113,7 +121,9 @@ class AssetShard:
             gone = set(det_states) - {(n, k) for n, k, _, _ in gp.detectors}
             dropped.extend(f"{key}:{n}" for n, _ in sorted(gone))
             kept = {m: u for m, u in (held[0] if held else {}).items() if m < len(gp.members)}
-            self.groups[key] = _Group(gp, self._aligner(gp, align_state), dets, alerts, kept)
+            self.groups[key] = self._take_back(
+                key, _Group(gp, self._aligner(gp, align_state), dets, alerts, kept)
+            )
         if dropped:
             log.warning(
                 "restore: dropped the saved state of %d asset groups/detectors no longer in "
@@ -130,9 +140,20 @@ class AssetShard:
         g = self.groups.get(key)
         if g is None:
             gp = self.plan.groups[key]
-            g = self.groups[key] = _Group(
-                gp, self._aligner(gp), gp.build(), [AlertState() for _ in gp.detectors]
+            g = self.groups[key] = self._take_back(
+                key, _Group(gp, self._aligner(gp), gp.build(), [AlertState() for _ in gp.detectors])
             )
+        return g
+
+    def _take_back(self, key: str, g: _Group) -> _Group:
+        """Agree with the newest delivered state of each of the group's alerts (a restart)."""
+        if self._adopt:
+            for (name, _, _, _), state in zip(g.plan.detectors, g.alerts):
+                a = self._adopt.get((key, name))
+                if a is not None and name in g.plan.policies:
+                    ladder = g.plan.policies[name][1]
+                    level = ladder.index(a.severity) if a.severity in ladder else 0
+                    adopt(state, a.status, a.starts_at.timestamp(), a.at.timestamp(), level)
         return g
 
     def process(self, readings: Sequence[Reading | Annotation]) -> list[AnomalyScore | Alert]:

@@ -154,14 +154,14 @@ def series_explanation(ref: SensorRef, name: str, kind: str, det, x: float) -> d
             low, high = ref.sensor.limits.low, ref.sensor.limits.high
             note = ref.sensor.limits.source
         elif kind == "robust_z":
-            window = det.to_state()[0]
+            window = det.to_state()[0][0]  # (model (window, prev), learning policy)
             if window:
                 expected = statistics.median(window)
                 mad = statistics.median(abs(v - expected) for v in window)
                 band = det.threshold * 1.4826 * mad
                 low, high = expected - band, expected + band
         elif kind == "cusum":
-            _, expected, var, _, _ = det.to_state()
+            _, expected, var, _, _ = det.to_state()[0]  # (model, learning policy)
             note = f"sustained departure from the running mean (sd {math.sqrt(max(var, 0)):.4g})"
         elif kind == "stuck":
             note = f"the same value {getattr(det, 'n', '?')} times in a row"

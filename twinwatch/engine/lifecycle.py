@@ -23,6 +23,11 @@ detector decision at time ``t`` and returns the new status when it changes:
 * escalation: a firing alert whose score reaches a higher severity's level returns "firing"
   again with ``state.level`` raised (same fingerprint; it never de-escalates until resolved).
 
+``adopt(state, status, since, at, level)`` makes a state restored from an older snapshot agree
+with what on-call was last told (the delivery store's newest state of that alert): after a
+crash, an alert that fired after the snapshot is owned again (firing, its real start) instead of
+re-fired with a later start or left firing for ever; one that resolved after it is inactive.
+
 Time is always passed in; nothing here reads the clock, so tests are table-driven.
 """
 
@@ -32,7 +37,16 @@ from dataclasses import dataclass
 
 from twinwatch.schema import AlertStatus
 
-__all__ = ["AlertState", "Policy", "step", "evaluate", "INACTIVE", "PENDING", "FIRING"]
+__all__ = [
+    "AlertState",
+    "Policy",
+    "step",
+    "evaluate",
+    "adopt",
+    "INACTIVE",
+    "PENDING",
+    "FIRING",
+]
 
 INACTIVE, PENDING, FIRING = 0, 1, 2
 
@@ -134,3 +148,21 @@ def evaluate(
             state.level = level
             return "firing"
     return change
+
+
+def adopt(state: AlertState, status: str, since: float, at: float, level: int = 0) -> bool:
+    """Bring ``state`` in line with the newest delivered ``status`` of its alert ("firing" or
+    "resolved", the episode that started at ``since``, the change at ``at``). A state that
+    already knows a later episode is left alone. Returns True if it changed."""
+    if status == "firing":
+        if state.status == FIRING and state.since >= since:
+            return False
+        if state.status == PENDING and state.since > since:
+            return False
+        state.status, state.since, state.level = FIRING, since, level
+        state.last_hit = max(state.last_hit, at)  # clear_s counts from here without new hits
+        return True
+    if status == "resolved" and state.status != INACTIVE and state.since <= since:
+        state.status = INACTIVE
+        return True
+    return False

@@ -11,10 +11,25 @@ times (at most half of the series seen, so one silent series of two is still not
 device whose clock runs a day ahead therefore cannot make every other series look stale; it
 takes a quorum of series to move the stream's clock.
 
+Across processes each source partition (``flow.partitions``; a series' partition is its series
+key's shard, as the MQTT source routes it) also has its own clock, the same quorum-th newest
+time over its own series. A series is judged against ``min(its partition's clock, the
+stream's)``: partitions run in different processes and need not keep pace, and a process that
+lags, restarts or takes over a partition holds back only its own partition, so a slower
+partition's series are never judged by a faster one's clock. A partition that delivered nothing
+for ``flow.partition_idle_s`` of wall time (all its series silent) follows the stream's clock,
+so its silent series are still reported. Sources without series affinity (replay files, MQTT
+with ``services.mqtt.shared_group``) have one clock.
+
 After a restore from a snapshot the flow's own downtime is not silence: readings between the
-snapshot and the crash were processed and forgotten with the process. So at the first batch
-after a restore every series' last time moves up to the new watermark (a fresh grace period);
-a series that stays silent is reported ``stale_factor`` intervals later.
+snapshot and the crash were processed and forgotten with the process. So when a partition is
+first judged after a restore (its first batch, or when it falls idle), its series' last times
+move up to its clock (a fresh grace period); a series that stays silent is reported
+``stale_factor`` intervals later.
+
+``last_told`` (the delivery store's newest ``stale`` alerts by (series, rule)) makes restored
+state agree with what on-call was last told (see twinwatch.engine.lifecycle.adopt): a stale
+alert paged after the snapshot is resolved when its series reports again, not left firing.
 
 A maintenance annotation (issue #12) suspends the check for its sensor until its end: a sensor
 being replaced is silent on purpose. If it is still silent a stale period after the window, it
@@ -26,10 +41,11 @@ from __future__ import annotations
 import heapq
 import logging
 import math
+import time
 
 from twinwatch.config import Config
 from twinwatch.detectors.stale import StaleTracker
-from twinwatch.engine.alerts import make_alert
+from twinwatch.engine.alerts import make_alert, shard_of
 from twinwatch.engine.explain import stale_explanation
 from twinwatch.engine.lifecycle import AlertState
 from twinwatch.engine.plan import summary_fields
@@ -64,44 +80,78 @@ def maintenance_windows(records) -> dict[str, float]:
 
 
 class Liveness:
-    def __init__(self, config: Config, state: tuple | None = None):
+    def __init__(
+        self,
+        config: Config,
+        state: tuple | None = None,
+        last_told: dict[tuple[str, str], Alert] | None = None,
+        clock=time.monotonic,
+        partitions: int = 1,
+    ):
+        """``partitions``: the source's partitions with series affinity (the MQTT source's
+        ``flow.partitions``); 1 for sources without it (replay files, shared subscriptions)."""
         self.config = config
         self.refs = {
             series_key(r.domain, r.site, r.asset, r.sensor.id): r for r in config.catalog.values()
         }
         self.quorum = config.flow.liveness_quorum
+        self.idle_s = config.flow.partition_idle_s
+        self.clock = clock  # wall clock (monotonic), only for a partition's idleness
+        parts = partitions
+        self.part_of = {key: int(shard_of(key, parts)) for key in self.refs}
         factor = config.flow.stale_factor
         self.intervals: dict[str, float] = {}  # checked series: stale after factor x this
         for key, r in self.refs.items():
             after = r.sensor.stale_after(factor)
-            if after is not None:
+            if after is not None:  # readings, or a stream with stale_s (bursty events: not)
                 self.intervals[key] = after / factor
-        self.tracker = StaleTracker(config.flow.stale_factor)
+        self.trackers = [StaleTracker(factor) for _ in range(parts)]
+        self.latest: dict[str, float] = {}  # series -> newest time seen
+        self.part_latest: list[dict[str, float]] = [{} for _ in range(parts)]
+        self.watermark = 0.0  # the stream's clock
+        self.watermarks = [0.0] * parts  # each partition's clock
+        self.delivered = [self.clock()] * parts  # when each partition last delivered a batch
         self.stale: dict[str, AlertState] = {}
-        self.latest: dict[str, float] = {}  # series -> newest event time seen
-        self.watermark = 0.0
+        self.resume: set[int] = set()  # partitions not judged since a restore
         self.held: dict[str, float] = {}  # series in maintenance -> its end
-        self.restored = state is not None
         if state is not None:
-            tracker_state, stale, self.watermark, *held = state
+            tracker_state, stale, watermarks, *held = state
             self.held = {k: v for k, v in (held[0] if held else {}).items() if k in self.refs}
-            kept = tuple(e for e in tracker_state if e[0] in self.intervals)
-            self.tracker = StaleTracker.from_state({"factor": config.flow.stale_factor}, kept)
-            self.stale = {k: AlertState.from_state(v) for k, v in stale.items() if k in self.refs}
+            kept = [e for e in tracker_state if e[0] in self.intervals]
+            if isinstance(watermarks, float | int):  # a snapshot from before partition clocks
+                watermarks = (watermarks,)
+            if len(watermarks) != parts:  # flow.partitions changed: every clock from the newest
+                watermarks = [max(watermarks, default=0.0)] * parts
+            self.watermarks = [float(w) for w in watermarks]
+            self.watermark = max(self.watermarks)
+            for p in range(parts):
+                mine = tuple(e for e in kept if self.part_of[e[0]] == p)
+                self.trackers[p] = StaleTracker.from_state({"factor": factor}, mine)
+                self.part_latest[p] = {key: t for key, t, _, _ in mine}
+                self.latest.update(self.part_latest[p])
+            self.stale = {
+                k: AlertState.from_state(v) for k, v in stale.items() if k in self.intervals
+            }
             if len(kept) < len(tracker_state):
                 log.warning(
                     "restore: liveness dropped %d series no longer in the config",
                     len(tracker_state) - len(kept),
                 )
-            self.latest = {key: t for key, t, _, _ in kept}
+            self.resume = set(range(parts))
+        for (key, rule), a in (last_told or {}).items():
+            if rule != RULE or key not in self.intervals:
+                continue
+            known = self.stale.get(key)
+            if a.status == "firing" and (known is None or known.since < a.starts_at.timestamp()):
+                since = a.starts_at.timestamp()
+                self.stale[key] = AlertState(since=since, last_hit=since - a.value)
+            elif a.status == "resolved" and known and known.since <= a.starts_at.timestamp():
+                del self.stale[key]
 
-    def _advance(self) -> None:
-        """The watermark moves to the quorum-th newest series time, never backwards."""
-        k = min(self.quorum, max(1, (len(self.latest) + 1) // 2))
-        if len(self.latest) >= k:
-            t = heapq.nlargest(k, self.latest.values())[-1]
-            if t > self.watermark:
-                self.watermark = t
+    def _quorum_time(self, latest: dict[str, float]) -> float | None:
+        """The quorum-th newest time (at most half of the series seen, at least the newest)."""
+        k = min(self.quorum, max(1, (len(latest) + 1) // 2))
+        return heapq.nlargest(k, latest.values())[-1] if len(latest) >= k else None
 
     def process(
         self, latest: dict[str, float], maintenance: dict[str, float] | None = None
@@ -110,40 +160,59 @@ class Liveness:
         for key, until in (maintenance or {}).items():
             if key in self.refs:
                 self.held[key] = max(self.held.get(key, 0.0), until)
-                self.tracker.forget(key)
+                self.trackers[self.part_of[key]].forget(key)
+        touched: set[int] = set()
         for key, t in latest.items():
             ref = self.refs.get(key)
             if ref is None:  # not a configured sensor: not ours to judge
                 continue
+            p = self.part_of[key]
+            touched.add(p)
             if t > self.latest.get(key, -math.inf):
-                self.latest[key] = t
+                self.latest[key] = self.part_latest[p][key] = t
             if key in self.held or key not in self.intervals:
                 continue
-            self.tracker.seen(key, t, self.intervals[key])
+            self.trackers[p].seen(key, t, self.intervals[key])
             state = self.stale.pop(key, None)
             if state is not None:
                 out.append(self._alert(key, "resolved", state, t, max(0.0, t - state.last_hit)))
-        self._advance()
-        if self.restored and latest:
-            self.restored = False
-            self._resume()
-        for key, until in list(self.held.items()):
-            if until <= self.watermark:  # window over: silent from now on is stale again
-                del self.held[key]
-                last = max(until, self.latest.get(key, 0.0))
-                self.tracker.seen(key, last, self.intervals[key])
-        for key, silent in self.tracker.check(self.watermark):
-            state = AlertState(since=self.watermark, last_hit=self.watermark - silent)
-            self.stale[key] = state
-            out.append(self._alert(key, "firing", state, self.watermark, silent))
+        if not touched:
+            return out
+        now = self.clock()
+        q = self._quorum_time(self.latest)
+        if q is not None and q > self.watermark:  # never backwards
+            self.watermark = q
+        for p in touched:
+            self.delivered[p] = now
+            q = self._quorum_time(self.part_latest[p])
+            if q is not None and q > self.watermarks[p]:
+                self.watermarks[p] = q
+        for p, tracker in enumerate(self.trackers):
+            idle = now - self.delivered[p] > self.idle_s
+            if p not in touched and not idle:
+                continue  # its clock has not moved
+            clock = self.watermark if idle else min(self.watermarks[p], self.watermark)
+            if p in self.resume:
+                self.resume.discard(p)
+                self._resume(tracker, clock)
+            for key, until in list(self.held.items()):
+                if self.part_of[key] == p and until <= clock:  # over: silent is stale again
+                    del self.held[key]
+                    last = max(until, self.latest.get(key, 0.0))
+                    tracker.seen(key, last, self.intervals[key])
+            for key, silent in tracker.check(clock):
+                state = AlertState(since=clock, last_hit=clock - silent)
+                self.stale[key] = state
+                out.append(self._alert(key, "firing", state, clock, silent))
         return out
 
-    def _resume(self) -> None:
-        """First batch after a restore: every series gets a fresh grace period from the
-        watermark (the flow's downtime is not the devices' silence)."""
-        for key, t, interval_s, reported in self.tracker.to_state():
-            if not reported and t < self.watermark:
-                self.tracker.seen(key, self.watermark, interval_s)
+    @staticmethod
+    def _resume(tracker: StaleTracker, clock: float) -> None:
+        """A partition first judged after a restore: its series get a fresh grace period from
+        its clock (the flow's downtime is not the devices' silence)."""
+        for key, t, interval_s, reported in tracker.to_state():
+            if not reported and t < clock:
+                tracker.seen(key, clock, interval_s)
 
     def _alert(
         self, key: str, status: AlertStatus, state: AlertState, t: float, silent: float
@@ -170,7 +239,7 @@ class Liveness:
 
     def to_state(self) -> tuple:
         return (
-            self.tracker.to_state(),
+            tuple(e for tracker in self.trackers for e in tracker.to_state()),
             {k: v.to_state() for k, v in self.stale.items()},
-            self.watermark,
+            tuple(self.watermarks),
         ) + ((dict(self.held),) if self.held else ())

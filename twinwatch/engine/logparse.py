@@ -1,194 +1,144 @@
-"""Raw log lines (syslog, log files) -> SecurityEvent; a line in no known format is a DeadLetter.
+"""Raw log lines (syslog, log files, MQTT log topics) -> SecurityEvents; a line that cannot be
+read is a DeadLetter with its reason, never an exception in the flow.
 
-    LogParser(config).split(items) -> (events, dead_letters)   items: [(origin, line bytes)]
-    parse_line(line, received, tz) -> (host, app, time, message)   (raises BadRecord)
-    classify(app, message) -> [(sensor, kind, outcome, user, src_ip, dst_port)]
+    parser = LogParser(config)
+    parser.split(items, received) -> (events, dead_letters)     items: [(origin, line bytes)]
+    parser.from_mqtt(ref, time, line) -> [SecurityEvent]          the MQTT log topics' path
+    check_file(config, path) -> CheckReport                       ``twinwatch logs --check``
 
-Formats: syslog RFC 5424 (``<PRI>1 TIMESTAMP HOST APP PROCID MSGID SD MSG``), RFC 3164 with or
-without ``<PRI>`` (which is also the format of /var/log/auth.log and of loghub's OpenSSH and Linux
-samples), Apache error logs (2.2 and 2.4) and Apache access logs (common/combined). Messages of
-sshd and its PAM module, of kernel firewall logs (iptables/ufw/nftables ``SRC= DPT=``) and of
-Apache get a security kind; other programs' lines are kept as kind ``other`` (they still feed the
-template miner). IPs and user names are fields of the event, never tags; user names can be
-pseudonymised with a keyed hash (HMAC-SHA256, key from a ``Secret``).
+Each line goes through the same three steps whatever its transport:
+
+1. **Source** (``security.sources``): the first source whose ``files`` glob matches the file
+   path, or whose ``peers`` network holds the syslog sender, gives the line's format, time zone,
+   asset and default program; otherwise the built-in formats (``auto``) and ``city.timezone``.
+2. **Format** (``twinwatch.engine.logformats``): time, host, program, message, severity and
+   facility. Impossible or out-of-range times are ``bad_time``; unknown layouts ``bad_log``.
+3. **Classification** (``twinwatch.engine.classify``, the one classifier): kind, outcome, user,
+   source IP, port.
+
+Identity is bounded whatever a device sends: the asset comes from the source or
+``security.hosts`` (else ``security.default_asset``), and the sensor from the line's security
+category (sshd, firewall, http, windows) or its program through ``security.programs`` and a
+built-in allow-list of common daemons; any other program is the sensor ``other``, with the raw
+program and host kept as fields. User names can be pseudonymised with a keyed hash (HMAC-SHA256,
+key from a ``Secret``), on every transport.
 
 Formats follow loghub's samples (Zhu et al., "Loghub: A Large Collection of System Log Datasets
-for AI-driven Log Analytics", ISSRE 2023).
+for AI-driven Log Analytics", ISSRE 2023; https://github.com/logpai/loghub).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import hmac
+import ipaddress
+import logging
 import re
-from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, tzinfo
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from twinwatch.config import Config
+from twinwatch.config import Config, ConfigError, LogSource, SensorRef
+from twinwatch.engine.classify import classify
+from twinwatch.engine.logformats import (
+    FACILITY_NAMES,
+    SEVERITY_NAMES,
+    LineFormat,
+    Parsed,
+    line_format,
+    split_tag,
+)
 from twinwatch.engine.parse import PAYLOAD_PREVIEW, UniqueTimes
-from twinwatch.schema import BadRecord, DeadLetter, Outcome, SecurityEvent
+from twinwatch.schema import BadRecord, DeadLetter, SecurityEvent
 
-__all__ = ["LogParser", "parse_line", "classify", "pseudonymise"]
-
-_MONTHS = {
-    m: i
-    for i, m in enumerate(
-        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"], 1
-    )
-}
-
-_RFC5424 = re.compile(
-    r"<(\d{1,3})>1 (\S+) (\S+) (\S+) (\S+) (\S+) (-|(?:\[(?:[^\]\\]|\\.)*\])+)(?: (.*))?$", re.S
-)
-_RFC3164 = re.compile(
-    r"(?:<(\d{1,3})>)?([A-Z][a-z]{2}) ([ \d]\d) (\d\d):(\d\d):(\d\d) (\S+) "
-    r"(?:([^:\[\s]+)(?:\[\d+\])?(?: [\w.-]{1,32})?: ?)?(.*)$",
-    re.S,
-)  # TAG[pid] [version]: MSG
-_APACHE_ERROR = re.compile(
-    r"\[\w{3} (\w{3}) ([ \d]\d) (\d\d):(\d\d):(\d\d)(?:\.\d+)? (\d{4})\] \[([\w:]+)\] (.*)$", re.S
-)
-_APACHE_ACCESS = re.compile(
-    r"(\S+) \S+ (\S+) \[(\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4})\] \"([^\"]*)\" (\d{3}) "
-)
-
-# sshd and its PAM module (loghub OpenSSH sample). Order matters: the first match wins.
-_SSHD: list[tuple[re.Pattern[str], str, Outcome]] = [
-    (
-        re.compile(r"Failed (\S+) for invalid user (?P<user>\S*) from (?P<ip>\S+)"),
-        "auth_failure",
-        "failure",
-    ),
-    (re.compile(r"Failed (\S+) for (?P<user>\S+) from (?P<ip>\S+)"), "auth_failure", "failure"),
-    (re.compile(r"Invalid user (?P<user>\S*) from (?P<ip>\S+)"), "invalid_user", "failure"),
-    (re.compile(r"Accepted (\S+) for (?P<user>\S+) from (?P<ip>\S+)"), "auth_success", "success"),
-    # PAM repeats sshd's own failure line: recorded, but not counted twice by the detectors
-    (
-        re.compile(r"authentication failures?;.*rhost=(?P<ip>\S*)(?:\s+user=(?P<user>\S+))?"),
-        "pam_failure",
-        "failure",
-    ),
-    (
-        re.compile(
-            r"(?:Received disconnect|Connection closed|Disconnected) (?:from|by) "
-            r"(?:(?:invalid |authenticating )?user (?P<user>\S+) )?(?P<ip>[0-9a-fA-F.:]+?)"
-            r"(?::| port|$| \[)"
-        ),
-        "disconnect",
-        "info",
-    ),
-    (re.compile(r"Did not receive identification string from (?P<ip>\S+)"), "probe", "info"),
-    (re.compile(r"reverse mapping checking .* \[(?P<ip>[^\]]+)\] failed"), "bad_rdns", "info"),
+__all__ = [
+    "LogParser",
+    "CheckReport",
+    "check_file",
+    "iter_records",
+    "pseudonymise",
+    "KNOWN_PROGRAMS",
 ]
-_REPEATED = re.compile(r"message repeated (\d+) times: \[ ?(.*?) ?\]$")
-_FIREWALL = re.compile(r"SRC=(?P<ip>\S+) .*?PROTO=(?P<proto>\S+)(?:.*? DPT=(?P<port>\d+))?")
-_FW_ALLOW = re.compile(r"ACCEPT|ALLOW", re.I)
-_CLIENT = re.compile(r"\[client ([0-9a-fA-F.:]+?)(?::\d+)?\]")
-_SENSOR = re.compile(r"[^a-z0-9_-]")
-_MAX_REPEAT = 1000  # "message repeated N times" expands to N events, within reason
 
-Parsed = tuple[str | None, str, datetime, str]  # host, app, time, message
+log = logging.getLogger(__name__)
 
-
-def _year_for(month: int, day: int, received: datetime, tz) -> int:
-    """RFC 3164 has no year: the latest one that does not put the line > 1 day in the future."""
-    year = received.astimezone(tz).year
-    try:
-        if datetime(year, month, day, tzinfo=tz) > received + timedelta(days=1):
-            year -= 1
-    except ValueError:  # Feb 29 in a common year
-        year -= 1
-    return year
-
-
-def parse_line(line: str, received: datetime, tz) -> Parsed:
-    """(host, app, time in UTC, message) of one log line; BadRecord("bad_log") if unknown."""
-    m = _RFC5424.match(line)
-    if m:
-        ts, host, app, msg = m.group(2), m.group(3), m.group(4), m.group(8) or ""
-        try:
-            t = received if ts == "-" else datetime.fromisoformat(ts.replace("Z", "+00:00"))
-        except ValueError:
-            raise BadRecord("bad_time", f"RFC 5424 timestamp {ts[:64]!r}") from None
-        if t.tzinfo is None:
-            raise BadRecord("bad_time", "RFC 5424 timestamp without UTC offset")
-        return (
-            None if host == "-" else host,
-            "" if app == "-" else app,
-            t.astimezone(UTC),
-            msg.removeprefix("\ufeff"),
-        )
-    m = _RFC3164.match(line)
-    if m and m.group(2) in _MONTHS:
-        month, day = _MONTHS[m.group(2)], int(m.group(3))
-        t = _local(_year_for(month, day, received, tz), month, day, m, 4, tz)
-        return m.group(7), m.group(8) or "", t, m.group(9)
-    m = _APACHE_ERROR.match(line)
-    if m and m.group(1) in _MONTHS:
-        t = _local(int(m.group(6)), _MONTHS[m.group(1)], int(m.group(2)), m, 3, tz)
-        return None, "apache", t, f"[{m.group(7)}] {m.group(8)}"
-    m = _APACHE_ACCESS.match(line)
-    if m:
-        t = datetime.strptime(m.group(3), "%d/%b/%Y:%H:%M:%S %z").astimezone(UTC)
-        return None, "apache_access", t, line
-    raise BadRecord("bad_log", "not syslog (RFC 3164/5424) nor an Apache log line")
-
-
-def _local(year, month, day, m, g, tz) -> datetime:
-    try:
-        t = datetime(
-            year, month, day, int(m.group(g)), int(m.group(g + 1)), int(m.group(g + 2)), tzinfo=tz
-        )
-    except ValueError as e:
-        raise BadRecord("bad_time", str(e)) from None
-    return t.astimezone(UTC)
-
-
-Classified = tuple[str, str, Outcome, str | None, str | None, int | None]
-
-
-def classify(app: str, message: str) -> list[Classified]:
-    """[(sensor, kind, outcome, user, src_ip, dst_port)]: usually one, N for sshd's "message
-    repeated N times" (N attempts happened, and the brute-force rules count attempts)."""
-    base = app.split("(", 1)[0].lower()
-    if base == "sshd":
-        m = _REPEATED.match(message)
-        if m:
-            one = classify(app, m.group(2))
-            return one * min(int(m.group(1)), _MAX_REPEAT)
-        for pattern, kind, outcome in _SSHD:
-            m = pattern.search(message)
-            if m:
-                return [("sshd", kind, outcome, m.groupdict().get("user"), m.group("ip"), None)]
-        return [("sshd", "other", "info", None, None, None)]
-    if base == "kernel" and "SRC=" in message:
-        m = _FIREWALL.search(message)
-        if m:
-            allow = _FW_ALLOW.search(message[: m.start()])
-            port = m.group("port")
-            return [
-                (
-                    "firewall",
-                    "fw_allow" if allow else "fw_deny",
-                    "allow" if allow else "deny",
-                    None,
-                    m.group("ip"),
-                    int(port) if port else None,
-                )
-            ]
-    if base == "apache":
-        m = _CLIENT.search(message)
-        level = message[1 : message.find("]")].rsplit(":", 1)[-1]
-        kind = "http_error" if level in ("error", "crit", "alert", "emerg") else "other"
-        return [("apache", kind, "info", None, m.group(1) if m else None, None)]
-    if base == "apache_access" and (m := _APACHE_ACCESS.match(message)):  # else: "other" below
-        status = int(m.group(5))
-        user = None if m.group(2) == "-" else m.group(2)
-        outcome = "failure" if status in (401, 403) else "info"
-        return [("apache", f"http_{status // 100}xx", outcome, user, m.group(1), None)]
-    sensor = _SENSOR.sub("", base)[:32] or "syslog"
-    return [(sensor, "other", "info", None, None, None)]
+# Programs that name their own sensor (a bounded, common set); others map through
+# security.programs or become "other".
+KNOWN_PROGRAMS = frozenset(
+    {
+        "sshd",
+        "sudo",
+        "su",
+        "login",
+        "passwd",
+        "useradd",
+        "userdel",
+        "usermod",
+        "groupadd",
+        "chpasswd",
+        "cron",
+        "crond",
+        "anacron",
+        "atd",
+        "systemd",
+        "systemd-logind",
+        "systemd-udevd",
+        "kernel",
+        "auditd",
+        "polkitd",
+        "dbus-daemon",
+        "rsyslogd",
+        "syslogd",
+        "syslog-ng",
+        "logrotate",
+        "ntpd",
+        "chronyd",
+        "dhclient",
+        "dhcpd",
+        "named",
+        "unbound",
+        "dnsmasq",
+        "postfix",
+        "sendmail",
+        "dovecot",
+        "vsftpd",
+        "ftpd",
+        "proftpd",
+        "xinetd",
+        "smbd",
+        "nmbd",
+        "snmpd",
+        "mysqld",
+        "postgres",
+        "haproxy",
+        "squid",
+        "openvpn",
+        "charon",
+        "strongswan",
+        "fail2ban",
+        "ufw",
+        "firewalld",
+        "nginx",
+        "apache",
+        "httpd",
+        "containerd",
+        "dockerd",
+        "kubelet",
+        "networkmanager",
+        "wpa_supplicant",
+        "bluetoothd",
+        "cupsd",
+        "cups",
+        "gdm",
+        "lightdm",
+    }
+)  # fmt: skip
+_SENSOR_CHARS = re.compile(r"[^a-z0-9_-]")
+_MAX_PROGRAMS = 4096  # cached program -> sensor mappings
 
 
 def pseudonymise(user: str, key: bytes) -> str:
@@ -196,71 +146,285 @@ def pseudonymise(user: str, key: bytes) -> str:
     return "u-" + hmac.new(key, user.encode(), hashlib.sha256).hexdigest()[:16]
 
 
+@dataclass(frozen=True)
+class _Source:
+    name: str
+    fmt: LineFormat
+    tz: tzinfo
+    asset: tuple[str, str] | None
+    framing: str = "line"
+    files: tuple[str, ...] = ()
+    peers: tuple = ()
+
+
+def _asset(where: str) -> tuple[str, str]:
+    site, asset = where.split("/")
+    return site, asset
+
+
+def _build_source(src: LogSource, city_tz: tzinfo) -> _Source:
+    try:
+        fmt = line_format(src.format, src.time_format, src.program)
+        tz = ZoneInfo(src.timezone) if src.timezone else city_tz
+    except (ValueError, KeyError) as e:
+        raise ConfigError(f"security.sources.{src.name}: {e}") from None
+    return _Source(
+        src.name,
+        fmt,
+        tz,
+        _asset(src.asset) if src.asset else None,
+        src.framing,
+        tuple(src.files),
+        tuple(ipaddress.ip_network(p, strict=False) for p in src.peers),
+    )
+
+
 class LogParser:
-    """Turns log lines from the syslog and tail sources into SecurityEvents of configured assets.
+    """Turns log lines into SecurityEvents of configured assets (see the module docstring)."""
 
-    The asset is ``security.hosts[host]`` or ``security.default_asset``; the line's own time is
-    kept (in the city's time zone when the format has none).
-    """
-
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, unique: UniqueTimes | None = None):
         sec = config.security
         self.tz = ZoneInfo(config.city.timezone)
-        self.hosts = {h: tuple(a.split("/")) for h, a in sec.hosts.items()}
-        self.default = tuple(sec.default_asset.split("/"))
+        self.default_source = _Source("auto", line_format("auto"), self.tz, None)
+        self.sources = [_build_source(s, self.tz) for s in sec.sources]
+        self.hosts = {h: _asset(a) for h, a in sec.hosts.items()}
+        self.default = _asset(sec.default_asset)
+        self.programs = dict(sec.programs)
         self.max_bytes = sec.max_line_bytes
+        self.max_future = timedelta(seconds=config.flow.max_future_s)
         self.key = sec.pseudonymise_key.reveal().encode() if sec.pseudonymise_key else None
-        self.unique = UniqueTimes()
+        self.unique = unique or UniqueTimes()
+        self._by_origin: dict[str, _Source] = {}
+        self._sensors: dict[str, str] = {}
+        self._errors_logged = 0
 
-    def parse(self, raw: bytes, received: datetime) -> list[SecurityEvent]:
+    # --- identity ------------------------------------------------------------------------------
+
+    def source_for(self, origin: str) -> _Source:
+        """The configured source of an origin (``file:<path>``, ``syslog:<tcp|udp>:<peer>``)."""
+        src = self._by_origin.get(origin)
+        if src is not None:
+            return src
+        src = self.default_source
+        kind, _, rest = origin.partition(":")
+        for s in self.sources:
+            if kind == "file" and any(fnmatch.fnmatch(rest, g) for g in s.files):
+                src = s
+                break
+            if kind == "syslog" and s.peers:
+                try:
+                    addr = ipaddress.ip_address(rest.partition(":")[2])
+                except ValueError:
+                    continue
+                if any(addr in net for net in s.peers):
+                    src = s
+                    break
+        if len(self._by_origin) >= 10_000:  # syslog peers are many; stay bounded
+            self._by_origin.clear()
+        self._by_origin[origin] = src
+        return src
+
+    def sensor_for(self, program: str) -> str:
+        """The bounded sensor id of a program: the config's mapping, the allow-list, or "other"."""
+        sensor = self._sensors.get(program)
+        if sensor is not None:
+            return sensor
+        base = program.split("(", 1)[0].split("[", 1)[0]
+        sensor = self.programs.get(base)
+        if sensor is None:
+            for pattern, mapped in self.programs.items():
+                if fnmatch.fnmatchcase(base, pattern):
+                    sensor = mapped
+                    break
+        if sensor is None:
+            low = base.lower()
+            sensor = _SENSOR_CHARS.sub("", low)[:64] if low in KNOWN_PROGRAMS else "other"
+        if len(self._sensors) >= _MAX_PROGRAMS:
+            self._sensors.clear()
+        self._sensors[program] = sensor
+        return sensor
+
+    def _user(self, user: str | None) -> str | None:
+        if user is None or self.key is None:
+            return user
+        return pseudonymise(user, self.key)
+
+    # --- lines ---------------------------------------------------------------------------------
+
+    def parse_line(
+        self, line: str, received: datetime, origin: str = "", src: _Source | None = None
+    ) -> Parsed:
+        src = src or self.source_for(origin)
+        p = src.fmt.parse(line, received, src.tz)
+        if p.time > received + self.max_future:
+            raise BadRecord(
+                "bad_time",
+                f"time {p.time.isoformat()} is more than {self.max_future.total_seconds():g} s "
+                "ahead of the clock",
+            )
+        return p
+
+    def parse(self, raw: bytes, received: datetime, origin: str = "") -> list[SecurityEvent]:
         if len(raw) > self.max_bytes:
             raise BadRecord("too_large", f"{len(raw)} bytes > limit {self.max_bytes}")
         try:
             line = raw.decode("utf-8").rstrip("\r\n")
         except UnicodeDecodeError:
             raise BadRecord("bad_encoding", "line is not UTF-8") from None
-        host, app, t, message = parse_line(line, received, self.tz)
-        site, asset = self.hosts.get(host, self.default) if host else self.default
+        src = self.source_for(origin)
+        p = self.parse_line(line, received, origin, src)
+        if src.asset is not None:
+            site, asset = src.asset
+        else:
+            site, asset = self.hosts.get(p.host, self.default) if p.host else self.default
+        return self._events(p, p.time, site, asset, None)
+
+    def _events(
+        self, p: Parsed, t: datetime, site: str, asset: str, sensor: str | None, unique=True
+    ) -> list[SecurityEvent]:
         events = []
-        for sensor, kind, outcome, user, ip, port in classify(app, message):
-            if user is not None and self.key is not None:
-                user = pseudonymise(user, self.key)
+        severity = SEVERITY_NAMES[p.severity] if p.severity is not None else None
+        facility = FACILITY_NAMES[p.facility] if p.facility is not None else None
+        program = p.program[:64] or None
+        host = p.host[:255] if p.host else None
+        message = p.message[:1024]
+        for c in classify(p.program, p.message, p.severity):
+            name = sensor or c.sensor or self.sensor_for(p.program)
             events.append(
                 SecurityEvent(
-                    self.unique(f"{site}/{asset}/{sensor}", t),
+                    self.unique(f"{site}/{asset}/{name}", t) if unique else t,
                     site,
                     asset,
-                    sensor,
-                    kind,
-                    outcome,
-                    user=user,
-                    src_ip=ip,
-                    dst_port=port,
-                    message=message[:1024],
+                    name,
+                    c.kind,
+                    c.outcome,
+                    user=self._user(c.user),
+                    src_ip=c.src_ip,
+                    dst_port=c.dst_port,
+                    message=message,
+                    severity=severity,
+                    facility=facility,
+                    program=program,
+                    host=host,
                 )
             )
         return events
 
+    def from_mqtt(self, ref: SensorRef, t: datetime, line: str) -> list[SecurityEvent]:
+        """Events of a line published on an MQTT log topic (``{"time", "line"}``): classified
+        exactly as the same line over syslog or a file; identity from the topic, time from the
+        payload. A line in no known format is taken as a message of the sensor's program."""
+        try:
+            p = self.default_source.fmt.parse(line, t, self.tz)
+            p = p._replace(time=t)
+        except BadRecord:  # a bare "sshd[12]: message" or just the message
+            program, message = split_tag(line)
+            p = Parsed(t, None, program or ref.sensor.id, message)
+        # collision-free times are given once, by Parser.split, for every MQTT record
+        return self._events(p, t, ref.site, ref.asset, ref.sensor.id, unique=False)
+
     def split(
         self, items: Iterable[tuple[str, bytes]], received: datetime | None = None
     ) -> tuple[list[SecurityEvent], list[DeadLetter]]:
-        """Parse a batch: events, and dead letters with their reason (never raises BadRecord)."""
+        """Parse a batch: events, and dead letters with their reason (never raises for a line)."""
         received = received or datetime.now(UTC)
         oks: list[SecurityEvent] = []
         errs: list[DeadLetter] = []
         for origin, raw in items:
             try:
-                oks.extend(self.parse(raw, received))
+                oks.extend(self.parse(raw, received, origin))
             except BadRecord as e:
-                source = origin.split(":", 1)[0]
+                errs.append(self._dead(origin, raw, received, e.reason, e.detail))
+            except Exception as e:  # a parser bug must not stop the flow: dead-letter the line
+                if self._errors_logged < 10:
+                    self._errors_logged += 1
+                    log.exception("log parser error on a line from %s", origin[:128])
                 errs.append(
-                    DeadLetter(
-                        self.unique(f"{source}/{e.reason}", received),
-                        source,
-                        origin[:256],
-                        e.reason,
-                        e.detail[:512],
-                        raw[:PAYLOAD_PREVIEW].decode("utf-8", "replace"),
-                    )
+                    self._dead(origin, raw, received, "bad_log", f"parser error {e!r}"[:200])
                 )
         return oks, errs
+
+    def _dead(self, origin, raw, received, reason, detail) -> DeadLetter:
+        source = origin.split(":", 1)[0]
+        return DeadLetter(
+            self.unique(f"{source}/{reason}", received),
+            source,
+            origin[:256],
+            reason,
+            detail[:512],
+            raw[:PAYLOAD_PREVIEW].decode("utf-8", "replace"),
+        )
+
+
+def iter_records(lines: Iterable[bytes], framing: str = "line") -> Iterator[bytes]:
+    """Records of a byte stream's lines: each non-empty line, or (``journal``) each block of
+    lines up to a blank line, joined by newlines (``journalctl -o export``)."""
+    if framing != "journal":
+        for line in lines:
+            line = line.rstrip(b"\r\n")
+            if line.strip():
+                yield line
+        return
+    block: list[bytes] = []
+    for line in lines:
+        line = line.rstrip(b"\r\n")
+        if line:
+            block.append(line)
+        elif block:
+            yield b"\n".join(block)
+            block = []
+    if block:
+        yield b"\n".join(block)
+
+
+@dataclass
+class CheckReport:
+    """What ``twinwatch logs --check FILE`` prints: parse rate, reasons, first unparsed lines."""
+
+    path: str
+    source: str
+    lines: int = 0
+    parsed: int = 0
+    events: int = 0
+    reasons: Counter = field(default_factory=Counter)
+    kinds: Counter = field(default_factory=Counter)
+    first_bad: list[tuple[int, str, str]] = field(default_factory=list)  # (line no, reason, line)
+
+    @property
+    def rate(self) -> float:
+        return self.parsed / self.lines if self.lines else 0.0
+
+    def text(self) -> str:
+        out = [
+            f"{self.path}: {self.parsed} of {self.lines} lines parsed ({100 * self.rate:.2f} %), "
+            f"source {self.source!r}, {self.events} events"
+        ]
+        if self.kinds:
+            out.append("  kinds: " + ", ".join(f"{k} {n}" for k, n in self.kinds.most_common(8)))
+        if self.reasons:
+            out.append("  not parsed: " + ", ".join(f"{r} {n}" for r, n in self.reasons.items()))
+        for no, reason, line in self.first_bad:
+            out.append(f"  line {no}: {reason}: {line[:160]}")
+        return "\n".join(out)
+
+
+def check_file(config: Config, path: str | Path, show: int = 5) -> CheckReport:
+    """Parse a file as ``twinwatch logs --tail`` would, writing nothing."""
+    parser = LogParser(config)
+    origin = f"file:{path}"
+    src = parser.source_for(origin)
+    report = CheckReport(str(path), src.name)
+    received = datetime.now(UTC)
+    with open(path, "rb") as fh:
+        for no, raw in enumerate(iter_records(fh, src.framing), 1):
+            report.lines += 1
+            events, dead = parser.split([(origin, raw)], received)
+            if dead:
+                report.reasons[dead[0].reason] += 1
+                if len(report.first_bad) < show:
+                    report.first_bad.append((no, dead[0].reason, dead[0].payload))
+                continue
+            report.parsed += 1
+            report.events += len(events)
+            report.kinds.update(e.kind for e in events if e.kind != "other")
+    return report

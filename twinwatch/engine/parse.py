@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import bisect
 import math
-import re
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -36,7 +35,7 @@ from twinwatch.schema import (
     SensorPayload,
 )
 
-__all__ = ["Parser", "UniqueTimes", "parse_sshd", "PAYLOAD_PREVIEW", "ANNOTATION_SUFFIX"]
+__all__ = ["Parser", "UniqueTimes", "PAYLOAD_PREVIEW", "ANNOTATION_SUFFIX"]
 
 ANNOTATION_SUFFIX = "/annotation"  # <sensor topic>/annotation: a maintenance window (issue #12)
 
@@ -51,32 +50,6 @@ _decoders: dict[str, msgspec.json.Decoder[Any]] = {
     "device_event": msgspec.json.Decoder(DeviceEventPayload),  # CCTV/IoT security events (#6)
     "annotation": msgspec.json.Decoder(AnnotationPayload),
 }
-
-# sshd auth-log lines (formats as in loghub's OpenSSH sample; Zhu et al., ISSRE 2023).
-_SSHD: list[tuple[re.Pattern[str], str, Outcome]] = [
-    (
-        re.compile(r"Failed password for invalid user (?P<user>\S*) from (?P<ip>\S+)"),
-        "invalid_user",
-        "failure",
-    ),
-    (re.compile(r"Invalid user (?P<user>\S*) from (?P<ip>\S+)"), "invalid_user", "failure"),
-    (re.compile(r"Failed password for (?P<user>\S+) from (?P<ip>\S+)"), "auth_failure", "failure"),
-    (
-        re.compile(r"authentication failure;.*rhost=(?P<ip>\S+)(?:\s+user=(?P<user>\S+))?"),
-        "auth_failure",
-        "failure",
-    ),
-    (re.compile(r"Accepted \S+ for (?P<user>\S+) from (?P<ip>\S+)"), "auth_success", "success"),
-]
-
-
-def parse_sshd(line: str) -> tuple[str, Outcome, str | None, str | None]:
-    """(kind, outcome, user, src_ip) of an sshd log line; unknown lines are ("other", "info")."""
-    for pattern, kind, outcome in _SSHD:
-        m = pattern.search(line)
-        if m:
-            return kind, outcome, m.groupdict().get("user"), m.group("ip")
-    return "other", "info", None, None
 
 
 class UniqueTimes:
@@ -94,15 +67,23 @@ class UniqueTimes:
     The taken milliseconds of a series are kept as merged intervals, so a burst of any size is
     one interval. Memory is bounded: a series keeps at most ``max_intervals`` (when full it
     forgets the older half) and at most ``max_series`` series are tracked.
+
+    ``lane=(i, n)``: only milliseconds congruent to i modulo n are handed out, so the n
+    processes of a cluster, each with its own lane, never hand out the same one (issue #14: the
+    dead letters of two processes received in one millisecond overwrote each other).
     """
 
-    def __init__(self, max_series: int = 100_000, max_intervals: int = 10_000):
+    def __init__(
+        self, max_series: int = 100_000, max_intervals: int = 10_000, lane: tuple[int, int] = (0, 1)
+    ):
         self.max_series = max_series
         self.max_intervals = max_intervals
+        self.offset, self.stride = lane
         self._taken: dict[str, tuple[list[int], list[int]]] = {}  # series -> (starts, ends)
 
     def __call__(self, series: str, t: datetime) -> datetime:
-        own = round(t.timestamp() * 1000)
+        ms = round(t.timestamp() * 1000)
+        own = -((self.offset - ms) // self.stride)  # the lane's first slot at or after ms
         taken = self._taken.get(series)
         if taken is None:
             if len(self._taken) >= self.max_series:
@@ -124,7 +105,8 @@ class UniqueTimes:
         if len(starts) > self.max_intervals:  # forget the older half
             half = len(starts) // 2
             del starts[:half], ends[:half]
-        return t if free == own else datetime.fromtimestamp(free / 1000, UTC)
+        free = free * self.stride + self.offset  # slot -> millisecond
+        return t if free == ms else datetime.fromtimestamp(free / 1000, UTC)
 
 
 class Parser:
@@ -137,14 +119,20 @@ class Parser:
     wall clock, so a replay of last year's files still works; a live stream's clock is "now".
     """
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, lane: tuple[int, int] = (0, 1)):
+        """``lane``: (this process' index, the cluster's process count), so that dead letters
+        of different processes never share a time (``UniqueTimes``)."""
         self.prefix = config.services.mqtt.topic_prefix + "/"
         self.max_bytes = config.flow.max_payload_bytes
         self.max_future = timedelta(seconds=config.flow.max_future_s)
         lateness = config.flow.max_lateness_s
         self.max_lateness = None if lateness is None else timedelta(seconds=lateness)
         self.clock = EARLIEST  # the newest accepted event time (the stream's clock)
-        self.unique = UniqueTimes()
+        self.unique = UniqueTimes()  # events: per series, and a series is in one process
+        self.unique_dead = UniqueTimes(lane=lane)  # dead letters: per reason, any process
+        from twinwatch.engine.logparse import LogParser  # it imports this module
+
+        self.logs = LogParser(config, unique=self.unique)
         self.device_kinds = frozenset(config.security.device_events) | frozenset(
             config.security.device_event_kinds
         )
@@ -154,9 +142,11 @@ class Parser:
 
     def parse(
         self, topic: str, payload: bytes, now: datetime | None = None
-    ) -> Reading | SecurityEvent | Annotation:
-        """One message -> record (raises BadRecord). ``now``: the wall clock, for the future
-        bound. The lateness bound needs the stream's clock: ``split`` applies it."""
+    ) -> Reading | SecurityEvent | list[SecurityEvent] | Annotation:
+        """One message -> record (raises BadRecord); a log line -> its events (N for "message
+        repeated N times"); ``<sensor topic>/annotation`` -> an Annotation. ``now``: the wall
+        clock, for the future bound. The lateness bound needs the stream's clock: ``split``
+        applies it."""
         if len(payload) > self.max_bytes:
             raise BadRecord("too_large", f"{len(payload)} bytes > limit {self.max_bytes}")
         ref = self.catalog.get(topic)
@@ -216,19 +206,8 @@ class Parser:
                 unit,
                 msg.value,
             )
-        if kind == "log":
-            ev_kind, outcome, user, ip = parse_sshd(msg.line)
-            return SecurityEvent(
-                time,
-                ref.site,
-                ref.asset,
-                ref.sensor.id,
-                ev_kind,
-                outcome,
-                user=user,
-                src_ip=ip,
-                message=msg.line[:1024],
-            )
+        if kind == "log":  # the one classifier of every transport (twinwatch.engine.classify)
+            return self.logs.from_mqtt(ref, time, msg.line)
         if kind == "device_event":  # the kind is a tag: only configured kinds, else `other`
             if msg.event in self.device_kinds:
                 return SecurityEvent(
@@ -244,7 +223,7 @@ class Parser:
                 "info",
                 message=f"event={msg.event}{zone}",
             )
-        outcome = "allow" if msg.action == "allow" else "deny"
+        outcome: Outcome = "allow" if msg.action == "allow" else "deny"
         return SecurityEvent(
             time,
             ref.site,
@@ -288,22 +267,23 @@ class Parser:
         raws: list[tuple[str, bytes]] = []
         errs: list[DeadLetter] = []
         received = received or datetime.now(UTC)
-        unique = self.unique
+        unique, unique_dead = self.unique, self.unique_dead
         clock = self.clock
         for topic, payload in messages:
             try:
                 rec = self.parse(topic, payload, received)
             except BadRecord as e:
-                when = unique(f"{source}/{e.reason}", received)
+                when = unique_dead(f"{source}/{e.reason}", received)
                 errs.append(dead_letter(source, topic, e.reason, e.detail, payload, when))
                 continue
             except Exception as e:
                 errs.append(internal_error("parse", e, str(topic), bytes(payload), source))
                 continue
-            if rec.time > clock:
-                clock = rec.time
-            oks.append(rec)
-            raws.append((topic, payload))
+            for one in rec if isinstance(rec, list) else (rec,):
+                if one.time > clock:
+                    clock = one.time
+                oks.append(one)
+                raws.append((topic, payload))
         self.clock = clock
         if self.max_lateness is not None and oks:
             floor = clock - self.max_lateness
@@ -320,7 +300,7 @@ class Parser:
                                 f"{self.max_lateness.total_seconds():g}s (flow.max_lateness_s) "
                                 f"behind the stream's newest time {clock.isoformat()}",
                                 payload,
-                                unique(f"{source}/bad_time", received),
+                                unique_dead(f"{source}/bad_time", received),
                             )
                         )
                     else:

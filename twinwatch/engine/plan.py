@@ -156,6 +156,9 @@ class Plan:
                 key = series_key(gp.domain, gp.site, gp.asset, sensor)
                 member_of.setdefault(key, []).append((gp.key, j))
         self.member_of = {k: tuple(v) for k, v in member_of.items()}
+        from twinwatch.engine.logparse import LogParser  # it imports the parse module
+
+        LogParser(config)  # security.sources: every declared format and time zone, at start
 
     def _city_params(self, cls: type) -> dict:
         import inspect

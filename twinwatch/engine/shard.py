@@ -17,6 +17,10 @@ until])}``. A restore under a changed config matches state by those keys: reorde
 keep their state, a
 detector whose type changed starts fresh, and state whose detector or sensor has left the config
 is dropped with one log line.
+
+``last_told`` ({(series, rule): Alert}, the delivery store's newest state of each alert) makes
+the restored alert states agree with what on-call was last told, as each series is restored or
+first seen (``twinwatch.engine.lifecycle.adopt``).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from twinwatch import detectors
 from twinwatch.engine.alerts import make_alert
 from twinwatch.engine.deadletter import internal_error
 from twinwatch.engine.explain import series_explanation
-from twinwatch.engine.lifecycle import AlertState, evaluate
+from twinwatch.engine.lifecycle import AlertState, adopt, evaluate
 from twinwatch.engine.plan import Plan, SeriesPlan, summary_fields
 from twinwatch.metrics import ANOMALIES, DETECT_SECONDS
 from twinwatch.schema import (
@@ -96,9 +100,15 @@ def _alert(
 class Shard:
     """The detectors and alert states of the series routed to one shard."""
 
-    def __init__(self, plan: Plan, state: dict | None = None):
+    def __init__(
+        self,
+        plan: Plan,
+        state: dict | None = None,
+        last_told: dict[tuple[str, str], Alert] | None = None,
+    ):
         self.plan = plan
         self.series: dict[str, _Series] = {}
+        self._adopt = last_told or {}
         self.dead: list[DeadLetter] = []  # internal_error dead letters, taken by the caller
         self.restored = state is not None  # resume() at the first batch after a restore
         dropped: list[str] = []
@@ -121,7 +131,9 @@ class Shard:
             ]
             gone = set(det_states) - {(n, k) for n, k, _ in sp.detectors}
             dropped.extend(f"{key}:{n}" for n, _ in sorted(gone))
-            self.series[key] = _Series(sp, dets, alerts, held[0] if held else 0.0)
+            self.series[key] = self._take_back(
+                key, _Series(sp, dets, alerts, held[0] if held else 0.0)
+            )
         if dropped:
             log.warning(
                 "restore: dropped the saved state of %d series/detectors no longer in "
@@ -134,7 +146,20 @@ class Shard:
         s = self.series.get(key)
         if s is None:
             sp = self.plan[key]
-            s = self.series[key] = _Series(sp, sp.build(), [AlertState() for _ in sp.detectors])
+            s = self.series[key] = self._take_back(
+                key, _Series(sp, sp.build(), [AlertState() for _ in sp.detectors])
+            )
+        return s
+
+    def _take_back(self, key: str, s: _Series) -> _Series:
+        """Agree with the newest delivered state of each of the series' alerts (a restart)."""
+        if self._adopt:
+            for (name, _, _), state in zip(s.plan.detectors, s.alerts):
+                a = self._adopt.get((key, name))
+                if a is not None and name in s.plan.policies:
+                    ladder = s.plan.policies[name][1]
+                    level = ladder.index(a.severity) if a.severity in ladder else 0
+                    adopt(state, a.status, a.starts_at.timestamp(), a.at.timestamp(), level)
         return s
 
     def process(
@@ -180,8 +205,9 @@ class Shard:
                     pol = plan.policies.get(name)
                     if pol is not None:
                         change = evaluate(alert, t, score, det.threshold, pol[0])
-                        if change is not None:
-                            out.append(_alert(plan, name, change, alert, t, x, det))
+                        if change is not None:  # an event stream's value is its count
+                            value = x if type(rec) is Reading else score
+                            out.append(_alert(plan, name, change, alert, t, value, det))
                 out.append(
                     AnomalyScore(
                         rec.time,

@@ -145,6 +145,10 @@ def records(df: pl.DataFrame) -> list[Reading | SecurityEvent]:
                     r.get("dst_port"),
                     r.get("message") or "",
                     r["domain"],
+                    severity=r.get("severity"),  # log lines' fields (issue #13)
+                    facility=r.get("facility"),
+                    program=r.get("program"),
+                    host=r.get("host"),
                 )
             )
         else:

@@ -19,11 +19,12 @@ tests check that they agree.
 
 Alert episodes: the ``alert`` measurement has one point per state change (pending, firing,
 resolved) sharing ``fingerprint`` and ``starts_at_ms``. An episode that never fired (a pending
-condition that did not last) is not an alert and is left out. Acknowledgements come from an
-``alert_ack`` measurement (issue #4: one point per acknowledgement with a ``fingerprint`` tag or
-field, at the time of the ack); when it does not exist, ``acked_at`` and ``time_to_ack_s`` are
-null. Time to acknowledge and time to resolve are measured from the firing time. An episode
-still firing at ``end`` has a null ``resolved_at``.
+condition that did not last) is not an alert and is left out. Acknowledgements come from the
+``alert_ack`` measurement (``twinwatch.schema.AlertAck``, written by ``twinwatch alerts ack``:
+one point per acknowledgement, fields ``fingerprint`` and ``user``, at the time of the ack);
+when it does not exist, ``acked_at``, ``acked_by`` and ``time_to_ack_s`` are null. Time to
+acknowledge and time to resolve are measured from the firing time. An episode still firing at
+``end`` has a null ``resolved_at``.
 
 What is firing at a time ``t`` comes from ``alert_state`` (one series per alert, written with
 every state change; twinwatch/lineprotocol.py): each alert's latest point at or before ``t``,
@@ -332,6 +333,7 @@ def _episodes_schema() -> pl.DataFrame:
             "pending_at": TIME,
             "fired_at": TIME,
             "acked_at": TIME,
+            "acked_by": pl.String,
             "resolved_at": TIME,
             "time_to_ack_s": pl.Float64,
             "time_to_resolve_s": pl.Float64,
@@ -345,12 +347,16 @@ def _episodes_schema() -> pl.DataFrame:
 def _with_acks(
     db: Influx, eps: pl.DataFrame, start: datetime, end: datetime, chunk: timedelta
 ) -> pl.DataFrame:
+    none = (pl.lit(None, TIME).alias("acked_at"), pl.lit(None, pl.String).alias("acked_by"))
     if "alert_ack" not in db.measurements():
-        return eps.with_columns(pl.lit(None, TIME).alias("acked_at"))
+        return eps.with_columns(*none)
     acks = db.read("alert_ack", start, end, chunk=chunk)
     if "fingerprint" not in acks.columns or not acks.height:
-        return eps.with_columns(pl.lit(None, TIME).alias("acked_at"))
-    acks = acks.select(pl.col("fingerprint").cast(pl.String), pl.col("time").alias("ack"))
+        return eps.with_columns(*none)
+    user = pl.col("user").cast(pl.String) if "user" in acks.columns else pl.lit(None, pl.String)
+    acks = acks.select(
+        pl.col("fingerprint").cast(pl.String), pl.col("time").alias("ack"), user.alias("by")
+    )
     first = (
         eps.select("fingerprint", "starts_at_ms", "fired_at", "resolved_at")
         .join(acks, on="fingerprint")
@@ -358,8 +364,9 @@ def _with_acks(
             pl.col("ack") >= pl.col("fired_at"),
             pl.col("resolved_at").is_null() | (pl.col("ack") <= pl.col("resolved_at")),
         )
+        .sort("ack")
         .group_by("fingerprint", "starts_at_ms")
-        .agg(pl.col("ack").min().alias("acked_at"))
+        .agg(pl.col("ack").first().alias("acked_at"), pl.col("by").first().alias("acked_by"))
     )
     return eps.join(first, on=["fingerprint", "starts_at_ms"], how="left")
 

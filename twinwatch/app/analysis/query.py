@@ -21,7 +21,8 @@ Errors (all ``AnalysisError``, a ``ConfigError``: the CLI prints one line, no tr
     AnalysisError
      ├── Unreachable      no answer from the server (connection refused, timeout, 5xx)
      ├── BadCredentials   HTTP 401/403: missing or wrong username/password/token
-     ├── BadTimeRange     naive datetimes, end <= start, unparsable times or durations
+     ├── BadTimeRange     naive datetimes, end <= start, unparsable times (a bad duration
+     │                    alone is twinwatch.durations.BadDuration, also a ConfigError)
      └── EmptyResult      nothing to work on (a backtest over no history); helpers return empty
                           frames and the CLI says "no ..." and exits 0
 """
@@ -35,6 +36,7 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 
 from twinwatch.config import ConfigError, InfluxService
+from twinwatch.durations import BadDuration, parse_duration
 from twinwatch.influx import InfluxError, InfluxRejected, InfluxUnavailable, InfluxV1Writer
 
 __all__ = [
@@ -66,8 +68,6 @@ FIELD_DTYPES = {
 }
 DEFAULT_CHUNK = timedelta(hours=6)
 Progress = Callable[[int, int], None]
-_DURATION = re.compile(r"^(\d+)(ms|s|m|h|d|w)$")
-_UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 class AnalysisError(ConfigError):
@@ -93,14 +93,6 @@ class EmptyResult(AnalysisError):
 # --- times, durations, InfluxQL quoting --------------------------------------------------------
 
 
-def parse_duration(text: str) -> timedelta:
-    """``30s``, ``5m``, ``1h``, ``1d``, ``1w`` (InfluxQL's and polars' shared spellings)."""
-    m = _DURATION.match(text.strip())
-    if not m or int(m[1]) == 0:
-        raise BadTimeRange(f"bad duration {text!r}: expected e.g. 30s, 5m, 1h, 1d")
-    return timedelta(seconds=int(m[1]) * _UNIT_S[m[2]])
-
-
 def parse_time(text: str, now: datetime) -> datetime:
     """ISO 8601 with a UTC offset (``2026-11-20T00:00:00Z``), ``now``, or ``now``/``-`` minus a
     duration (``-6h``, ``now-6h``). A time without an offset is refused, not guessed."""
@@ -109,7 +101,10 @@ def parse_time(text: str, now: datetime) -> datetime:
         return now
     rel = re.match(r"^(?:now)?-(\w+)$", t)
     if rel:
-        return now - parse_duration(rel[1])
+        try:
+            return now - parse_duration(rel[1])  # twinwatch.durations: the one grammar
+        except BadDuration as e:
+            raise BadTimeRange(f"bad time {text!r}: {e}") from None
     try:
         dt = datetime.fromisoformat(t.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:

@@ -109,7 +109,7 @@ def sweep_rows(
             sweep = scaled_sigmoid(-(cur[1] - i + 1) / cur[2]) * profile.tp / max_tp
             window = (key, cur[0])
         else:
-            if prev_end is None or prev_width <= 1.0:
+            if prev_end is None or prev_width is None or prev_width <= 1.0:
                 pos = 3.0
             else:
                 pos = abs(prev_end - i) / (prev_width - 1.0)

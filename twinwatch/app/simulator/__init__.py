@@ -37,6 +37,8 @@ Modules:
     generation   sim_start, generate, incident_labels
     files        JSON Lines files: write_labels, write_replay, read_replay
     publish      publish_mqtt, SimStats, print_progress, utcnow
+    security_logs  labelled security-log scenarios: a normal background of five log formats and
+                 one scenario per attack kind (issue #13; benchmarks/logs_attacks.py)
 """
 
 from twinwatch.app.simulator.common import Message, SimulationError

@@ -1,5 +1,6 @@
-"""The SQLite AlertStore, and rule settings from the config acting in the flow's detect step
-(escalation and flapping on crafted turbidity series through twinwatch.engine.shard.Shard)."""
+"""The SQLite delivery store (alerting/store.py), and rule settings from the config acting in the
+flow's detect step (escalation and flapping on crafted turbidity series through
+twinwatch.engine.shard.Shard)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import yaml
 
-from twinwatch.alerting.persistence import AlertStore
+from twinwatch.alerting.store import DeliveryStore, Told, last_states
 from twinwatch.config import EXAMPLE_CONFIG, parse_config
 from twinwatch.engine.plan import Plan
 from twinwatch.engine.shard import Shard
@@ -35,25 +36,39 @@ def alert(status="firing", severity="alert", starts_at=T0) -> Alert:
     )
 
 
-def test_store_survives_reopening_and_tells_duplicates(tmp_path):
-    path = tmp_path / "state" / "alerts.sqlite"
-    s = AlertStore(path)
-    a = alert()
-    assert not s.is_duplicate(a)
-    s.delivered([a], sent_at=T0)
+def test_store_survives_reopening(tmp_path):
+    path = tmp_path / "state" / "delivery.sqlite"
+    s = DeliveryStore(path)
+    f, r = alert(), alert("resolved")
+    assert s.enqueue([f], ["alertmanager", "webhook"], owner=0, queue_max=10) == {}
+    assert s.latest([f.fingerprint]) == {f.fingerprint: (f, 0)}
+    ((seq, got),) = s.pending("alertmanager", (0, 1))
+    assert got == f and s.depth("webhook") == 1
+    s.sent("alertmanager", [(seq, f)], T0)
+    assert s.told("alertmanager")[(f.fingerprint, "alert")] == Told(f, T0, T0)
     s.close()
-    s = AlertStore(path)  # a restarted process
-    assert s.is_duplicate(a)
-    assert not s.is_duplicate(alert(severity="severe"))  # an escalation is news
-    assert not s.is_duplicate(alert(starts_at=T0 + timedelta(hours=1)))  # a new episode too
-    assert s.firing() == [(a, T0)]
-    r = alert("resolved")
-    s.undelivered([r])
-    assert s.retry_queue() == [r] and s.firing() == [] and not s.is_duplicate(r)
-    s.delivered([r], sent_at=T0 + timedelta(minutes=1))
-    assert s.retry_queue() == [] and s.is_duplicate(r)
-    assert s.prune(T0 + timedelta(minutes=2)) == 1 and s.last(a.fingerprint) is None
+    s = DeliveryStore(path)  # a restarted process
+    assert last_states(path) == [f]
+    assert s.depth("alertmanager") == 0 and s.depth("webhook") == 1
+    s.renewed("alertmanager", [(f.fingerprint, "alert")], T0 + timedelta(minutes=1))
+    assert s.told("alertmanager")[(f.fingerprint, "alert")].last_sent == T0 + timedelta(minutes=1)
+    s.enqueue([r], ["alertmanager"], owner=0, queue_max=10)
+    ((seq, _),) = s.pending("alertmanager", (0, 1))
+    s.sent("alertmanager", [(seq, r)], T0 + timedelta(minutes=2))
+    assert s.told("alertmanager") == {} and last_states(path) == [r]
     s.close()
+
+
+def test_store_drops_the_oldest_beyond_queue_max():
+    s = DeliveryStore(None)
+    alerts = [alert(starts_at=T0 + timedelta(minutes=i)) for i in range(5)]
+    assert s.enqueue(alerts[:3], ["am"], owner=0, queue_max=4) == {}
+    assert s.enqueue(alerts[3:], ["am"], owner=0, queue_max=4) == {"am": 1}
+    assert [a.starts_at for _, a in s.pending("am", (0, 1))] == [a.starts_at for a in alerts[1:]]
+
+
+def test_last_states_of_a_missing_store_is_empty(tmp_path):
+    assert last_states(tmp_path / "nothing.sqlite") == [] and last_states(None) == []
 
 
 def shard_with(**rule_settings) -> Shard:
