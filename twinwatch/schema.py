@@ -228,7 +228,7 @@ class Annotation(msgspec.Struct, frozen=True, gc=False):
     site: Name
     asset: Name
     sensor: Name
-    kind: Literal["maintenance"]
+    kind: Literal["maintenance", "baseline"]  # baseline: a detector accepted a change (drift)
     until: UtcTime
     text: str = ""
 

@@ -480,3 +480,37 @@ def test_a_bug_on_one_record_dead_letters_that_record_only(monkeypatch):
     assert "ZeroDivisionError: injected" in shard.dead[0].detail
     scores = [s for s in out if type(s) is AnomalyScore]
     assert len(scores) >= 297  # every other tick was judged
+
+
+def test_a_change_accepted_by_the_learning_policy_is_annotated_once():
+    """The policy's drift rule (learn.drift_s) accepts a persistent change as robust_z's new
+    baseline; the engine says so with one ``annotation`` point of kind ``baseline`` (so an alert
+    going quiet is explained), written like any annotation."""
+    from twinwatch import lineprotocol
+
+    def mutate(r):
+        r["detectors"]["robust_z"].setdefault("params", {})["learn"] = {"drift_s": 3600.0}
+
+    config, plan = build(mutate)
+    shard = Shard(plan)
+
+    def mk(i, v):
+        return Reading(
+            T0 + timedelta(minutes=i), "water", "sejong-wtp", "filter-outlet", "ph", "ph", "pH", v
+        )
+
+    noise = [0.01 * ((i * 7) % 5 - 2) for i in range(400)]
+    before = [mk(i, 7.2 + noise[i]) for i in range(200)]
+    after = [mk(i, 7.9 + noise[i]) for i in range(200, 400)]  # a new dosing set point
+    out = shard.process(before) + shard.process(after)
+    notes = [a for a in out if type(a) is Annotation]
+    assert len(notes) == 1
+    note = notes[0]
+    assert (note.kind, note.sensor) == ("baseline", "ph") and note.text.startswith("robust_z:")
+    accepted = note.time - T0
+    assert timedelta(minutes=200 + 60) <= accepted <= timedelta(minutes=200 + 75)
+    line = lineprotocol.encode(note)[0]
+    assert line.startswith("annotation,") and "kind=baseline" in line
+    # after the acceptance the new level is normal: robust_z's alert resolves
+    rz = [a for a in out if type(a) is Alert and a.rule == "robust_z"]
+    assert rz and rz[-1].status == "resolved"

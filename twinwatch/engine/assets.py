@@ -30,7 +30,7 @@ from twinwatch import detectors
 from twinwatch.engine.alerts import make_alert, shard_of
 from twinwatch.engine.align import Aligner
 from twinwatch.engine.deadletter import internal_error
-from twinwatch.engine.explain import group_explanation
+from twinwatch.engine.explain import baseline_note, group_explanation
 from twinwatch.engine.lifecycle import AlertState, adopt, evaluate
 from twinwatch.engine.plan import GroupPlan, Plan
 from twinwatch.metrics import ANOMALIES, DETECT_SECONDS
@@ -156,8 +156,10 @@ class AssetShard:
                     adopt(state, a.status, a.starts_at.timestamp(), a.at.timestamp(), level)
         return g
 
-    def process(self, readings: Sequence[Reading | Annotation]) -> list[AnomalyScore | Alert]:
-        out: list[AnomalyScore | Alert] = []
+    def process(
+        self, readings: Sequence[Reading | Annotation]
+    ) -> list[AnomalyScore | Alert | Annotation]:
+        out: list[AnomalyScore | Alert | Annotation] = []
         started = perf_counter()
         member_of = self.plan.member_of
         for r in sorted(readings, key=lambda r: r.time):
@@ -186,6 +188,8 @@ class AssetShard:
             gp.detectors, g.detectors, g.slices, g.alerts
         ):
             score = det.update(t, [vec[i] for i in idx])
+            if det.drift is not None:  # the learning policy accepted a change as normal
+                out.append(baseline_note(gp.domain, gp.site, gp.asset, gp.id, name, det.drift))
             scores[name] = score
             if score >= det.threshold:
                 hits.append(name)

@@ -4,6 +4,7 @@ what was expected against what was observed (issue #12).
     group_explanation(gp, name, kind, det, score) -> (unit, dict)   for an asset group's alert
     series_explanation(ref, name, kind, det, x) -> dict   for a per-sensor detector's alert
     stale_explanation(ref, silent_s, expected_s) -> dict
+    baseline_note(domain, site, asset, sensor, name, drift) -> Annotation   a change accepted
 
 Each returns the keyword arguments of ``make_alert`` that carry the explanation (``detector``,
 ``kind``, ``observed``, ``expected``, ``expected_low``, ``expected_high``, ``contributors``,
@@ -21,12 +22,20 @@ from __future__ import annotations
 
 import math
 import statistics
+from datetime import UTC, datetime
 from typing import Any
 
 from twinwatch.config import SensorRef
 from twinwatch.detectors.group import Explanation
+from twinwatch.schema import Annotation
 
-__all__ = ["group_explanation", "series_explanation", "stale_explanation", "explanation_line"]
+__all__ = [
+    "group_explanation",
+    "series_explanation",
+    "stale_explanation",
+    "explanation_line",
+    "baseline_note",
+]
 
 
 def _num(x: float | None) -> float | None:
@@ -197,3 +206,14 @@ def stale_explanation(ref: SensorRef, silent_s: float, expected_s: float) -> dic
         ((ref.sensor.id, 1.0),),
         "no reading for longer than the sensor's stale limit",
     )
+
+
+def baseline_note(domain: str, site: str, asset: str, sensor: str, name: str, drift) -> Annotation:
+    """The learning policy's drift rule accepted a change as detector ``name``'s new baseline
+    (``det.drift``, twinwatch.detectors.policy): an ``annotation`` point of kind ``baseline``
+    (Grafana shows it on the panels), so nobody wonders why an alert went quiet."""
+    since = datetime.fromtimestamp(drift.since, UTC)
+    at = datetime.fromtimestamp(drift.at, UTC)
+    why = "persisted" if drift.reason == "persisted" else "confirmed by an operator"
+    text = f"{name}: the change since {since:%Y-%m-%d %H:%M} UTC is the new baseline ({why})"
+    return Annotation(at, domain, site, asset, sensor, "baseline", at, text)  # type: ignore[arg-type]

@@ -32,7 +32,7 @@ from time import perf_counter
 from twinwatch import detectors
 from twinwatch.engine.alerts import make_alert
 from twinwatch.engine.deadletter import internal_error
-from twinwatch.engine.explain import series_explanation
+from twinwatch.engine.explain import baseline_note, series_explanation
 from twinwatch.engine.lifecycle import AlertState, adopt, evaluate
 from twinwatch.engine.plan import Plan, SeriesPlan, summary_fields
 from twinwatch.metrics import ANOMALIES, DETECT_SECONDS
@@ -164,11 +164,11 @@ class Shard:
 
     def process(
         self, records: Sequence[Reading | SecurityEvent | Annotation]
-    ) -> list[AnomalyScore | Alert]:
+    ) -> list[AnomalyScore | Alert | Annotation]:
         """Scores and alert changes of ``records``. A record whose processing raises (a bug)
         becomes an ``internal_error`` dead letter in ``self.dead`` (the caller takes them); the
         rest of the batch goes on."""
-        out: list[AnomalyScore | Alert] = []
+        out: list[AnomalyScore | Alert | Annotation] = []
         if not records:
             return out
         if self.restored:
@@ -197,6 +197,13 @@ class Shard:
                 hits = []
                 for (name, _, _), det, alert in zip(plan.detectors, s.detectors, s.alerts):
                     score = det.update(t, x)
+                    if getattr(det, "drift", None) is not None:  # a change accepted as normal
+                        ref = plan.ref
+                        out.append(
+                            baseline_note(
+                                ref.domain, ref.site, ref.asset, ref.sensor.id, name, det.drift
+                            )
+                        )
                     scores[name] = score
                     hit = score >= det.threshold
                     if hit:

@@ -297,6 +297,8 @@ def backtest(
                 y_true.append(any(a <= t <= b for a, b in windows.get(target, ())))
                 y_pred.append(firing[series] > 0)
                 continue
+            if type(out) is not Alert:  # an accepted-baseline annotation
+                continue
             alerts.append(out)
             series = f"{out.domain}/{out.site}/{out.asset}/{out.sensor}"
             if out.status == "firing":
