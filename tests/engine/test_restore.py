@@ -36,8 +36,11 @@ def _changed_config(tmp_path):
     outlet["sensors"] = [s for s in outlet["sensors"] if s["id"] != "ph"]
     clearwell = next(a for a in wtp["assets"] if a["id"] == "clearwell")
     chlorine = next(s for s in clearwell["sensors"] if s["id"] == "chlorine")
-    assert len(chlorine["detectors"]) > 2  # the reorder below must change positions
-    chlorine["detectors"] = list(reversed(chlorine["detectors"]))
+    # its own list, or the domain's when it names none (#12: chlorine left cusum for the
+    # dosing group detector and now runs the water defaults)
+    current = chlorine.get("detectors") or raw["domain_detectors"]["water"]
+    assert len(current) > 2  # the reorder below must change positions
+    chlorine["detectors"] = list(reversed(current))
     path = tmp_path / "changed.yaml"
     path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
     return load_config(path, environ=ENV)
