@@ -25,12 +25,13 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import TestingSource, run_main
 
 from twinwatch.config import parse_config
-from twinwatch.engine.assets import AssetShard, by_group_shard, member_readings
+from twinwatch.engine.alerts import affinity, by_shard
+from twinwatch.engine.assets import AssetShard, member_readings
 from twinwatch.engine.liveness import Liveness, latest_times, maintenance_windows
 from twinwatch.engine.parse import Parser
 from twinwatch.engine.plan import Plan
 from twinwatch.engine.shard import Shard
-from twinwatch.flows.dataflow import _by_shard, build_flow
+from twinwatch.flows.dataflow import build_flow
 from twinwatch.flows.placement import shard_keys
 
 
@@ -120,17 +121,18 @@ def plain_loop(config, batches) -> int:
     shards: dict[str, Shard] = {}
     groups: dict[str, AssetShard] = {}
     keys = shard_keys(config.flow.shards, config.flow.partitions)
+    routes = affinity(config)
     out = 0
     for raw in batches:
         records, dead = parser.split(raw)
-        for key, recs in _by_shard(records, keys):
+        for key, recs in by_shard(records, keys, routes):
             shard = shards.get(key)
             if shard is None:
                 shard = shards[key] = Shard(plan)
             out += len(shard.process(recs))
         if plan.groups:  # as the flow's asset step
             members = member_readings(records, plan)
-            for key, recs in by_group_shard(members, plan, config.flow.shards):
+            for key, recs in by_shard(members, keys, routes):
                 out += len(groups.setdefault(key, AssetShard(plan)).process(recs))
         out += len(live.process(latest_times(records), maintenance_windows(records)))
     return out
