@@ -41,6 +41,7 @@ from twinwatch.engine.deadletter import dead_letter, internal_error
 from twinwatch.flows.acks import ack_all
 from twinwatch.flows.sinks.deadletter import DeadLetterFile, worker_path
 from twinwatch.flows.sinks.outcome import OUTCOME
+from twinwatch.flows.sinks.pipeline import Pipelined
 from twinwatch.flows.sinks.spool import Spool, SpoolFull
 from twinwatch.influx import InfluxError, InfluxRejected, InfluxUnavailable, make_writer
 from twinwatch.lineprotocol import encode_by_measurement, encode_many
@@ -341,6 +342,9 @@ class InfluxSink(DynamicSink[Any]):
     """Writes records (or lists of records) to InfluxDB; one writer per worker.
 
     The writer is made in ``build`` (secrets are read when the flow starts, not at import).
+    ``pipeline``: write on a thread of its own behind a bounded queue of
+    ``services.influxdb.write_queue`` records (twinwatch.flows.sinks.pipeline), as the flows do;
+    without it ``write_batch`` returns once the batch is durable.
     ``dead_letter_path``: where points InfluxDB refuses are recorded (the flow's dead-letter
     file); without it they are only logged and written to the ``dead_letter`` measurement.
     """
@@ -351,12 +355,14 @@ class InfluxSink(DynamicSink[Any]):
         *,
         writer_factory: Callable[..., _Writer] = make_writer,
         dead_letter_path: str | Path | None = None,
+        pipeline: bool = False,
     ):
         self.cfg = cfg
         self._factory = writer_factory
         self.dead_letter_path = dead_letter_path
+        self.pipeline = pipeline
 
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _InfluxPartition:
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> Any:
         def on_retry(attempt: int, delay: float, error: InfluxError) -> None:
             SINK_RETRIES.labels(SINK).inc()
 
@@ -370,10 +376,13 @@ class InfluxSink(DynamicSink[Any]):
         dead = None
         if self.dead_letter_path is not None:
             dead = DeadLetterFile(worker_path(self.dead_letter_path, worker_index))
-        return _InfluxPartition(
+        part = _InfluxPartition(
             self._factory(self.cfg, on_retry=on_retry),
             spool,
             self.cfg.spool_retry_s,
             dead=dead,
             cfg=self.cfg,
         )
+        if self.pipeline and self.cfg.write_queue:
+            return Pipelined(part, self.cfg.write_queue, SINK)
+        return part
