@@ -179,7 +179,7 @@ class _InfluxPartition(StatelessSinkPartition[Any]):
                 chunk = lines[i : i + bs]
                 if self.spool is not None and len(self.spool):
                     self._to_spool(chunk)  # behind the backlog, in order
-                elif down or self._deliver(chunk, retry=True) == "failed":
+                elif down or self._deliver(chunk, retry=True, m=m) == "failed":
                     if self.spool is None:
                         if not down:
                             log.error(
@@ -202,10 +202,11 @@ class _InfluxPartition(StatelessSinkPartition[Any]):
 
     # --- one chunk ----------------------------------------------------------------------
 
-    def _deliver(self, chunk: list[str], retry: bool) -> str:
-        """Write ``chunk``, isolating points InfluxDB refuses: "ok" (written or dead-lettered)
-        or "failed" (unavailable or refused: try the whole chunk again later)."""
-        result, error = self._attempt(chunk, retry)
+    def _deliver(self, chunk: list[str], retry: bool, m: str | None = None) -> str:
+        """Write ``chunk`` (all of measurement ``m``, if given), isolating points InfluxDB
+        refuses: "ok" (written or dead-lettered) or "failed" (unavailable or refused: try the
+        whole chunk again later)."""
+        result, error = self._attempt(chunk, retry, m)
         if result != "bad_data":
             return result
         if len(chunk) == 1:
@@ -213,11 +214,13 @@ class _InfluxPartition(StatelessSinkPartition[Any]):
             return "ok"
         mid = len(chunk) // 2
         for half in (chunk[:mid], chunk[mid:]):
-            if self._deliver(half, retry) == "failed":
+            if self._deliver(half, retry, m) == "failed":
                 return "failed"  # the whole chunk is retried; rewriting a point is idempotent
         return "ok"
 
-    def _attempt(self, chunk: list[str], retry: bool) -> tuple[str, InfluxError | None]:
+    def _attempt(
+        self, chunk: list[str], retry: bool, m: str | None = None
+    ) -> tuple[str, InfluxError | None]:
         saved = self.writer.max_retries
         if not retry:
             self.writer.max_retries = 0
@@ -236,16 +239,17 @@ class _InfluxPartition(StatelessSinkPartition[Any]):
         finally:
             self.writer.max_retries = saved
             SINK_WRITE_SECONDS.labels(SINK).observe(time.perf_counter() - t0)
-        self._succeeded(chunk)
+        self._succeeded(chunk, m)
         return "ok", None
 
-    def _succeeded(self, chunk: list[str]) -> None:
+    def _succeeded(self, chunk: list[str], m: str | None) -> None:
         self._last_success = time.monotonic()
         self.written += len(chunk)
-        counts: dict[str, int] = {}
-        for line in chunk:
-            m = _measurement(line)
-            counts[m] = counts.get(m, 0) + 1
+        counts: dict[str, int] = {m: len(chunk)} if m is not None else {}
+        if m is None:  # a spooled chunk: read the measurements off the lines
+            for line in chunk:
+                key = _measurement(line)
+                counts[key] = counts.get(key, 0) + 1
         for m, n in counts.items():
             RECORDS_OUT.labels(SINK, m).inc(n)
             OUTCOME.add("stored", m, n)
