@@ -458,7 +458,7 @@ def encode_by_measurement(records: Iterable[Any]) -> dict[str, list[str]]:
 
 
 def _readings(batch: list[Reading], ms_of: dict[int, int]) -> list[str]:
-    heads, out = _heads, []
+    heads, out = _heads, list[str]()
     append = out.append
     for r, value in zip(batch, _float_texts([float(r.value) for r in batch])):
         if value == "null":  # nan or inf (Reading forbids them anyway)
@@ -505,7 +505,7 @@ def _scores(batch: list[AnomalyScore], ms_of: dict[int, int], hit_lines: list[st
             flat.append(float(s.value))
     texts = _float_texts(flat)
     some_null = "null" in texts
-    heads, out = _heads, []
+    heads, out = _heads, list[str]()
     append = out.append
     i = 0
     for s, tpl in zip(batch, templates):
