@@ -3,6 +3,7 @@ what its two ends take alone, measured in one run on the same services.
 
     python -m benchmarks.e2e [--series 1000] [--start-rate 8000] [--window-s 10] [--repeat 1]
                              [--raw-readings 200000] [--messages 100000]
+                             [--only raw|sub|e2e ...] [--set services.mqtt.catch_all=false]
 
 Starts its own InfluxDB 1.6.7 and Mosquitto (free loopback ports, temp dir; Mosquitto with
 docker/mosquitto/mosquitto.conf). Each repetition measures, in this order (reversed on odd
@@ -35,6 +36,7 @@ from pathlib import Path
 import httpx
 import yaml
 
+from benchmarks import scale
 from benchmarks.flow_vs_loop import bench_config, make_batches
 from benchmarks.scale import ROOT, Publisher, ladder
 from twinwatch.app import services
@@ -113,7 +115,18 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--raw-readings", type=int, default=200_000)
     ap.add_argument("--messages", type=int, default=100_000)
+    ap.add_argument("--only", choices=["raw", "sub", "e2e"], action="append", default=[])
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config override for the flow, e.g. services.mqtt.catch_all=false",
+    )
     args = ap.parse_args()
+    for item in args.set:
+        key, _, value = item.partition("=")
+        scale.EXTRA_ENV["TWINWATCH__" + key.upper().replace(".", "__")] = value
     base = Path(tempfile.mkdtemp(prefix="twinwatch-e2e-"))
     conf = (ROOT / "docker/mosquitto/mosquitto.conf").read_text()
     influx = services.InfluxDB(base / "influxdb")
@@ -159,12 +172,13 @@ def main() -> None:
         for r in range(args.repeat):
             print(f"repetition {r + 1}", flush=True)
             for part in (raw, sub, e2e) if r % 2 == 0 else (e2e, sub, raw):
-                part(r)
+                if not args.only or part.__name__ in args.only:
+                    part(r)
     finally:
         for svc in svcs.values():
             svc.stop()
     print("\nsummary (same services, same run; the machine's load shows in the spread):")
-    for r in range(args.repeat):
+    for r in range(args.repeat if not args.only else 0):
         e, w = results["e2e"][r], results["raw"][r]
         print(
             f"  {r + 1}: end to end {e:>8,.0f} readings/s  raw /write {w:>8,.0f} "
