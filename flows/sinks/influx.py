@@ -4,7 +4,9 @@
 
 The HTTP client is the kernel's ``twinwatch.influx``; this module adds what a flow needs on top:
 encoding per measurement, the spool for outages, metrics, and the acknowledgement of the source
-messages once a batch is durable (``twinwatch.flows.acks``).
+messages once a batch is durable (``twinwatch.flows.acks``). The flows run each partition behind
+``twinwatch.flows.sinks.pipeline.Pipelined``: the writes happen on a thread of their own, beside
+the detection, and nothing below changes (``InfluxSink(..., pipeline=True)``).
 
 What InfluxDB answers decides what happens to a chunk of points; nothing is acknowledged that
 is not durable, and the sink never raises for InfluxDB's answers (an InfluxDB problem must not
