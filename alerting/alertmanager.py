@@ -116,6 +116,7 @@ def to_payload(
                     ),
                     "severity_ko": ko,
                     "fingerprint": a.fingerprint,
+                    **explanation_annotations(a),
                     **a.details,  # security: count, window_s, sources, users
                     **(links(a) if links is not None else {}),
                 },
@@ -124,6 +125,21 @@ def to_payload(
                 "generatorURL": generator_url,
             }
         )
+    return out
+
+
+def explanation_annotations(a: Alert) -> dict[str, str]:
+    """The alert's explanation (issue #12) as Alertmanager annotations (strings): which detector
+    fired and what it means, observed against expected and the normal band, who contributed."""
+    if not a.detector:
+        return {}
+    out = {"explanation": a.explanation, "detector": a.detector, "kind": a.kind}
+    for key in ("observed", "expected", "expected_low", "expected_high"):
+        value = getattr(a, key)
+        if value is not None:
+            out[key] = f"{value:.6g}"
+    if a.contributors:
+        out["contributors"] = ", ".join(f"{s} {share:.0%}" for s, share in a.contributors)
     return out
 
 

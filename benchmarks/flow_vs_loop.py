@@ -1,17 +1,19 @@
 """Benchmark: the Bytewax flow vs the same parse + detect + encode logic as a plain Python loop.
 
     python -m benchmarks.flow_vs_loop [--readings 1000000] [--series 1000] [--batch 1000]
-                                      [--repeat 3]
+                                      [--repeat 3] [--groups]
 
 Both sides get the same pre-built raw MQTT messages (topic, JSON payload bytes) in batches and run
 the same code: Parser.split -> shard routing -> Shard.process (limits, robust z, EWMA-CUSUM, stuck,
-gap detectors + alert lifecycle) -> Liveness -> the InfluxDB sink's partition (flatten, line
-protocol per measurement, chunks, counts) with a writer that drops the lines instead of sending
-them: so the ratio is what Bytewax itself costs, and the per-core rate is the compute a reading
-needs including its encoding (I/O excluded: benchmarks/e2e.py measures it). Both run in this one
-process, one after the other, alternating which goes first, ``--repeat`` times; the ratio is
-robust to this noisy machine even when the absolute rates are not. CPU time (all threads) is
-reported next to the wall time: readings per CPU-second is the per-core rate.
+gap detectors + alert lifecycle) -> Liveness (with ``--groups`` also the asset-group step:
+alignment on a 60 s tick + a consistency detector on 3 of each asset's 10 gauges against a 4th)
+-> the InfluxDB sink's partition (flatten, line protocol per measurement, chunks, counts) with a
+writer that drops the lines instead of sending them: so the ratio is what Bytewax itself costs,
+and the per-core rate is the compute a reading needs including its encoding (I/O excluded:
+benchmarks/e2e.py measures it). Both run in this one process, one after the other, alternating
+which goes first, ``--repeat`` times; the ratio is robust to this noisy machine even when the
+absolute rates are not. CPU time (all threads) is reported next to the wall time: readings per
+CPU-second is the per-core rate.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import TestingSource, run_main
 
 from twinwatch.config import parse_config
-from twinwatch.engine.liveness import Liveness, latest_times
+from twinwatch.engine.assets import AssetShard, by_group_shard, member_readings
+from twinwatch.engine.liveness import Liveness, latest_times, maintenance_windows
 from twinwatch.engine.parse import Parser
 from twinwatch.engine.plan import Plan
 from twinwatch.engine.shard import Shard
@@ -36,7 +39,7 @@ from twinwatch.flows.placement import shard_keys
 from twinwatch.flows.sinks.influx import _InfluxPartition
 
 
-def bench_config(series: int) -> dict:
+def bench_config(series: int, groups: bool = False) -> dict:
     """A city of `series` strain sensors (10 per asset, 10 assets per site), the default stack."""
     sensors = [
         {
@@ -71,13 +74,29 @@ def bench_config(series: int) -> dict:
             "cusum": {"type": "cusum"},
             "stuck": {"type": "stuck"},
             "gap": {"type": "gap", "params": {"factor": 10}},
+            "gauge_fault": {"type": "consistency", "params": {"warmup_s": 600}},
         },
         "domain_detectors": {"structures": ["limits", "robust_z", "cusum", "stuck", "gap"]},
         "alert_rules": [
             {"detector": d, "severity": "caution"}
-            for d in ("limits", "robust_z", "cusum", "stuck", "gap")
+            for d in ("limits", "robust_z", "cusum", "stuck", "gap", "gauge_fault")
         ],
         "services": {"alertmanager": {"url": None}},
+        # --groups: every asset's first three gauges judged against a fourth (issue #12), as
+        # the example city's bridge span, aligned on a 60 s tick
+        "asset_groups": [
+            {
+                "id": "gauges",
+                "site": f"site{i}",
+                "asset": f"a{j}",
+                "tick_s": 60,
+                "detectors": {"gauge_fault": {"sensors": ["s0", "s1", "s2"], "drivers": ["s9"]}},
+            }
+            for i in range(max(1, series // 100))
+            for j in range(10)
+        ]
+        if groups
+        else [],
         # the same logic on both sides: the loop has no rollup windows or security branch (their
         # cost is measured on its own: docs/dashboards.md, benchmarks/log_flow.py)
         "flow": {"rollups": False},
@@ -120,6 +139,7 @@ class NullWriter:
 def plain_loop(config, batches) -> int:
     parser, plan, live = Parser(config), Plan(config), Liveness(config)
     shards: dict[str, Shard] = {}
+    groups: dict[str, AssetShard] = {}
     keys = shard_keys(config.flow.shards, config.flow.partitions)
     writer = NullWriter()
     sink = _InfluxPartition(writer)
@@ -131,7 +151,11 @@ def plain_loop(config, batches) -> int:
             if shard is None:
                 shard = shards[key] = Shard(plan)
             out.append(shard.process(recs))
-        out.append(live.process(latest_times(records)))
+        if plan.groups:  # as the flow's asset step
+            members = member_readings(records, plan)
+            for key, recs in by_group_shard(members, plan, config.flow.shards):
+                out.append(groups.setdefault(key, AssetShard(plan)).process(recs))
+        out.append(live.process(latest_times(records), maintenance_windows(records)))
         sink.write_batch(out)
     sink.close()
     return writer.lines
@@ -178,8 +202,9 @@ def main() -> None:
     ap.add_argument("--series", type=int, default=1000)
     ap.add_argument("--batch", type=int, default=1000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--groups", action="store_true", help="an asset group on every asset")
     args = ap.parse_args()
-    config = parse_config(bench_config(args.series), environ={})
+    config = parse_config(bench_config(args.series, args.groups), environ={})
     print(
         f"building {args.readings:,} readings over {len(config.catalog):,} series ...", flush=True
     )

@@ -34,16 +34,23 @@ from twinwatch.detectors.base import (
     VectorDetector,
 )
 from twinwatch.detectors.burst import EventBurst
+from twinwatch.detectors.consistency import Consistency
 from twinwatch.detectors.cusum import EwmaCusum
+from twinwatch.detectors.dosing import Dosing
 from twinwatch.detectors.ensemble import Ensemble
 from twinwatch.detectors.gaussian import WindowedGaussian
+from twinwatch.detectors.group import Explanation, Role, roles_of
 from twinwatch.detectors.hst import ScaledHST
 from twinwatch.detectors.knn_cad import KnnCad
 from twinwatch.detectors.likelihood import Likelihood
 from twinwatch.detectors.limits import PhysicalLimits
 from twinwatch.detectors.logtemplates import LogTemplates
 from twinwatch.detectors.multivariate import IsolationForestDetector, PcaT2Q, VectorHST
+from twinwatch.detectors.night_flow import NightFlow
+from twinwatch.detectors.performance_ratio import PerformanceRatio
+from twinwatch.detectors.response_ratio import ResponseRatio
 from twinwatch.detectors.robust_z import RobustZ
+from twinwatch.detectors.schedule import Schedule
 from twinwatch.detectors.seasonal import Seasonal
 from twinwatch.detectors.security import SecurityDetector
 from twinwatch.detectors.stale import Gap, StaleTracker, Stuck
@@ -81,6 +88,16 @@ __all__ = [
     "build",
     "family_of",
     "register",
+    # the asset-group detectors (vector family with roles, detectors/group.py)
+    "Consistency",
+    "Dosing",
+    "Explanation",
+    "NightFlow",
+    "PerformanceRatio",
+    "ResponseRatio",
+    "Role",
+    "Schedule",
+    "roles_of",
 ]
 
 #: family -> {registry name -> class}. ``StaleTracker`` is the liveness helper of
@@ -126,6 +143,8 @@ register(
     KnnCad,
 )
 register(PcaT2Q, IsolationForestDetector, VectorHST)
+# vector detectors with roles, for asset groups (issue #12)
+register(Consistency, ResponseRatio, PerformanceRatio, NightFlow, Schedule, Dosing)
 register(SecurityDetector)
 register(LogTemplates)
 

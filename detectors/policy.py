@@ -17,7 +17,15 @@ Every scalar and vector learner takes a ``learn`` setting (a mode name or a dict
     of an asset), after that like ``gated`` but only one in ``every`` eligible readings is
     learned, so the reference is refit slowly and only from unflagged data.
 
-Two more settings apply to ``gated`` and ``reference``:
+Three more settings apply to ``gated`` and ``reference``:
+
+``gate``
+    learn only readings scoring below ``gate`` x threshold (1.0, the default: below the
+    threshold). A slow incident (a drifting gauge, a chlorine decline, a growing leak) scores
+    below the threshold on its way there; learning those readings drags the baseline along, so
+    the incident is never flagged. The asset-group detectors (:mod:`twinwatch.detectors.group`)
+    default to 0.5: only a reading that is clearly normal is learned. A reading between the
+    gate and the threshold is not flagged (it neither starts an episode nor is held).
 
 ``weight``
     a flagged reading outside an episode is learned with this weight (0, the default: never), so
@@ -39,6 +47,7 @@ Examples, as they appear in a config's ``detectors:`` section::
     learn: {mode: gated, drift_s: 21600}            # accept a change after 6 h
     learn: {mode: reference, fit: 400, every: 20}   # an asset's fault-free start is the reference
     learn: always                                   # the pre-policy behaviour
+    learn: {mode: gated, gate: 0.5}                 # learn only what scores < half the threshold
 
 The cost on the common path (an unflagged reading, no flag in the last few ``span``) is one
 comparison; the snapshot adds ``(flag rate, learned, acc, skip, drifts, episode)``, where the
@@ -73,6 +82,7 @@ _DEFAULTS: dict[str, Any] = {
     "hold": 120,
     "fit": 500,
     "every": 10,
+    "gate": 1.0,
 }
 
 
@@ -96,6 +106,7 @@ class LearnPolicy(NamedTuple):
     hold: int = 120
     fit: int = 500
     every: int = 10
+    gate: float = 1.0
 
     @classmethod
     def parse(cls, spec: str | Mapping[str, Any] | None) -> LearnPolicy:
@@ -119,6 +130,9 @@ class LearnPolicy(NamedTuple):
         weight = _real("weight", s["weight"])
         if not 0.0 <= weight <= 1.0:
             raise ValueError(f"learn.weight must be in [0, 1], got {weight!r}")
+        gate = _real("gate", s["gate"])
+        if not 0.0 < gate <= 1.0:
+            raise ValueError(f"learn.gate must be in (0, 1], got {gate!r}")
         drift_s = None if s["drift_s"] is None else _real("drift_s", s["drift_s"])
         if drift_s is not None and not drift_s > 0.0:
             raise ValueError(f"learn.drift_s must be > 0 (or null: never), got {drift_s!r}")
@@ -131,6 +145,7 @@ class LearnPolicy(NamedTuple):
             hold=_int("hold", s["hold"], 1),
             fit=_int("fit", s["fit"], 0),
             every=_int("every", s["every"], 1),
+            gate=gate,
         )
 
 
@@ -185,7 +200,7 @@ class Learning:
         mode = self.policy.mode
         if mode == "always":
             return math.inf
-        return threshold if mode == "gated" else -math.inf
+        return threshold * self.policy.gate if mode == "gated" else -math.inf
 
     def step(self, det: Any, t: float, x: Any, score: float) -> None:
         """Decide about a reading the fast path did not learn (``score_one`` has just run)."""
@@ -215,6 +230,8 @@ class Learning:
             ep = self.episode = None  # the change is over; none of it was learned
         if ep is not None or guarded:
             return
+        if not flagged and score >= p.gate * det.threshold:
+            return  # between the gate and the threshold: not clearly normal, not learned
         if flagged:
             if p.weight:
                 self.acc += p.weight

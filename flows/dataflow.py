@@ -5,8 +5,10 @@
     source ──► parse ──► dead letters ─────────────────────────────┬──► JSONL file
                  │                                                 │
                  ├──► records ─────────────────────────────────────┼──► InfluxDB
-                 │       └─► shard ─► detect (stateful) ─► scores ─┤
-                 │                          └──────────► alerts ───┼──► Alertmanager
+                 │       ├─► shard ─► detect (stateful) ─► scores ─┤
+                 │       │                  └──────────► alerts ───┼──► Alertmanager
+                 │       └─► group members ─► asset shard ─► align, detect (stateful) ─► scores,
+                 │                                                            alerts ┤
                  └──► latest time per series ─► liveness ─► alerts ┘
 
 Every item is a *batch* (a list of records) and series are routed to ``flow.shards`` shard
@@ -26,8 +28,9 @@ from bytewax.dataflow import Dataflow
 
 from twinwatch.config import Config
 from twinwatch.engine.alerts import shard_of
+from twinwatch.engine.assets import AssetShard, by_group_shard, member_readings
 from twinwatch.engine.deadletter import internal_error
-from twinwatch.engine.liveness import Liveness, latest_times
+from twinwatch.engine.liveness import Liveness, latest_times, maintenance_windows
 from twinwatch.engine.parse import Parser
 from twinwatch.engine.plan import Plan
 from twinwatch.engine.shard import Shard
@@ -55,17 +58,37 @@ class _ShardLogic(op.StatefulBatchLogic):
         return self.shard.to_state()
 
 
+class _AssetLogic(op.StatefulBatchLogic):
+    """Asset groups (issue #12): alignment and group detectors, keyed by the group's shard."""
+
+    def __init__(self, plan: Plan, state: dict | None, last_told: dict):
+        self.shard = AssetShard(plan, state, last_told)
+
+    def on_batch(self, batches: list[list]) -> tuple[list, bool]:
+        readings = batches[0] if len(batches) == 1 else [r for b in batches for r in b]
+        out: list = []
+        if found := self.shard.process(readings):
+            out.append(found)
+        if self.shard.dead:  # records a bug made the step raise on: passed on as dead letters
+            out.append(DeadBatch(self.shard.dead))
+            self.shard.dead = []
+        return out, op.StatefulBatchLogic.RETAIN
+
+    def snapshot(self) -> dict:
+        return self.shard.to_state()
+
+
 class _LivenessLogic(op.StatefulBatchLogic):
     def __init__(self, config: Config, state: tuple | None, last_told: dict, partitions: int):
         self.liveness = Liveness(config, state, last_told, partitions=partitions)
 
-    def on_batch(self, summaries: list[dict[str, float]]) -> tuple[list, bool]:
+    def on_batch(self, summaries: list[tuple[dict, dict]]) -> tuple[list, bool]:
         # One check per source batch, in order: the watermark advances as finely as the source.
         alerts: list = []
         dead = DeadBatch()
-        for latest in summaries:
+        for latest, held in summaries:
             try:
-                alerts += self.liveness.process(latest)
+                alerts += self.liveness.process(latest, held)
             except Exception as e:  # a bug must not stop the flow: log once, dead-letter
                 dead.append(internal_error("liveness", e, "liveness", repr(latest)))
         return [b for b in (alerts, dead) if b], op.StatefulBatchLogic.RETAIN
@@ -159,7 +182,9 @@ def build_flow(
     outputs = detect_out.falses
     dead = op.merge("with_detect_dead", dead, detect_out.trues)
 
-    latest = op.map("latest", records, lambda rs: ("liveness", latest_times(rs)))
+    latest = op.map(
+        "latest", records, lambda rs: ("liveness", (latest_times(rs), maintenance_windows(rs)))
+    )
     stale = op.stateful_batch(
         "liveness", latest, lambda s: _LivenessLogic(config, s, last_told, clocks)
     )
@@ -168,6 +193,21 @@ def build_flow(
     dead = op.merge("with_liveness_dead", dead, stale_out.trues)
 
     to_influx = [records, outputs, stale_alerts]
+    group_outputs = []
+    if plan.groups:  # asset groups: their members' readings, aligned and judged together
+        members = op.filter_map(
+            "group_members", records, lambda rs: member_readings(rs, plan) or None
+        )
+        # a group's members may come from several source partitions: this step exchanges
+        shards = config.flow.shards
+        by_group = op.flat_map("group_shard", members, lambda rs: by_group_shard(rs, plan, shards))
+        assets = op.stateful_batch(
+            "detect_assets", by_group, lambda s: _AssetLogic(plan, s, last_told)
+        )
+        assets_out = op.branch("assets_dead", op.map("unkey_assets", assets, _value), _is_dead)
+        group_outputs.append(assets_out.falses)
+        dead = op.merge("with_assets_dead", dead, assets_out.trues)
+        to_influx += group_outputs
     if (
         config.flow.rollups
     ):  # reading_1m / reading_1h for long-range panels (twinwatch.flows.rollup)
@@ -198,7 +238,7 @@ def build_flow(
     if sinks.alerts is not None:
         alerts = op.filter_map(
             "alerts",
-            op.merge("all_alerts", outputs, stale_alerts, *security_alerts),
+            op.merge("all_alerts", outputs, stale_alerts, *group_outputs, *security_alerts),
             lambda batch: [a for a in batch if type(a) is Alert] or None,
         )
         op.output("alertmanager", alerts, sinks.alerts)

@@ -63,6 +63,7 @@ __all__ = [
     "SyslogListener",
     "Retention",
     "is_loopback",
+    "AssetGroup",
 ]
 
 EXAMPLE_CONFIG = Path(__file__).parent / "examples" / "pilot-city.yaml"
@@ -144,6 +145,16 @@ class Sensor(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     detectors: list[str] | None = None  # None: the domain's defaults
     kind: Literal["reading", "log", "firewall", "device_event"] = "reading"
     sim: dict[str, Any] = {}  # simulator parameters (see twinwatch.app.simulator)
+    # Silence longer than this fires `stale`. Default: flow.stale_factor x interval_s for
+    # readings; event streams (logs, firewall, device events) are bursty, a quiet night is normal
+    # for them, so they are not checked unless stale_s is set.
+    stale_s: PositiveFloat | None = None
+
+    def stale_after(self, factor: float) -> float | None:
+        """Seconds of silence that make this sensor stale (None: not checked)."""
+        if self.stale_s is not None:
+            return self.stale_s
+        return factor * self.interval_s if self.kind == "reading" else None
 
 
 class Asset(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -160,6 +171,42 @@ class Site(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     lat: float
     lon: float
     assets: list[Asset]
+
+
+class AssetGroup(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Sensors of one asset judged together (issue #12, docs/detectors.md "Asset groups").
+
+    ``detectors``: detector name (defined under ``detectors``, an asset-group type) -> its roles,
+    each filled by one sensor id or a list of them, e.g. ``{sensors: [strain-1, strain-2],
+    drivers: [temp]}``. The flow aligns the members on ticks every ``tick_s`` (default: the
+    longest member interval), taking each member's latest reading within ``tolerance_s``
+    before the tick (default: 2.5 of its intervals) or ``lateness_s`` after it (default: half a
+    tick, for clock jitter); alerts carry ``sensor = id``.
+    """
+
+    id: Id
+    site: Id
+    asset: Id
+    detectors: dict[str, dict[str, Id | list[Id]]]
+    tick_s: PositiveFloat | None = None
+    tolerance_s: PositiveFloat | None = None
+    lateness_s: Annotated[float, msgspec.Meta(ge=0)] | None = None
+
+    def roles(self, detector: str) -> dict[str, list[str]]:
+        """The role -> sensor ids of one of the group's detectors (single ids as lists)."""
+        return {
+            role: [ids] if isinstance(ids, str) else list(ids)
+            for role, ids in self.detectors[detector].items()
+        }
+
+    @property
+    def members(self) -> list[str]:
+        """Every sensor the group's detectors use, in first-use order (the aligned vector)."""
+        out: list[str] = []
+        for name in self.detectors:
+            for ids in self.roles(name).values():
+                out += [i for i in ids if i not in out]
+        return out
 
 
 class DetectorSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -407,6 +454,8 @@ class FlowSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class City(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     name: str
     timezone: str = "Asia/Seoul"  # IANA name; the zone of log lines that carry none
+    # Public holidays (local dates, YYYY-MM-DD): schedule baselines treat them as Sundays.
+    holidays: list[Annotated[str, msgspec.Meta(pattern=r"^\d{4}-\d{2}-\d{2}$")]] = []
 
     def __post_init__(self) -> None:
         try:
@@ -426,6 +475,8 @@ class Incident(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     at_h: Annotated[float, msgspec.Meta(ge=0)]
     duration_h: PositiveFloat = 1.0
     params: dict[str, Any] = {}
+    # the detector kinds meant to catch it (e.g. leak, sensor_fault), for scoring; [] = any
+    expect: list[str] = []
 
 
 class Simulation(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -637,6 +688,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, dict=True)
     flow: FlowSettings = FlowSettings()
     simulation: Simulation = Simulation()
     security: SecuritySettings = SecuritySettings()
+    asset_groups: list[AssetGroup] = []
 
     @cached_property
     def catalog(self) -> dict[tuple[str, str, str, str], SensorRef]:
@@ -699,7 +751,45 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, dict=True)
                     raise ConfigError(f"simulation.incidents[{i}].targets: no sensor {target!r}")
         if len({s.id for s in self.sites}) != len(self.sites):
             raise ConfigError("sites: duplicate site id")
+        self._validate_groups()
         return self
+
+    def _validate_groups(self) -> None:
+        """References of the asset groups; roles, arity and parameters are the plan's job."""
+        assets = {(site.id, a.id): a for site in self.sites for a in site.assets}
+        seen: set[tuple[str, str, str]] = set()
+        for i, g in enumerate(self.asset_groups):
+            where = f"asset_groups[{i}] ({g.id})"
+            asset = assets.get((g.site, g.asset))
+            if asset is None:
+                raise ConfigError(f"{where}: no asset {g.site}/{g.asset}")
+            sensors = {s.id: s for s in asset.sensors}
+            if g.id in sensors:
+                raise ConfigError(f"{where}.id: {g.id!r} is also a sensor of {g.site}/{g.asset}")
+            if (g.site, g.asset, g.id) in seen:
+                raise ConfigError(f"{where}.id: duplicate group {g.site}/{g.asset}/{g.id}")
+            seen.add((g.site, g.asset, g.id))
+            if not g.detectors:
+                raise ConfigError(f"{where}.detectors: a group needs at least one detector")
+            for name in g.detectors:
+                if name not in self.detectors:
+                    raise ConfigError(
+                        f"{where}.detectors: {name!r} is not defined under `detectors`"
+                    )
+                for role, ids in g.roles(name).items():
+                    for sid in ids:
+                        if sid not in sensors:
+                            raise ConfigError(
+                                f"{where}.detectors.{name}.{role}: no sensor {sid!r} on "
+                                f"{g.site}/{g.asset}"
+                            )
+                        if sensors[sid].kind != "reading":
+                            raise ConfigError(
+                                f"{where}.detectors.{name}.{role}: {sid!r} is a "
+                                f"{sensors[sid].kind} source, not a reading sensor"
+                            )
+                    if len(set(ids)) != len(ids):
+                        raise ConfigError(f"{where}.detectors.{name}.{role}: a sensor twice")
 
 
 def is_loopback(host: str) -> bool:

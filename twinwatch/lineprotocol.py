@@ -16,7 +16,10 @@ fields, never tags, so series cardinality stays bounded):
     anomaly_score   asset domain sensor site                       <detector>=score... value hits(i)
     anomaly         asset detector domain sensor site              score value   (one per hit)
     alert           asset domain rule sensor severity site status  fingerprint value unit summary
-                                                                   starts_at_ms(i)
+                                                                   starts_at_ms(i) detector kind
+                                                                   observed expected expected_low
+                                                                   expected_high contributors
+                                                                   explanation
     alert_state     asset domain rule sensor site                  status severity level(i)
                                                                    firing(i) fingerprint value
                                                                    unit summary starts_at_ms(i)
@@ -24,6 +27,7 @@ fields, never tags, so series cardinality stays bounded):
     dead_letter     reason source                                  topic detail payload
     reading_1m      asset domain quantity sensor site unit         mean min max count(i)
     reading_1h      (the same; ``Rollup`` records, time = window start)
+    annotation      asset domain kind sensor site                  text until_ms(i)
 
 Escaping, as InfluxDB 1.x (checked against 1.6.7) and 2.x parse it:
 
@@ -78,6 +82,7 @@ from twinwatch.schema import (
     SEVERITIES,
     Alert,
     AlertAck,
+    Annotation,
     AnomalyScore,
     DeadLetter,
     Reading,
@@ -98,6 +103,7 @@ __all__ = [
     "escape_field_key",
     "escape_string",
     "format_line",
+    "contributors_text",
 ]
 
 PRECISION = "ms"
@@ -110,6 +116,7 @@ MEASUREMENTS: tuple[str, ...] = (
     "alert",
     "alert_state",
     "dead_letter",
+    "annotation",
 )  # what the flow writes; ``alert_ack`` is written by ``twinwatch alerts ack``
 
 _NAME_TABLE = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ ", "\n": "\\n"})
@@ -120,6 +127,8 @@ _RESERVED_SCORE_KEYS = frozenset({"value", "hits", "time"})
 _ALERT_FIELDS = frozenset(
     {"fingerprint", "value", "unit", "summary", "starts_at_ms", "time", "status", "severity"}
     | {"level", "firing"}
+    | {"detector", "kind", "observed", "expected", "expected_low", "expected_high"}
+    | {"contributors", "explanation"}
 )  # an alert detail never overwrites these (alert and alert_state points)
 _CACHE_MAX = 65536
 
@@ -335,15 +344,29 @@ def _alert(a: Alert) -> list[str]:
     for key, text in a.details.items():  # security: count, window_s, sources, users
         if key not in _ALERT_FIELDS:
             common.append(f"{escape_field_key(key)}={escape_string(text)}")
+    why = []
+    if a.detector:  # the explanation (issue #12): fields of the alert, never tags
+        why.append(f"detector={escape_string(a.detector)},kind={escape_string(a.kind)}")
+        for key in ("observed", "expected", "expected_low", "expected_high"):
+            if (number := _field(getattr(a, key))) is not None:
+                why.append(f"{key}={number}")
+        if a.contributors:
+            why.append(f"contributors={escape_string(contributors_text(a.contributors))}")
+        why.append(f"explanation={escape_string(a.explanation)}")
     ms = _ms(a.at)
     state = _cached_head("alert_state", _STATE_TAGS, (a.domain, a.site, a.asset, a.sensor, a.rule))
     firing = a.status == "firing"
     level = _LEVEL.get(a.severity, 0) if firing else 0
     return [
-        f"{head} {','.join(common)} {ms}",
+        f"{head} {','.join(common + why)} {ms}",
         f"{state} status={escape_string(a.status)},severity={escape_string(a.severity)},"
         f"level={level}i,firing={int(firing)}i,{','.join(common)} {ms}",
     ]
+
+
+def contributors_text(contributors: Iterable[tuple[str, float]]) -> str:
+    """``strain-2=0.91,strain-1=0.06``: an alert's contributors as one string field."""
+    return ",".join(f"{s}={share:.3g}" for s, share in contributors)
 
 
 def _alert_ack(a: AlertAck) -> list[str]:
@@ -374,6 +397,13 @@ def _rollup(r: Rollup) -> list[str]:
     ]
 
 
+def _annotation(a: Annotation) -> list[str]:
+    head = _cached_head(
+        "annotation", _SCORE_TAGS + ("kind",), (a.domain, a.site, a.asset, a.sensor, a.kind)
+    )
+    return [f"{head} text={escape_string(a.text)},until_ms={_ms(a.until)}i {_ms(a.time)}"]
+
+
 def reset() -> None:
     """Forget the cached series heads (for tests)."""
     _heads.clear()
@@ -390,6 +420,7 @@ _ENCODERS: dict[type, Callable[[Any], list[str]]] = {
     AlertAck: _alert_ack,
     DeadLetter: _dead_letter,
     Rollup: _rollup,
+    Annotation: _annotation,
 }
 _SECOND = {"anomaly_score": "anomaly", "alert": "alert_state"}  # where a record's extra lines go
 _MEASUREMENT_OF: dict[type, str] = {
@@ -400,6 +431,7 @@ _MEASUREMENT_OF: dict[type, str] = {
     Alert: "alert",
     AlertAck: "alert_ack",
     DeadLetter: "dead_letter",
+    Annotation: "annotation",
 }
 
 

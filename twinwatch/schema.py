@@ -5,6 +5,7 @@ Every record that crosses a module boundary is one of these msgspec Structs:
     Reading        a sensor value (structures, water, energy)
     SecurityEvent  a parsed log line or security-device event (security)
     AnomalyScore   the detector scores of one reading or event
+    Annotation     an operator's note on a sensor: a maintenance window
     Alert          a state change of an alert (pending, firing, resolved)
     AlertAck       an on-call engineer's acknowledgement of an alert (``twinwatch alerts ack``)
     DeadLetter     an input that could not be parsed, with the reason
@@ -40,6 +41,8 @@ __all__ = [
     "LogPayload",
     "FirewallPayload",
     "DeviceEventPayload",
+    "AnnotationPayload",
+    "Annotation",
     "Reading",
     "SecurityEvent",
     "SecurityFinding",
@@ -150,6 +153,18 @@ class DeviceEventPayload(msgspec.Struct, frozen=True):
     confidence: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
 
 
+class AnnotationPayload(msgspec.Struct, frozen=True):
+    """JSON payload of ``<prefix>/<domain>/<site>/<asset>/<sensor>/annotation`` (issue #12): an
+    operator (or the maintenance system) says the sensor is in maintenance from ``time`` until
+    ``until``, e.g. ``{"time": "...", "kind": "maintenance", "until": "...", "text": "gauge
+    replaced, re-zeroed"}``. Its alerts are held meanwhile and its detectors re-learn after."""
+
+    time: UtcTime
+    until: UtcTime
+    kind: Literal["maintenance"] = "maintenance"
+    text: Annotated[str, msgspec.Meta(max_length=1024)] = ""
+
+
 # --- records -----------------------------------------------------------------------------------
 
 
@@ -200,6 +215,28 @@ class SecurityEvent(msgspec.Struct, frozen=True, gc=False):
         return series_key(self.domain, self.site, self.asset, self.sensor)
 
 
+@final  # tested with `type(x) is Annotation`, like Reading
+class Annotation(msgspec.Struct, frozen=True, gc=False):
+    """A maintenance window on one sensor (``AnnotationPayload``), with the sensor's identity.
+
+    While it lasts, the sensor's alerts (per-sensor, stale and those of its asset groups) are
+    held; when it ends, the sensor's detectors learn its new normal (a replaced gauge reads
+    re-zeroed). Stored as measurement ``annotation`` (Grafana can show it on the panels)."""
+
+    time: UtcTime
+    domain: Domain
+    site: Name
+    asset: Name
+    sensor: Name
+    kind: Literal["maintenance", "baseline"]  # baseline: a detector accepted a change (drift)
+    until: UtcTime
+    text: str = ""
+
+    @property
+    def series(self) -> str:
+        return series_key(self.domain, self.site, self.asset, self.sensor)
+
+
 @final
 class SecurityFinding(msgspec.Struct, frozen=True, gc=False):
     """One finding of a security rule (an attack episode, a rare template, a spike), with the
@@ -238,7 +275,14 @@ class AnomalyScore(msgspec.Struct, frozen=True, gc=False):
 
 
 class Alert(msgspec.Struct, frozen=True):
-    """A state change of one alert, identified by its stable ``fingerprint``."""
+    """A state change of one alert, identified by its stable ``fingerprint``.
+
+    The explanation (issue #12), so an alert can be judged on its own: ``detector`` (the
+    registry type that fired) and ``kind`` (what a hit means: ``sensor_fault``, ``leak``, ...),
+    ``observed`` against ``expected`` and the normal band ``expected_low``..``expected_high``
+    (any may be None), ``contributors`` (sensor, share of the anomaly) largest first, and a
+    one-line ``explanation``. Stored as InfluxDB fields, never tags.
+    """
 
     fingerprint: str
     status: AlertStatus
@@ -255,6 +299,14 @@ class Alert(msgspec.Struct, frozen=True):
     summary: str
     ends_at: UtcTime | None = None
     details: dict[str, str] = {}  # extra annotations (security: count, window, sources, users)
+    detector: str = ""
+    kind: str = ""
+    observed: float | None = None
+    expected: float | None = None
+    expected_low: float | None = None
+    expected_high: float | None = None
+    contributors: tuple[tuple[str, float], ...] = ()
+    explanation: str = ""
 
     @property
     def labels(self) -> dict[str, str]:

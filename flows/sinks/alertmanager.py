@@ -159,6 +159,8 @@ def unowned(
             owned = security
         elif rule == STALE:
             owned = key in plan
+        elif key in plan.groups:  # an asset group's alert (issue #12)
+            owned = rule in plan.groups[key].policies
         else:
             owned = key in plan and rule in plan[key].policies
         if not owned:

@@ -167,8 +167,13 @@ def test_demo_detects_every_incident_class(tmp_path, require_services):
             ("energy",),
             ("security",),
         }
-        scores = count("SELECT count(hits) FROM anomaly_score GROUP BY domain")
+        groups = "|".join(sorted({g.id for g in config.asset_groups}))
+        scores = count(
+            f"SELECT count(hits) FROM anomaly_score WHERE sensor !~ /^({groups})$/ GROUP BY domain"
+        )
         assert scores == {**readings, **events}  # one score point per reading and event
+        ticks = count(f"SELECT count(hits) FROM anomaly_score WHERE sensor =~ /^({groups})$/")
+        assert ticks[()] > 0  # and the asset groups' points, one per group tick (issue #12)
         published = int(re.search(r"messages published: ([\d,]+)", out)[1].replace(",", ""))
         assert sum(readings.values()) + sum(events.values()) == published  # nothing lost
         assert count("SELECT count(value) FROM alert WHERE status='firing'")[()] >= n

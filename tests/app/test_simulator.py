@@ -680,3 +680,203 @@ def test_incidents_after_the_span_are_not_labelled(example):
         i.kind for i in example.simulation.incidents if i.at_h < 6.5
     ]
     assert len(labels) < len(example.simulation.incidents)
+
+
+# --- issue #12: asset incidents, legitimate changes, scenarios ---------------------------------
+
+SPAN = "sejong-bridge/span-2"
+
+
+def two_day_run(kind: str, targets: list[str], at_h: float = 26.0, duration_h: float = 12.0,
+                params: dict | None = None) -> tuple[Run, Run]:  # fmt: skip
+    """A 2-day run of the example city with one incident, and the same without it."""
+    raw = raw_config()
+    raw["sites"] = [s for s in raw["sites"] if s["domain"] != "security"]
+    inc = {"kind": kind, "targets": targets, "at_h": at_h, "duration_h": duration_h}
+    if params:
+        inc["params"] = params
+    with_it = make_config(raw, duration_h=48, incidents=[inc])
+    without = make_config(yaml.safe_load(yaml.safe_dump(raw)), duration_h=48, incidents=[])
+    return Run(with_it), Run(without)
+
+
+def paired(run: Run, base: Run, path: str):
+    t, v = run.series(path)
+    bt, bv = base.series(path)
+    common, i, j = np.intersect1d(t, bt, return_indices=True)
+    return common, v[i], bv[j]
+
+
+def test_gauge_debond_offsets_one_gauge_and_halves_its_response():
+    run, base = two_day_run("gauge_debond", [f"{SPAN}/strain-2"], at_h=26, duration_h=6)
+    t, v, bv = paired(run, base, f"{SPAN}/strain-2")
+    a = run.hours(26)
+    late = t >= a + 3600
+    level = 95.0  # the gauge's unloaded reading (its sim base)
+    assert np.allclose(v[late], bv[late] - 0.5 * (bv[late] - level) + 30.0, atol=1e-3)
+    assert np.array_equal(v[t < a], bv[t < a])
+    for other in ("strain-1", "temp", "accel-rms"):  # its siblings do not move
+        assert (
+            run.messages[run.topic(f"{SPAN}/{other}")]
+            == base.messages[run.topic(f"{SPAN}/{other}")]
+        )
+
+
+def test_stiffness_growth_scales_the_traffic_response_of_every_target():
+    run, base = two_day_run("stiffness_growth", [f"{SPAN}/strain-1", f"{SPAN}/strain-2"], 6, 24)
+    for gauge, coeff in (("strain-1", 35.0), ("strain-2", 30.0)):
+        t, v, bv = paired(run, base, f"{SPAN}/{gauge}")
+        added = v - bv
+        assert np.all(added[t < run.hours(6)] == 0)
+        mid = during(t, run.hours(18), run.hours(18.5))  # half-way: half the growth
+        assert added[mid].max() < 0.6 * 0.35 * coeff
+        end = t >= run.hours(30)  # full growth over Tuesday's rush hours
+        assert added[end].max() == pytest.approx(0.35 * coeff, rel=0.05)  # peak traffic ~1
+        assert added[end].min() >= 0.35 * coeff * 0.04  # night traffic ~0.05
+
+
+def test_night_leak_adds_its_flow_until_repaired():
+    run, base = two_day_run("night_leak", ["sejong-dma-1/inlet/flow"], 10, 24, {"leak": 20.0})
+    t, v, bv = paired(run, base, "sejong-dma-1/inlet/flow")
+    inside = during(t, run.hours(10), run.hours(34))
+    assert np.allclose((v - bv)[inside], 20.0, atol=1e-3)
+    assert np.all((v - bv)[~inside] == 0)
+
+
+def test_pv_underperformance_and_sensor_drift():
+    run, base = two_day_run("pv_underperformance", ["sejong-pv/inverter-1/power"], 30, 10)
+    t, v, bv = paired(run, base, "sejong-pv/inverter-1/power")
+    inside = during(t, run.hours(30), run.hours(40)) & (bv > 5)
+    assert np.allclose(v[inside] / bv[inside], 0.88, atol=0.002)
+    run, base = two_day_run("sensor_drift", [f"{SPAN}/strain-1"], 24, 12, {"rate_per_h": 2.0})
+    t, v, bv = paired(run, base, f"{SPAN}/strain-1")
+    inside = during(t, run.hours(24), run.hours(36))
+    assert np.allclose((v - bv)[inside], 2.0 * (t[inside] - run.hours(24)) / 3600, atol=1e-3)
+    assert np.all((v - bv)[t >= run.hours(36)] == 0)  # recalibrated
+
+
+def test_chlorine_decline_stays_above_its_limit_and_recovers():
+    run, base = two_day_run("chlorine_decline", ["sejong-wtp/clearwell/chlorine"], 24, 18)
+    t, v, bv = paired(run, base, "sejong-wtp/clearwell/chlorine")
+    drop = bv - v
+    end = during(t, run.hours(41.5), run.hours(42))
+    assert drop[end].mean() == pytest.approx(0.3, abs=0.01)
+    assert v.min() > 0.1  # a slow decline, not a limit breach
+    assert np.all(np.abs(drop[t >= run.hours(42) + 8 * 1800]) < 1e-9)
+
+
+def test_rain_turbidity_rises_and_recedes_under_its_limit():
+    run, base = two_day_run("rain_turbidity", ["sejong-wtp/filter-outlet/turbidity"], 20, 8)
+    t, v, bv = paired(run, base, "sejong-wtp/filter-outlet/turbidity")
+    inside = during(t, run.hours(20), run.hours(28))
+    assert 0.25 < v[inside].max() < 0.5  # up to ~0.3 NTU, never the 0.5 NTU limit
+    peak_t = t[inside][np.argmax(v[inside])]
+    assert run.hours(21) < peak_t < run.hours(23)  # peaks a quarter into the rain
+    assert np.all(v[~inside] == bv[~inside])
+
+
+def test_holiday_gives_a_working_day_its_weekend_profile():
+    config = make_config(duration_h=72)
+    raw = raw_config()
+    tue = 24.0  # START is a Monday: day 1 is a Tuesday
+    raw["simulation"]["incidents"] = [
+        {"kind": "holiday", "targets": ["sejong-building/main-meter/load"], "at_h": tue,
+         "duration_h": 24}
+    ]  # fmt: skip
+    run, base = Run(make_config(raw, duration_h=72)), Run(config)
+    t, v, bv = paired(run, base, "sejong-building/main-meter/load")
+    noon = during(t, run.hours(tue + 12), run.hours(tue + 13))
+    assert v[noon].mean() < 0.7 * bv[noon].mean()  # occupancy at its weekend level
+    assert np.all(v[t >= run.hours(tue + 24)] == bv[t >= run.hours(tue + 24)])
+
+
+def test_city_calendar_holidays_reach_every_sensor():
+    raw = raw_config()
+    raw["city"]["holidays"] = ["2026-11-24"]  # the Tuesday
+    run, base = Run(make_config(raw, duration_h=72)), Run(make_config(duration_h=72))
+    for path in ("sejong-building/main-meter/load", "sejong-dma-1/inlet/flow", f"{SPAN}/strain-1"):
+        t, v, bv = paired(run, base, path)
+        tue = during(t, run.hours(24), run.hours(48))
+        assert not np.array_equal(v[tue], bv[tue]), path
+        assert np.array_equal(v[~tue], bv[~tue]), path
+
+
+def test_sharp_schedule_switches_within_minutes():
+    raw = raw_config()
+    raw["simulation"]["incidents"] = [
+        {"kind": "sharp_schedule", "targets": ["sejong-building/main-meter/load"], "at_h": 0,
+         "duration_h": 24}
+    ]  # fmt: skip
+    run = Run(make_config(raw, duration_h=24))
+    t, v = run.series("sejong-building/main-meter/load")
+    before = v[during(t, run.hours(7.7), run.hours(7.8))].mean()
+    after = v[during(t, run.hours(8.2), run.hours(8.3))].mean()
+    assert after - before > 0.8 * 380  # the whole working-day step in half an hour
+
+
+def test_sensor_replacement_goes_offline_then_reads_rezeroed_with_an_annotation():
+    run, base = two_day_run("sensor_replacement", [f"{SPAN}/strain-2"], 30, 2)
+    topic = run.topic(f"{SPAN}/strain-2")
+    notes = run.messages.get(topic + "/annotation") or [
+        m for ms in run.messages.values() for m in ms if m.topic == topic + "/annotation"
+    ]
+    assert len(notes) == 1
+    note = msgspec.json.decode(notes[0].payload)
+    assert note["kind"] == "maintenance" and "replaced" in note["text"]
+    t, v, bv = paired(run, base, f"{SPAN}/strain-2")
+    a, back = run.hours(30), run.hours(30.5)
+    assert not np.any(during(run.series(f"{SPAN}/strain-2")[0], a, back))  # offline
+    after = t >= back
+    assert abs(v[after][0]) < 1e-6  # the new gauge reads zero when installed
+    assert np.allclose(bv[after] - v[after], bv[after][0], atol=1e-3)  # same response, new zero
+    assert datetime.fromisoformat(note["until"]).timestamp() == pytest.approx(back + 30, abs=1)
+
+
+def test_labels_carry_the_expected_detector_kind_and_legit_changes():
+    config = sim.scenario_config(make_config(), "night_leak", 3)
+    (label,) = sim.incident_labels(config, START)
+    assert label["expect"] == ["leak"] and label["legit"] is False
+    config = sim.scenario_config(make_config(), "rain_turbidity", 3)
+    (label,) = sim.incident_labels(config, START)
+    assert label["expect"] == [] and label["legit"] is True
+
+
+@pytest.mark.parametrize("name", sorted(sim.SCENARIOS))
+def test_scenarios_are_seeded_and_stand_alone(name):
+    a = sim.scenario_config(make_config(), name, 4)
+    b = sim.scenario_config(make_config(), name, 4)
+    c = sim.scenario_config(make_config(), name, 5)
+    sc = sim.SCENARIOS[name]
+    (inc,) = a.simulation.incidents
+    assert a.simulation == b.simulation and a.simulation.seed == 4
+    assert inc.kind == sc.kind and inc.targets == list(sc.targets)
+    assert a.simulation.duration_h == 24 * sc.days
+    assert 24 * sc.first_day <= inc.at_h < 24 * (sc.last_day + 1)
+    assert inc.at_h + inc.duration_h <= a.simulation.duration_h
+    if sc.first_day != sc.last_day:  # the start is drawn from the seed, not fixed
+        starts = {sim.scenario_config(make_config(), name, s).simulation.incidents[0].at_h
+                  for s in range(1, 9)}  # fmt: skip
+        assert len(starts) > 1
+    assert c.simulation.seed == 5
+
+
+def test_unknown_scenario_is_a_clear_error():
+    with pytest.raises(sim.SimulationError, match="unknown scenario 'nope'; known: gauge_debond"):
+        sim.scenario_config(make_config(), "nope", 1)
+
+
+def test_cli_simulates_one_scenario_to_a_replay_file(tmp_path):
+    from twinwatch.app.cli import main
+
+    out, labels = tmp_path / "run.jsonl", tmp_path / "labels.jsonl"
+    args = ["simulate", "--scenario", "pv_underperformance", "--seed", "2", "--out", str(out)]
+    assert main([*args, "--labels", str(labels)]) == 0
+    (label,) = [json.loads(x) for x in labels.read_text().splitlines()]
+    assert label["kind"] == "pv_underperformance" and label["expect"] == ["underperformance"]
+    first = json.loads(out.open().readline())
+    last_time = datetime.fromisoformat(
+        json.loads(out.read_text().splitlines()[-1])["payload"]["time"]
+    )
+    span = last_time - datetime.fromisoformat(first["payload"]["time"])
+    assert timedelta(days=6, hours=23) < span <= timedelta(days=7)
+    assert main(["simulate", "--scenario", "nope", "--out", str(out)]) == 2

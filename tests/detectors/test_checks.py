@@ -66,6 +66,25 @@ EXAMPLES: dict[str, dict] = {
     "pca_t2q": {"n": 3, "warmup": 30, "refit": 17},
     "isolation_forest": {"n": 3, "window": 40, "refit": 20, "n_estimators": 10},
     "vector_hst": {"n": 3, "n_trees": 3, "height": 4, "window_size": 25, "seed": 3},
+    # vector, with roles (asset groups, issue #12; their physics: test_group_detectors.py)
+    "consistency": {"counts": {"sensors": 2, "drivers": 1}, "warmup_s": 20.0},
+    "response_ratio": {
+        "counts": {"response": 2, "load": 1, "covariates": 0},
+        "block_s": 5.0,
+        "window_s": 30.0,
+        "memory_s": 120.0,
+        "warmup_s": 60.0,
+    },
+    "performance_ratio": {
+        "counts": {"power": 1, "irradiance": 1, "module_temp": 1},
+        "capacity_kw": 10.0,
+        "min_irradiance": 1.0,
+        "window_s": 20.0,
+        "warmup_s": 20.0,
+    },
+    "night_flow": {"counts": {"inflow": 1, "outflow": 2}, "block_s": 10.0, "min_nights": 1},
+    "schedule": {"counts": {"load": 2, "outdoor_temp": 1}, "min_count": 1},
+    "dosing": {"counts": {"chlorine": 1, "flow": 2}, "min_count": 1},
     # event
     "security": {"brute_force_failures": 3, "spray_users": 2, "scan_ports": 3},
     # log
@@ -93,6 +112,8 @@ STATE_BUDGET = {
     "templates": 20_000,
     "security": 6_000,
     "isolation_forest": 5_000,
+    "schedule": 10_000,  # 3 day types x 96 slots of 15 min, a few numbers each
+    "dosing": 4_000,  # 2 day types x 48 slots of 30 min
 }
 DEFAULT_BUDGET = 3_000
 
@@ -288,9 +309,13 @@ def test_scores_are_finite_and_nonnegative(name, series):
     assert run(make(name), name, series=series) == scores
 
 
+# Warm-ups in time, not readings (days of history; slots of the day): test_group_detectors.py.
+TIMED = {"consistency", "response_ratio", "performance_ratio", "night_flow", "schedule", "dosing"}
+
+
 @pytest.mark.parametrize("name", sorted(WARMUP))
 def test_zero_during_warmup(name):
-    assert set(WARMUP) == set(LEARNERS) - {"seasonal", "ensemble"}
+    assert set(WARMUP) == set(LEARNERS) - {"seasonal", "ensemble"} - TIMED
     n_warm = WARMUP[name]
     for series in ("random", "step", "huge_jumps"):
         scores = run(make(name), name, series=series)

@@ -25,9 +25,13 @@ from twinwatch.engine.plan import Plan
 DT = 60.0
 PRE, DUR, POST = 2000, 600, 300  # readings: 33 h of normal, a 10 h shift, 5 h back to normal
 
+# The asset-group detectors with roles (issue #12) take physical inputs (a span's gauges and
+# drivers, a PV array's power and irradiance, a DMA's night flow) and warm up over days, not on
+# i.i.d. readings: their policy cases (group defaults, incidents kept flagged, a slow drift not
+# absorbed, accept, drift_s) are in tests/detectors/test_group_detectors.py.
 LEARNERS = sorted(
     [n for n, cls in FAMILIES["scalar"].items() if not issubclass(cls, Rule)]
-    + list(FAMILIES["vector"])
+    + [n for n, cls in FAMILIES["vector"].items() if not hasattr(cls, "ROLES")]
 )
 
 # Settings under which a 4 sd reading is a hit when it arrives (the policy's job is to keep it
@@ -232,6 +236,8 @@ def test_always_learns_everything():
         ({"span": 0}, "learn.span must be an int >= 1"),
         ({"hold": 2.5}, "learn.hold must be an int"),
         ({"every": True}, "learn.every must be an int"),
+        ({"gate": 0}, r"learn.gate must be in \(0, 1\]"),
+        ({"gate": 1.5}, r"learn.gate must be in \(0, 1\]"),
         (3, "learn must be a mode name or a mapping"),
     ],
 )
@@ -240,6 +246,20 @@ def test_bad_policies_are_value_errors(learn, match):
         LearnPolicy.parse(learn)
     with pytest.raises(ValueError, match=match):
         build("robust_z", learn=learn)
+
+
+def test_gate_learns_only_what_scores_below_its_share_of_the_threshold():
+    """gate 0.5: a reading between half the threshold and the threshold is not learned (nor
+    flagged); below it, learned as with the default gate."""
+    xs = np.random.default_rng(2).normal(0.0, 1.0, 3000)
+    full, half = CountingZ(threshold=4.0), CountingZ(threshold=4.0, learn={"gate": 0.5})
+    s_full = [full.update(DT * i, x) for i, x in enumerate(xs)]
+    s_half = [half.update(DT * i, x) for i, x in enumerate(xs)]
+    between = sum(2.0 <= s < 4.0 for s in s_half[120:])
+    assert between > 50  # readings 2-4 robust sd out: a few per cent of 3000
+    assert half.learned < full.learned - 50
+    assert half.learned >= 3000 - sum(s >= 2.0 for s in s_half) - 3 * sum(s >= 4.0 for s in s_half)
+    assert sum(s >= 4.0 for s in s_full) > 0 and LearnPolicy.parse({"gate": 0.5}).gate == 0.5
 
 
 def test_drift_s_null_means_never_by_itself():

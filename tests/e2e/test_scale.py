@@ -111,7 +111,10 @@ def _compare(influxdb, one: str, two: str, *, restarted: bool = False) -> None:
     if not restarted:
         for m in ("reading_1m", "reading_1h", "anomaly_score", "alert"):
             expected = _rows(influxdb, one, m)
-            assert len(expected) > 10, m  # the comparison is not between two empty sets
+            # the comparison is not between two empty sets (the half-day's alert changes: 9
+            # since the learning policy of #12 stopped a few repeated hits; readings and scores:
+            # thousands)
+            assert len(expected) > (5 if m == "alert" else 10), m
             assert _rows(influxdb, two, m) == expected, m
     else:
         rules = "SELECT * FROM alert WHERE rule = 'limits' AND status = 'firing' GROUP BY *"

@@ -17,7 +17,7 @@ from bytewax.testing import TestingSource, run_main
 from capture import Capture
 
 from twinwatch.config import load_config
-from twinwatch.detectors.robust_z import RobustZ
+from twinwatch.detectors.stale import Stuck
 from twinwatch.flows.acks import Acked, ack_all, split_ack
 from twinwatch.flows.dataflow import build_flow
 from twinwatch.flows.sinks.deadletter import DeadLetterFileSink
@@ -64,14 +64,14 @@ class Never(DynamicSink):
 
 
 def test_a_bug_on_one_record_dead_letters_that_record_only(config, monkeypatch, caplog):
-    real = RobustZ.update
+    real = Stuck.update  # one of turbidity's detectors (limits, stuck, gap)
 
     def buggy(self, t, x):
         if x == 0.0913:
             raise ZeroDivisionError("injected")
         return real(self, t, x)
 
-    monkeypatch.setattr(RobustZ, "update", buggy)
+    monkeypatch.setattr(Stuck, "update", buggy)
     values = [0.08 + (i % 7) / 1000 for i in range(60)]
     values[20] = values[40] = 0.0913
     batches = [[_msg(i, v) for i, v in enumerate(values)][k : k + 10] for k in range(0, 60, 10)]

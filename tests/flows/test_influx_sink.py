@@ -31,7 +31,7 @@ from twinwatch.influx import (
     InfluxV2Writer,
     make_writer,
 )
-from twinwatch.schema import Alert, AnomalyScore, DeadLetter, Reading, SecurityEvent
+from twinwatch.schema import Alert, Annotation, AnomalyScore, DeadLetter, Reading, SecurityEvent
 
 T0 = datetime(2026, 11, 23, 1, 0, 0, tzinfo=UTC)
 MS0 = round(T0.timestamp() * 1000)
@@ -167,7 +167,8 @@ def test_sink_writes_mixed_batches_and_counts(influxdb, influx_db):
         for m in lp.MEASUREMENTS
     }
     rs = readings(5)
-    part.write_batch([rs[:2], rs[2], mixed_records(), rs[3:]])
+    note = Annotation(T0, "water", "s1", "pump-1", "p1", "maintenance", T0, "seal replaced")
+    part.write_batch([rs[:2], rs[2], mixed_records(), note, rs[3:]])
     part.close()
     with InfluxV1Writer(influxdb.url, influx_db) as w:
         counts = {m: len(rows(w.query(f'SELECT * FROM "{m}"'))) for m in lp.MEASUREMENTS}
@@ -180,9 +181,10 @@ def test_sink_writes_mixed_batches_and_counts(influxdb, influx_db):
         "security_event": 1,
         "security_finding": 0,  # a measurement of its own since #13, not in this batch
         "dead_letter": 1,
+        "annotation": 1,
     }
     assert counts == expected
-    assert (part.written, part.dropped) == (11, 0)
+    assert (part.written, part.dropped) == (12, 0)
     for m, n in expected.items():
         after = metric("twinwatch_records_out_total", sink="influxdb", measurement=m)
         assert after - before[m] == n, m

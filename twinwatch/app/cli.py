@@ -165,9 +165,27 @@ def cmd_run(args) -> int:
 
 
 def cmd_simulate(args) -> int:
+    import msgspec
+
     from twinwatch.app import simulator
 
     config = load_config(args.config)
+    if args.list_scenarios:
+        for name, sc in simulator.SCENARIOS.items():
+            what = (
+                "legitimate change, must stay quiet" if sc.legit else f"for {', '.join(sc.expect)}"
+            )
+            print(f"{name:20} {sc.days:g} days; {simulator.INCIDENT_KINDS[sc.kind]} ({what})")
+        return 0
+    if args.scenario:
+        try:
+            config = simulator.scenario_config(config, args.scenario, args.seed)
+        except simulator.SimulationError as e:
+            raise ConfigError(str(e)) from None
+    elif args.seed is not None:
+        config = msgspec.structs.replace(
+            config, simulation=msgspec.structs.replace(config.simulation, seed=args.seed)
+        )
     start = simulator.sim_start(config, simulator.utcnow())
     labels = simulator.incident_labels(config, start)
     labels_path = Path(args.labels or config.simulation.labels_path)
@@ -480,6 +498,12 @@ def parser() -> argparse.ArgumentParser:
         "(default: simulation.speed; 0 = as fast as possible)",
     )
     s.add_argument("--labels", help="incident labels file (default: simulation.labels_path)")
+    s.add_argument(
+        "--scenario",
+        help="run one labelled scenario instead of the config's incidents (see --list-scenarios)",
+    )
+    s.add_argument("--seed", type=int, help="random seed (default: simulation.seed)")
+    s.add_argument("--list-scenarios", action="store_true", help="list the scenarios and exit")
     s.set_defaults(func=cmd_simulate)
 
     d = sub.add_parser(

@@ -31,7 +31,7 @@ import msgspec
 
 from twinwatch.alerting.alertmanager import AlertmanagerClient, AlertmanagerError
 from twinwatch.app import services, simulator
-from twinwatch.app.evaluate import AlertRow, match_incidents, unmatched_alerts
+from twinwatch.app.evaluate import AlertRow, group_members, match_incidents, unmatched_alerts
 from twinwatch.config import Config, ConfigError, load_config
 from twinwatch.influx import InfluxV1Writer
 from twinwatch.localtime import label, show, span, zone
@@ -331,6 +331,8 @@ def print_summary(
                     row["sensor"],
                     row["rule"],
                     row["severity"],
+                    row.get("kind") or "",
+                    row.get("detector") or "",
                 )
             )
 
@@ -359,11 +361,13 @@ def print_summary(
     for d in DOMAINS:
         print(f"  {d:12}" + "".join(f"{by.get((d, s), 0):>16}" for s in SEVERITIES))
 
-    results = match_incidents(labels, alerts)
-    detected = sum(r.detected for r in results)
+    groups = group_members(config)
+    results = match_incidents(labels, alerts, groups=groups)
+    incidents = [r for r in results if not r.legit]
+    detected = sum(r.detected for r in incidents)
     skipped = early + len(config.simulation.incidents) - len(labels)
     print(
-        f"\nincidents injected vs detected: {detected}/{len(results)}"
+        f"\nincidents injected vs detected: {detected}/{len(incidents)}"
         + (
             f" ({skipped} not injected: their time of day falls outside the simulated span "
             f"or in its first {WARMUP_H:g} h)"
@@ -373,12 +377,16 @@ def print_summary(
     )
     for r in results:
         a, delay_s = r.first_alert, r.delay_s
-        if a is not None and delay_s is not None:  # detected
+        if r.legit:
+            how = "quiet (legitimate change)" if a is None else f"FALSE ALARM by {a.rule}"
+        elif a is not None and delay_s is not None:  # detected
             how = f"after {delay_s / 60:6.1f} min by {a.rule} ({a.severity}) on {a.sensor}"
+            if not r.right_kind:
+                how += f" (not a {'/'.join(r.expect)} detector)"
         else:
             how = "NOT DETECTED"
         print(f"  {r.kind:24} {r.targets[0]:34} {how}")
-    false = sorted(unmatched_alerts(labels, alerts), key=lambda a: a.at)
+    false = sorted(unmatched_alerts(labels, alerts, groups=groups), key=lambda a: a.at)
     print(f"alerts outside any incident (false alarms): {len(false)}")
     for a in false:
         print(f"  {show(a.at, tz, seconds=False)}  {a.target:34} {a.rule} ({a.severity})")
@@ -394,8 +402,9 @@ def print_summary(
 
     print(
         f"\nthe data: InfluxDB {url}, database '{db}' (InfluxQL; measurements reading, "
-        "security_event, anomaly_score, anomaly, alert, alert_state, dead_letter); incident "
-        f"labels {config.simulation.labels_path}; dead letters {config.flow.dead_letter_path}"
+        "security_event, anomaly_score, anomaly, alert, alert_state, dead_letter, annotation); "
+        f"incident labels {config.simulation.labels_path}; dead letters "
+        f"{config.flow.dead_letter_path}"
     )
     print("\nnext, try:")
     for line in _next_commands(overrides or {}, config_path):

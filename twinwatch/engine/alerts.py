@@ -35,11 +35,13 @@ def make_alert(
     unit: str,
     summary: str,
     details: dict[str, str] | None = None,
+    **explanation,
 ) -> Alert:
     """An alert state change at event time ``t`` (epoch s) of the episode that began at ``since``.
 
     The fingerprint hashes the label set, so it is stable across restarts and processes. Counted
-    in the ``twinwatch_alerts_total`` metric.
+    in the ``twinwatch_alerts_total`` metric. ``explanation``: the Alert's explanation fields
+    (``twinwatch.engine.explain``).
     """
     labels = {"domain": domain, "site": site, "asset": asset, "sensor": sensor, "rule": rule}
     at = datetime.fromtimestamp(t, UTC)
@@ -60,4 +62,5 @@ def make_alert(
         summary=summary[:512],
         ends_at=at if status == "resolved" else None,
         details=details or {},
+        **explanation,
     )

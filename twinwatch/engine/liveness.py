@@ -2,8 +2,9 @@
 
 A per-series detector only runs when its series sends data, so it cannot notice silence. This
 step sees, per batch, the latest time of every series (a small summary, not the records) and the
-stream's watermark; a series silent for more than ``flow.stale_factor`` x its interval fires a
-``stale`` alert, resolved when it reports again.
+stream's watermark; a series silent for more than ``flow.stale_factor`` x its interval (or its
+own ``stale_s``) fires a ``stale`` alert, resolved when it reports again. Event streams (logs,
+firewall, device events) are bursty, so only those with an explicit ``stale_s`` are checked.
 
 The watermark is robust: it is the ``flow.liveness_quorum``-th newest of the series' latest
 times (at most half of the series seen, so one silent series of two is still noticed). One
@@ -29,6 +30,10 @@ move up to its clock (a fresh grace period); a series that stays silent is repor
 ``last_told`` (the delivery store's newest ``stale`` alerts by (series, rule)) makes restored
 state agree with what on-call was last told (see twinwatch.engine.lifecycle.adopt): a stale
 alert paged after the snapshot is resolved when its series reports again, not left firing.
+
+A maintenance annotation (issue #12) suspends the check for its sensor until its end: a sensor
+being replaced is silent on purpose. If it is still silent a stale period after the window, it
+is stale.
 """
 
 from __future__ import annotations
@@ -41,11 +46,12 @@ import time
 from twinwatch.config import Config
 from twinwatch.detectors.stale import StaleTracker
 from twinwatch.engine.alerts import make_alert, shard_of
+from twinwatch.engine.explain import stale_explanation
 from twinwatch.engine.lifecycle import AlertState
 from twinwatch.engine.plan import summary_fields
-from twinwatch.schema import Alert, AlertStatus, series_key
+from twinwatch.schema import Alert, AlertStatus, Annotation, series_key
 
-__all__ = ["Liveness", "latest_times", "RULE"]
+__all__ = ["Liveness", "latest_times", "maintenance_windows", "RULE"]
 
 log = logging.getLogger(__name__)
 RULE = "stale"
@@ -56,9 +62,20 @@ def latest_times(records) -> dict[str, float]:
     """series -> newest event time (epoch s) in a batch of records."""
     out: dict[str, float] = {}
     for r in records:
+        if type(r) is Annotation:  # a note about the sensor, not a sign of life
+            continue
         t = r.time.timestamp()
         if t > out.get(r.series, 0.0):
             out[r.series] = t
+    return out
+
+
+def maintenance_windows(records) -> dict[str, float]:
+    """series -> end (epoch s) of the maintenance windows announced in a batch."""
+    out: dict[str, float] = {}
+    for r in records:
+        if type(r) is Annotation:
+            out[r.series] = max(out.get(r.series, 0.0), r.until.timestamp())
     return out
 
 
@@ -83,6 +100,11 @@ class Liveness:
         parts = partitions
         self.part_of = {key: int(shard_of(key, parts)) for key in self.refs}
         factor = config.flow.stale_factor
+        self.intervals: dict[str, float] = {}  # checked series: stale after factor x this
+        for key, r in self.refs.items():
+            after = r.sensor.stale_after(factor)
+            if after is not None:  # readings, or a stream with stale_s (bursty events: not)
+                self.intervals[key] = after / factor
         self.trackers = [StaleTracker(factor) for _ in range(parts)]
         self.latest: dict[str, float] = {}  # series -> newest time seen
         self.part_latest: list[dict[str, float]] = [{} for _ in range(parts)]
@@ -91,9 +113,11 @@ class Liveness:
         self.delivered = [self.clock()] * parts  # when each partition last delivered a batch
         self.stale: dict[str, AlertState] = {}
         self.resume: set[int] = set()  # partitions not judged since a restore
+        self.held: dict[str, float] = {}  # series in maintenance -> its end
         if state is not None:
-            tracker_state, stale, watermarks = state
-            kept = [e for e in tracker_state if e[0] in self.refs]
+            tracker_state, stale, watermarks, *held = state
+            self.held = {k: v for k, v in (held[0] if held else {}).items() if k in self.refs}
+            kept = [e for e in tracker_state if e[0] in self.intervals]
             if isinstance(watermarks, float | int):  # a snapshot from before partition clocks
                 watermarks = (watermarks,)
             if len(watermarks) != parts:  # flow.partitions changed: every clock from the newest
@@ -105,7 +129,9 @@ class Liveness:
                 self.trackers[p] = StaleTracker.from_state({"factor": factor}, mine)
                 self.part_latest[p] = {key: t for key, t, _, _ in mine}
                 self.latest.update(self.part_latest[p])
-            self.stale = {k: AlertState.from_state(v) for k, v in stale.items() if k in self.refs}
+            self.stale = {
+                k: AlertState.from_state(v) for k, v in stale.items() if k in self.intervals
+            }
             if len(kept) < len(tracker_state):
                 log.warning(
                     "restore: liveness dropped %d series no longer in the config",
@@ -113,7 +139,7 @@ class Liveness:
                 )
             self.resume = set(range(parts))
         for (key, rule), a in (last_told or {}).items():
-            if rule != RULE or key not in self.refs:
+            if rule != RULE or key not in self.intervals:
                 continue
             known = self.stale.get(key)
             if a.status == "firing" and (known is None or known.since < a.starts_at.timestamp()):
@@ -127,8 +153,14 @@ class Liveness:
         k = min(self.quorum, max(1, (len(latest) + 1) // 2))
         return heapq.nlargest(k, latest.values())[-1] if len(latest) >= k else None
 
-    def process(self, latest: dict[str, float]) -> list[Alert]:
+    def process(
+        self, latest: dict[str, float], maintenance: dict[str, float] | None = None
+    ) -> list[Alert]:
         out = []
+        for key, until in (maintenance or {}).items():
+            if key in self.refs:
+                self.held[key] = max(self.held.get(key, 0.0), until)
+                self.trackers[self.part_of[key]].forget(key)
         touched: set[int] = set()
         for key, t in latest.items():
             ref = self.refs.get(key)
@@ -136,9 +168,11 @@ class Liveness:
                 continue
             p = self.part_of[key]
             touched.add(p)
-            self.trackers[p].seen(key, t, ref.sensor.interval_s)
             if t > self.latest.get(key, -math.inf):
                 self.latest[key] = self.part_latest[p][key] = t
+            if key in self.held or key not in self.intervals:
+                continue
+            self.trackers[p].seen(key, t, self.intervals[key])
             state = self.stale.pop(key, None)
             if state is not None:
                 out.append(self._alert(key, "resolved", state, t, max(0.0, t - state.last_hit)))
@@ -161,6 +195,11 @@ class Liveness:
             if p in self.resume:
                 self.resume.discard(p)
                 self._resume(tracker, clock)
+            for key, until in list(self.held.items()):
+                if self.part_of[key] == p and until <= clock:  # over: silent is stale again
+                    del self.held[key]
+                    last = max(until, self.latest.get(key, 0.0))
+                    tracker.seen(key, last, self.intervals[key])
             for key, silent in tracker.check(clock):
                 state = AlertState(since=clock, last_hit=clock - silent)
                 self.stale[key] = state
@@ -195,6 +234,7 @@ class Liveness:
             value=silent,
             unit="s",
             summary=template.format(**summary_fields(RULE, ref, silent) | {"unit": "s"}),
+            **stale_explanation(ref, silent, self.config.flow.stale_factor * self.intervals[key]),
         )
 
     def to_state(self) -> tuple:
@@ -202,4 +242,4 @@ class Liveness:
             tuple(e for tracker in self.trackers for e in tracker.to_state()),
             {k: v.to_state() for k, v in self.stale.items()},
             tuple(self.watermarks),
-        )
+        ) + ((dict(self.held),) if self.held else ())

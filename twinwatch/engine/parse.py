@@ -5,7 +5,8 @@
 
 Identity (domain, site, asset, sensor) comes from the topic ``<prefix>/<domain>/<site>/<asset>/
 <sensor>`` and must name a configured sensor; quantity and unit come from the config, so a device
-cannot invent series (bounded tag cardinality) or relabel its unit.
+cannot invent series (bounded tag cardinality) or relabel its unit. ``<sensor topic>/annotation``
+carries an operator's maintenance window for that sensor (``Annotation``, issue #12).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import msgspec
 from twinwatch.config import Config, SensorRef
 from twinwatch.engine.deadletter import PAYLOAD_PREVIEW, dead_letter, internal_error
 from twinwatch.schema import (
+    Annotation,
+    AnnotationPayload,
     BadRecord,
     DeadLetter,
     DeviceEventPayload,
@@ -32,7 +35,9 @@ from twinwatch.schema import (
     SensorPayload,
 )
 
-__all__ = ["Parser", "UniqueTimes", "PAYLOAD_PREVIEW"]
+__all__ = ["Parser", "UniqueTimes", "PAYLOAD_PREVIEW", "ANNOTATION_SUFFIX"]
+
+ANNOTATION_SUFFIX = "/annotation"  # <sensor topic>/annotation: a maintenance window (issue #12)
 
 # InfluxDB stores int64 nanoseconds: times outside this range cannot be written at all.
 EARLIEST = datetime(1677, 9, 22, tzinfo=UTC)
@@ -43,6 +48,7 @@ _decoders: dict[str, msgspec.json.Decoder[Any]] = {
     "log": msgspec.json.Decoder(LogPayload),
     "firewall": msgspec.json.Decoder(FirewallPayload),
     "device_event": msgspec.json.Decoder(DeviceEventPayload),  # CCTV/IoT security events (#6)
+    "annotation": msgspec.json.Decoder(AnnotationPayload),
 }
 
 
@@ -136,13 +142,18 @@ class Parser:
 
     def parse(
         self, topic: str, payload: bytes, now: datetime | None = None
-    ) -> Reading | SecurityEvent | list[SecurityEvent]:
+    ) -> Reading | SecurityEvent | list[SecurityEvent] | Annotation:
         """One message -> record (raises BadRecord); a log line -> its events (N for "message
-        repeated N times"). ``now``: the wall clock, for the future bound. The lateness bound
-        needs the stream's clock: ``split`` applies it."""
+        repeated N times"); ``<sensor topic>/annotation`` -> an Annotation. ``now``: the wall
+        clock, for the future bound. The lateness bound needs the stream's clock: ``split``
+        applies it."""
         if len(payload) > self.max_bytes:
             raise BadRecord("too_large", f"{len(payload)} bytes > limit {self.max_bytes}")
         ref = self.catalog.get(topic)
+        if ref is None and topic.endswith(ANNOTATION_SUFFIX):
+            ref = self.catalog.get(topic[: -len(ANNOTATION_SUFFIX)])
+            if ref is not None:
+                return self._annotation(ref, payload)
         if ref is None:
             if not topic.startswith(self.prefix) or topic.count("/") != 4:
                 raise BadRecord(
@@ -223,6 +234,22 @@ class Parser:
             src_ip=msg.src_ip,
             dst_port=msg.dst_port,
             message=f"{msg.protocol}/{msg.dst_port}",
+        )
+
+    def _annotation(self, ref: SensorRef, payload: bytes) -> Annotation:
+        try:
+            msg = _decoders["annotation"].decode(payload)
+        except msgspec.ValidationError as e:
+            raise BadRecord("bad_time" if "`$.time`" in str(e) else "bad_schema", str(e)) from None
+        except msgspec.DecodeError as e:
+            raise BadRecord("bad_json", str(e)) from None
+        time, until = msg.time.astimezone(UTC), msg.until.astimezone(UTC)
+        if not EARLIEST <= time <= until < LATEST:
+            raise BadRecord(
+                "bad_time", "an annotation needs time <= until, within InfluxDB's range"
+            )
+        return Annotation(
+            time, ref.domain, ref.site, ref.asset, ref.sensor.id, msg.kind, until, msg.text
         )
 
     def _now(self) -> datetime:

@@ -3,6 +3,8 @@
     plan = Plan(config)          raises ConfigError for anything the flow would trip on later
     plan[series] -> SeriesPlan   detectors (name, type, params), alert rules, severities, policies
     plan.thresholds() -> {detector name: hit threshold}
+    plan.groups[key] -> GroupPlan   an asset group: members, alignment, detectors with their roles
+    plan.member_of[series] -> ((group key, member index), ...)   routing of readings to groups
 
 Building the plan is the last step of config validation. The kernel's ``Config`` checks types and
 references; the plan builds every detector of every sensor once, formats every alert summary
@@ -17,11 +19,14 @@ import math
 from dataclasses import dataclass
 
 from twinwatch import detectors
-from twinwatch.config import AlertRule, Config, ConfigError, SensorRef
+from twinwatch.config import AlertRule, AssetGroup, Config, ConfigError, SensorRef
 from twinwatch.engine.lifecycle import Policy
-from twinwatch.schema import SEVERITIES, Severity, series_key
+from twinwatch.schema import SEVERITIES, Domain, Severity, series_key
 
-__all__ = ["Plan", "SeriesPlan", "policy", "summary_fields", "SUMMARY_FIELDS"]
+__all__ = ["Plan", "SeriesPlan", "GroupPlan", "policy", "summary_fields", "SUMMARY_FIELDS"]
+
+#: Parameters the plan fills in from the config for the detectors that take them.
+_CITY_PARAMS = ("timezone", "holidays")
 
 #: The placeholders an alert summary template may use.
 SUMMARY_FIELDS = ("detector", "domain", "site", "asset", "sensor", "value", "unit")
@@ -95,16 +100,45 @@ class SeriesPlan:
         return {name: det.threshold for (name, _, _), det in zip(self.detectors, self.build())}
 
 
+@dataclass(frozen=True, slots=True)
+class GroupPlan:
+    """One asset group, resolved: the aligned vector's members and each detector's slice of it.
+
+    ``key`` is ``domain/site/asset/group id`` (a series key: the group's scores and alerts carry
+    ``sensor = group id``). ``detectors``: (name, registry type, params with ``counts``, member
+    indices in the detector's role order).
+    """
+
+    key: str
+    domain: Domain
+    site: str
+    asset: str
+    id: str
+    members: tuple[str, ...]  # sensor ids, vector order
+    units: tuple[str, ...]
+    intervals: tuple[float, ...]
+    tick_s: float
+    tolerances: tuple[float, ...]  # per member: max age of its value at a tick
+    lateness_s: float
+    detectors: tuple[tuple[str, str, dict, tuple[int, ...]], ...]
+    rules: dict[str, AlertRule]
+    policies: dict[str, tuple[Policy, tuple[Severity, ...]]]
+
+    def build(self) -> list:
+        return [detectors.VECTORS[kind](**params) for _, kind, params, _ in self.detectors]
+
+
 class Plan:
     """Per-sensor detector and alert settings, resolved from the config once and checked."""
 
     def __init__(self, config: Config):
         self.config = config
+        known = {**detectors.REGISTRY, **detectors.VECTORS}  # per sensor, per asset group
         for name, spec in config.detectors.items():
-            if spec.type not in detectors.REGISTRY:
+            if spec.type not in known:
                 raise ConfigError(
                     f"detectors.{name}.type: unknown detector type {spec.type!r}; "
-                    f"known: {', '.join(sorted(detectors.REGISTRY))}"
+                    f"known: {', '.join(sorted(known))}"
                 )
         for i, rule in enumerate(config.alert_rules):
             _check_summary(f"alert_rules[{i}] ({rule.detector})", rule.summary)
@@ -113,14 +147,98 @@ class Plan:
             self._plans[series_key(ref.domain, ref.site, ref.asset, ref.sensor.id)] = self._plan(
                 ref
             )
+        self.groups: dict[str, GroupPlan] = {}
+        member_of: dict[str, list[tuple[str, int]]] = {}
+        for i, group in enumerate(config.asset_groups):
+            gp = self._group(f"asset_groups[{i}] ({group.id})", group)
+            self.groups[gp.key] = gp
+            for j, sensor in enumerate(gp.members):
+                key = series_key(gp.domain, gp.site, gp.asset, sensor)
+                member_of.setdefault(key, []).append((gp.key, j))
+        self.member_of = {k: tuple(v) for k, v in member_of.items()}
         from twinwatch.engine.logparse import LogParser  # it imports the parse module
 
         LogParser(config)  # security.sources: every declared format and time zone, at start
+
+    def _city_params(self, cls: type) -> dict:
+        import inspect
+
+        accepted = inspect.signature(cls).parameters
+        city = self.config.city
+        values = {"timezone": city.timezone, "holidays": list(city.holidays)}
+        return {k: values[k] for k in _CITY_PARAMS if k in accepted}
+
+    def _group(self, where: str, group: AssetGroup) -> GroupPlan:
+        site = next(s for s in self.config.sites if s.id == group.site)
+        asset = next(a for a in site.assets if a.id == group.asset)
+        sensors = {s.id: s for s in asset.sensors}
+        members = tuple(group.members)
+        index = {m: j for j, m in enumerate(members)}
+        dets, rules, policies = [], {}, {}
+        for name in group.detectors:
+            spec = self.config.detectors[name]
+            cls = detectors.VECTORS.get(spec.type)
+            if cls is None:
+                raise ConfigError(
+                    f"{where}.detectors.{name}: {spec.type!r} is a per-sensor detector; asset "
+                    f"groups take the vector detectors: {', '.join(sorted(detectors.VECTORS))}"
+                )
+            roles, role_defs = group.roles(name), detectors.roles_of(cls)
+            known = [r.name for r in role_defs]
+            described = ", ".join(f"{r.name} ({r.arity()})" for r in role_defs)
+            unknown = set(roles) - set(known)
+            if unknown:
+                raise ConfigError(
+                    f"{where}.detectors.{name}: unknown role(s) {', '.join(sorted(unknown))} "
+                    f"for {spec.type}; roles: {described}"
+                )
+            used = [sid for r in known for sid in roles.get(r, [])]
+            if len(set(used)) != len(used):
+                raise ConfigError(f"{where}.detectors.{name}: a sensor fills two roles")
+            params = {**self._city_params(cls), **spec.params}
+            if hasattr(cls, "ROLES"):
+                params["counts"] = {r: len(roles.get(r, [])) for r in known}
+            else:  # a plain vector detector: n interchangeable sensors
+                params["n"] = len(used)
+            try:
+                cls(**params)
+            except (TypeError, ValueError) as e:
+                raise ConfigError(
+                    f"detectors.{name}.params (used by {where}): {e}; roles: {described}"
+                ) from None
+            dets.append((name, spec.type, params, tuple(index[sid] for sid in used)))
+            rule = self.config.rule_for(site.domain, name)
+            if rule is not None:
+                rules[name] = rule
+                policies[name] = policy(rule, rule.severity)
+        intervals = tuple(sensors[m].interval_s for m in members)
+        tick = group.tick_s or max(intervals)
+        return GroupPlan(
+            key=series_key(site.domain, site.id, asset.id, group.id),
+            domain=site.domain,
+            site=site.id,
+            asset=asset.id,
+            id=group.id,
+            members=members,
+            units=tuple(sensors[m].unit for m in members),
+            intervals=intervals,
+            tick_s=tick,
+            tolerances=tuple(group.tolerance_s or 2.5 * i for i in intervals),
+            lateness_s=tick / 2 if group.lateness_s is None else group.lateness_s,
+            detectors=tuple(dets),
+            rules=rules,
+            policies=policies,
+        )
 
     def _plan(self, ref: SensorRef) -> SeriesPlan:
         dets, rules, policies = [], {}, {}
         for name in self.config.detectors_for(ref):
             spec = self.config.detectors[name]
+            if spec.type in detectors.VECTORS:
+                raise ConfigError(
+                    f"sites.{ref.site}.{ref.asset}.{ref.sensor.id}.detectors: {name!r} is an "
+                    f"asset-group (vector) detector ({spec.type}); use it under `asset_groups`"
+                )
             params = dict(spec.params)
             if spec.type == "limits":
                 if ref.sensor.limits is None:
@@ -128,6 +246,7 @@ class Plan:
                 params.update(low=ref.sensor.limits.low, high=ref.sensor.limits.high)
             elif spec.type == "gap":
                 params["interval_s"] = ref.sensor.interval_s
+            params = {**self._city_params(detectors.REGISTRY[spec.type]), **params}
             try:
                 detectors.build(spec.type, **params)
             except ValueError as e:

@@ -7,9 +7,14 @@ The flow routes every series to one of ``flow.shards`` shards and moves *lists* 
 between steps; Bytewax's per-item cost (~1-3 µs a step) would otherwise exceed the detectors' own
 cost.
 
+A maintenance annotation (``Annotation``, issue #12) holds a series: until its end its readings
+are recorded but not judged (no scores, no alerts), and then its detectors start afresh, so a
+replaced, re-zeroed sensor's new level is its new normal rather than an alarm.
+
 A shard's snapshot (``to_state()``) is plain data keyed by name, never by position:
-``{series: ({(detector name, type): detector state}, {detector name: alert state})}``. A restore
-under a changed config matches state by those keys: reordered detectors keep their state, a
+``{series: ({(detector name, type): detector state}, {detector name: alert state}[, held
+until])}``. A restore under a changed config matches state by those keys: reordered detectors
+keep their state, a
 detector whose type changed starts fresh, and state whose detector or sensor has left the config
 is dropped with one log line.
 
@@ -21,15 +26,25 @@ first seen (``twinwatch.engine.lifecycle.adopt``).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from time import perf_counter
 
 from twinwatch import detectors
 from twinwatch.engine.alerts import make_alert
 from twinwatch.engine.deadletter import internal_error
+from twinwatch.engine.explain import baseline_note, series_explanation
 from twinwatch.engine.lifecycle import AlertState, adopt, evaluate
 from twinwatch.engine.plan import Plan, SeriesPlan, summary_fields
 from twinwatch.metrics import ANOMALIES, DETECT_SECONDS
-from twinwatch.schema import Alert, AlertStatus, AnomalyScore, DeadLetter, Reading, SecurityEvent
+from twinwatch.schema import (
+    Alert,
+    AlertStatus,
+    Annotation,
+    AnomalyScore,
+    DeadLetter,
+    Reading,
+    SecurityEvent,
+)
 
 __all__ = ["Shard", "event_weight"]
 
@@ -44,19 +59,27 @@ def event_weight(event: SecurityEvent) -> float:
 
 
 class _Series:
-    __slots__ = ("plan", "detectors", "alerts")
+    __slots__ = ("plan", "detectors", "alerts", "held_until")
 
-    def __init__(self, plan: SeriesPlan, dets: list, alerts: list[AlertState]):
+    def __init__(self, plan: SeriesPlan, dets: list, alerts: list[AlertState], held: float = 0.0):
         self.plan = plan
         self.detectors = dets
         self.alerts = alerts
+        self.held_until = held  # end of a maintenance window (epoch s), 0.0 if none
 
 
 def _alert(
-    plan: SeriesPlan, rule: str, status: AlertStatus, state: AlertState, t: float, value: float
+    plan: SeriesPlan,
+    rule: str,
+    status: AlertStatus,
+    state: AlertState,
+    t: float,
+    value: float,
+    det,
 ) -> Alert:
     ref = plan.ref
     pol, ladder = plan.policies[rule]
+    kind = next(k for n, k, _ in plan.detectors if n == rule)
     return make_alert(
         domain=ref.domain,
         site=ref.site,
@@ -70,6 +93,7 @@ def _alert(
         value=value,
         unit=ref.sensor.unit,
         summary=plan.rules[rule].summary.format(**summary_fields(rule, ref, value)),
+        **series_explanation(ref, rule, kind, det, value),
     )
 
 
@@ -88,7 +112,7 @@ class Shard:
         self.dead: list[DeadLetter] = []  # internal_error dead letters, taken by the caller
         self.restored = state is not None  # resume() at the first batch after a restore
         dropped: list[str] = []
-        for key, (det_states, alert_states) in (state or {}).items():
+        for key, (det_states, alert_states, *held) in (state or {}).items():
             if key not in plan:
                 dropped.append(key)
                 continue
@@ -107,7 +131,9 @@ class Shard:
             ]
             gone = set(det_states) - {(n, k) for n, k, _ in sp.detectors}
             dropped.extend(f"{key}:{n}" for n, _ in sorted(gone))
-            self.series[key] = self._take_back(key, _Series(sp, dets, alerts))
+            self.series[key] = self._take_back(
+                key, _Series(sp, dets, alerts, held[0] if held else 0.0)
+            )
         if dropped:
             log.warning(
                 "restore: dropped the saved state of %d series/detectors no longer in "
@@ -136,11 +162,13 @@ class Shard:
                     adopt(state, a.status, a.starts_at.timestamp(), a.at.timestamp(), level)
         return s
 
-    def process(self, records: list[Reading | SecurityEvent]) -> list[AnomalyScore | Alert]:
+    def process(
+        self, records: Sequence[Reading | SecurityEvent | Annotation]
+    ) -> list[AnomalyScore | Alert | Annotation]:
         """Scores and alert changes of ``records``. A record whose processing raises (a bug)
         becomes an ``internal_error`` dead letter in ``self.dead`` (the caller takes them); the
         rest of the batch goes on."""
-        out: list[AnomalyScore | Alert] = []
+        out: list[AnomalyScore | Alert | Annotation] = []
         if not records:
             return out
         if self.restored:
@@ -151,12 +179,31 @@ class Shard:
             try:
                 s = self._get(rec.series)
                 plan = s.plan
+                if type(rec) is Annotation:  # maintenance: hold the series until it ends
+                    s.held_until = max(s.held_until, rec.until.timestamp())
+                    continue
                 t = rec.time.timestamp()
                 x = rec.value if type(rec) is Reading else event_weight(rec)
+                if s.held_until:
+                    if t < s.held_until:  # recorded, not judged
+                        out.append(
+                            AnomalyScore(
+                                rec.time, rec.domain, rec.site, rec.asset, rec.sensor, x, {}
+                            )
+                        )
+                        continue
+                    s.detectors, s.held_until = plan.build(), 0.0  # its new normal, afresh
                 scores = {}
                 hits = []
                 for (name, _, _), det, alert in zip(plan.detectors, s.detectors, s.alerts):
                     score = det.update(t, x)
+                    if getattr(det, "drift", None) is not None:  # a change accepted as normal
+                        ref = plan.ref
+                        out.append(
+                            baseline_note(
+                                ref.domain, ref.site, ref.asset, ref.sensor.id, name, det.drift
+                            )
+                        )
                     scores[name] = score
                     hit = score >= det.threshold
                     if hit:
@@ -167,7 +214,7 @@ class Shard:
                         change = evaluate(alert, t, score, det.threshold, pol[0])
                         if change is not None:  # an event stream's value is its count
                             value = x if type(rec) is Reading else score
-                            out.append(_alert(plan, name, change, alert, t, value))
+                            out.append(_alert(plan, name, change, alert, t, value, det))
                 out.append(
                     AnomalyScore(
                         rec.time,
@@ -208,5 +255,6 @@ class Shard:
                 },
                 {name: a.to_state() for (name, _, _), a in zip(s.plan.detectors, s.alerts)},
             )
+            + ((s.held_until,) if s.held_until else ())
             for key, s in self.series.items()
         }

@@ -7,7 +7,8 @@
 History is what the flow stored (``reading`` and ``security_event``; ``twinwatch query history``
 saves the same frame as Parquet). It is turned back into ``Reading``/``SecurityEvent`` records in
 time order and fed, in batches of ``flow.batch_size``, through the flow's own logic: the shard
-detectors and alert rules (``twinwatch.engine.shard.Shard``), the stale-sensor check
+detectors and alert rules (``twinwatch.engine.shard.Shard``), the asset groups
+(``twinwatch.engine.assets.AssetShard``), the stale-sensor check
 (``twinwatch.engine.liveness.Liveness``) and, when ``security.enabled``, the security rules and log
 templates (``twinwatch.engine.security.SecurityShard``), so a config gives the alerts the live
 flow would have given. The security branch's findings are stored as security events too
@@ -36,8 +37,15 @@ import polars as pl
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from twinwatch.app.analysis.query import AnalysisError, EmptyResult
-from twinwatch.app.evaluate import AlertRow, IncidentResult, match_incidents, unmatched_alerts
-from twinwatch.engine.liveness import Liveness, latest_times
+from twinwatch.app.evaluate import (
+    AlertRow,
+    IncidentResult,
+    group_members,
+    match_incidents,
+    unmatched_alerts,
+)
+from twinwatch.engine.assets import AssetShard, member_readings
+from twinwatch.engine.liveness import Liveness, latest_times, maintenance_windows
 from twinwatch.engine.plan import Plan
 from twinwatch.engine.shard import Shard
 from twinwatch.schema import Alert, AnomalyScore, Reading, SecurityEvent
@@ -162,7 +170,7 @@ def records(df: pl.DataFrame) -> list[Reading | SecurityEvent]:
 def alert_rows(alerts) -> list[AlertRow]:
     """Firing alerts (schema ``Alert``s) as ``twinwatch.app.evaluate`` rows."""
     return [
-        AlertRow(a.at, a.domain, a.site, a.asset, a.sensor, a.rule, a.severity)
+        AlertRow(a.at, a.domain, a.site, a.asset, a.sensor, a.rule, a.severity, a.kind, a.detector)
         for a in alerts
         if a.status == "firing"
     ]
@@ -265,7 +273,8 @@ def backtest(
 ) -> BacktestResult:
     """Replay ``history`` (frame or records) through ``config``'s detectors and alert rules."""
     recs = records(history) if isinstance(history, pl.DataFrame) else history
-    shard, liveness = Shard(Plan(config)), Liveness(config)
+    plan = Plan(config)
+    shard, assets, liveness = Shard(plan), AssetShard(plan), Liveness(config)
     security = None
     if config.security.enabled:
         from twinwatch.engine.security import SecurityShard
@@ -288,13 +297,17 @@ def backtest(
                 y_true.append(any(a <= t <= b for a, b in windows.get(target, ())))
                 y_pred.append(firing[series] > 0)
                 continue
+            if type(out) is not Alert:  # an accepted-baseline annotation
+                continue
             alerts.append(out)
             series = f"{out.domain}/{out.site}/{out.asset}/{out.sensor}"
             if out.status == "firing":
                 firing[series] += 1
             elif out.status == "resolved":
                 firing[series] -= 1
-        more = liveness.process(latest_times(batch))
+        more = [
+            a for a in assets.process(member_readings(batch, plan)) if type(a) is Alert
+        ] + liveness.process(latest_times(batch), maintenance_windows(batch))
         if security is not None:
             more += [
                 a
@@ -314,10 +327,11 @@ def backtest(
         y_true, y_pred, average="binary", zero_division=0.0
     )
     cm = confusion_matrix(y_true, y_pred, labels=[False, True]).tolist()
+    groups = group_members(config)
     return BacktestResult(
         alerts,
-        match_incidents(labels, rows, grace_s),
-        unmatched_alerts(labels, rows, grace_s),
+        match_incidents(labels, rows, grace_s, groups),
+        unmatched_alerts(labels, rows, grace_s, groups),
         len(y_true),
         float(p),
         float(r),

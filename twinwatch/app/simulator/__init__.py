@@ -31,6 +31,7 @@ Modules:
     weather      smooth random processes, daily curves, city weather, the sun
     signals      the reading models of one chunk of samples (``MODELS``)
     incidents    incident kinds and parameters, their validation and their effect on readings
+    scenarios    named one-incident scenarios (``twinwatch simulate --scenario``), seeded
     events       sshd log lines and firewall events (Poisson), with their incidents
     sensors      one sensor's message stream (readings or events)
     generation   sim_start, generate, incident_labels
@@ -43,13 +44,18 @@ Modules:
 from twinwatch.app.simulator.common import Message, SimulationError
 from twinwatch.app.simulator.files import read_replay, write_labels, write_replay
 from twinwatch.app.simulator.generation import generate, incident_labels, sim_start
-from twinwatch.app.simulator.incidents import INCIDENT_KINDS, INCIDENT_PARAMS
+from twinwatch.app.simulator.incidents import INCIDENT_KINDS, INCIDENT_PARAMS, LEGIT_KINDS
 from twinwatch.app.simulator.publish import SimStats, print_progress, publish_mqtt, utcnow
+from twinwatch.app.simulator.scenarios import SCENARIOS, Scenario, scenario_config
 from twinwatch.app.simulator.signals import MODELS
 
 __all__ = [
     "INCIDENT_KINDS",
     "INCIDENT_PARAMS",
+    "LEGIT_KINDS",
+    "SCENARIOS",
+    "Scenario",
+    "scenario_config",
     "MODELS",
     "Message",
     "SimStats",

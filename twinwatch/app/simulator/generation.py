@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from twinwatch.app.simulator.common import _ENC, _US, Message, _micros
-from twinwatch.app.simulator.incidents import INCIDENT_KINDS, _Inc, _plan_incidents
+from twinwatch.app.simulator.incidents import INCIDENT_KINDS, LEGIT_KINDS, _Inc, _plan_incidents
 from twinwatch.app.simulator.sensors import _SensorSim, _World
 from twinwatch.schema import utc
 
@@ -89,6 +89,8 @@ def incident_labels(config, start: datetime) -> list[dict]:
                 "start": _iso(inc.t0),
                 "end": _iso(inc.t1),
                 "description": f"{INCIDENT_KINDS[inc.kind]}{extra} on {', '.join(spec.targets)}",
+                "expect": list(spec.expect),
+                "legit": inc.kind in LEGIT_KINDS,
             }
         )
     return labels

@@ -1,6 +1,11 @@
 """Incidents: the kinds (``INCIDENT_KINDS``) and their parameters (``INCIDENT_PARAMS``), their
 validation and placement in time, and their effect on a chunk of readings. (The event incidents,
-ssh_brute_force and port_scan, add events: see ``events``.)"""
+ssh_brute_force and port_scan, add events: see ``events``.)
+
+``LEGIT_KINDS`` are legitimate changes, labelled like incidents so that an alert inside their
+window counts as a false alarm: rain-driven turbidity under its limit, a holiday, a building
+switching sharply on its schedule, a sensor replaced and re-zeroed under a maintenance
+annotation."""
 
 from __future__ import annotations
 
@@ -25,7 +30,26 @@ INCIDENT_KINDS: dict[str, str] = {
     "bearing_overheating": "bearing temperature climbs ~50 degC, vibration 2-3x",
     "ssh_brute_force": "SSH password guessing, ~30 failed logins a minute from one address",
     "port_scan": "port scan, ~500 denied connections a minute from one address",
+    # issue #12: asset-level incidents ...
+    "gauge_debond": "a strain gauge debonds: loses half its response and offsets ~30 units, "
+    "permanent",
+    "stiffness_growth": "stiffness loss: the response to traffic grows steadily (+35 % by the "
+    "end), permanent",
+    "night_leak": "a leak in the DMA: inflow ~20 m3/h higher day and night until repaired",
+    "pv_underperformance": "a PV string lost: output ~12 % low until repaired",
+    "sensor_drift": "after a recalibration the sensor drifts steadily (rate_per_h), until "
+    "recalibrated again",
+    "chlorine_decline": "dosing slowly weakens: free chlorine ~0.3 mg/L lower by the end, then "
+    "recovers",
+    # ... and legitimate changes that must stay quiet
+    "rain_turbidity": "rain runoff: turbidity rises to ~0.3 NTU and recedes, under its limit",
+    "holiday": "a public holiday on a working day: the targets follow their weekend profile",
+    "sharp_schedule": "the building's controls switch on at 08:00 and off at 19:00 within minutes",
+    "sensor_replacement": "the sensor is replaced: offline for a while, then re-zeroed, under a "
+    "maintenance annotation",
 }
+#: Legitimate changes: labelled, but any alert in their window is a false alarm.
+LEGIT_KINDS = frozenset({"rain_turbidity", "holiday", "sharp_schedule", "sensor_replacement"})
 
 INCIDENT_PARAMS: dict[str, dict[str, Any]] = {
     "crack_growth": {"growth": 0.3},
@@ -44,6 +68,16 @@ INCIDENT_PARAMS: dict[str, dict[str, Any]] = {
     },
     "ssh_brute_force": {"rate_per_min": 30.0, "src_ip": None},
     "port_scan": {"rate_per_min": 500.0, "src_ip": None},
+    "gauge_debond": {"offset": 30.0, "response_loss": 0.5, "ramp_min": 60.0},
+    "stiffness_growth": {"growth": 0.35},
+    "night_leak": {"leak": 20.0},
+    "pv_underperformance": {"loss": 0.12},
+    "sensor_drift": {"rate_per_h": 1.5},
+    "chlorine_decline": {"drop": 0.3, "recovery_min": 30.0},
+    "rain_turbidity": {"peak": 0.3},
+    "holiday": {},
+    "sharp_schedule": {"slope_per_h": 12.0},
+    "sensor_replacement": {"offline_min": 30.0, "annotated": True},
 }
 _EVENT_KINDS = {"ssh_brute_force": "log", "port_scan": "firewall"}
 
@@ -55,7 +89,7 @@ class _Inc:
     t0: float  # epoch seconds
     t1: float
     params: dict
-    stuck: float | None = None
+    stuck: float | None = None  # stuck_sensor: the value; sensor_replacement: the new zero
 
 
 def _decay(dt: np.ndarray, tau: float) -> np.ndarray:
@@ -106,6 +140,35 @@ def _apply_incidents(c: _Chunk, v: np.ndarray, model: str, incs: list[_Inc], rng
                 v[idx] = inc.stuck
         elif inc.kind == "sensor_offline":
             keep &= ~during
+        elif inc.kind == "gauge_debond":
+            ramp = np.where(t >= t0, np.clip((t - t0) / (60 * p["ramp_min"]), 0, 1), 0.0)
+            level = float(c.s.params.get("base", base))  # the gauge's unloaded reading
+            v[:] = v - p["response_loss"] * ramp * (v - level) + p["offset"] * ramp
+        elif inc.kind == "stiffness_growth":
+            gain = p["growth"] * np.clip((t - t0) / dur, 0, 1)
+            v += gain * float(c.s.params.get("traffic", 0.0)) * c.traffic
+        elif inc.kind == "night_leak":
+            v += np.where(during, p["leak"], 0.0)
+        elif inc.kind == "pv_underperformance":
+            v *= np.where(during, 1 - p["loss"], 1.0)
+        elif inc.kind == "sensor_drift":
+            v += np.where(during, p["rate_per_h"] * (t - t0) / 3600, 0.0)
+        elif inc.kind == "chlorine_decline":
+            drop = p["drop"] * np.clip((t - t0) / dur, 0, 1)
+            drop = np.where(after, p["drop"] * _decay(t - t1, 60 * p["recovery_min"]), drop)
+            v[:] = np.maximum(v - np.where(t >= t0, drop, 0.0), 0.0)
+        elif inc.kind == "rain_turbidity":
+            x = np.clip((t - t0) / dur, 0, 1) / 0.25  # runoff peaks a quarter into the window
+            hydrograph = np.where(during, x * x * np.exp(2 * (1 - x)), 0.0)
+            v += (p["peak"] - base) * hydrograph
+        elif inc.kind == "sensor_replacement":
+            off_until = t0 + 60 * p["offline_min"]
+            keep &= ~((t >= t0) & (t < off_until))
+            idx = np.flatnonzero(t >= off_until)
+            if len(idx):
+                if inc.stuck is None:  # the new gauge reads zero when it is installed
+                    inc.stuck = float(v[idx[0]])
+                v[idx] -= inc.stuck
     return keep
 
 
@@ -133,6 +196,12 @@ def _plan_incidents(config, start: datetime) -> tuple[list[_Inc], dict[str, list
                 f"{where}.params: unknown {sorted(unknown)} for {inc.kind}; "
                 f"known: {sorted(INCIDENT_PARAMS[inc.kind]) or 'none'}"
             )
+        if (
+            inc.kind == "sensor_replacement"
+            and 60 * inc.params.get("offline_min", INCIDENT_PARAMS[inc.kind]["offline_min"])
+            >= 3600 * inc.duration_h
+        ):
+            raise SimulationError(f"{where}: the replacement must end within duration_h")
         params = {**INCIDENT_PARAMS[inc.kind], **inc.params}
         rng = _rng(int(config.simulation.seed), "incident", str(i))
         if inc.kind == "ssh_brute_force" and params["src_ip"] is None:

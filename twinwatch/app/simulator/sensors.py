@@ -3,6 +3,7 @@ its validated ``sim`` parameters, and its readings chunk by chunk (events: see `
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,7 +25,7 @@ from twinwatch.app.simulator.events import _EventSource
 from twinwatch.app.simulator.incidents import _apply_incidents, _Inc
 from twinwatch.app.simulator.signals import _EVENT_MODELS, _READING_MODELS, MODELS, _Chunk
 from twinwatch.app.simulator.weather import _plateau, _Smooth, _Weather
-from twinwatch.schema import SensorPayload
+from twinwatch.schema import AnnotationPayload, SensorPayload
 
 
 def _offset_s(hour: int, tz: ZoneInfo) -> float:
@@ -41,6 +42,15 @@ class _World:
         self.tz = ZoneInfo(config.city.timezone)
         self.weather = _Weather(self.seed)
         self._offsets: dict[int, float] = {}
+        # the city's public holidays as local day numbers (days since 1970-01-01)
+        epoch = datetime(1970, 1, 1).date().toordinal()
+        self.holidays = np.array(
+            [
+                datetime.strptime(d, "%Y-%m-%d").date().toordinal() - epoch
+                for d in config.city.holidays
+            ],
+            dtype=float,
+        )
 
     def utcoffset(self, t: np.ndarray) -> np.ndarray | float:
         """Local UTC offset in seconds (per hour, so DST changes land on the hour)."""
@@ -177,9 +187,24 @@ class _SensorSim(_EventSource):
                 dt = E + td(microseconds=tu)
                 yield tu, idx, Message(topic, enc(Payload(dt, val, unit)), dt)
 
+    def annotations(self) -> list[tuple[int, int, Message]]:
+        """The maintenance annotations of this sensor's annotated replacements: published when
+        the work starts, until the new sensor reports (plus a few readings to settle)."""
+        out = []
+        for inc in self.incs:
+            if inc.kind == "sensor_replacement" and inc.params["annotated"]:
+                until = inc.t0 + 60 * inc.params["offline_min"] + 3 * self.sensor.interval_s
+                t_us = int(round(inc.t0 * _US))
+                dt, end = _EPOCH + timedelta(microseconds=t_us), _EPOCH + timedelta(seconds=until)
+                text = f"{self.sensor.id} replaced and re-zeroed (work order {inc.index + 1})"
+                payload = _ENC.encode(AnnotationPayload(dt, end, "maintenance", text))
+                out.append((t_us, self.index, Message(self.topic + "/annotation", payload, dt)))
+        return out
+
     def messages(self) -> Iterator[tuple[int, int, Message]]:
         if self.model == "sshd":
             return self._events(self._sshd_chunk)
         if self.model == "firewall":
             return self._events(self._firewall_chunk)
-        return self.readings()
+        notes = self.annotations()
+        return heapq.merge(self.readings(), notes) if notes else self.readings()

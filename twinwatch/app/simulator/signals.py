@@ -50,7 +50,13 @@ class _Chunk:
         off = sensor.world.utcoffset(self.t)
         local = self.t + off
         self.hour = (local % 86400) / 3600
-        self.weekend = ((np.floor(local / 86400) + 3) % 7) >= 5  # 1970-01-01 was a Thursday
+        day = np.floor(local / 86400)
+        self.weekend = ((day + 3) % 7) >= 5  # 1970-01-01 was a Thursday
+        if len(sensor.world.holidays):  # the city calendar: public holidays follow the weekend
+            self.weekend |= np.isin(day, sensor.world.holidays)
+        for inc in sensor.incs:  # an (uncalendared) holiday on these sensors only
+            if inc.kind == "holiday":
+                self.weekend |= (self.t >= inc.t0) & (self.t < inc.t1)
 
     @cached_property
     def ambient(self):
@@ -219,7 +225,11 @@ def _m_pv_power(c: _Chunk, p):
 
 def _m_load(c: _Chunk, p):
     base, daily = _p(p, "base"), _p(p, "daily", 0.5)
-    occupancy = _plateau(c.hour, 8, 19, 1.5) * np.where(c.weekend, _p(p, "weekend", 0.4), 1.0)
+    slope: np.ndarray | float = 1.5  # on/off over ~1.5 h; a sharp_schedule switches in minutes
+    for inc in c.s.incs:
+        if inc.kind == "sharp_schedule":
+            slope = np.where((c.t >= inc.t0) & (c.t < inc.t1), inc.params["slope_per_h"], slope)
+    occupancy = _plateau(c.hour, 8, 19, slope) * np.where(c.weekend, _p(p, "weekend", 0.4), 1.0)
     hvac = 0.008 * base * np.abs(c.ambient - 18)
     return (
         base * (1 - daily + 2 * daily * occupancy) * (1 + 0.02 * c.drift)
