@@ -1,6 +1,6 @@
 """Soak: a steady stream through the full flow for a long time, watching memory and backlog.
 
-    python -m benchmarks.soak [--duration-s 1800] [--rate 10000] [--series 1000]
+    python -m benchmarks.soak [--duration-s 1800] [--rate 10000] [--series 1000] [--set K=V ...]
 
 Starts its own InfluxDB and Mosquitto (free loopback ports, temp dir), runs `twinwatch run`, and
 publishes `rate` readings/s over `series` series. Every 10 s it samples the flow's RSS, the backlog
@@ -16,18 +16,14 @@ import re
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-import msgspec
 
 from benchmarks.flow_vs_loop import bench_config
+from benchmarks.scale import ROOT, Publisher
 from twinwatch.app import services
-from twinwatch.config import MqttService
-from twinwatch.mqtt import connect, make_client
 
 
 def rss_mb(pid: int) -> float:
@@ -47,9 +43,25 @@ def main() -> None:
     ap.add_argument("--duration-s", type=float, default=1800)
     ap.add_argument("--rate", type=int, default=10_000)
     ap.add_argument("--series", type=int, default=1000)
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config override for the flow, e.g. services.mqtt.catch_all=false",
+    )
     args = ap.parse_args()
     base = Path(tempfile.mkdtemp(prefix="twinwatch-soak-"))
-    svcs = services.up(["influxdb", "mosquitto"], base)
+    svcs = {
+        "influxdb": services.InfluxDB(base / "influxdb"),
+        # the deployment's broker settings (the flow holds thousands of messages in flight)
+        "mosquitto": services.Mosquitto(
+            base / "mosquitto",
+            config_text=(ROOT / "docker/mosquitto/mosquitto.conf").read_text(),
+        ),
+    }
+    for svc in svcs.values():
+        svc.start()
     influxdb = svcs["influxdb"]
     assert isinstance(influxdb, services.InfluxDB)
     influxdb.create_database("soak")
@@ -67,6 +79,9 @@ def main() -> None:
         TWINWATCH__SERVICES__METRICS__PORT=str(metrics_port),
         TWINWATCH__FLOW__DEAD_LETTER_PATH=str(base / "dead.jsonl"),
     )
+    for item in args.set:
+        key, _, value = item.partition("=")
+        env["TWINWATCH__" + key.upper().replace(".", "__")] = value
     flow = subprocess.Popen(
         [
             sys.executable,
@@ -88,40 +103,11 @@ def main() -> None:
     topics = [
         f"city/structures/site{i // 100}/a{(i // 10) % 10}/s{i % 10}" for i in range(args.series)
     ]
-    sent = [0]
-    stop = threading.Event()
-
-    def publish():
-        # The network loop runs in this thread (client.loop), not in paho's background thread:
-        # a QoS 1 publisher on loop_start() manages only ~3k messages/s here, which would make
-        # the publisher, not the flow, the thing being measured. No in-flight window
-        # (max_inflight_messages_set(0), unlimited): with a window of 5,000, paho 2.2 rescans its
-        # queue on every PUBACK once the window is full and collapses to 3,500-8,900 msg/s
-        # against 10,000-20,000 targets (issue #17).
-        mqtt = MqttService(port=svcs["mosquitto"].port)
-        client = make_client(mqtt, "soak-pub", clean_session=True)
-        client.max_inflight_messages_set(0)
-        connect(client, mqtt)
-        enc = msgspec.json.Encoder()
-        t0, start = datetime(2026, 1, 1, tzinfo=UTC), time.monotonic()
-        while not stop.is_set():
-            due = int((time.monotonic() - start) * args.rate)
-            while sent[0] < due:
-                i = sent[0]
-                t = t0 + timedelta(seconds=10 * (i // args.series))
-                client.publish(
-                    topics[i % args.series],
-                    enc.encode({"time": t, "value": 100.0 + (i * 7) % 13}),
-                    qos=1,
-                )
-                sent[0] += 1
-                if i % 200 == 0:
-                    client.loop(0)
-            client.loop(0.002)
-        client.disconnect()
-
-    pub = threading.Thread(target=publish, daemon=True)
-    pub.start()
+    # benchmarks.scale's publisher: QoS 1 PUBLISH packets written in bulk, at most 20,000
+    # unacknowledged; a paho publisher costs about a core at 20,000/s on this machine, which it
+    # would take from the flow it measures (and paho's in-flight window collapses, issue #17)
+    pub = Publisher(svcs["mosquitto"].port, topics)
+    pub.rate = args.rate
     samples = []
     start = time.monotonic()
     print(
@@ -140,21 +126,23 @@ def main() -> None:
                 and 'measurement="reading"' in line
             )
             spool = metric(text, "twinwatch_spool_bytes")
-            rate_in = (sent[0] - last[1]) / (now - last[0])
+            sent = pub.sent
+            rate_in = (sent - last[1]) / (now - last[0])
             rate_out = (written - last[2]) / (now - last[0])
-            last = (now, sent[0], written)
-            samples.append((now, rss_mb(flow.pid), sent[0] - written, spool))
+            last = (now, sent, written)
+            samples.append((now, rss_mb(flow.pid), sent - written, spool))
             print(
                 f"{now:7.0f} {samples[-1][1]:8.1f} {rate_in:8.0f} {rate_out:9.0f} "
                 f"{samples[-1][2]:9.0f} {spool:8.0f}",
                 flush=True,
             )
     finally:
-        stop.set()
-        pub.join(timeout=10)
+        pub.stop.set()
+        pub.thread.join(timeout=10)
         flow.terminate()
         flow.wait(timeout=60)
-        services.down(base)
+        for svc in svcs.values():
+            svc.stop()
     warm = [s for s in samples if s[0] >= 0.2 * args.duration_s]
     if len(warm) >= 2:
         growth = (warm[-1][1] - warm[0][1]) / warm[0][1] * 100

@@ -21,14 +21,12 @@ acknowledged only once its records and its dead letters are durable (twinwatch.f
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
 from twinwatch.config import Config
-from twinwatch.engine.alerts import shard_of
-from twinwatch.engine.assets import AssetShard, by_group_shard, member_readings
+from twinwatch.engine.alerts import affinity, by_shard
+from twinwatch.engine.assets import AssetShard, member_readings
 from twinwatch.engine.deadletter import internal_error
 from twinwatch.engine.liveness import Liveness, latest_times, maintenance_windows
 from twinwatch.engine.parse import Parser
@@ -95,17 +93,6 @@ class _LivenessLogic(op.StatefulBatchLogic):
 
     def snapshot(self) -> tuple:
         return self.liveness.to_state()
-
-
-def _by_shard(records: list, keys: list[str]) -> list[tuple[str, list]]:
-    """Group a batch by detector shard. ``keys[s]`` is shard s's key, placed on the worker that
-    reads the shard's source partition (twinwatch.flows.placement): no exchange between
-    processes."""
-    groups: dict[str, list] = defaultdict(list)
-    shards = len(keys)
-    for r in records:
-        groups[keys[int(shard_of(r.series, shards))]].append(r)
-    return list(groups.items())
 
 
 def _parse(parser: Parser, batch: list) -> tuple[list, list]:
@@ -176,7 +163,8 @@ def build_flow(
         log_events, log_dead = log_input(flow, config, log_source)
         dead = op.merge("all_dead_letters", dead, log_dead)
 
-    keyed = op.flat_map("shard", records, lambda rs: _by_shard(rs, keys))
+    routes = affinity(config)
+    keyed = op.flat_map("shard", records, lambda rs: by_shard(rs, keys, routes))
     detected = op.stateful_batch("detect", keyed, lambda s: _ShardLogic(plan, s, last_told))
     detect_out = op.branch("detect_dead", op.map("unkey", detected, _value), _is_dead)
     outputs = detect_out.falses
@@ -198,9 +186,8 @@ def build_flow(
         members = op.filter_map(
             "group_members", records, lambda rs: member_readings(rs, plan) or None
         )
-        # a group's members may come from several source partitions: this step exchanges
-        shards = config.flow.shards
-        by_group = op.flat_map("group_shard", members, lambda rs: by_group_shard(rs, plan, shards))
+        # a group's members enter through its asset's partition (affinity): no exchange
+        by_group = op.flat_map("group_shard", members, lambda rs: by_shard(rs, keys, routes))
         assets = op.stateful_batch(
             "detect_assets", by_group, lambda s: _AssetLogic(plan, s, last_told)
         )

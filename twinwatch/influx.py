@@ -480,6 +480,7 @@ def make_writer(cfg: InfluxService, **kw: Any) -> Writer:
         timeout=cfg.timeout_s,
         max_retries=cfg.max_retries,
         batch_size=cfg.batch_size,
+        gzip=cfg.gzip,
         tls=cfg.tls,
     )
     common.update(kw)

@@ -47,7 +47,9 @@ Escaping, as InfluxDB 1.x (checked against 1.6.7) and 2.x parse it:
 * empty tag values are omitted (InfluxDB rejects ``tag=``); ``None`` fields are omitted, so are
   non-finite floats (InfluxDB cannot store NaN/inf and rejects the line); a point left
   without fields is dropped.
-* integers carry the ``i`` suffix, bools are ``true``/``false``, floats use ``repr``.
+* integers carry the ``i`` suffix, bools are ``true``/``false``, floats their shortest
+  round-trip text as msgspec writes it (``repr``'s digits, exponents as ``1e16``/``1.5e-7``: one
+  C call formats a whole batch's values, ~5x faster per value than ``repr``).
 * detector names that would collide with ``value``/``hits`` or InfluxDB 1.x's reserved ``time``
   key are skipped as ``anomaly_score`` fields.
 
@@ -70,10 +72,11 @@ is stateless apart from its caches.
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Callable, Iterable
 from typing import Any
+
+import msgspec
 
 from twinwatch.schema import (
     SEVERITIES,
@@ -155,6 +158,20 @@ def escape_string(value: str) -> str:
     return '"' + value.translate(_STRING_TABLE) + '"'
 
 
+_json = msgspec.json.Encoder()
+
+
+def _float_text(value: float) -> str | None:
+    """A float's shortest round-trip text; None for nan/inf (InfluxDB cannot store them)."""
+    text = _json.encode(value)
+    return None if text == b"null" else text.decode()
+
+
+def _float_texts(values: list[float]) -> list[str]:
+    """``_float_text`` of many plain floats in one call ("null" for nan/inf)."""
+    return _json.encode(values)[1:-1].decode().split(",") if values else []
+
+
 def _ms(t) -> int:
     return round(t.timestamp() * 1000)
 
@@ -171,8 +188,7 @@ def _field(value: Any) -> str | None:
         return f"{value}i"
     if isinstance(value, str):
         return escape_string(value)
-    value = float(value)
-    return repr(value) if math.isfinite(value) else None
+    return _float_text(float(value))
 
 
 def _head(measurement: str, tags: Iterable[tuple[str, str]]) -> str:
@@ -241,10 +257,10 @@ def _reading(r: Reading) -> list[str]:
     head = _heads.get(key)
     if head is None:
         head = _cached_head("reading", _READING_TAGS, key[1:])
-    value = float(r.value)
-    if value - value != 0.0:  # nan or inf: InfluxDB rejects them (Reading forbids them anyway)
+    value = _float_text(float(r.value))
+    if value is None:  # nan or inf: InfluxDB rejects them (Reading forbids them anyway)
         return []
-    return [f"{head} value={value!r} {round(r.time.timestamp() * 1000)}"]
+    return [f"{head} value={value} {round(r.time.timestamp() * 1000)}"]
 
 
 def _security_event(e: SecurityEvent) -> list[str]:
@@ -392,6 +408,7 @@ def reset() -> None:
     """Forget the cached series heads (for tests)."""
     _heads.clear()
     _field_keys.clear()
+    _score_templates.clear()
 
 
 _ENCODERS: dict[type, Callable[[Any], list[str]]] = {
@@ -438,14 +455,109 @@ def encode_many(records: Iterable[Any]) -> list[str]:
 
 def encode_by_measurement(records: Iterable[Any]) -> dict[str, list[str]]:
     """Lines grouped by measurement (for per-measurement counts); AnomalyScore hits go to
-    ``anomaly``, an Alert's state to ``alert_state``."""
+    ``anomaly``, an Alert's state to ``alert_state``. The same lines as ``encode`` per record;
+    readings and scores, nearly all of a flow's points, take the batch paths below."""
     groups: dict[str, list[str]] = {}
+    readings: list[Reading] = []
+    scores: list[AnomalyScore] = []
     for r in records:
-        lines = encode(r)
-        if not lines:
-            continue
-        m = _MEASUREMENT_OF.get(type(r)) or r.measurement  # Rollup: one per window
-        groups.setdefault(m, []).append(lines[0])
-        if len(lines) > 1:
-            groups.setdefault(_SECOND.get(m, "anomaly"), []).extend(lines[1:])
+        t = type(r)
+        if t is Reading:
+            readings.append(r)
+        elif t is AnomalyScore:
+            scores.append(r)
+        else:
+            lines = encode(r)
+            if not lines:
+                continue
+            m = _MEASUREMENT_OF.get(t) or r.measurement  # Rollup: one per window
+            groups.setdefault(m, []).append(lines[0])
+            if len(lines) > 1:
+                groups.setdefault(_SECOND.get(m, "anomaly"), []).extend(lines[1:])
+    ms_of: dict[int, int] = {}  # id(datetime) -> ms: a reading and its score share one time
+    if readings:
+        groups.setdefault("reading", []).extend(_readings(readings, ms_of))
+    if scores:
+        hits: list[str] = []
+        groups.setdefault("anomaly_score", []).extend(_scores(scores, ms_of, hits))
+        if hits:
+            groups.setdefault("anomaly", []).extend(hits)
     return groups
+
+
+# --- batch paths: the per-record encoders' lines, with the floats of a whole batch formatted in
+# one call and per-series / per-detector-set caches
+
+
+def _readings(batch: list[Reading], ms_of: dict[int, int]) -> list[str]:
+    heads, out = _heads, list[str]()
+    append = out.append
+    for r, value in zip(batch, _float_texts([float(r.value) for r in batch])):
+        if value == "null":  # nan or inf (Reading forbids them anyway)
+            continue
+        head = heads.get(("reading", r.domain, r.site, r.asset, r.sensor, r.quantity, r.unit))
+        if head is None:
+            head = _cached_head(
+                "reading", _READING_TAGS, (r.domain, r.site, r.asset, r.sensor, r.quantity, r.unit)
+            )
+        t = r.time
+        ms = ms_of.get(id(t))
+        if ms is None:
+            ms = ms_of[id(t)] = round(t.timestamp() * 1000)
+        append(f"{head} value={value} {ms}")
+    return out
+
+
+# detector names (in the order a series' scores come) -> "%"-template of the score fields
+_score_templates: dict[tuple[str, ...], str | None] = {}
+
+
+def _score_template(names: tuple[str, ...]) -> str | None:
+    """``"cusum=%s,gap=%s,value=%s,hits=%di"`` for these detectors; None if one is reserved
+    (the per-record encoder skips it)."""
+    tpl = _score_templates.get(names, "")
+    if tpl == "":
+        if len(_score_templates) >= _CACHE_MAX:
+            _score_templates.clear()
+        tpl = _score_templates[names] = (
+            None
+            if _RESERVED_SCORE_KEYS.intersection(names)
+            else "".join(f"{_field_key(n).replace('%', '%%')}=%s," for n in names)
+            + "value=%s,hits=%di"
+        )
+    return tpl
+
+
+def _scores(batch: list[AnomalyScore], ms_of: dict[int, int], hit_lines: list[str]) -> list[str]:
+    templates = [_score_template(tuple(s.scores)) for s in batch]
+    flat: list[float] = []
+    for s, tpl in zip(batch, templates):
+        if tpl is not None:
+            flat.extend(map(float, s.scores.values()))
+            flat.append(float(s.value))
+    texts = _float_texts(flat)
+    some_null = "null" in texts
+    heads, out = _heads, list[str]()
+    append = out.append
+    i = 0
+    for s, tpl in zip(batch, templates):
+        if tpl is not None:
+            j = i + len(s.scores) + 1
+            fields = texts[i:j]
+            i = j
+        if tpl is None or (some_null and "null" in fields):  # reserved name, nan or inf
+            lines = _anomaly_score(s)  # (those fields omitted)
+            append(lines[0])
+            hit_lines += lines[1:]
+            continue
+        head = heads.get(("anomaly_score", s.domain, s.site, s.asset, s.sensor))
+        if head is None:
+            head = _cached_head("anomaly_score", _SCORE_TAGS, (s.domain, s.site, s.asset, s.sensor))
+        t = s.time
+        ms = ms_of.get(id(t))
+        if ms is None:
+            ms = ms_of[id(t)] = round(t.timestamp() * 1000)
+        append(f"{head} {tpl % (*fields, len(s.hits))} {ms}")
+        if s.hits:
+            hit_lines += _anomaly_score(s)[1:]
+    return out

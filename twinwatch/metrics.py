@@ -22,6 +22,7 @@ __all__ = [
     "SINK_RETRIES",
     "SINK_SINCE_SUCCESS",
     "SINK_IN_FLIGHT",
+    "SINK_QUEUED",
     "SINK_REFUSED",
     "SPOOL_BYTES",
     "SPOOL_DROPPED",
@@ -71,6 +72,11 @@ SINK_SINCE_SUCCESS = Gauge(
 )
 SINK_IN_FLIGHT = Gauge(
     "twinwatch_sink_in_flight_batches", "Batches a sink is writing right now, by sink.", ["sink"]
+)
+SINK_QUEUED = Gauge(
+    "twinwatch_sink_queued_records",
+    "Records waiting for a sink's writer thread (bounded by services.influxdb.write_queue).",
+    ["sink"],
 )
 SINK_REFUSED = Counter(
     "twinwatch_sink_refused",

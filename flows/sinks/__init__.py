@@ -49,7 +49,9 @@ def build_sinks(
     if influx_sink is None:
         from twinwatch.flows.sinks.influx import InfluxSink
 
-        influx_sink = InfluxSink(services.influxdb, dead_letter_path=config.flow.dead_letter_path)
+        influx_sink = InfluxSink(
+            services.influxdb, dead_letter_path=config.flow.dead_letter_path, pipeline=True
+        )
     last_told: dict = {}
     if alert_sink is None:
         from twinwatch.flows.sinks import alertmanager as am

@@ -4,7 +4,9 @@
 
 The HTTP client is the kernel's ``twinwatch.influx``; this module adds what a flow needs on top:
 encoding per measurement, the spool for outages, metrics, and the acknowledgement of the source
-messages once a batch is durable (``twinwatch.flows.acks``).
+messages once a batch is durable (``twinwatch.flows.acks``). The flows run each partition behind
+``twinwatch.flows.sinks.pipeline.Pipelined``: the writes happen on a thread of their own, beside
+the detection, and nothing below changes (``InfluxSink(..., pipeline=True)``).
 
 What InfluxDB answers decides what happens to a chunk of points; nothing is acknowledged that
 is not durable, and the sink never raises for InfluxDB's answers (an InfluxDB problem must not
@@ -41,6 +43,7 @@ from twinwatch.engine.deadletter import dead_letter, internal_error
 from twinwatch.flows.acks import ack_all
 from twinwatch.flows.sinks.deadletter import DeadLetterFile, worker_path
 from twinwatch.flows.sinks.outcome import OUTCOME
+from twinwatch.flows.sinks.pipeline import Pipelined
 from twinwatch.flows.sinks.spool import Spool, SpoolFull
 from twinwatch.influx import InfluxError, InfluxRejected, InfluxUnavailable, make_writer
 from twinwatch.lineprotocol import encode_by_measurement, encode_many
@@ -178,7 +181,7 @@ class _InfluxPartition(StatelessSinkPartition[Any]):
                 chunk = lines[i : i + bs]
                 if self.spool is not None and len(self.spool):
                     self._to_spool(chunk)  # behind the backlog, in order
-                elif down or self._deliver(chunk, retry=True) == "failed":
+                elif down or self._deliver(chunk, retry=True, m=m) == "failed":
                     if self.spool is None:
                         if not down:
                             log.error(
@@ -201,10 +204,11 @@ class _InfluxPartition(StatelessSinkPartition[Any]):
 
     # --- one chunk ----------------------------------------------------------------------
 
-    def _deliver(self, chunk: list[str], retry: bool) -> str:
-        """Write ``chunk``, isolating points InfluxDB refuses: "ok" (written or dead-lettered)
-        or "failed" (unavailable or refused: try the whole chunk again later)."""
-        result, error = self._attempt(chunk, retry)
+    def _deliver(self, chunk: list[str], retry: bool, m: str | None = None) -> str:
+        """Write ``chunk`` (all of measurement ``m``, if given), isolating points InfluxDB
+        refuses: "ok" (written or dead-lettered) or "failed" (unavailable or refused: try the
+        whole chunk again later)."""
+        result, error = self._attempt(chunk, retry, m)
         if result != "bad_data":
             return result
         if len(chunk) == 1:
@@ -212,11 +216,13 @@ class _InfluxPartition(StatelessSinkPartition[Any]):
             return "ok"
         mid = len(chunk) // 2
         for half in (chunk[:mid], chunk[mid:]):
-            if self._deliver(half, retry) == "failed":
+            if self._deliver(half, retry, m) == "failed":
                 return "failed"  # the whole chunk is retried; rewriting a point is idempotent
         return "ok"
 
-    def _attempt(self, chunk: list[str], retry: bool) -> tuple[str, InfluxError | None]:
+    def _attempt(
+        self, chunk: list[str], retry: bool, m: str | None = None
+    ) -> tuple[str, InfluxError | None]:
         saved = self.writer.max_retries
         if not retry:
             self.writer.max_retries = 0
@@ -235,16 +241,17 @@ class _InfluxPartition(StatelessSinkPartition[Any]):
         finally:
             self.writer.max_retries = saved
             SINK_WRITE_SECONDS.labels(SINK).observe(time.perf_counter() - t0)
-        self._succeeded(chunk)
+        self._succeeded(chunk, m)
         return "ok", None
 
-    def _succeeded(self, chunk: list[str]) -> None:
+    def _succeeded(self, chunk: list[str], m: str | None) -> None:
         self._last_success = time.monotonic()
         self.written += len(chunk)
-        counts: dict[str, int] = {}
-        for line in chunk:
-            m = _measurement(line)
-            counts[m] = counts.get(m, 0) + 1
+        counts: dict[str, int] = {m: len(chunk)} if m is not None else {}
+        if m is None:  # a spooled chunk: read the measurements off the lines
+            for line in chunk:
+                key = _measurement(line)
+                counts[key] = counts.get(key, 0) + 1
         for m, n in counts.items():
             RECORDS_OUT.labels(SINK, m).inc(n)
             OUTCOME.add("stored", m, n)
@@ -341,6 +348,9 @@ class InfluxSink(DynamicSink[Any]):
     """Writes records (or lists of records) to InfluxDB; one writer per worker.
 
     The writer is made in ``build`` (secrets are read when the flow starts, not at import).
+    ``pipeline``: write on a thread of its own behind a bounded queue of
+    ``services.influxdb.write_queue`` records (twinwatch.flows.sinks.pipeline), as the flows do;
+    without it ``write_batch`` returns once the batch is durable.
     ``dead_letter_path``: where points InfluxDB refuses are recorded (the flow's dead-letter
     file); without it they are only logged and written to the ``dead_letter`` measurement.
     """
@@ -351,12 +361,14 @@ class InfluxSink(DynamicSink[Any]):
         *,
         writer_factory: Callable[..., _Writer] = make_writer,
         dead_letter_path: str | Path | None = None,
+        pipeline: bool = False,
     ):
         self.cfg = cfg
         self._factory = writer_factory
         self.dead_letter_path = dead_letter_path
+        self.pipeline = pipeline
 
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _InfluxPartition:
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> Any:
         def on_retry(attempt: int, delay: float, error: InfluxError) -> None:
             SINK_RETRIES.labels(SINK).inc()
 
@@ -370,10 +382,13 @@ class InfluxSink(DynamicSink[Any]):
         dead = None
         if self.dead_letter_path is not None:
             dead = DeadLetterFile(worker_path(self.dead_letter_path, worker_index))
-        return _InfluxPartition(
+        part = _InfluxPartition(
             self._factory(self.cfg, on_retry=on_retry),
             spool,
             self.cfg.spool_retry_s,
             dead=dead,
             cfg=self.cfg,
         )
+        if self.pipeline and self.cfg.write_queue:
+            return Pipelined(part, self.cfg.write_queue, SINK)
+        return part

@@ -3,7 +3,8 @@
 The source has ``flow.partitions`` partitions, a number fixed by the config, not by how many
 processes run. Partition ``i`` of ``n`` keeps one persistent session under the client id
 ``<services.mqtt.client_id>-<i>of<n>`` and subscribes to the exact topics of its series: the
-configured sensors whose series key ``shard_of(series, n)`` is ``i``. Bytewax assigns the
+configured sensors whose series key ``route_of(series, n)`` is ``i`` (its own key, or its asset's
+when an asset group uses it: ``twinwatch.engine.alerts.affinity``). Bytewax assigns the
 partitions to the workers of however many processes run; adding or removing a process moves
 whole partitions (their sessions, with whatever the broker queued for them meanwhile) and
 parks nothing. Every reading of a series enters through the same partition, so a series is
@@ -50,7 +51,7 @@ from datetime import UTC, datetime, timedelta
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from twinwatch.config import Config, MqttService
-from twinwatch.engine.alerts import shard_of
+from twinwatch.engine.alerts import affinity, route_of
 from twinwatch.flows.acks import Acked
 from twinwatch.metrics import QUEUE_DEPTH, RECORDS_IN, SOURCE_PAUSED, SOURCE_READY
 from twinwatch.mqtt import BACKOFF, MqttError, describe, why_unreachable
@@ -102,11 +103,12 @@ _OUTAGE = _Outage()
 
 def partition_topics(config: Config) -> dict[str, int]:
     """topic -> partition index, for every configured sensor (series affinity: the partition
-    is the series key's shard among ``flow.partitions``, as liveness assumes)."""
+    is the series' route among ``flow.partitions``, as liveness and the detect steps assume)."""
     prefix = config.services.mqtt.topic_prefix
     n = config.flow.partitions
+    routes = affinity(config)
     return {
-        f"{prefix}/{d}/{s}/{a}/{x}": int(shard_of(series_key(d, s, a, x), n))
+        f"{prefix}/{d}/{s}/{a}/{x}": route_of(series_key(d, s, a, x), routes, n)
         for (d, s, a, x) in config.catalog
     }
 

@@ -12,12 +12,13 @@ import pytest
 import yaml
 
 from twinwatch.config import EXAMPLE_CONFIG, ConfigError, parse_config
-from twinwatch.engine.assets import AssetShard, by_group_shard, member_readings
+from twinwatch.engine.alerts import affinity, by_shard, route_of
+from twinwatch.engine.assets import AssetShard, member_readings
 from twinwatch.engine.liveness import Liveness, latest_times, maintenance_windows
 from twinwatch.engine.parse import Parser
 from twinwatch.engine.plan import Plan
 from twinwatch.engine.shard import Shard
-from twinwatch.schema import Alert, Annotation, AnomalyScore, Reading, SecurityEvent
+from twinwatch.schema import Alert, Annotation, AnomalyScore, Reading, SecurityEvent, series_key
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday, 09:00 KST
 
@@ -192,15 +193,27 @@ def test_a_pv_trip_alerts_with_its_explanation_and_a_score_per_tick():
     assert a.summary.startswith("sejong-pv/inverter-1 performance ratio down to")
 
 
-def test_routing_only_members_and_to_every_group_shard():
+def test_routing_only_members_and_one_shard_per_asset():
+    """Only group members reach the asset step, and the members of an asset's groups (in two
+    groups here: night flow and dosing) are routed with their asset: one shard, the one their
+    own readings are detected in, so the group sees them in publish order (issue #14)."""
     config, plan = build()
     recs = readings(
         config, "sejong-dma-1", "inlet", {"flow": lambda i: 1.0, "pressure": lambda i: 1.0}, n=2
     )
     members = member_readings(recs, plan)
     assert [r.sensor for r in members] == ["flow", "flow"]  # pressure is in no group
-    routed = by_group_shard(members, plan, 16)
-    assert sum(len(rs) for _, rs in routed) >= 2  # in two groups: once per distinct shard
+    keys = [f"k{s}" for s in range(16)]
+    routes = affinity(config)
+    routed = by_shard(members, keys, routes)
+    assert [len(rs) for _, rs in routed] == [2]  # once, though the flow is in two groups
+    for gp in plan.groups.values():
+        shards = {
+            route_of(series_key(gp.domain, gp.site, gp.asset, m), routes, 16) for m in gp.members
+        }
+        assert len(shards) == 1, gp.key
+        other = series_key(gp.domain, gp.site, gp.asset, "not-a-member")
+        assert route_of(other, routes, 16) == route_of(other, {}, 16)  # by its own key
 
 
 def test_snapshot_restores_exactly_and_drops_departed_groups(caplog):

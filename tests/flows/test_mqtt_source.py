@@ -15,7 +15,7 @@ import paho.mqtt.client as paho
 import pytest
 
 from twinwatch.config import load_config
-from twinwatch.engine.alerts import shard_of
+from twinwatch.engine.alerts import affinity, route_of
 from twinwatch.flows.sources.mqtt import MqttSource, partition_topics
 from twinwatch.mqtt import connect, make_client
 from twinwatch.schema import series_key
@@ -89,11 +89,17 @@ def test_every_configured_topic_has_one_partition_nested_in_the_shards(mosquitto
     routes = partition_topics(config)
     assert len(routes) == len(config.catalog)
     assert set(routes.values()) == {0, 1}
+    by_asset = affinity(config)
     for d, s, a, x in config.catalog:
         key = series_key(d, s, a, x)
         p = routes[f"city/{d}/{s}/{a}/{x}"]
         # every detector shard holds the series of one partition (flow.shards % partitions == 0)
-        assert int(shard_of(key, config.flow.shards)) % config.flow.partitions == p
+        assert route_of(key, by_asset, config.flow.shards) % config.flow.partitions == p
+    # the members of an asset's groups enter through one partition (their asset's)
+    for g in config.asset_groups:
+        topics = {t for t in routes if t.split("/")[2:4] == [g.site, g.asset]}
+        members = {t for t in topics if t.split("/")[-1] in g.members}
+        assert len({routes[t] for t in members}) == 1, g.id
 
 
 def test_partitions_split_the_series_and_partition_0_takes_unknown_topics(mosquitto):

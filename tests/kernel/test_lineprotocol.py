@@ -354,6 +354,54 @@ def test_encode_many_and_by_measurement():
     }
 
 
+def test_batch_encoding_is_per_record_encoding():
+    """encode_by_measurement (the sink's path, with per-batch caches and templates) gives, per
+    measurement and in order, exactly the lines of ``encode`` record by record: hostile names
+    (also ``%`` in detector names), NaN/inf scores, reserved score names, float subclasses,
+    empty scores, shared and distinct times, repeated series."""
+
+    class F(float):
+        def __repr__(self):
+            return "np.float64(?)"
+
+    names = [*HOSTILE, "100%", "%r", "%%s"]
+    records: list = []
+    for i in range(40):
+        t = T0 + timedelta(milliseconds=i // 3)
+        h = names[i % len(names)]
+        records.append(reading(time=t, sensor=h, value=float(i) / 7))
+        scores = {"limits": 0.0, h: i / 3, "cusum": F(i)} if i % 5 else {}
+        if i % 7 == 3:
+            scores["robust_z"] = float("nan")
+        if i % 11 == 4:
+            scores["hits"] = 1.0
+        if i % 13 == 5:
+            scores["cusum"] = float("inf")
+        records.append(
+            AnomalyScore(
+                time=t,
+                domain="water",
+                site="s",
+                asset=h,
+                sensor="p",
+                value=F(i) if i % 2 else float(i),
+                scores=scores,
+                hits=("limits", h) if i % 4 == 0 else (),
+            )
+        )
+        if i % 9 == 0:
+            records.append(_event(t))
+    expected: dict[str, list[str]] = {}
+    for r in records:
+        lines = lp.encode(r)
+        m = {Reading: "reading", AnomalyScore: "anomaly_score", SecurityEvent: "security_event"}
+        expected.setdefault(m[type(r)], []).append(lines[0])
+        if len(lines) > 1:
+            expected.setdefault("anomaly", []).extend(lines[1:])
+    for _ in range(2):  # cold and warm caches
+        assert lp.encode_by_measurement(records) == expected
+
+
 def test_unknown_type_is_a_code_error():
     with pytest.raises(TypeError, match="dict"):
         lp.encode({"value": 1})
@@ -434,8 +482,11 @@ def test_round_trip_hostile_names_through_influxdb(influxdb, influx_db):
             hits=tuple(HOSTILE[:3]),
         )
     )
+    lines = lp.encode_many(records)
+    # the sink's batch path writes exactly these lines (test_batch_encoding_is_per_record_encoding)
+    assert sorted(sum(lp.encode_by_measurement(records).values(), [])) == sorted(lines)
     with InfluxV1Writer(influxdb.url, influx_db, batch_size=7) as w:
-        w.write(lp.encode_many(records))
+        w.write(lines)
 
         rows = _rows(w.query("SELECT * FROM reading"))
         assert len(rows) == len(HOSTILE)
@@ -467,6 +518,23 @@ def test_round_trip_hostile_names_through_influxdb(influxdb, influx_db):
             r["value"] for r in _rows(w.query('SHOW TAG VALUES FROM anomaly WITH KEY = "detector"'))
         }
         assert detectors_back == {stored_name(h) for h in HOSTILE[:3]}
+
+
+@pytest.mark.services
+def test_float_texts_round_trip_through_influxdb(influxdb, influx_db):
+    """Real InfluxDB 1.6.7 parses the encoder's float texts (exponents as ``1e16``, ``5e-324``)
+    back to exactly the same floats, through the batch path and the per-record one."""
+    values = [1e16, 1.5e-7, -1e-300, 1.7976931348623157e308, 5e-324, -0.0, 0.1, 1 / 3, 123.0]
+    batch = [reading(sensor=f"b{i}", value=v) for i, v in enumerate(values)]
+    one = [reading(sensor=f"r{i}", value=v) for i, v in enumerate(values)]
+    lines = lp.encode_by_measurement(batch)["reading"] + lp.encode_many(one)
+    assert "value=1e16 " in lines[0] and "value=1e16 " in lines[len(values)]
+    with InfluxV1Writer(influxdb.url, influx_db) as w:
+        w.write(lines)
+        rows = _rows(w.query("SELECT sensor, value FROM reading"))
+    back = {r["sensor"]: r["value"] for r in rows}
+    for i, v in enumerate(values):
+        assert back[f"b{i}"] == v and back[f"r{i}"] == v, v
 
 
 @pytest.mark.services

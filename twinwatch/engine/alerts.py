@@ -2,22 +2,59 @@
 
 make_alert(...) -> Alert       every alert state change (per-series rules, stale, security)
 shard_of(key, shards) -> str   the shard a series or an asset is routed to
+affinity(config) -> {series: routing key}   group members are routed by their asset
+by_shard(records, keys, routes)            a batch grouped by shard key
 """
 
 from __future__ import annotations
 
 import zlib
+from collections import defaultdict
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
+from twinwatch.config import Config
 from twinwatch.metrics import ALERTS
-from twinwatch.schema import Alert, AlertStatus, Domain, Severity, fingerprint
+from twinwatch.schema import Alert, AlertStatus, Domain, Severity, fingerprint, series_key
 
-__all__ = ["make_alert", "shard_of"]
+__all__ = ["affinity", "by_shard", "make_alert", "route_of", "shard_of"]
 
 
 def shard_of(key: str, shards: int) -> str:
     """Stable shard of a key (crc32, not hash(): the same in every process and every run)."""
     return str(zlib.crc32(key.encode()) % shards)
+
+
+def affinity(config: Config) -> dict[str, str]:
+    """series key -> the key it is routed by, for the series an asset group uses: their asset
+    (``domain/site/asset``); every other series is routed by its own key (``route_of``).
+
+    So every member of an asset's groups enters through one source partition and lands in the
+    shard of its groups: the group step sees its members in the order they were published
+    whatever the number of processes (issue #14's same answer), and needs no exchange.
+    """
+    domain_of = {s.id: s.domain for s in config.sites}
+    out: dict[str, str] = {}
+    for g in config.asset_groups:
+        asset = f"{domain_of[g.site]}/{g.site}/{g.asset}"
+        for sensor in g.members:
+            out[series_key(domain_of[g.site], g.site, g.asset, sensor)] = asset
+    return out
+
+
+def route_of(key: str, routes: dict[str, str], shards: int) -> int:
+    """The shard (or source partition) of a series key under ``affinity``'s routes."""
+    return zlib.crc32(routes.get(key, key).encode()) % shards
+
+
+def by_shard(records: Iterable, keys: list[str], routes: dict[str, str]) -> list[tuple[str, list]]:
+    """Group a batch by shard: ``keys[s]`` is shard s's key (the flow places it on the worker
+    reading the shard's source partition: twinwatch.flows.placement); ``routes``: ``affinity``."""
+    groups: dict[str, list] = defaultdict(list)
+    shards = len(keys)
+    for r in records:
+        groups[keys[route_of(r.series, routes, shards)]].append(r)
+    return list(groups.items())
 
 
 def make_alert(

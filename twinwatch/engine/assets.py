@@ -4,7 +4,8 @@
     outputs = shard.process(readings)    # AnomalyScore per group tick + Alert state changes
     member_readings(records, plan) -> the readings that feed some group
 
-The flow routes each member reading to its group's shard (``shard_of(group key, shards)``) and
+The flow routes each member reading to its asset's shard (``alerts.by_shard``: the groups of an
+asset and their member series are routed by the asset, ``alerts.affinity``) and
 moves lists of readings, as for per-series detection (``shard``). Per group: an ``Aligner`` turns
 the members' readings into ticks, each group detector scores its slice of the tick, the alert
 lifecycle runs per (group, detector), and every alert state change carries the detector's
@@ -20,14 +21,13 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from time import perf_counter
 from typing import Any
 
 from twinwatch import detectors
-from twinwatch.engine.alerts import make_alert, shard_of
+from twinwatch.engine.alerts import make_alert
 from twinwatch.engine.align import Aligner
 from twinwatch.engine.deadletter import internal_error
 from twinwatch.engine.explain import baseline_note, group_explanation
@@ -36,7 +36,7 @@ from twinwatch.engine.plan import GroupPlan, Plan
 from twinwatch.metrics import ANOMALIES, DETECT_SECONDS
 from twinwatch.schema import Alert, Annotation, AnomalyScore, DeadLetter, Reading
 
-__all__ = ["AssetShard", "member_readings", "by_group_shard"]
+__all__ = ["AssetShard", "member_readings"]
 
 log = logging.getLogger(__name__)
 
@@ -49,20 +49,6 @@ def member_readings(records: list, plan: Plan) -> list[Reading | Annotation]:
 
 
 _MEMBER_TYPES = (Reading, Annotation)
-
-
-def by_group_shard(readings: Sequence, plan: Plan, shards: int) -> list[tuple[str, list]]:
-    """Route member readings to their groups' shards; a reading in two groups on two shards
-    goes to both."""
-    out: dict[str, list] = defaultdict(list)
-    for r in readings:
-        seen = None
-        for group, _ in plan.member_of[r.series]:
-            key = shard_of(group, shards)
-            if key != seen:
-                out[key].append(r)
-                seen = key
-    return list(out.items())
 
 
 class _Group:

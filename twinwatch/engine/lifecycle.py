@@ -113,6 +113,8 @@ def step(
 
 def _flapping(state: AlertState, p: Policy) -> bool:
     """Was it flapping as of its last hit? (Then it resolves only after a whole quiet window.)"""
+    if p.flap_window_s <= 0:
+        return False
     recent = [f for f in state.fired if state.last_hit - f <= p.flap_window_s]
     return p.flap_window_s > 0 and len(recent) >= p.flap_max
 
@@ -122,6 +124,8 @@ def evaluate(
 ) -> AlertStatus | None:
     """Advance ``state`` by one detector score; return "pending", "firing" (also on escalation)
     or "resolved" on a change, None otherwise."""
+    if state.status == INACTIVE and score < threshold:  # nearly every reading: nothing changes
+        return None
     active = state.status != INACTIVE
     hit = score >= threshold or (active and p.reset is not None and score >= p.reset)
     # A flapping alert needs the whole window quiet before it resolves.

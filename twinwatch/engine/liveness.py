@@ -45,7 +45,7 @@ import time
 
 from twinwatch.config import Config
 from twinwatch.detectors.stale import StaleTracker
-from twinwatch.engine.alerts import make_alert, shard_of
+from twinwatch.engine.alerts import affinity, make_alert, route_of
 from twinwatch.engine.explain import stale_explanation
 from twinwatch.engine.lifecycle import AlertState
 from twinwatch.engine.plan import summary_fields
@@ -98,7 +98,8 @@ class Liveness:
         self.idle_s = config.flow.partition_idle_s
         self.clock = clock  # wall clock (monotonic), only for a partition's idleness
         parts = partitions
-        self.part_of = {key: int(shard_of(key, parts)) for key in self.refs}
+        routes = affinity(config)
+        self.part_of = {key: route_of(key, routes, parts) for key in self.refs}
         factor = config.flow.stale_factor
         self.intervals: dict[str, float] = {}  # checked series: stale after factor x this
         for key, r in self.refs.items():

@@ -209,8 +209,8 @@ class Shard:
                     if hit:
                         hits.append(name)
                         ANOMALIES.labels(plan.ref.domain, name).inc()
-                    pol = plan.policies.get(name)
-                    if pol is not None:
+                    # an inactive alert below threshold stays as it is: skip the call
+                    if (hit or alert.status) and (pol := plan.policies.get(name)) is not None:
                         change = evaluate(alert, t, score, det.threshold, pol[0])
                         if change is not None:  # an event stream's value is its count
                             value = x if type(rec) is Reading else score
