@@ -52,6 +52,12 @@ class Dosing(Grouped):
     divided by the EWMA's own spread on the reference (floored at the white-noise value), so a
     slow wander of the analyser is part of the normal scatter and a sustained decline is not.
 
+    Phase I (Montgomery ch. 9: limits from a reference before monitoring): the scatter and the
+    statistic's spread are learned from residuals against a profile of *earlier* days only, as a
+    plain mean over ``warmup_s`` (a full daily cycle: the analyser's wander runs over hours to
+    days, so a spread from the first hours is far too small), and nothing is judged before a
+    slot has ``min_count`` earlier days and the warm-up is over.
+
     score = -z for ``direction="low"`` (default: under-dosing, the risk to public health), |z|
     for ``"both"``. 0.0 while a slot has fewer than ``min_count`` days.
 
@@ -86,6 +92,7 @@ class Dosing(Grouped):
         min_count: int = 2,
         smooth: float = 0.05,
         min_scale: float = 0.005,
+        warmup_s: float = 86400.0,
         direction: str = "low",
         threshold: float = 6.0,
         learn: str | Mapping[str, Any] | None = None,
@@ -103,6 +110,7 @@ class Dosing(Grouped):
         if self.smooth > 1.0:
             raise ValueError(f"smooth must be in (0, 1], got {smooth!r}")
         self.min_scale = check_nonnegative("min_scale", min_scale)
+        self.warmup_s = check_nonnegative("warmup_s", warmup_s)
         if direction not in ("low", "both"):
             raise ValueError(f"direction must be 'low' or 'both', got {direction!r}")
         self.direction = direction
@@ -116,7 +124,8 @@ class Dosing(Grouped):
         self._cl = [0.0] * slots  # chlorine profile
         self._fl = [0.0] * slots  # flow profile
         self._t = 0.0
-        self._n = 0  # learned ticks (global)
+        self._n = 0  # ticks of scatter learned
+        self._warm = 0.0  # seconds of scatter learned (Phase I until warmup_s)
         self._var = 0.0  # EW variance of the residual
         self._m = [0.0, 0.0]  # EW moments for the flow term: (df*df, df*resid)
         self._beta = 0.0
@@ -136,58 +145,63 @@ class Dosing(Grouped):
         slot = kind * self._per_day + int((local % 86400.0) // self.slot_s)
         dt = min(max(t - self._t, 0.0), self.slot_s) if self._t else 0.0
         self._t = t
-        n = self._days[slot]
+        prev = self._days[slot] - (self._seen[slot] == day)  # earlier days in the profile
         df = flow - self._fl[slot]
         expected = self._cl[slot] + self._beta * df
         e = cl - expected
         score = 0.0
-        if n >= self.min_count:
+        if prev >= 1 and self._n:  # the chart runs on a profile from earlier days (Phase I on)
             sd = max(math.sqrt(self._var), self.min_scale, 1e-12)
             self._u += self.smooth * (e / sd - self._u)  # the statistic
-            z = self._u / max(math.sqrt(self._v), self._floor_u)
-            score = -z if self.direction == "low" else abs(z)
-            band = self.threshold * sd * max(math.sqrt(self._v), self._floor_u)
-            self._last = (cl, expected, band)
-        else:
-            self._u = 0.0
+            if prev >= self.min_count and self._warm >= self.warmup_s:  # Phase II: judged
+                spread = max(math.sqrt(self._v), self._floor_u)
+                z = self._u / spread
+                score = -z if self.direction == "low" else abs(z)
+                self._last = (cl, expected, self.threshold * sd * spread)
         score = clamp_score(score)
-        self._pending = (t, slot, day, cl, flow, df, e, dt, score)
+        self._pending = (t, slot, day, prev, cl, flow, df, e, dt, score)
         return score
 
     def learn_one(self, t: float, x: np.ndarray) -> None:
-        """The ticks the learning policy lets through (by default below half the threshold):
-        the profile (the level) learns with a weight that shrinks to 0 at the threshold,
-        clipped (robust: a slow decline is not learned on its way down), the scatter clipped.
-        A plain mean over a slot's first ``min_count`` days, then the memory's pace."""
+        """The ticks the learning policy lets through (by default below half the threshold).
+
+        The profile (the level) is a plain mean over a slot's first ``min_count`` days, then
+        moves at the memory's pace with a weight that shrinks to 0 at the threshold, clipped
+        (robust: a slow decline is not learned on its way down). The scatter (the residual's
+        spread, the flow term, the chart statistic's own spread) is learned from residuals
+        against a profile of *earlier* days only, as a plain mean over the Phase I reference
+        (``warmup_s``: a full daily cycle of the analyser's wander, before anything is judged),
+        then at the memory's pace, clipped."""
         if not self._pending or self._pending[0] != t:
             return
-        _, slot, day, cl, flow, df, e, dt, score = self._pending
+        _, slot, day, prev, cl, flow, df, e, dt, score = self._pending
         self._pending = ()
         gate = max(1.0 - score / self.threshold, 0.0) ** 2
-        n = self._days[slot]
         if day != self._seen[slot]:
             self._seen[slot] = day
-            self._days[slot] = n + 1
+            self._days[slot] += 1
         self._ticks[slot] += 1
-        young = self._ticks[slot] if n < self.min_count else 0
+        young = self._ticks[slot] if prev < self.min_count else 0
         w = ew_weight(dt, self.memory_days * self.slot_s, young) * gate
+        warm = self._warm >= self.warmup_s
         sd = math.sqrt(self._var)
-        ec = min(max(e, -_CLIP * sd), _CLIP * sd) if n >= self.min_count else e  # Huber
-        self._cl[slot] += w * ec
+        ec = min(max(e, -_CLIP * sd), _CLIP * sd) if warm else e  # Huber, once the spread is known
+        self._cl[slot] += w * (ec if prev >= self.min_count else e)
         self._fl[slot] += w * (flow - self._fl[slot])
-        if n < self.min_count:  # the scatter: around a profile that exists
+        if prev < 1:  # the scatter: around a profile of earlier days
             return
-        self._n += 1  # the scatter around a profile that exists
-        robust = self._n > 1440  # a day of scatter learned: clip, at the memory's pace
-        wg = ew_weight(dt, self.memory_days * 86400.0, 0 if robust else self._n)
-        self._var += wg * ((ec * ec if robust else e * e) - self._var)
+        self._n += 1
+        self._warm += dt
+        wg = ew_weight(dt, self.memory_days * 86400.0, 0 if warm else self._n)
+        self._var += wg * (ec * ec - self._var)
         if self._flow:
             m = self._m
             m[0] += wg * (df * df - m[0])
             m[1] += wg * (df * (cl - self._cl[slot]) - m[1])
             self._beta = m[1] / m[0] if m[0] > 1e-12 else 0.0
-        cap = _CLIP * _CLIP * max(self._v, self._floor_u**2)
-        u2 = min(self._u * self._u, cap) if robust else self._u * self._u
+        u2 = self._u * self._u
+        if warm:
+            u2 = min(u2, _CLIP * _CLIP * max(self._v, self._floor_u**2))
         self._v += wg * (u2 - self._v)
 
     def explain(self) -> Explanation:
@@ -213,6 +227,7 @@ class Dosing(Grouped):
             tuple(self._fl),
             self._t,
             self._n,
+            self._warm,
             self._var,
             tuple(self._m),
             self._beta,
@@ -222,7 +237,8 @@ class Dosing(Grouped):
         )
 
     def _load(self, state: tuple) -> None:
-        days, ticks, seen, cl, fl, self._t, self._n, self._var, m, self._beta, *rest = state
+        days, ticks, seen, cl, fl, self._t, self._n, self._warm, self._var, m, *rest = state
+        self._beta, *rest = rest
         self._u, self._v, last = rest
         self._days, self._ticks, self._seen = list(days), list(ticks), list(seen)
         self._cl, self._fl, self._m, self._last = list(cl), list(fl), list(m), tuple(last)

@@ -433,6 +433,37 @@ def test_slow_chlorine_decline_is_a_dosing_fault_and_stays_flagged():
     assert len(late) > 0.95 * (rows[-1][0] - onset - DAY) / 60
 
 
+def wandering_chlorine(n_days: float, seed: int, decline=lambda t: 0.0):
+    """An analyser's slow wander (periods of 2 h to 2 days, the size of its noise) on top of the
+    daily demand cycle: what a real residual does between days. Working days from a Monday."""
+    rng = np.random.default_rng(seed)
+    periods = np.exp(rng.uniform(math.log(2), math.log(48), 6)) * 3600
+    phase = rng.uniform(0, 2 * math.pi, 6)
+    amp = rng.uniform(0.5, 1.5, 6)
+    amp *= math.sqrt(2 / (amp**2).sum())
+    out = []
+    for t in np.arange(4 * DAY, (4 + n_days) * DAY, 60.0):  # 1970-01-05 was a Monday
+        h = (t % DAY) / 3600
+        demand = 0.55 + 0.85 * math.exp(-0.5 * ((h - 7.5) / 1.2) ** 2)
+        wander = float(amp @ np.sin(2 * math.pi * t / periods + phase))
+        cl = 0.9 - 0.1 * demand + 0.01 * wander + rng.normal(0, 0.01) - decline(t)
+        out.append((float(t), [cl]))
+    return out
+
+
+def test_an_analysers_slow_wander_is_not_a_dosing_fault_from_the_first_judged_day():
+    """Phase I: the chart is judged only once its spread has been learned over a full day
+    against a profile of earlier days (before, a spread from the first hours of day 2, or a
+    profile that held the very ticks it judged, made the wander a false alarm: 2 of these 10)."""
+    for seed in range(10):
+        det = Dosing({"chlorine": 1}, timezone="UTC")
+        assert hits(det, wandering_chlorine(7, seed)) == [], seed
+    onset = (4 + 2) * DAY + 8 * 3600  # a decline on the first judged day is still caught
+    rows = wandering_chlorine(4, 0, decline=lambda t: 0.3 * min(max(t - onset, 0) / DAY, 1))
+    found = hits(Dosing({"chlorine": 1}, timezone="UTC"), rows)
+    assert found and 0 <= found[0][0] - onset < 12 * 3600
+
+
 def test_dosing_with_the_flow_explains_demand_swings():
     rng = np.random.default_rng(4)
     rows = []
