@@ -449,6 +449,7 @@ class _Generic(LineFormat):
 # --- the fallback: a timestamp near the start of a line in no known layout -------------------
 
 _STAMP = re.compile(
+    r"(?=[\dADFJMNOS])(?:"  # every layout starts with a digit or a month: fail fast elsewhere
     # a date with a 4-digit year (separated by - . / or, as ISO 8601 basic, not at all) and a
     # time (H:M:S with one- or two-digit fields, or HH.MM.SS), an optional fraction and offset
     r"(?<![\w.:/-])(?P<Y>\d{4})(?:(?P<ds>[-./])(?P<M>\d\d?)(?P=ds)(?P<D>\d\d?)|(?P<M2>\d\d)"
@@ -462,11 +463,12 @@ _STAMP = re.compile(
     r"|(?<![\w.:/-])(?P<cy>\d\d)(?P<cM>\d\d)(?P<cD>\d\d)[ T-](?P<ch>\d\d)(?P<cm>\d\d)(?P<cs>\d\d)"
     r"(?![\w.:/-])"
     # epoch seconds (10 digits: 2001-09-09 .. 2286)
-    r"|(?<!\S)(?P<e>\d{10})(?P<ef>\.\d{1,9})?(?!\S)"
+    r"|(?<!\S)(?P<e>\d{10})(?P<ef>\.\d{1,9})?(?!\S))"
 )
 _FALLBACK_START = 100  # the header's first timestamp starts within this many characters
-_FALLBACK_HEAD = 256  # ... and its last one ends within this many
-_HEADER_GAP = 3  # at most this many words between two timestamps of one header
+_FALLBACK_HEAD = 256  # ... and its last one starts within this many
+_STAMP_LEN = 64  # longer than any timestamp _STAMP matches: a search window never cuts one
+_GAP_WORDS = re.compile(r"(?:\s*\S+){0,3}\s*")  # at most 3 words between a header's timestamps
 _LEVEL_WORDS = frozenset(
     ("EMERG", "ALERT", "CRIT", "CRITICAL", "ERR", "ERROR", "WARN", "WARNING", "NOTICE",
      "INFO", "DEBUG", "FATAL", "SEVERE", "TRACE")
@@ -497,25 +499,27 @@ class _Fallback(LineFormat):
     def match(self, line, received, tz):
         first = last = None
         best: tuple[int, re.Match[str], datetime | None] | None = None
-        for m in _STAMP.finditer(line, 0, min(len(line), _FALLBACK_HEAD + 1)):
-            if m.end() > _FALLBACK_HEAD:  # may be cut by the scan's end
+        pos, limit = 0, _FALLBACK_START  # the next timestamp starts at or before ``limit``
+        while True:
+            m = _STAMP.search(line, pos, limit + _STAMP_LEN)
+            if m is None or m.start() > limit:
                 break
             gap = line[last.end() if last else 0 : m.start()]
             if ": " in gap or gap.endswith(":"):  # the message has started
                 break
-            if last is None and m.start() > _FALLBACK_START:
-                break
-            if last is not None and len(gap.split()) > _HEADER_GAP:
-                break
             ranked = self._rank(m, received)
             if ranked is None:  # digits, not a time
                 if last is None:
+                    pos = m.end()
                     continue
                 break
             if best is None or ranked[0] > best[0]:
                 best = (ranked[0], m, ranked[1])
             first = first or m
             last = m
+            pos = m.end()
+            words = _GAP_WORDS.match(line, pos)  # always matches (all optional)
+            limit = min(words.end() if words else pos, _FALLBACK_HEAD)
         if best is None or first is None or last is None:
             return None
         _, stamp, t = best
