@@ -496,6 +496,9 @@ class _Fallback(LineFormat):
 
     name = "fallback"
 
+    def __init__(self) -> None:
+        self._times: dict[tuple, datetime] = {}  # (stamp, tz, received day) -> time: lines repeat
+
     def match(self, line, received, tz):
         first = last = None
         best: tuple[int, re.Match[str], datetime | None] | None = None
@@ -524,7 +527,13 @@ class _Fallback(LineFormat):
             return None
         _, stamp, t = best
         if t is None:
-            t = self._time(stamp, received, tz)
+            key = (stamp.group(0), tz, received.toordinal())
+            t = self._times.get(key)
+            if t is None:
+                t = self._time(stamp, received, tz)
+                if len(self._times) >= 4096:
+                    self._times.clear()
+                self._times[key] = t
         rest = _HEADER_END.sub("", line[last.end() :], count=1)
         host = program = ""
         msg = rest
