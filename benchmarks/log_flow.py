@@ -1,6 +1,6 @@
 """Throughput of the log flow: lines/s per core, from log file to findings and alerts.
 
-    .venv/bin/python -m benchmarks.log_flow [--repeat 20]
+    .venv/bin/python -m benchmarks.log_flow [--repeat 20] [--files HDFS/HDFS_2k.log ...]
 
 Replays loghub's OpenSSH, Linux and Apache samples (Zhu et al., "Loghub: A Large Collection of
 System Log Datasets for AI-driven Log Analytics", ISSRE 2023; ../shared/data/loghub), each
@@ -9,7 +9,8 @@ detection with drain3 -> capture sinks) with one Bytewax worker, and the same pa
 as a plain loop. Sinks are in-memory: this measures the flow, not InfluxDB. Prints lines/s of
 both, their ratio, and the split between parsing and detection, per second of wall time and per
 CPU second of this process (= per core: the flow runs one worker; on a shared machine the CPU
-figure is the stable one).
+figure is the stable one). ``--files`` replays other samples (paths under the loghub folder),
+read with no declared format, e.g. those only the fallback format reads.
 """
 
 from __future__ import annotations
@@ -36,15 +37,17 @@ FILES = ("OpenSSH_2k.log", "Linux_2k.log", "Apache_2k.log")
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeat", type=int, default=20)
+    ap.add_argument("--files", nargs="+", default=list(FILES), help="samples under loghub/")
     args = ap.parse_args()
-    missing = [f for f in FILES if not (LOGHUB / f).is_file()]
+    files = args.files
+    missing = [f for f in files if not (LOGHUB / f).is_file()]
     if missing:
         print(f"loghub samples missing in {LOGHUB}: {', '.join(missing)}", file=sys.stderr)
         return 2
     config = load_config(environ={})
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "mixed.log"
-        data = b"".join((LOGHUB / f).read_bytes() for f in FILES)
+        data = b"".join((LOGHUB / f).read_bytes() for f in files)
         path.write_bytes(data * args.repeat)
         lines = data.count(b"\n") * args.repeat
         raw = [("file:mixed", line.rstrip(b"\r\n")) for line in path.open("rb")]
@@ -73,7 +76,7 @@ def main() -> int:
             )
         )
         flow_s, flow_cpu = time.perf_counter() - t3, time.process_time() - c3
-    print(f"{lines} lines ({', '.join(FILES)} x {args.repeat}), 1 worker")
+    print(f"{lines} lines ({', '.join(files)} x {args.repeat}), 1 worker")
     print(
         f"  plain loop : {lines / loop_s:10,.0f} lines/s  (parse {lines / (t1 - t0):,.0f}/s, "
         f"detect {lines / (t2 - t1):,.0f}/s)"

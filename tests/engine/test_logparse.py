@@ -97,12 +97,16 @@ def test_rfc5424_lines_parse_to_their_fields(t, offset_min, host, app, msg):
             "[Sun {mon} {d:02d} {H:02d}:47:44 {y:04d}] [error] x",
             "{y:04d}/{m:02d}/{d:02d} {H:02d}:00:00 [error] 1#0: *1 x, client: 1.2.3.4",
             "{y:04d}-{m:02d}-{d:02d} {H:02d}:00:00,123 ERROR x",
+            # the fallback: a timestamp behind a prefix
+            "- 1117838570 {y:04d}.{m:02d}.{d:02d} n1 {y:04d}-{m:02d}-{d:02d}-{H:02d}.42.50.6 x",
+            "- 1131566461 n1 {mon} {d} {H:02d}:01:01 n1/n1 crond[1]: x",
+            "w {y2:02d}{m:02d}{d:02d} {H:02d}3615 148 INFO x",
         ]
     ),
 )
 def test_any_date_in_any_grammar_parses_or_is_bad_time(y, m, d, hh, template):
     mon = MONTHS[m - 1] if 1 <= m <= 12 else "Foo"
-    line = template.format(y=y, m=m, d=d, H=hh, mon=mon).encode()
+    line = template.format(y=y, y2=y % 100, m=m, d=d, H=hh, mon=mon).encode()
     events, dead = _parse_all([line])
     assert len(events) + len(dead) >= 1
     for dl in dead:

@@ -21,6 +21,12 @@ Built-in formats (``auto`` tries them in this order, first match wins):
     generic       a leading ISO-like timestamp (``2015-10-18 18:01:47,978``, ``2016/09/28
                   04:30:30``, ``...T...Z``), an optional level word, then the message: log4j,
                   logback, Python logging, Windows CBS/event exports, ...
+    fallback      the last resort for a line no grammar above reads: the first timestamp within
+                  its first 100 characters (a date with a 4-digit year and a time, e.g.
+                  ``2005-06-03-15.42.50.675872``; BSD ``Nov 9 12:01:01``; ``081109 203615``;
+                  epoch seconds), the message after it, an upper-case level word as severity.
+                  ``twinwatch logs --check`` counts these lines apart: declaring the format
+                  gives programs, hosts and exact times (see ``_Fallback``).
 
 A declared format is a regular expression with named groups: ``time`` and ``message`` (required),
 ``host``, ``program``, ``pid``, ``level`` (a word such as ERROR, W, Information) or ``severity``
@@ -86,6 +92,7 @@ class Parsed(NamedTuple):
     message: str
     severity: int | None = None  # 0 emerg .. 7 debug
     facility: int | None = None  # 0 kern .. 23 local7
+    format: str = ""  # the grammar that read the line (``twinwatch logs --check`` counts them)
 
 
 def severity_of(level: str | None) -> int | None:
@@ -200,6 +207,14 @@ def split_tag(text: str) -> tuple[str, str]:
     return tag.group("prog"), text[tag.end() :]
 
 
+def _host_tag(rest: str) -> tuple[str, re.Match[str] | None, str]:
+    """(host, tag match, text the tag is matched in) of what follows a BSD syslog timestamp."""
+    host, sep, after = rest.partition(" ")
+    if not sep or _BARE_TAG.match(host):  # no host name: the first word is the tag
+        host, after = "", rest
+    return host, _SYSLOG_TAG.match(after), after
+
+
 class LineFormat:
     """One format: ``parse(line, received, tz) -> Parsed``; raises BadRecord if it does not
     match (``bad_log``) or its time is impossible (``bad_time``)."""
@@ -242,6 +257,7 @@ class _Rfc5424(LineFormat):
             msg.removeprefix("\ufeff"),
             sev,
             fac,
+            self.name,
         )
 
 
@@ -263,17 +279,13 @@ class _Syslog(LineFormat):
             if len(self._times) >= 4096:
                 self._times.clear()
             self._times[key] = t
-        rest = line[m.end() :]
-        host, sep, after = rest.partition(" ")
-        if not sep or _BARE_TAG.match(host):  # no host name: the first word is the tag
-            host, after = "", rest
-        tag = _SYSLOG_TAG.match(after)
+        host, tag, after = _host_tag(line[m.end() :])
         if tag is None:
             program, msg = "", after
         else:
             program, msg = tag.group("prog"), after[tag.end() :]
         sev, fac = _pri(g("pri"))
-        return Parsed(t, host or None, program, msg, sev, fac)
+        return Parsed(t, host or None, program, msg, sev, fac, self.name)
 
     @staticmethod
     def _time(g, received, tz) -> datetime:
@@ -315,7 +327,9 @@ class _ApacheError(LineFormat):
             tz,
         )
         level = m.group(9)
-        return Parsed(t, None, "apache", f"[{level}] {m.group(10)}", severity_of(level), None)
+        return Parsed(
+            t, None, "apache", f"[{level}] {m.group(10)}", severity_of(level), None, self.name
+        )
 
 
 class _Access(LineFormat):
@@ -343,7 +357,7 @@ class _Access(LineFormat):
             )
         except ValueError as e:
             raise _bad_time(f"access log time {line[:64]!r}: {e}") from None
-        return Parsed(_aware(t, tz), None, "http_access", line, None, None)
+        return Parsed(_aware(t, tz), None, "http_access", line, None, None, self.name)
 
 
 class _NginxError(LineFormat):
@@ -356,10 +370,10 @@ class _NginxError(LineFormat):
         y, mo, d, hh, mi, ss = (int(m.group(i)) for i in range(1, 7))
         t = _local(y, mo, d, hh, mi, ss, 0, tz)
         level = m.group(7)
-        return Parsed(t, None, "nginx", m.group(9), severity_of(level), None)
+        return Parsed(t, None, "nginx", m.group(9), severity_of(level), None, self.name)
 
 
-def _journal_fields(fields: dict, received, tz) -> Parsed:
+def _journal_fields(fields: dict, received, tz, name: str) -> Parsed:
     ts = fields.get("__REALTIME_TIMESTAMP") or fields.get("_SOURCE_REALTIME_TIMESTAMP")
     try:
         us = int(str(ts))
@@ -378,6 +392,7 @@ def _journal_fields(fields: dict, received, tz) -> Parsed:
         message,
         severity_of(str(prio)) if prio is not None else None,
         int(fac) if isinstance(fac, str) and fac.isdigit() and int(fac) < 24 else None,
+        name,
     )
 
 
@@ -393,7 +408,7 @@ class _JournalJson(LineFormat):
             return None
         if not isinstance(fields, dict):
             return None
-        return _journal_fields(fields, received, tz)
+        return _journal_fields(fields, received, tz, self.name)
 
 
 class _JournalExport(LineFormat):
@@ -407,7 +422,7 @@ class _JournalExport(LineFormat):
             key, sep, value = row.partition("=")
             if sep:
                 fields[key] = value
-        return _journal_fields(fields, received, tz)
+        return _journal_fields(fields, received, tz, self.name)
 
 
 class _Generic(LineFormat):
@@ -427,8 +442,169 @@ class _Generic(LineFormat):
         level = m.group("level")
         sev = severity_of(level)
         if sev is None and level is not None:  # a word, not a level: part of the message
-            return Parsed(t, None, "", line[m.start("level") :], None, None)
-        return Parsed(t, None, "", m.group("msg"), sev, None)
+            return Parsed(t, None, "", line[m.start("level") :], None, None, self.name)
+        return Parsed(t, None, "", m.group("msg"), sev, None, self.name)
+
+
+# --- the fallback: a timestamp near the start of a line in no known layout -------------------
+
+_STAMP = re.compile(
+    r"(?=[\dADFJMNOS])(?:"  # every layout starts with a digit or a month: fail fast elsewhere
+    # a date with a 4-digit year (separated by - . / or, as ISO 8601 basic, not at all) and a
+    # time (H:M:S with one- or two-digit fields, or HH.MM.SS), an optional fraction and offset
+    r"(?<![\w.:/-])(?P<Y>\d{4})(?:(?P<ds>[-./])(?P<M>\d\d?)(?P=ds)(?P<D>\d\d?)|(?P<M2>\d\d)"
+    r"(?P<D2>\d\d))[T -](?:(?P<h>\d\d?):(?P<m>\d\d?):(?P<s>\d\d?)|(?P<h2>\d\d)\.(?P<m2>\d\d)"
+    r"\.(?P<s2>\d\d))(?P<f>[.,:]\d{1,9})?(?P<z>Z|[+-]\d\d:?\d\d)?(?![\w:])"
+    # BSD syslog: one- or two-digit day, an optional year before or after the time
+    r"|(?<![\w:])(?P<mon>Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) {1,2}(?P<bd>\d{1,2})"
+    r"(?: (?P<by1>\d{4}))? (?P<bh>\d\d):(?P<bm>\d\d):(?P<bs>\d\d)(?P<bf>\.\d{1,9})?"
+    r"(?: (?P<by2>\d{4})(?!\S))?(?![\w:])"
+    # compact yymmdd HHMMSS
+    r"|(?<![\w.:/-])(?P<cy>\d\d)(?P<cM>\d\d)(?P<cD>\d\d)[ T-](?P<ch>\d\d)(?P<cm>\d\d)(?P<cs>\d\d)"
+    r"(?![\w.:/-])"
+    # epoch seconds (10 digits: 2001-09-09 .. 2286)
+    r"|(?<!\S)(?P<e>\d{10})(?P<ef>\.\d{1,9})?(?!\S))"
+)
+_FALLBACK_START = 100  # the header's first timestamp starts within this many characters
+_FALLBACK_HEAD = 256  # ... and its last one starts within this many
+_STAMP_LEN = 64  # longer than any timestamp _STAMP matches: a search window never cuts one
+_GAP_WORDS = re.compile(r"(?:\s*\S+){0,3}\s*")  # at most 3 words between a header's timestamps
+_LEVEL_WORDS = frozenset(
+    ("EMERG", "ALERT", "CRIT", "CRITICAL", "ERR", "ERROR", "WARN", "WARNING", "NOTICE",
+     "INFO", "DEBUG", "FATAL", "SEVERE", "TRACE")
+)  # fmt: skip
+_LEVEL_SCAN = 5  # a level word is looked for before the header and in the message's first words
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_HEADER_END = re.compile(r"\A[\])>|,;:\s]*(?:-\s+)?")  # "] ", " | ", ", ", " - " after a timestamp
+
+
+class _Fallback(LineFormat):
+    """The last resort of ``auto``: a line in no known layout whose header holds a timestamp.
+
+    The header is the first timestamp that starts within 100 characters, with no ``": "`` before
+    it (that would start a message), and any more timestamps that follow it within 3 words
+    (``- 1117838570 2005.06.03 R02-M1-N0-C:J12-U11 2005-06-03-15.42.50.675872 RAS ...``). The
+    time is the most specific of them: a date with a 4-digit year and a time, then ``yymmdd
+    HHMMSS``, then epoch seconds, then BSD ``Mmm d HH:MM:SS`` without a year (the year inferred
+    as for RFC 3164); ties go to the first. The message is what follows the header; after a BSD
+    timestamp a ``host prog[pid]:`` is read as syslog does, otherwise host and program stay
+    empty. The severity is the first upper-case level word (``ERROR``, ``FATAL`` = crit,
+    ``SEVERE`` = err, ``WARN``, ...) before the header or in the message's first 5 words.
+    An impossible date in a separated or BSD timestamp is ``bad_time``; bare digits that only
+    look like ``yymmdd HHMMSS`` or an epoch (month 13, a time ahead of the clock) are no
+    timestamp."""
+
+    name = "fallback"
+
+    def __init__(self) -> None:
+        self._times: dict[tuple, datetime] = {}  # (stamp, tz, received day) -> time: lines repeat
+
+    def match(self, line, received, tz):
+        first = last = None
+        best: tuple[int, re.Match[str], datetime | None] | None = None
+        pos, limit = 0, _FALLBACK_START  # the next timestamp starts at or before ``limit``
+        while True:
+            m = _STAMP.search(line, pos, limit + _STAMP_LEN)
+            if m is None or m.start() > limit:
+                break
+            gap = line[last.end() if last else 0 : m.start()]
+            if ": " in gap or gap.endswith(":"):  # the message has started
+                break
+            ranked = self._rank(m, received)
+            if ranked is None:  # digits, not a time
+                if last is None:
+                    pos = m.end()
+                    continue
+                break
+            if best is None or ranked[0] > best[0]:
+                best = (ranked[0], m, ranked[1])
+            first = first or m
+            last = m
+            pos = m.end()
+            words = _GAP_WORDS.match(line, pos)  # always matches (all optional)
+            limit = min(words.end() if words else pos, _FALLBACK_HEAD)
+        if best is None or first is None or last is None:
+            return None
+        _, stamp, t = best
+        if t is None:
+            key = (stamp.group(0), tz, received.toordinal())
+            t = self._times.get(key)
+            if t is None:
+                t = self._time(stamp, received, tz)
+                if len(self._times) >= 4096:
+                    self._times.clear()
+                self._times[key] = t
+        rest = _HEADER_END.sub("", line[last.end() :], count=1)
+        host = program = ""
+        msg = rest
+        if last.group("mon") is not None:  # a syslog header may follow
+            h, tag, after = _host_tag(rest)
+            if tag is not None:
+                host, program, msg = h, tag.group("prog"), after[tag.end() :]
+        sev = None
+        for word in line[: first.start()].split() + msg.split(None, _LEVEL_SCAN)[:_LEVEL_SCAN]:
+            word = word.strip("[]()<>{}:,;|")
+            if word in _LEVEL_WORDS:
+                sev = severity_of(word)
+                break
+        return Parsed(t, host or None, program, msg, sev, None, self.name)
+
+    @staticmethod
+    def _rank(m: re.Match[str], received: datetime) -> tuple[int, datetime | None] | None:
+        """(specificity, the time if already known) of a timestamp; None for digits that are
+        not one."""
+        g = m.group
+        if g("Y") is not None:
+            return 3, None
+        if g("mon") is not None:
+            return (3 if g("by1") or g("by2") else 0), None
+        if g("cy") is not None:
+            yy = int(g("cy"))  # as strptime's %y: 69-99 -> 19xx, 00-68 -> 20xx
+            try:  # a real date and time, else just two numbers
+                datetime(
+                    yy + (1900 if yy >= 69 else 2000),
+                    int(g("cM")),
+                    int(g("cD")),
+                    int(g("ch")),
+                    int(g("cm")),
+                    int(g("cs")),
+                )
+            except ValueError:
+                return None
+            return 2, None
+        t = _EPOCH + timedelta(seconds=int(g("e")), microseconds=_frac(g("ef")))
+        return (1, t) if t <= received + timedelta(days=1) else None
+
+    @staticmethod
+    def _time(m: re.Match[str], received: datetime, tz: tzinfo) -> datetime:
+        g = m.group
+        if g("Y") is not None:
+            zone = g("z")
+            if zone:
+                if zone == "Z":
+                    tz = UTC
+                else:
+                    hh, mm = int(zone[1:3]), int(zone[-2:])
+                    if hh > 23 or mm > 59:
+                        raise _bad_time(f"bad UTC offset {zone!r}")
+                    tz = timezone(timedelta(hours=hh, minutes=mm) * (-1 if zone[0] == "-" else 1))
+            return _local(
+                int(g("Y")), int(g("M") or g("M2")), int(g("D") or g("D2")),
+                int(g("h") or g("h2")), int(g("m") or g("m2")), int(g("s") or g("s2")),
+                _frac(g("f")), tz,
+            )  # fmt: skip
+        if g("mon") is not None:
+            month, day = _MONTHS[g("mon")], int(g("bd"))
+            year_text = g("by1") or g("by2")
+            year = int(year_text) if year_text else _year_for(month, day, received, tz)
+            return _local(
+                year, month, day, int(g("bh")), int(g("bm")), int(g("bs")), _frac(g("bf")), tz
+            )
+        yy = int(g("cy"))
+        return _local(
+            yy + (1900 if yy >= 69 else 2000), int(g("cM")), int(g("cD")), int(g("ch")),
+            int(g("cm")), int(g("cs")), 0, tz,
+        )  # fmt: skip
 
 
 class _Auto(LineFormat):
@@ -449,8 +625,8 @@ class _Auto(LineFormat):
         if p is None:
             raise BadRecord(
                 "bad_log",
-                "in no known format (syslog RFC 3164/5424, Apache/nginx, journald, ISO-stamped);"
-                " declare the source's format in security.sources",
+                "in no known format (syslog RFC 3164/5424, Apache/nginx, journald) and no"
+                " timestamp near its start; declare the source's format in security.sources",
             )
         return p
 
@@ -512,6 +688,7 @@ class _Regex(LineFormat):
             g.get("message") or "",
             sev,
             int(fac) if fac and fac.isdigit() and int(fac) < 24 else None,
+            self.name,
         )
 
     def parse(self, line, received, tz):
@@ -532,6 +709,7 @@ BUILTIN_FORMATS: dict[str, LineFormat] = {
         _JournalJson(),
         _JournalExport(),
         _Generic(),
+        _Fallback(),  # last: only a line no other grammar reads
     )
 }
 _AUTO = _Auto(tuple(BUILTIN_FORMATS.values()))

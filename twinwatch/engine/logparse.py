@@ -265,6 +265,12 @@ class LogParser:
         return p
 
     def parse(self, raw: bytes, received: datetime, origin: str = "") -> list[SecurityEvent]:
+        return self.read(raw, received, origin)[1]
+
+    def read(
+        self, raw: bytes, received: datetime, origin: str = ""
+    ) -> tuple[Parsed, list[SecurityEvent]]:
+        """The parsed line (with the name of the format that read it) and its events."""
         if len(raw) > self.max_bytes:
             raise BadRecord("too_large", f"{len(raw)} bytes > limit {self.max_bytes}")
         try:
@@ -277,7 +283,7 @@ class LogParser:
             site, asset = src.asset
         else:
             site, asset = self.hosts.get(p.host, self.default) if p.host else self.default
-        return self._events(p, p.time, site, asset, None)
+        return p, self._events(p, p.time, site, asset, None)
 
     def _events(
         self, p: Parsed, t: datetime, site: str, asset: str, sensor: str | None, unique=True
@@ -331,18 +337,26 @@ class LogParser:
         oks: list[SecurityEvent] = []
         errs: list[DeadLetter] = []
         for origin, raw in items:
-            try:
-                oks.extend(self.parse(raw, received, origin))
-            except BadRecord as e:
-                errs.append(self._dead(origin, raw, received, e.reason, e.detail))
-            except Exception as e:  # a parser bug must not stop the flow: dead-letter the line
-                if self._errors_logged < 10:
-                    self._errors_logged += 1
-                    log.exception("log parser error on a line from %s", origin[:128])
-                errs.append(
-                    self._dead(origin, raw, received, "bad_log", f"parser error {e!r}"[:200])
-                )
+            got = self.read_or_dead(raw, received, origin)
+            if isinstance(got, DeadLetter):
+                errs.append(got)
+            else:
+                oks.extend(got[1])
         return oks, errs
+
+    def read_or_dead(
+        self, raw: bytes, received: datetime, origin: str
+    ) -> tuple[Parsed, list[SecurityEvent]] | DeadLetter:
+        """``read`` that never raises: a line it cannot read is a DeadLetter with the reason."""
+        try:
+            return self.read(raw, received, origin)
+        except BadRecord as e:
+            return self._dead(origin, raw, received, e.reason, e.detail)
+        except Exception as e:  # a parser bug must not stop the flow: dead-letter the line
+            if self._errors_logged < 10:
+                self._errors_logged += 1
+                log.exception("log parser error on a line from %s", origin[:128])
+            return self._dead(origin, raw, received, "bad_log", f"parser error {e!r}"[:200])
 
     def _dead(self, origin, raw, received, reason, detail) -> DeadLetter:
         source = origin.split(":", 1)[0]
@@ -388,6 +402,7 @@ class CheckReport:
     events: int = 0
     reasons: Counter = field(default_factory=Counter)
     kinds: Counter = field(default_factory=Counter)
+    formats: Counter = field(default_factory=Counter)  # lines per format that read them
     first_bad: list[tuple[int, str, str]] = field(default_factory=list)  # (line no, reason, line)
 
     @property
@@ -399,6 +414,14 @@ class CheckReport:
             f"{self.path}: {self.parsed} of {self.lines} lines parsed ({100 * self.rate:.2f} %), "
             f"source {self.source!r}, {self.events} events"
         ]
+        if self.formats:
+            out.append("  formats: " + ", ".join(f"{k} {n}" for k, n in self.formats.most_common()))
+            if self.formats["fallback"]:
+                out.append(
+                    f"  {self.formats['fallback']} lines were read by the fallback (a timestamp"
+                    " found near the start, no program or host): declaring the source's format in"
+                    " security.sources reads them exactly"
+                )
         if self.kinds:
             out.append("  kinds: " + ", ".join(f"{k} {n}" for k, n in self.kinds.most_common(8)))
         if self.reasons:
@@ -418,13 +441,15 @@ def check_file(config: Config, path: str | Path, show: int = 5) -> CheckReport:
     with open(path, "rb") as fh:
         for no, raw in enumerate(iter_records(fh, src.framing), 1):
             report.lines += 1
-            events, dead = parser.split([(origin, raw)], received)
-            if dead:
-                report.reasons[dead[0].reason] += 1
+            got = parser.read_or_dead(raw, received, origin)
+            if isinstance(got, DeadLetter):
+                report.reasons[got.reason] += 1
                 if len(report.first_bad) < show:
-                    report.first_bad.append((no, dead[0].reason, dead[0].payload))
+                    report.first_bad.append((no, got.reason, got.payload))
                 continue
+            parsed, events = got
             report.parsed += 1
+            report.formats[parsed.format] += 1
             report.events += len(events)
             report.kinds.update(e.kind for e in events if e.kind != "other")
     return report
