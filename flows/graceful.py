@@ -56,8 +56,10 @@ def _awake(inner: Any) -> datetime | None:
     return min(t, datetime.now(UTC) + timedelta(seconds=POLL_S))
 
 
-class _StatefulPart(StatefulSourcePartition):
-    def __init__(self, inner: StatefulSourcePartition):
+class _Stops:
+    """What both kinds of partition wrapper do: end the stream once a stop is requested."""
+
+    def __init__(self, inner: Any):
         self.inner = inner
 
     def next_batch(self) -> Iterable[Any]:
@@ -68,27 +70,17 @@ class _StatefulPart(StatefulSourcePartition):
     def next_awake(self) -> datetime | None:
         return _awake(self.inner)
 
+    def close(self) -> None:
+        self.inner.close()
+
+
+class _StatefulPart(_Stops, StatefulSourcePartition):
     def snapshot(self) -> Any:
         return self.inner.snapshot()
 
-    def close(self) -> None:
-        self.inner.close()
 
-
-class _StatelessPart(StatelessSourcePartition):
-    def __init__(self, inner: StatelessSourcePartition):
-        self.inner = inner
-
-    def next_batch(self) -> Iterable[Any]:
-        if STOP.is_set():
-            raise StopIteration
-        return self.inner.next_batch()
-
-    def next_awake(self) -> datetime | None:
-        return _awake(self.inner)
-
-    def close(self) -> None:
-        self.inner.close()
+class _StatelessPart(_Stops, StatelessSourcePartition):
+    pass
 
 
 class _StoppableFixed(FixedPartitionedSource):
