@@ -38,14 +38,13 @@ import yaml
 
 from benchmarks import scale
 from benchmarks.flow_vs_loop import bench_config, make_batches
-from benchmarks.scale import ROOT, Publisher, ladder
+from benchmarks.scale import ROOT, ladder
 from twinwatch.app import services
-from twinwatch.config import InfluxService, MqttService, parse_config
+from twinwatch.config import InfluxService, parse_config
 from twinwatch.engine.parse import Parser
 from twinwatch.engine.plan import Plan
 from twinwatch.engine.shard import Shard
 from twinwatch.lineprotocol import encode_by_measurement
-from twinwatch.mqttsub import Subscriber
 
 
 def flow_lines(series: int, readings: int) -> list[str]:
@@ -79,30 +78,8 @@ def raw_write(url: str, db: str, lines: list[str], chunk: int, gzipped: bool) ->
 
 def bare_subscriber(port: int, n: int, cid: str) -> float:
     """Messages/s ``twinwatch.mqttsub`` drains from a session holding ``n`` QoS 1 messages."""
-    cfg = MqttService(port=port)
-    sub = Subscriber(cfg, cid)
-    sub.connect()
-    sub.subscribe(["city/#"], 1, lambda *a: None)
-    sub.close()
-    pub = Publisher(port, [f"city/structures/s{i % 10}/a{i % 7}/x{i % 100}" for i in range(100)])
-    pub.limit, pub.rate = n, 1e9
-    while pub.acked < n:
-        time.sleep(0.01)
-    pub.stop.set()
-    pub.thread.join()
-    sub = Subscriber(cfg, cid)
-    got: list[int] = []
-    t0 = time.perf_counter()
-    sub.connect()
-    while len(got) < n:
-        sub.wait(1.0)
-        before = len(got)
-        sub.read(lambda t, p, m: got.append(m or 0))
-        sub.ack(got[before:])
-        sub.flush()
-    dt = time.perf_counter() - t0
-    sub.close()
-    return n / dt
+    scale.fill_session(port, n, cid)
+    return n / scale.drain_lean(port, n, cid)
 
 
 def main() -> None:
@@ -124,9 +101,7 @@ def main() -> None:
         help="a config override for the flow, e.g. services.mqtt.catch_all=false",
     )
     args = ap.parse_args()
-    for item in args.set:
-        key, _, value = item.partition("=")
-        scale.EXTRA_ENV["TWINWATCH__" + key.upper().replace(".", "__")] = value
+    scale.EXTRA_ENV.update(scale.env_overrides(args.set))
     base = Path(tempfile.mkdtemp(prefix="twinwatch-e2e-"))
     conf = (ROOT / "docker/mosquitto/mosquitto.conf").read_text()
     influx = services.InfluxDB(base / "influxdb")

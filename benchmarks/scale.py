@@ -230,6 +230,46 @@ def ladder(args, base: Path, svcs: dict, config_path: Path, topics: list[str], n
     return best
 
 
+def env_overrides(items: list[str]) -> dict[str, str]:
+    """``--set KEY=VALUE`` items (``services.mqtt.catch_all=false``) as TWINWATCH__ variables."""
+    out = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        out["TWINWATCH__" + key.upper().replace(".", "__")] = value
+    return out
+
+
+def fill_session(port: int, n: int, cid: str) -> None:
+    """Leave ``n`` QoS 1 messages queued on the broker for the persistent session ``cid``."""
+    sub = Subscriber(MqttService(port=port), cid)
+    sub.connect()
+    sub.subscribe(["city/#"], 1, lambda *a: None)
+    sub.close()
+    pub = Publisher(port, [f"city/structures/s{i % 10}/a{i % 7}/x{i % 100}" for i in range(100)])
+    pub.limit, pub.rate = n, 1e9
+    while pub.acked < n:
+        time.sleep(0.01)
+    pub.stop.set()
+    pub.thread.join()
+
+
+def drain_lean(port: int, n: int, cid: str) -> float:
+    """Seconds ``twinwatch.mqttsub`` takes to drain the ``n`` messages of session ``cid``."""
+    sub = Subscriber(MqttService(port=port), cid)
+    mids: list[int] = []
+    t0 = time.perf_counter()
+    sub.connect()
+    while len(mids) < n:
+        sub.wait(1.0)
+        before = len(mids)
+        sub.read(lambda t, p, m: mids.append(m or 0))
+        sub.ack(mids[before:])  # one write per read, as the source acknowledges per batch
+        sub.flush()
+    dt = time.perf_counter() - t0
+    sub.close()
+    return dt
+
+
 def drain(args) -> None:
     import paho.mqtt.client as paho
 
@@ -238,21 +278,6 @@ def drain(args) -> None:
     broker = services.Mosquitto(base / "mosquitto", config_text=conf)
     broker.start()
     port, n = broker.port, args.messages
-    cfg = MqttService(port=port)
-
-    def fill(cid: str) -> None:
-        sub = Subscriber(cfg, cid)
-        sub.connect()
-        sub.subscribe(["city/#"], 1, lambda *a: None)
-        sub.close()
-        pub = Publisher(
-            port, [f"city/structures/s{i % 10}/a{i % 7}/x{i % 100}" for i in range(100)]
-        )
-        pub.limit, pub.rate = n, 1e9
-        while pub.acked < n:
-            time.sleep(0.01)
-        pub.stop.set()
-        pub.thread.join()
 
     def run_paho(cid: str) -> float:
         c = paho.Client(
@@ -273,21 +298,6 @@ def drain(args) -> None:
         dt = time.perf_counter() - t0
         c.disconnect()
         c.loop_stop()
-        return dt
-
-    def run_lean(cid: str) -> float:
-        sub = Subscriber(cfg, cid)
-        mids: list[int] = []
-        t0 = time.perf_counter()
-        sub.connect()
-        while len(mids) < n:
-            sub.wait(1.0)
-            before = len(mids)
-            sub.read(lambda t, p, m: mids.append(m or 0))
-            sub.ack(mids[before:])  # one write per read, as the source acknowledges per batch
-            sub.flush()
-        dt = time.perf_counter() - t0
-        sub.close()
         return dt
 
     def run_gmqtt(cid: str) -> float:
@@ -319,7 +329,10 @@ def drain(args) -> None:
 
         return asyncio.run(go())
 
-    clients = {"paho": run_paho, "twinwatch.mqttsub": run_lean}
+    clients = {
+        "paho": run_paho,
+        "twinwatch.mqttsub": lambda cid: drain_lean(port, n, cid),
+    }
     try:
         import gmqtt  # noqa: F401
 
@@ -330,7 +343,7 @@ def drain(args) -> None:
     try:
         for name in order:
             cid = f"drain-{name}-{time.monotonic_ns()}"
-            fill(cid)
+            fill_session(port, n, cid)
             dt = clients[name](cid)
             print(f"{name:18} drained {n:,} QoS 1 messages in {dt:5.2f} s: {n / dt:>9,.0f} msg/s")
     finally:
@@ -426,9 +439,7 @@ def main() -> None:
     if args.catch_all_cost:
         catch_all_cost(args)
         return
-    for item in args.set:
-        key, _, value = item.partition("=")
-        EXTRA_ENV["TWINWATCH__" + key.upper().replace(".", "__")] = value
+    EXTRA_ENV.update(env_overrides(args.set))
     base = Path(tempfile.mkdtemp(prefix="twinwatch-scale-"))
     conf = (ROOT / "docker/mosquitto/mosquitto.conf").read_text()
     svcs = {

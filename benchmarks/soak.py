@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 
 from benchmarks.flow_vs_loop import bench_config
-from benchmarks.scale import ROOT, Publisher
+from benchmarks.scale import ROOT, Publisher, env_overrides
 from twinwatch.app import services
 
 
@@ -79,9 +79,7 @@ def main() -> None:
         TWINWATCH__SERVICES__METRICS__PORT=str(metrics_port),
         TWINWATCH__FLOW__DEAD_LETTER_PATH=str(base / "dead.jsonl"),
     )
-    for item in args.set:
-        key, _, value = item.partition("=")
-        env["TWINWATCH__" + key.upper().replace(".", "__")] = value
+    env.update(env_overrides(args.set))
     flow = subprocess.Popen(
         [
             sys.executable,
