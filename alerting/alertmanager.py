@@ -44,11 +44,9 @@ from twinwatch.http import (
     HttpError,
     Rejected,
     Unavailable,
-    error_text,
-    parse_retry_after,
+    checked,
     retry,
     ssl_context,
-    status_error,
 )
 from twinwatch.schema import SEVERITY_KO, Alert
 
@@ -235,19 +233,11 @@ class AlertmanagerClient:
         self.close()
 
     def _once(self, what: str, method: str, path: str, **kw: Any) -> httpx.Response:
-        try:
-            r = self._client.request(
-                method, self.url + path, headers=self._headers, auth=self._auth, **kw
-            )
-        except httpx.TransportError as e:
-            raise AlertmanagerUnavailable(f"{what}: {type(e).__name__}: {e}") from None
-        if r.is_success:
-            return r
-        raise status_error(
+        return checked(
             what,
-            r.status_code,
-            error_text(r.text),
-            parse_retry_after(r.headers.get("Retry-After")),
+            lambda: self._client.request(
+                method, self.url + path, headers=self._headers, auth=self._auth, **kw
+            ),
             unavailable=AlertmanagerUnavailable,
             rejected=AlertmanagerRejected,
         )

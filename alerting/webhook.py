@@ -44,10 +44,8 @@ from twinwatch.http import (
     HttpError,
     Rejected,
     Unavailable,
-    error_text,
-    parse_retry_after,
+    checked,
     retry,
-    status_error,
 )
 from twinwatch.schema import Alert
 
@@ -212,18 +210,9 @@ class WebhookClient:
             NONCE_HEADER: nonce,
             SIGNATURE_HEADER: sign(self._secret, ts, nonce, body),
         }
-        what = f"post to webhook {self.url}"
-        try:
-            r = self._client.post(self.url, content=body, headers=headers)
-        except httpx.TransportError as e:
-            raise WebhookUnavailable(f"{what}: {type(e).__name__}: {e}") from None
-        if r.is_success:
-            return
-        raise status_error(
-            what,
-            r.status_code,
-            error_text(r.text),
-            parse_retry_after(r.headers.get("Retry-After")),
+        checked(
+            f"post to webhook {self.url}",
+            lambda: self._client.post(self.url, content=body, headers=headers),
             unavailable=WebhookUnavailable,
             rejected=WebhookRejected,
         )

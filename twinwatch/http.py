@@ -6,6 +6,7 @@ retry with backoff, TLS.
      └── Rejected             not retryable: any other 4xx (bad request, auth, not found)
 
     status_error(what, status, text, retry_after, unavailable=, rejected=) -> HttpError
+    checked(what, send, unavailable=, rejected=) -> httpx.Response   one request, classified
     error_text(body) -> str   the server's own message out of a JSON or text error body
 
 Each client subclasses these (InfluxError/InfluxUnavailable/..., AlertmanagerError/...) and
@@ -27,6 +28,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
+import httpx
+
 from twinwatch.config import Tls
 
 __all__ = [
@@ -38,6 +41,7 @@ __all__ = [
     "parse_retry_after",
     "ssl_context",
     "status_error",
+    "checked",
     "error_text",
     "OPERATOR_STATUSES",
 ]
@@ -95,6 +99,31 @@ def status_error(
     if status == 429 or status >= 500:
         return unavailable(msg, status=status, text=text, retry_after=retry_after)
     return rejected(msg, status=status, text=text)
+
+
+def checked(
+    what: str,
+    send: Callable[[], httpx.Response],
+    *,
+    unavailable: type[Unavailable] = Unavailable,
+    rejected: type[Rejected] = Rejected,
+) -> httpx.Response:
+    """``send()`` (one httpx request) and its response if 2xx; a connection error or timeout
+    raises ``unavailable``, an error status what ``status_error`` says."""
+    try:
+        r = send()
+    except httpx.TransportError as e:
+        raise unavailable(f"{what}: {type(e).__name__}: {e}") from None
+    if r.is_success:
+        return r
+    raise status_error(
+        what,
+        r.status_code,
+        error_text(r.text),
+        parse_retry_after(r.headers.get("Retry-After")),
+        unavailable=unavailable,
+        rejected=rejected,
+    )
 
 
 def error_text(body: str | bytes | None) -> str:

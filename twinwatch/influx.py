@@ -41,6 +41,7 @@ from twinwatch.http import (
     HttpError,
     Rejected,
     Unavailable,
+    checked,
     error_text,
     parse_retry_after,
     retry,
@@ -216,19 +217,13 @@ class InfluxV1Writer(_Retrying):
 
     def _request(self, what: str, method: str, path: str, **kw: Any) -> httpx.Response:
         headers = {**self._headers, **kw.pop("headers", {})}
-        try:
-            r = self._client.request(
-                method, self.url + path, headers=headers, auth=self._auth, **kw
-            )
-        except httpx.TransportError as e:  # connect/read errors and timeouts
-            raise InfluxUnavailable(f"{what}: {type(e).__name__}: {e}") from None
-        if r.is_success:
-            return r
-        raise _status_error(
+        return checked(
             what,
-            r.status_code,
-            error_text(r.text),
-            parse_retry_after(r.headers.get("Retry-After")),
+            lambda: self._client.request(
+                method, self.url + path, headers=headers, auth=self._auth, **kw
+            ),
+            unavailable=InfluxUnavailable,
+            rejected=InfluxRejected,
         )
 
     def write_chunk(self, lines: Sequence[str]) -> None:
