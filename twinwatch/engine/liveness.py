@@ -42,6 +42,7 @@ import heapq
 import logging
 import math
 import time
+from datetime import UTC, datetime
 
 from twinwatch.config import Config
 from twinwatch.detectors.stale import StaleTracker
@@ -55,14 +56,54 @@ __all__ = ["Liveness", "latest_times", "maintenance_windows", "RULE"]
 
 log = logging.getLogger(__name__)
 RULE = "stale"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_series_keys: dict[tuple[str, str, str, str], str] = {}  # bounded memo
+_MAX_KEYS = 100_000
 _DEFAULT_SUMMARY = "{sensor} on {site}/{asset} silent for {value:.0f} s"
 
 
 def latest_times(records) -> dict[str, float]:
-    """series -> newest event time (epoch s) in a batch of records."""
+    """series -> newest event time (epoch s) in a batch of records (a time at or before the
+    epoch does not count)."""
+    # Per record only a tuple of its identity fields and a datetime comparison; the series key
+    # and the epoch seconds are computed once per series (the newest datetime has the newest
+    # timestamp). The keys come in the order of each series' first record, as record by record
+    # unless a series' first record is at or before the epoch: then record by record.
+    newest: dict[tuple[str, str, str, str], datetime] = {}
+    try:
+        for r in records:
+            if type(r) is Annotation:  # a note about the sensor, not a sign of life
+                continue
+            ident = (r.domain, r.site, r.asset, r.sensor)
+            t = r.time
+            seen = newest.get(ident)
+            if seen is None:
+                if t <= _EPOCH:
+                    return _latest_times(records)
+                newest[ident] = t
+            elif t > seen:
+                newest[ident] = t
+    except TypeError:  # a naive datetime (not from the parser) next to aware ones
+        return _latest_times(records)
+    out: dict[str, float] = {}
+    keys = _series_keys
+    if len(keys) > _MAX_KEYS:
+        keys.clear()
+    for ident, t in newest.items():
+        key = keys.get(ident)
+        if key is None:
+            key = keys[ident] = series_key(*ident)
+        ts = t.timestamp()
+        if ts > out.get(key, 0.0):  # two spellings of one key ("a/b", "c" and "a", "b/c")
+            out[key] = ts
+    return out
+
+
+def _latest_times(records) -> dict[str, float]:
+    """``latest_times`` record by record (what the fast path's order must equal)."""
     out: dict[str, float] = {}
     for r in records:
-        if type(r) is Annotation:  # a note about the sensor, not a sign of life
+        if type(r) is Annotation:
             continue
         t = r.time.timestamp()
         if t > out.get(r.series, 0.0):
@@ -106,6 +147,8 @@ class Liveness:
             after = r.sensor.stale_after(factor)
             if after is not None:  # readings, or a stream with stale_s (bursty events: not)
                 self.intervals[key] = after / factor
+        # series -> (its partition, its interval or None if not checked): one lookup a series
+        self._judged = {key: (self.part_of[key], self.intervals.get(key)) for key in self.refs}
         self.trackers = [StaleTracker(factor) for _ in range(parts)]
         self.latest: dict[str, float] = {}  # series -> newest time seen
         self.part_latest: list[dict[str, float]] = [{} for _ in range(parts)]
@@ -163,19 +206,20 @@ class Liveness:
                 self.held[key] = max(self.held.get(key, 0.0), until)
                 self.trackers[self.part_of[key]].forget(key)
         touched: set[int] = set()
+        judged, newest, part_latest = self._judged, self.latest, self.part_latest
+        trackers, held, stale = self.trackers, self.held, self.stale
         for key, t in latest.items():
-            ref = self.refs.get(key)
-            if ref is None:  # not a configured sensor: not ours to judge
+            entry = judged.get(key)
+            if entry is None:  # not a configured sensor: not ours to judge
                 continue
-            p = self.part_of[key]
+            p, interval = entry
             touched.add(p)
-            if t > self.latest.get(key, -math.inf):
-                self.latest[key] = self.part_latest[p][key] = t
-            if key in self.held or key not in self.intervals:
+            if t > newest.get(key, -math.inf):
+                newest[key] = part_latest[p][key] = t
+            if interval is None or key in held:
                 continue
-            self.trackers[p].seen(key, t, self.intervals[key])
-            state = self.stale.pop(key, None)
-            if state is not None:
+            trackers[p].seen(key, t, interval)
+            if stale and (state := stale.pop(key, None)) is not None:
                 out.append(self._alert(key, "resolved", state, t, max(0.0, t - state.last_hit)))
         if not touched:
             return out

@@ -22,6 +22,7 @@ import msgspec
 from twinwatch.config import Config, SensorRef
 from twinwatch.engine.deadletter import PAYLOAD_PREVIEW, dead_letter, internal_error
 from twinwatch.schema import (
+    Domain,
     Annotation,
     AnnotationPayload,
     BadRecord,
@@ -50,6 +51,29 @@ _decoders: dict[str, msgspec.json.Decoder[Any]] = {
     "device_event": msgspec.json.Decoder(DeviceEventPayload),  # CCTV/IoT security events (#6)
     "annotation": msgspec.json.Decoder(AnnotationPayload),
 }
+
+
+_reading_decoder = _decoders["reading"]
+_DECODE_ERRORS = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+
+
+def _bad_payload(e: Exception, payload: bytes) -> BadRecord:
+    """The dead-letter reason of a payload the decoder refused."""
+    if isinstance(e, msgspec.ValidationError):
+        text = str(e)
+        reason = "bad_time" if "`$.time`" in text else "bad_schema"
+        if "out of range" in text:
+            reason = "non_finite"
+        return BadRecord(reason, text)
+    if isinstance(e, msgspec.DecodeError):
+        try:
+            payload.decode("utf-8")
+        except UnicodeDecodeError:
+            return BadRecord("bad_encoding", "payload is not UTF-8")
+        return BadRecord("bad_json", str(e))
+    if isinstance(e, UnicodeDecodeError):  # invalid UTF-8 inside a JSON string
+        return BadRecord("bad_encoding", f"invalid UTF-8 in a string: {e.reason}")
+    return BadRecord("bad_json", "JSON nested too deeply")  # RecursionError
 
 
 class UniqueTimes:
@@ -139,6 +163,12 @@ class Parser:
         self.catalog: dict[str, SensorRef] = {
             f"{self.prefix}{d}/{s}/{a}/{n}": ref for (d, s, a, n), ref in config.catalog.items()
         }
+        # reading topics -> a Reading's fields after its time (domain .. unit), ready to use
+        self.readings: dict[str, tuple[Domain, str, str, str, str, str]] = {
+            topic: (ref.domain, ref.site, ref.asset, ref.sensor.id, ref.sensor.quantity, ref.sensor.unit)
+            for topic, ref in self.catalog.items()
+            if ref.sensor.kind == "reading"
+        }
 
     def parse(
         self, topic: str, payload: bytes, now: datetime | None = None
@@ -147,8 +177,30 @@ class Parser:
         repeated N times"); ``<sensor topic>/annotation`` -> an Annotation. ``now``: the wall
         clock, for the future bound. The lateness bound needs the stream's clock: ``split``
         applies it."""
+        return self._parse(topic, payload, min(LATEST, (now or self._now()) + self.max_future))
+
+    def _parse(
+        self, topic: str, payload: bytes, ceiling: datetime
+    ) -> Reading | SecurityEvent | list[SecurityEvent] | Annotation:
+        """``parse`` with times bounded by ``ceiling`` (a batch computes it once)."""
         if len(payload) > self.max_bytes:
             raise BadRecord("too_large", f"{len(payload)} bytes > limit {self.max_bytes}")
+        identity = self.readings.get(topic)
+        if identity is not None:  # nearly every message: a reading, with its identity at hand
+            try:
+                msg = _reading_decoder.decode(payload)
+            except _DECODE_ERRORS as e:
+                raise _bad_payload(e, payload) from None
+            time = msg.time
+            if time.tzinfo is not UTC or not EARLIEST <= time < ceiling:
+                time = self._time(msg, ceiling)  # in UTC, or the reason it is refused
+            value = msg.value
+            if not math.isfinite(value):
+                raise BadRecord("non_finite", f"value {value!r} is not finite")
+            unit = identity[5]
+            if msg.unit is not None and msg.unit != unit:
+                raise BadRecord("unit_mismatch", f"unit {msg.unit!r}, configured {unit!r}")
+            return Reading(time, *identity, value)
         ref = self.catalog.get(topic)
         if ref is None and topic.endswith(ANNOTATION_SUFFIX):
             ref = self.catalog.get(topic[: -len(ANNOTATION_SUFFIX)])
@@ -163,49 +215,9 @@ class Parser:
         kind = ref.sensor.kind
         try:
             msg = _decoders[kind].decode(payload)
-        except msgspec.ValidationError as e:
-            text = str(e)
-            reason = "bad_time" if "`$.time`" in text else "bad_schema"
-            if "out of range" in text:
-                reason = "non_finite"
-            raise BadRecord(reason, text) from None
-        except msgspec.DecodeError as e:
-            try:
-                payload.decode("utf-8")
-            except UnicodeDecodeError:
-                raise BadRecord("bad_encoding", "payload is not UTF-8") from None
-            raise BadRecord("bad_json", str(e)) from None
-        except UnicodeDecodeError as e:  # invalid UTF-8 inside a JSON string
-            raise BadRecord("bad_encoding", f"invalid UTF-8 in a string: {e.reason}") from None
-        except RecursionError:  # JSON nested deeper than the decoder's stack allows
-            raise BadRecord("bad_json", "JSON nested too deeply") from None
-        try:
-            time = msg.time.astimezone(UTC)
-        except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
-            raise BadRecord("bad_time", f"time {msg.time.isoformat()} is out of range") from None
-        ceiling = min(LATEST, (now or self._now()) + self.max_future)
-        if not EARLIEST <= time < ceiling:
-            raise BadRecord(
-                "bad_time",
-                f"time {msg.time.isoformat()} is outside "
-                f"{EARLIEST.year}..now+{self.max_future.total_seconds():g}s",
-            )
-        if kind == "reading":
-            if not math.isfinite(msg.value):
-                raise BadRecord("non_finite", f"value {msg.value!r} is not finite")
-            unit = ref.sensor.unit
-            if msg.unit is not None and msg.unit != unit:
-                raise BadRecord("unit_mismatch", f"unit {msg.unit!r}, configured {unit!r}")
-            return Reading(
-                time,
-                ref.domain,
-                ref.site,
-                ref.asset,
-                ref.sensor.id,
-                ref.sensor.quantity,
-                unit,
-                msg.value,
-            )
+        except _DECODE_ERRORS as e:
+            raise _bad_payload(e, payload) from None
+        time = self._time(msg, ceiling)
         if kind == "log":  # the one classifier of every transport (twinwatch.engine.classify)
             return self.logs.from_mqtt(ref, time, msg.line)
         if kind == "device_event":  # the kind is a tag: only configured kinds, else `other`
@@ -236,6 +248,20 @@ class Parser:
             message=f"{msg.protocol}/{msg.dst_port}",
         )
 
+    def _time(self, msg: Any, ceiling: datetime) -> datetime:
+        """A payload's time in UTC, within InfluxDB's range and before ``ceiling``."""
+        try:
+            time = msg.time.astimezone(UTC)
+        except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+            raise BadRecord("bad_time", f"time {msg.time.isoformat()} is out of range") from None
+        if not EARLIEST <= time < ceiling:
+            raise BadRecord(
+                "bad_time",
+                f"time {msg.time.isoformat()} is outside "
+                f"{EARLIEST.year}..now+{self.max_future.total_seconds():g}s",
+            )
+        return time
+
     def _annotation(self, ref: SensorRef, payload: bytes) -> Annotation:
         try:
             msg = _decoders["annotation"].decode(payload)
@@ -264,14 +290,18 @@ class Parser:
         """Parse a batch: valid records, and dead letters for the rest. Never raises: bad input
         is a BadRecord, and a bug on one message is that message's ``internal_error``."""
         oks: list = []
-        raws: list[tuple[str, bytes]] = []
+        raws: list = []  # the (topic, payload) message of each record
         errs: list[DeadLetter] = []
         received = received or datetime.now(UTC)
+        ceiling = min(LATEST, received + self.max_future)
         unique, unique_dead = self.unique, self.unique_dead
         clock = self.clock
-        for topic, payload in messages:
+        parse = self._parse
+        events = False  # security events in the batch (their times are made unique below)
+        for message in messages:
+            topic, payload = message
             try:
-                rec = self.parse(topic, payload, received)
+                rec = parse(topic, payload, ceiling)
             except BadRecord as e:
                 when = unique_dead(f"{source}/{e.reason}", received)
                 errs.append(dead_letter(source, topic, e.reason, e.detail, payload, when))
@@ -279,11 +309,18 @@ class Parser:
             except Exception as e:
                 errs.append(internal_error("parse", e, str(topic), bytes(payload), source))
                 continue
+            if type(rec) is Reading:
+                if rec.time > clock:
+                    clock = rec.time
+                oks.append(rec)
+                raws.append(message)
+                continue
+            events = True
             for one in rec if isinstance(rec, list) else (rec,):
                 if one.time > clock:
                     clock = one.time
                 oks.append(one)
-                raws.append((topic, payload))
+                raws.append(message)
         self.clock = clock
         if self.max_lateness is not None and oks:
             floor = clock - self.max_lateness
@@ -306,7 +343,7 @@ class Parser:
                     else:
                         kept.append(rec)
                 oks = kept
-        for i, rec in enumerate(oks):
+        for i, rec in enumerate(oks if events else ()):
             if type(rec) is SecurityEvent:
                 t = unique(rec.series, rec.time)
                 if t is not rec.time:
