@@ -29,7 +29,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import TestingSource, run_main
 
 from twinwatch.config import parse_config
-from twinwatch.engine.alerts import affinity, by_shard
+from twinwatch.engine.alerts import Router, affinity
 from twinwatch.engine.assets import AssetShard, member_readings
 from twinwatch.engine.liveness import Liveness, latest_times, maintenance_windows
 from twinwatch.engine.parse import Parser
@@ -142,20 +142,20 @@ def plain_loop(config, batches) -> int:
     shards: dict[str, Shard] = {}
     groups: dict[str, AssetShard] = {}
     keys = shard_keys(config.flow.shards, config.flow.partitions)
-    routes = affinity(config)
+    route = Router(keys, affinity(config))
     writer = NullWriter()
     sink = _InfluxPartition(writer)
     for raw in batches:
         records, dead = parser.split(raw)
         out: list = [records]
-        for key, recs in by_shard(records, keys, routes):
+        for key, recs in route(records):
             shard = shards.get(key)
             if shard is None:
                 shard = shards[key] = Shard(plan)
             out.append(shard.process(recs))
         if plan.groups:  # as the flow's asset step
             members = member_readings(records, plan)
-            for key, recs in by_shard(members, keys, routes):
+            for key, recs in route(members):
                 out.append(groups.setdefault(key, AssetShard(plan)).process(recs))
         out.append(live.process(latest_times(records), maintenance_windows(records)))
         sink.write_batch(out)

@@ -25,7 +25,7 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
 from twinwatch.config import Config
-from twinwatch.engine.alerts import affinity, by_shard
+from twinwatch.engine.alerts import Router, affinity
 from twinwatch.engine.assets import AssetShard, member_readings
 from twinwatch.engine.deadletter import internal_error
 from twinwatch.engine.liveness import Liveness, latest_times, maintenance_windows
@@ -164,7 +164,7 @@ def build_flow(
         dead = op.merge("all_dead_letters", dead, log_dead)
 
     routes = affinity(config)
-    keyed = op.flat_map("shard", records, lambda rs: by_shard(rs, keys, routes))
+    keyed = op.flat_map("shard", records, Router(keys, routes))
     detected = op.stateful_batch("detect", keyed, lambda s: _ShardLogic(plan, s, last_told))
     detect_out = op.branch("detect_dead", op.map("unkey", detected, _value), _is_dead)
     outputs = detect_out.falses
@@ -187,7 +187,7 @@ def build_flow(
             "group_members", records, lambda rs: member_readings(rs, plan) or None
         )
         # a group's members enter through its asset's partition (affinity): no exchange
-        by_group = op.flat_map("group_shard", members, lambda rs: by_shard(rs, keys, routes))
+        by_group = op.flat_map("group_shard", members, Router(keys, routes))
         assets = op.stateful_batch(
             "detect_assets", by_group, lambda s: _AssetLogic(plan, s, last_told)
         )

@@ -408,7 +408,7 @@ def reset() -> None:
     """Forget the cached series heads (for tests)."""
     _heads.clear()
     _field_keys.clear()
-    _score_templates.clear()
+    _score_lines.clear()
 
 
 _ENCODERS: dict[type, Callable[[Any], list[str]]] = {
@@ -492,6 +492,8 @@ def encode_by_measurement(records: Iterable[Any]) -> dict[str, list[str]]:
 def _readings(batch: list[Reading], ms_of: dict[int, int]) -> list[str]:
     heads, out = _heads, list[str]()
     append = out.append
+    last_t: Any = None
+    last_ms = 0
     for r, value in zip(batch, _float_texts([float(r.value) for r in batch])):
         if value == "null":  # nan or inf (Reading forbids them anyway)
             continue
@@ -501,63 +503,83 @@ def _readings(batch: list[Reading], ms_of: dict[int, int]) -> list[str]:
                 "reading", _READING_TAGS, (r.domain, r.site, r.asset, r.sensor, r.quantity, r.unit)
             )
         t = r.time
-        ms = ms_of.get(id(t))
-        if ms is None:
-            ms = ms_of[id(t)] = round(t.timestamp() * 1000)
-        append(f"{head} value={value} {ms}")
+        if t != last_t:  # readings of one tick share their time: one conversion
+            last_t, last_ms = t, round(t.timestamp() * 1000)
+        ms_of[id(t)] = last_ms
+        append(f"{head} value={value} {last_ms}")
     return out
 
 
-# detector names (in the order a series' scores come) -> "%"-template of the score fields
-_score_templates: dict[tuple[str, ...], str | None] = {}
+# (domain, site, asset, sensor, *detector names) -> its anomaly_score line builder: a function
+# (float texts of the scores and the value, hits, ms) -> the line; None if a name is reserved
+_score_lines: dict[tuple[str, ...], Callable[[list[str], int, int], str] | None] = {}
+_line_makers: dict[int, Callable[..., Callable[[list[str], int, int], str]]] = {}
 
 
-def _score_template(names: tuple[str, ...]) -> str | None:
-    """``"cusum=%s,gap=%s,value=%s,hits=%di"`` for these detectors; None if one is reserved
-    (the per-record encoder skips it)."""
-    tpl = _score_templates.get(names, "")
-    if tpl == "":
-        if len(_score_templates) >= _CACHE_MAX:
-            _score_templates.clear()
-        tpl = _score_templates[names] = (
-            None
-            if _RESERVED_SCORE_KEYS.intersection(names)
-            else "".join(f"{_field_key(n).replace('%', '%%')}=%s," for n in names)
-            + "value=%s,hits=%di"
-        )
-    return tpl
+def _line_maker(n: int) -> Callable[..., Callable[[list[str], int, int], str]]:
+    """``make(head, key_0, .. key_n-1)`` -> ``line(f, hits, ms)`` =
+    ``f"{head} {key_0}{f[0]},..,{key_n-1}{f[n-1]},hits={hits}i {ms}"``. One f-string per field
+    count: it joins the pieces 2x faster than a "%" template with a starred tuple. The generated
+    code holds only the count; names and values are data."""
+    make = _line_makers.get(n)
+    if make is None:
+        keys = ", ".join(f"k{i}" for i in range(n))
+        fields = "".join(f"{{k{i}}}{{f[{i}]}}," for i in range(n))
+        line = f'f"{{head}} {fields}hits={{hits}}i {{ms}}"'
+        make = _line_makers[n] = eval(f"lambda head, {keys}: lambda f, hits, ms: {line}")
+    return make
+
+
+def _score_line(key: tuple[str, ...]) -> Callable[[list[str], int, int], str] | None:
+    """The line builder of a series' scores (``_score_lines``)."""
+    if len(_score_lines) >= _CACHE_MAX:
+        _score_lines.clear()
+    names = key[4:]
+    if _RESERVED_SCORE_KEYS.intersection(names):
+        line = None
+    else:
+        head = _cached_head("anomaly_score", _SCORE_TAGS, key[:4])
+        keys = [f"{_field_key(n)}=" for n in names] + ["value="]
+        line = _line_maker(len(keys))(head, *keys)
+    _score_lines[key] = line
+    return line
 
 
 def _scores(batch: list[AnomalyScore], ms_of: dict[int, int], hit_lines: list[str]) -> list[str]:
-    templates = [_score_template(tuple(s.scores)) for s in batch]
+    lines, builders = _score_lines, []
     flat: list[float] = []
-    for s, tpl in zip(batch, templates):
-        if tpl is not None:
-            flat.extend(map(float, s.scores.values()))
-            flat.append(float(s.value))
-    texts = _float_texts(flat)
+    extend, add = flat.extend, flat.append
+    for s in batch:
+        key = (s.domain, s.site, s.asset, s.sensor, *s.scores)
+        line = lines.get(key) or _score_line(key)
+        builders.append(line)
+        if line is not None:
+            extend(s.scores.values())
+            add(s.value)
+    texts = _float_texts(list(map(float, flat)))
     some_null = "null" in texts
-    heads, out = _heads, list[str]()
+    out = list[str]()
     append = out.append
     i = 0
-    for s, tpl in zip(batch, templates):
-        if tpl is not None:
+    last_t: Any = None
+    last_ms = 0
+    for s, line in zip(batch, builders):
+        if line is not None:
             j = i + len(s.scores) + 1
             fields = texts[i:j]
             i = j
-        if tpl is None or (some_null and "null" in fields):  # reserved name, nan or inf
-            lines = _anomaly_score(s)  # (those fields omitted)
-            append(lines[0])
-            hit_lines += lines[1:]
+        if line is None or (some_null and "null" in fields):  # reserved name, nan or inf
+            both = _anomaly_score(s)  # (those fields omitted)
+            append(both[0])
+            hit_lines += both[1:]
             continue
-        head = heads.get(("anomaly_score", s.domain, s.site, s.asset, s.sensor))
-        if head is None:
-            head = _cached_head("anomaly_score", _SCORE_TAGS, (s.domain, s.site, s.asset, s.sensor))
         t = s.time
         ms = ms_of.get(id(t))
         if ms is None:
-            ms = ms_of[id(t)] = round(t.timestamp() * 1000)
-        append(f"{head} {tpl % (*fields, len(s.hits))} {ms}")
+            if t != last_t:
+                last_t, last_ms = t, round(t.timestamp() * 1000)
+            ms = last_ms
+        append(line(fields, len(s.hits), ms))
         if s.hits:
             hit_lines += _anomaly_score(s)[1:]
     return out

@@ -22,12 +22,12 @@ import msgspec
 from twinwatch.config import Config, SensorRef
 from twinwatch.engine.deadletter import PAYLOAD_PREVIEW, dead_letter, internal_error
 from twinwatch.schema import (
-    Domain,
     Annotation,
     AnnotationPayload,
     BadRecord,
     DeadLetter,
     DeviceEventPayload,
+    Domain,
     FirewallPayload,
     LogPayload,
     Outcome,
@@ -165,9 +165,9 @@ class Parser:
         }
         # reading topics -> a Reading's fields after its time (domain .. unit), ready to use
         self.readings: dict[str, tuple[Domain, str, str, str, str, str]] = {
-            topic: (ref.domain, ref.site, ref.asset, ref.sensor.id, ref.sensor.quantity, ref.sensor.unit)
+            topic: (ref.domain, ref.site, ref.asset, sensor.id, sensor.quantity, sensor.unit)
             for topic, ref in self.catalog.items()
-            if ref.sensor.kind == "reading"
+            if (sensor := ref.sensor).kind == "reading"
         }
 
     def parse(
