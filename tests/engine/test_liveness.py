@@ -3,6 +3,7 @@ clock runs ahead, and the flow's downtime across a kill -9 restart (no services 
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,9 +12,10 @@ from twinwatch.config import load_config
 from twinwatch.engine.liveness import Liveness, latest_times
 from twinwatch.engine.plan import Plan
 from twinwatch.engine.shard import Shard
-from twinwatch.schema import Alert, Reading
+from twinwatch.schema import Alert, Annotation, Reading, SecurityEvent
 
 T0 = datetime(2026, 11, 20, tzinfo=UTC)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SPAN = "structures/sejong-bridge/span-2"
 SENSORS = ["temp", "strain-1", "strain-2", "accel-rms", "tilt", "crack-1"]  # interval 10 s
 VALUES = {"temp": 8.0, "strain-1": 120.0, "strain-2": 95.0, "accel-rms": 4.0, "tilt": 0.4}
@@ -204,3 +206,45 @@ def test_after_a_restore_each_partition_gets_its_grace_at_its_first_batch(config
     for t in range(300, 600, 10):
         out += restored.process({k: T0.timestamp() + t for k in slow})
     assert [a for a in out if a.status == "firing"] == []
+
+
+def _newest_record_by_record(records) -> dict[str, float]:
+    """What ``latest_times`` means, spelled out: the newest epoch time per series key, keyed in
+    the order each series first shows a time after the epoch (annotations are not signs of
+    life)."""
+    out: dict[str, float] = {}
+    for r in records:
+        if type(r) is Annotation:
+            continue
+        t = r.time.timestamp()
+        if t > out.get(r.series, 0.0):
+            out[r.series] = t
+    return out
+
+
+def test_latest_times_is_the_newest_time_per_series_in_first_seen_order():
+    """The batch path (datetimes compared per record, converted once per series) equals the
+    definition on random batches: repeated and interleaved series, times out of order,
+    annotations, security events, pre-1970 times (before and after a series' later ones),
+    naive datetimes, and two identities that spell one key ("a/b"+"c" and "a"+"b/c")."""
+    rng = random.Random(17)
+    idents = [("structures", "s", "a", f"n{i}") for i in range(6)]
+    idents += [("structures", "a/b", "c", "x"), ("structures", "a", "b/c", "x")]
+    for trial in range(300):
+        batch: list = []
+        for _ in range(rng.randint(0, 30)):
+            domain, site, asset, sensor = rng.choice(idents)
+            offset = rng.uniform(-60, 60) if trial % 3 else rng.uniform(-3e9, 3e9)
+            t = T0 + timedelta(seconds=offset) if trial % 3 else EPOCH + timedelta(seconds=offset)
+            if trial % 50 == 7 and rng.random() < 0.2:
+                t = t.replace(tzinfo=None)
+            kind = rng.random()
+            if kind < 0.1:
+                batch.append(Annotation(t, domain, site, asset, sensor, "maintenance", t))
+            elif kind < 0.2:
+                batch.append(SecurityEvent(t, site, asset, sensor, "fw_deny", "deny"))
+            else:
+                batch.append(Reading(t, domain, site, asset, sensor, "strain", "u", 1.0))
+        expected = _newest_record_by_record(batch)
+        got = latest_times(batch)
+        assert list(got.items()) == list(expected.items()), trial

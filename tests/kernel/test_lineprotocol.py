@@ -402,6 +402,57 @@ def test_batch_encoding_is_per_record_encoding():
         assert lp.encode_by_measurement(records) == expected
 
 
+def test_batch_encoding_of_scores_of_any_detector_count_and_times_in_any_order():
+    """The batch path builds an anomaly_score line with code generated per field count and
+    converts a time once per tick: every count from 0 to 9 detectors, names that look like
+    format fields (``{0}``, ``{f[0]}``, ``%s``), readings and scores that share datetime objects
+    or only equal times, out of order and interleaved, give the lines of ``encode``."""
+    import random
+
+    rng = random.Random(5)
+    names = ["{0}", "{f[0]}", "}{", "%s", "%(x)s", "a{b}c", *HOSTILE[:4], "x", "y"]
+    times = [T0 + timedelta(seconds=s, microseconds=u) for s in (0, 10, 20) for u in (0, 499, 500)]
+    for _ in range(30):
+        records: list = []
+        for i in range(rng.randint(1, 60)):
+            shared = rng.choice(times)
+            own = shared + timedelta(0)  # equal time, another object (hash/identity differ)
+            t = shared if rng.random() < 0.5 else own
+            records.append(reading(time=t, sensor=rng.choice(names), value=rng.uniform(-9, 9)))
+            k = rng.randint(0, 9)
+            scores = {n: rng.random() for n in rng.sample(names, k)}
+            records.append(
+                AnomalyScore(
+                    time=rng.choice([t, shared, own]),
+                    domain="water",
+                    site="s",
+                    asset=rng.choice(names),
+                    sensor="p",
+                    value=float(i),
+                    scores=scores,
+                    hits=tuple(scores)[:1] if rng.random() < 0.2 else (),
+                )
+            )
+        rng.shuffle(records)
+        expected: dict[str, list[str]] = {}
+        for r in records:
+            first, *rest = lp.encode(r)
+            expected.setdefault("reading" if type(r) is Reading else "anomaly_score", []).append(
+                first
+            )
+            if rest:
+                expected.setdefault("anomaly", []).extend(rest)
+        assert lp.encode_by_measurement(records) == expected
+
+
+def test_score_line_cache_is_bounded(monkeypatch):
+    monkeypatch.setattr(lp, "_CACHE_MAX", 10)
+    for i in range(25):
+        score = AnomalyScore(T0, "water", "s", "a", f"p{i}", 1.0, {"limits": 0.5})
+        assert lp.encode_by_measurement([score])["anomaly_score"] == lp.encode(score)
+    assert len(lp._score_lines) <= 10
+
+
 def test_unknown_type_is_a_code_error():
     with pytest.raises(TypeError, match="dict"):
         lp.encode({"value": 1})
