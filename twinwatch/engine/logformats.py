@@ -510,7 +510,7 @@ class _Fallback(LineFormat):
             gap = line[last.end() if last else 0 : m.start()]
             if ": " in gap or gap.endswith(":"):  # the message has started
                 break
-            ranked = self._rank(m, received)
+            ranked = self._rank(m, received, tz)
             if ranked is None:  # digits, not a time
                 if last is None:
                     pos = m.end()
@@ -550,7 +550,9 @@ class _Fallback(LineFormat):
         return Parsed(t, host or None, program, msg, sev, None, self.name)
 
     @staticmethod
-    def _rank(m: re.Match[str], received: datetime) -> tuple[int, datetime | None] | None:
+    def _rank(
+        m: re.Match[str], received: datetime, tz: tzinfo
+    ) -> tuple[int, datetime | None] | None:
         """(specificity, the time if already known) of a timestamp; None for digits that are
         not one."""
         g = m.group
@@ -560,18 +562,14 @@ class _Fallback(LineFormat):
             return (3 if g("by1") or g("by2") else 0), None
         if g("cy") is not None:
             yy = int(g("cy"))  # as strptime's %y: 69-99 -> 19xx, 00-68 -> 20xx
-            try:  # a real date and time, else just two numbers
-                datetime(
-                    yy + (1900 if yy >= 69 else 2000),
-                    int(g("cM")),
-                    int(g("cD")),
-                    int(g("ch")),
-                    int(g("cm")),
-                    int(g("cs")),
-                )
-            except ValueError:
+            try:  # a real date and time not ahead of the clock, else just two numbers
+                t = _local(
+                    yy + (1900 if yy >= 69 else 2000), int(g("cM")), int(g("cD")),
+                    int(g("ch")), int(g("cm")), int(g("cs")), 0, tz,
+                )  # fmt: skip
+            except BadRecord:
                 return None
-            return 2, None
+            return (2, t) if t <= received + timedelta(days=1) else None
         t = _EPOCH + timedelta(seconds=int(g("e")), microseconds=_frac(g("ef")))
         return (1, t) if t <= received + timedelta(days=1) else None
 
@@ -600,11 +598,7 @@ class _Fallback(LineFormat):
             return _local(
                 year, month, day, int(g("bh")), int(g("bm")), int(g("bs")), _frac(g("bf")), tz
             )
-        yy = int(g("cy"))
-        return _local(
-            yy + (1900 if yy >= 69 else 2000), int(g("cM")), int(g("cD")), int(g("ch")),
-            int(g("cm")), int(g("cs")), 0, tz,
-        )  # fmt: skip
+        raise AssertionError("compact and epoch stamps are timed by _rank")
 
 
 class _Auto(LineFormat):

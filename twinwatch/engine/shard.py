@@ -59,13 +59,32 @@ def event_weight(event: SecurityEvent) -> float:
 
 
 class _Series:
-    __slots__ = ("plan", "detectors", "alerts", "held_until")
+    __slots__ = ("plan", "detectors", "alerts", "held_until", "steps")
 
     def __init__(self, plan: SeriesPlan, dets: list, alerts: list[AlertState], held: float = 0.0):
         self.plan = plan
-        self.detectors = dets
         self.alerts = alerts
         self.held_until = held  # end of a maintenance window (epoch s), 0.0 if none
+        self.use(dets)
+
+    def use(self, dets: list) -> None:
+        """Take ``dets`` as the series' detectors, with what ``Shard.process`` needs of each
+        prepared once rather than looked up per reading (thresholds are settings: constant)."""
+        self.detectors = dets
+        plan = self.plan
+        self.steps = tuple(
+            (
+                name,
+                det.update,
+                det,
+                det.threshold,
+                alert,
+                pol[0] if (pol := plan.policies.get(name)) is not None else None,
+                hasattr(det, "drift"),  # a learner: it may accept a change as normal
+                ANOMALIES.labels(plan.ref.domain, name),
+            )
+            for (name, _, _), det, alert in zip(plan.detectors, dets, self.alerts)
+        )
 
 
 def _alert(
@@ -192,12 +211,13 @@ class Shard:
                             )
                         )
                         continue
-                    s.detectors, s.held_until = plan.build(), 0.0  # its new normal, afresh
+                    s.use(plan.build())  # its new normal, afresh
+                    s.held_until = 0.0
                 scores = {}
                 hits = []
-                for (name, _, _), det, alert in zip(plan.detectors, s.detectors, s.alerts):
-                    score = det.update(t, x)
-                    if getattr(det, "drift", None) is not None:  # a change accepted as normal
+                for name, update, det, threshold, alert, pol, learner, counter in s.steps:
+                    score = update(t, x)
+                    if learner and det.drift is not None:  # a change accepted as normal
                         ref = plan.ref
                         out.append(
                             baseline_note(
@@ -205,13 +225,13 @@ class Shard:
                             )
                         )
                     scores[name] = score
-                    hit = score >= det.threshold
+                    hit = score >= threshold
                     if hit:
                         hits.append(name)
-                        ANOMALIES.labels(plan.ref.domain, name).inc()
+                        counter.inc()
                     # an inactive alert below threshold stays as it is: skip the call
-                    if (hit or alert.status) and (pol := plan.policies.get(name)) is not None:
-                        change = evaluate(alert, t, score, det.threshold, pol[0])
+                    if (hit or alert.status) and pol is not None:
+                        change = evaluate(alert, t, score, threshold, pol)
                         if change is not None:  # an event stream's value is its count
                             value = x if type(rec) is Reading else score
                             out.append(_alert(plan, name, change, alert, t, value, det))
@@ -244,7 +264,9 @@ class Shard:
                     state = s.detectors[i].to_state()
                     assumed = t - params["interval_s"]
                     if state and state[0] < assumed:
-                        s.detectors[i] = type(s.detectors[i]).from_state(params, (assumed,))
+                        dets = list(s.detectors)
+                        dets[i] = type(dets[i]).from_state(params, (assumed,))
+                        s.use(dets)
 
     def to_state(self) -> dict:
         return {
