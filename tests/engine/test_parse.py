@@ -3,6 +3,7 @@
 import math
 from datetime import UTC, datetime
 
+import msgspec
 import pytest
 
 from twinwatch.config import load_config
@@ -300,3 +301,16 @@ def test_dead_letters_of_two_processes_never_share_a_time():
     one = Parser(config).split(bad, received=received)[1]  # one process: as before
     assert sorted(d.time for d in one)[0] == received
     assert max(d.time for d in one) - received == (received.replace(microsecond=172000) - received)
+
+
+def test_a_future_bound_beyond_year_9999_bounds_by_influxdbs_range():
+    """flow.max_future_s is unbounded in the config: a bound past year 9999 is InfluxDB's
+    range (before: every message was an internal_error dead letter)."""
+    config = load_config(environ={})
+    flow = msgspec.structs.replace(config.flow, max_future_s=1e12)
+    p = Parser(msgspec.structs.replace(config, flow=flow))
+    oks, errs = p.split(
+        [_at(datetime(2200, 1, 1, tzinfo=UTC)), _at(datetime(2263, 1, 1, tzinfo=UTC))]
+    )
+    assert [r.time.year for r in oks] == [2200]
+    assert [e.reason for e in errs] == ["bad_time"]

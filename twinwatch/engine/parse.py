@@ -177,7 +177,14 @@ class Parser:
         repeated N times"); ``<sensor topic>/annotation`` -> an Annotation. ``now``: the wall
         clock, for the future bound. The lateness bound needs the stream's clock: ``split``
         applies it."""
-        return self._parse(topic, payload, min(LATEST, (now or self._now()) + self.max_future))
+        return self._parse(topic, payload, self._ceiling(now or self._now()))
+
+    def _ceiling(self, now: datetime) -> datetime:
+        """The newest time accepted at wall clock ``now``, within InfluxDB's range."""
+        try:
+            return min(LATEST, now + self.max_future)
+        except OverflowError:  # flow.max_future_s reaching past year 9999
+            return LATEST
 
     def _parse(
         self, topic: str, payload: bytes, ceiling: datetime
@@ -293,7 +300,7 @@ class Parser:
         raws: list = []  # the (topic, payload) message of each record
         errs: list[DeadLetter] = []
         received = received or datetime.now(UTC)
-        ceiling = min(LATEST, received + self.max_future)
+        ceiling = self._ceiling(received)
         unique, unique_dead = self.unique, self.unique_dead
         clock = self.clock
         parse = self._parse
