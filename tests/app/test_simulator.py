@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from twinwatch.app import simulator as sim
-from twinwatch.config import EXAMPLE_CONFIG, Config, MqttService
+from twinwatch.config import EXAMPLE_CONFIG, Config, MqttService, load_config
 from twinwatch.schema import FirewallPayload, LogPayload, SensorPayload
 
 UTC = UTC
@@ -880,3 +880,34 @@ def test_cli_simulates_one_scenario_to_a_replay_file(tmp_path):
     span = last_time - datetime.fromisoformat(first["payload"]["time"])
     assert timedelta(days=6, hours=23) < span <= timedelta(days=7)
     assert main(["simulate", "--scenario", "nope", "--out", str(out)]) == 2
+
+
+def test_cli_simulates_the_span_that_ends_at_end(tmp_path):
+    """`simulate --end T` (issue #16's leftover): the span [T - duration_h, T), the config's
+    incidents at their time of day within it, as the demo lays it out; `--end now` ends now."""
+    from twinwatch.app.cli import main
+    from twinwatch.app.demo import demo_span
+
+    config = tmp_path / "city.yaml"
+    text = EXAMPLE_CONFIG.read_text()
+    assert text.count("duration_h: 24 ") == 1
+    config.write_text(text.replace("duration_h: 24 ", "duration_h: 6 "))
+    out, labels = tmp_path / "run.jsonl", tmp_path / "labels.jsonl"
+    end = "2026-11-20T09:00:00+09:00"
+    args = ["simulate", "-c", str(config), "--out", str(out), "--labels", str(labels)]
+    assert main([*args, "--end", end]) == 0
+    times = [
+        datetime.fromisoformat(json.loads(x)["payload"]["time"])
+        for x in out.read_text().splitlines()
+        if "time" in json.loads(x).get("payload", {})
+    ]
+    t_end = datetime.fromisoformat(end)
+    assert t_end - timedelta(hours=6) <= min(times) < t_end - timedelta(hours=5, minutes=59)
+    assert t_end - timedelta(minutes=5) < max(times) < t_end
+    start, shifted, _ = demo_span(load_config(config), t_end.astimezone(UTC))
+    inside = [i.kind for i in shifted.simulation.incidents if i.at_h < 6]
+    got = [json.loads(x) for x in labels.read_text().splitlines()]
+    assert inside and sorted(label["kind"] for label in got) == sorted(inside)
+    for label in got:
+        assert start <= datetime.fromisoformat(label["start"]) < t_end
+    assert main([*args, "--end", "yesterday"]) == 2  # a clear error, not a traceback

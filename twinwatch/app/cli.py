@@ -186,7 +186,17 @@ def cmd_simulate(args) -> int:
         config = msgspec.structs.replace(
             config, simulation=msgspec.structs.replace(config.simulation, seed=args.seed)
         )
-    start = simulator.sim_start(config, simulator.utcnow())
+    if args.end is None:  # the latest whole local days before now
+        start = simulator.sim_start(config, simulator.utcnow())
+    else:  # the span that ends then, incidents at their time of day (as the demo)
+        from twinwatch.app.demo import demo_span, parse_end
+
+        start, config, early = demo_span(config, parse_end(args.end, simulator.utcnow()))
+        if early:
+            print(
+                f"{early} incident(s) fall in the first hour of the span (the detectors' warm-up)"
+                " and are left out"
+            )
     labels = simulator.incident_labels(config, start)
     labels_path = Path(args.labels or config.simulation.labels_path)
     simulator.write_labels(labels_path, labels)
@@ -504,6 +514,11 @@ def parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--seed", type=int, help="random seed (default: simulation.seed)")
     s.add_argument("--list-scenarios", action="store_true", help="list the scenarios and exit")
+    s.add_argument(
+        "--end",
+        help="end of the simulated span: ISO 8601 with offset, or now (default: the latest "
+        "whole local days before now, which Grafana's last-6-hours range does not show)",
+    )
     s.set_defaults(func=cmd_simulate)
 
     d = sub.add_parser(

@@ -45,8 +45,8 @@ EPISODE_GAP_S = 600.0  # hits of a detector without an alert rule: a quieter spe
 
 
 def parse_end(text: str | None, now: datetime) -> datetime:
-    """``--end``: ISO 8601 with an offset, or None for ``now`` (to the minute)."""
-    if text is None:
+    """``--end``: ISO 8601 with an offset, or None or ``now`` for now (to the minute)."""
+    if text is None or text == "now":
         return now.replace(second=0, microsecond=0)
     try:
         end = datetime.fromisoformat(text.replace("Z", "+00:00"))
