@@ -34,11 +34,10 @@ import time
 from pathlib import Path
 
 import httpx
-import yaml
 
 from benchmarks import scale
 from benchmarks.flow_vs_loop import bench_config, make_batches
-from benchmarks.scale import ROOT, ladder
+from benchmarks.scale import ladder
 from twinwatch.app import services
 from twinwatch.config import InfluxService, parse_config
 from twinwatch.engine.parse import Parser
@@ -93,27 +92,13 @@ def main() -> None:
     ap.add_argument("--raw-readings", type=int, default=200_000)
     ap.add_argument("--messages", type=int, default=100_000)
     ap.add_argument("--only", choices=["raw", "sub", "e2e"], action="append", default=[])
-    ap.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a config override for the flow, e.g. services.mqtt.catch_all=false",
-    )
+    scale.add_set_option(ap)
     args = ap.parse_args()
     scale.EXTRA_ENV.update(scale.env_overrides(args.set))
     base = Path(tempfile.mkdtemp(prefix="twinwatch-e2e-"))
-    conf = (ROOT / "docker/mosquitto/mosquitto.conf").read_text()
-    influx = services.InfluxDB(base / "influxdb")
-    broker = services.Mosquitto(base / "mosquitto", config_text=conf)
+    influx, broker = scale.bench_services(base)
     svcs: dict[str, services.Service] = {"influxdb": influx, "mosquitto": broker}
-    for svc in svcs.values():
-        svc.start()
-    config_path = base / "city.yaml"
-    config_path.write_text(yaml.safe_dump(bench_config(args.series)))
-    topics = [
-        f"city/structures/site{i // 100}/a{(i // 10) % 10}/s{i % 10}" for i in range(args.series)
-    ]
+    config_path, topics = scale.bench_city(base, args.series)
     print(f"encoding {args.raw_readings:,} readings for the raw /write ...", flush=True)
     lines = flow_lines(args.series, args.raw_readings)
     chunk = InfluxService().batch_size

@@ -230,6 +230,44 @@ def ladder(args, base: Path, svcs: dict, config_path: Path, topics: list[str], n
     return best
 
 
+def add_set_option(ap: argparse.ArgumentParser) -> None:
+    """``--set KEY=VALUE`` (repeatable): a config override for the flow processes."""
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config override for the flow, e.g. services.mqtt.catch_all=false",
+    )
+
+
+def mosquitto(base: Path) -> services.Mosquitto:
+    """A Mosquitto in ``base`` with the deployment's settings (docker/mosquitto/mosquitto.conf:
+    the flow holds thousands of messages in flight), not started."""
+    conf = (ROOT / "docker/mosquitto/mosquitto.conf").read_text()
+    return services.Mosquitto(base / "mosquitto", config_text=conf)
+
+
+def bench_services(base: Path) -> tuple[services.InfluxDB, services.Mosquitto]:
+    """InfluxDB and the deployment's Mosquitto, started in ``base``."""
+    influx, broker = services.InfluxDB(base / "influxdb"), mosquitto(base)
+    influx.start()
+    broker.start()
+    return influx, broker
+
+
+def bench_topics(series: int) -> list[str]:
+    """The topics of ``bench_config(series)``'s sensors, in catalogue order."""
+    return [f"city/structures/site{i // 100}/a{(i // 10) % 10}/s{i % 10}" for i in range(series)]
+
+
+def bench_city(base: Path, series: int) -> tuple[Path, list[str]]:
+    """``bench_config(series)`` written to ``base/city.yaml``, and its sensors' topics."""
+    config_path = base / "city.yaml"
+    config_path.write_text(yaml.safe_dump(bench_config(series)))
+    return config_path, bench_topics(series)
+
+
 def env_overrides(items: list[str]) -> dict[str, str]:
     """``--set KEY=VALUE`` items (``services.mqtt.catch_all=false``) as TWINWATCH__ variables."""
     out = {}
@@ -274,8 +312,7 @@ def drain(args) -> None:
     import paho.mqtt.client as paho
 
     base = Path(tempfile.mkdtemp(prefix="twinwatch-drain-"))
-    conf = (ROOT / "docker/mosquitto/mosquitto.conf").read_text()
-    broker = services.Mosquitto(base / "mosquitto", config_text=conf)
+    broker = mosquitto(base)
     broker.start()
     port, n = broker.port, args.messages
 
@@ -362,15 +399,12 @@ def catch_all_cost(args) -> None:
     from twinwatch.flows.sources.mqtt import MqttSource
 
     base = Path(tempfile.mkdtemp(prefix="twinwatch-catchall-"))
-    conf = (ROOT / "docker/mosquitto/mosquitto.conf").read_text()
-    broker = services.Mosquitto(base / "mosquitto", config_text=conf)
+    broker = mosquitto(base)
     broker.start()
     assert broker.pid is not None
     bpid = broker.pid
     raw = bench_config(args.series)
-    topics = [
-        f"city/structures/site{i // 100}/a{(i // 10) % 10}/s{i % 10}" for i in range(args.series)
-    ]
+    topics = bench_topics(args.series)
     n = args.messages
     try:
         for r in range(2 * args.repeat):
@@ -422,13 +456,7 @@ def main() -> None:
     ap.add_argument("--warmup-s", type=float, default=4)
     ap.add_argument("--window-s", type=float, default=12)
     ap.add_argument("--repeat", type=int, default=1)
-    ap.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a config override for the flows, e.g. services.mqtt.catch_all=false",
-    )
+    add_set_option(ap)
     ap.add_argument("--drain", action="store_true")
     ap.add_argument("--catch-all-cost", action="store_true")
     ap.add_argument("--messages", type=int, default=100_000)
@@ -441,18 +469,9 @@ def main() -> None:
         return
     EXTRA_ENV.update(env_overrides(args.set))
     base = Path(tempfile.mkdtemp(prefix="twinwatch-scale-"))
-    conf = (ROOT / "docker/mosquitto/mosquitto.conf").read_text()
-    svcs = {
-        "influxdb": services.InfluxDB(base / "influxdb"),
-        "mosquitto": services.Mosquitto(base / "mosquitto", config_text=conf),
-    }
-    for svc in svcs.values():
-        svc.start()
-    config_path = base / "city.yaml"
-    config_path.write_text(yaml.safe_dump(bench_config(args.series)))
-    topics = [
-        f"city/structures/site{i // 100}/a{(i // 10) % 10}/s{i % 10}" for i in range(args.series)
-    ]
+    influx, broker = bench_services(base)
+    svcs: dict[str, services.Service] = {"influxdb": influx, "mosquitto": broker}
+    config_path, topics = bench_city(base, args.series)
     counts = [int(x) for x in args.processes.split(",")]
     results: dict[int, list] = {n: [] for n in counts}
     try:

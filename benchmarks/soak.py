@@ -21,8 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.flow_vs_loop import bench_config
-from benchmarks.scale import ROOT, Publisher, env_overrides
+from benchmarks.scale import Publisher, add_set_option, bench_city, bench_services, env_overrides
 from twinwatch.app import services
 
 
@@ -43,32 +42,13 @@ def main() -> None:
     ap.add_argument("--duration-s", type=float, default=1800)
     ap.add_argument("--rate", type=int, default=10_000)
     ap.add_argument("--series", type=int, default=1000)
-    ap.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a config override for the flow, e.g. services.mqtt.catch_all=false",
-    )
+    add_set_option(ap)
     args = ap.parse_args()
     base = Path(tempfile.mkdtemp(prefix="twinwatch-soak-"))
-    svcs = {
-        "influxdb": services.InfluxDB(base / "influxdb"),
-        # the deployment's broker settings (the flow holds thousands of messages in flight)
-        "mosquitto": services.Mosquitto(
-            base / "mosquitto",
-            config_text=(ROOT / "docker/mosquitto/mosquitto.conf").read_text(),
-        ),
-    }
-    for svc in svcs.values():
-        svc.start()
-    influxdb = svcs["influxdb"]
-    assert isinstance(influxdb, services.InfluxDB)
+    influxdb, broker = bench_services(base)
+    svcs: dict[str, services.Service] = {"influxdb": influxdb, "mosquitto": broker}
     influxdb.create_database("soak")
-    config_path = base / "city.yaml"
-    import yaml
-
-    config_path.write_text(yaml.safe_dump(bench_config(args.series)))
+    config_path, topics = bench_city(base, args.series)
     metrics_port = services.free_port()
     env = dict(
         os.environ,
@@ -98,9 +78,6 @@ def main() -> None:
     url = f"http://127.0.0.1:{metrics_port}/metrics"
     while 'twinwatch_source_ready{source="mqtt"} 1.0' not in _get(url):
         time.sleep(0.2)
-    topics = [
-        f"city/structures/site{i // 100}/a{(i // 10) % 10}/s{i % 10}" for i in range(args.series)
-    ]
     # benchmarks.scale's publisher: QoS 1 PUBLISH packets written in bulk, at most 20,000
     # unacknowledged; a paho publisher costs about a core at 20,000/s on this machine, which it
     # would take from the flow it measures (and paho's in-flight window collapses, issue #17)
