@@ -46,8 +46,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from twinwatch.schema import BadRecord
 
@@ -261,11 +262,29 @@ class _Rfc5424(LineFormat):
         )
 
 
+_UNSEEN: Any = object()
+
+
+class _StampTimes(dict):
+    """The times of timestamp texts, keyed ``(text, zone, day received)``: a log repeats its
+    stamps (the lines of one second share one) and reading one costs microseconds. Look up with
+    ``get(key, _UNSEEN)`` (a plain dict lookup on the hot path), store with ``keep``."""
+
+    size = 4096
+
+    def keep(self, key: tuple, t: Any) -> Any:
+        """Remember ``t`` for ``key`` (forgetting all when full) and return it."""
+        if len(self) >= self.size:
+            self.clear()
+        self[key] = t
+        return t
+
+
 class _Syslog(LineFormat):
     name = "syslog"
 
     def __init__(self) -> None:
-        self._times: dict[tuple, datetime] = {}  # (stamp, tz, received day) -> time: lines repeat
+        self._times = _StampTimes()
 
     def match(self, line, received, tz):
         m = _SYSLOG_TIME.match(line)
@@ -273,12 +292,9 @@ class _Syslog(LineFormat):
             return None
         g = m.group
         key = (m.group(0), tz, received.toordinal())
-        t = self._times.get(key)
-        if t is None:
-            t = self._time(g, received, tz)
-            if len(self._times) >= 4096:
-                self._times.clear()
-            self._times[key] = t
+        t = self._times.get(key, _UNSEEN)
+        if t is _UNSEEN:
+            t = self._times.keep(key, self._time(g, received, tz))
         host, tag, after = _host_tag(line[m.end() :])
         if tag is None:
             program, msg = "", after
@@ -497,7 +513,7 @@ class _Fallback(LineFormat):
     name = "fallback"
 
     def __init__(self) -> None:
-        self._times: dict[tuple, datetime] = {}  # (stamp, tz, received day) -> time: lines repeat
+        self._times = _StampTimes()
 
     def match(self, line, received, tz):
         first = last = None
@@ -528,12 +544,9 @@ class _Fallback(LineFormat):
         _, stamp, t = best
         if t is None:
             key = (stamp.group(0), tz, received.toordinal())
-            t = self._times.get(key)
-            if t is None:
-                t = self._time(stamp, received, tz)
-                if len(self._times) >= 4096:
-                    self._times.clear()
-                self._times[key] = t
+            t = self._times.get(key, _UNSEEN)
+            if t is _UNSEEN:
+                t = self._times.keep(key, self._time(stamp, received, tz))
         rest = _HEADER_END.sub("", line[last.end() :], count=1)
         host = program = ""
         msg = rest
@@ -549,9 +562,8 @@ class _Fallback(LineFormat):
                 break
         return Parsed(t, host or None, program, msg, sev, None, self.name)
 
-    @staticmethod
     def _rank(
-        m: re.Match[str], received: datetime, tz: tzinfo
+        self, m: re.Match[str], received: datetime, tz: tzinfo
     ) -> tuple[int, datetime | None] | None:
         """(specificity, the time if already known) of a timestamp; None for digits that are
         not one."""
@@ -560,16 +572,12 @@ class _Fallback(LineFormat):
             return 3, None
         if g("mon") is not None:
             return (3 if g("by1") or g("by2") else 0), None
-        if g("cy") is not None:
-            yy = int(g("cy"))  # as strptime's %y: 69-99 -> 19xx, 00-68 -> 20xx
-            try:  # a real date and time not ahead of the clock, else just two numbers
-                t = _local(
-                    yy + (1900 if yy >= 69 else 2000), int(g("cM")), int(g("cD")),
-                    int(g("ch")), int(g("cm")), int(g("cs")), 0, tz,
-                )  # fmt: skip
-            except BadRecord:
-                return None
-            return (2, t) if t <= received + timedelta(days=1) else None
+        if g("cy") is not None:  # a real date and time not ahead of the clock, else two numbers
+            key = (m.group(0), tz, received.toordinal())
+            t = self._times.get(key, _UNSEEN)
+            if t is _UNSEEN:
+                t = self._times.keep(key, _compact(g, tz))
+            return (2, t) if t is not None and t <= received + timedelta(days=1) else None
         t = _EPOCH + timedelta(seconds=int(g("e")), microseconds=_frac(g("ef")))
         return (1, t) if t <= received + timedelta(days=1) else None
 
@@ -599,6 +607,18 @@ class _Fallback(LineFormat):
                 year, month, day, int(g("bh")), int(g("bm")), int(g("bs")), _frac(g("bf")), tz
             )
         raise AssertionError("compact and epoch stamps are timed by _rank")
+
+
+def _compact(g: Callable[[str], Any], tz: tzinfo) -> datetime | None:
+    """A ``yymmdd HHMMSS`` stamp's time, None if it is no real date and time."""
+    yy = int(g("cy"))  # as strptime's %y: 69-99 -> 19xx, 00-68 -> 20xx
+    try:
+        return _local(
+            yy + (1900 if yy >= 69 else 2000), int(g("cM")), int(g("cD")),
+            int(g("ch")), int(g("cm")), int(g("cs")), 0, tz,
+        )  # fmt: skip
+    except BadRecord:
+        return None
 
 
 class _Auto(LineFormat):
