@@ -14,8 +14,12 @@ shard (and rollup window) holds the series of one partition only.
 Unknown topics (an unconfigured device, a typo) still become dead letters: with
 ``services.mqtt.catch_all`` (default) partition 0 subscribes to ``<prefix>/#`` instead of its own
 topics, keeps its own and the unknown ones, and acknowledges and drops the known topics of the
-other partitions (each arrives there too). ``services.mqtt.shared_group`` replaces all this with
-an MQTT shared subscription (no series affinity); docs/scale-out.md compares the two.
+other partitions (each arrives there too). It acknowledges those with the batch they arrived in,
+so every PUBACK goes out in arrival order: Mosquitto finds a PUBACK's message by scanning the
+session's in-flight list from the oldest, and acknowledging them at once, ahead of older
+messages still on their way to InfluxDB, made the broker scan all of those for each one.
+``services.mqtt.shared_group`` replaces all this with an MQTT shared subscription (no series
+affinity); docs/scale-out.md compares the two.
 
 Stale sessions: a partition that receives a known topic of another partition holds a
 subscription it should not (left under the same client id by an earlier run): the message is
@@ -260,8 +264,8 @@ class _MqttPartition(StatefulSourcePartition):
         if routes is not None:
             owner = routes.get(topic, self.catch_all)
             if owner != self.index:  # another partition's (it receives this message too)
-                if mid is not None and self.sub is not None:
-                    self.sub.ack((mid,))  # we are in the network thread: buffered, sent soon
+                if mid is not None:  # acknowledged in arrival order, with its batch
+                    self.queue.append((None, None, mid))
                 self.dropped += 1
                 if self.index != self.catch_all and not self.warned_foreign:
                     self.warned_foreign = True
@@ -293,12 +297,15 @@ class _MqttPartition(StatefulSourcePartition):
                 raise StopIteration
             return []
         taken = [queue.popleft() for _ in range(n)]
-        RECORDS_IN.labels("mqtt").inc(n)
-        batch = [(topic, payload) for topic, payload, _ in taken]
+        batch = [(topic, payload) for topic, payload, _ in taken if topic is not None]
+        RECORDS_IN.labels("mqtt").inc(len(batch))
         mids = [mid for _, _, mid in taken if mid is not None]
         if not mids:
             return [batch]
         self.taken += len(mids)
+        if not batch:  # only other partitions' messages: nothing to make durable
+            self._ack(mids)
+            return []
         return [Acked(batch, lambda: self._ack(mids))]
 
     def _idle(self) -> float:
