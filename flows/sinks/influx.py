@@ -390,5 +390,11 @@ class InfluxSink(DynamicSink[Any]):
             cfg=self.cfg,
         )
         if self.pipeline and self.cfg.write_queue:
-            return Pipelined(part, self.cfg.write_queue, SINK)
+            return Pipelined(
+                part,
+                self.cfg.write_queue,
+                SINK,
+                batch_records=self.cfg.batch_size,
+                flush_interval_s=self.cfg.flush_interval_s,
+            )
         return part

@@ -153,3 +153,61 @@ def test_gzip_setting_compresses_the_flow_writes(influxdb, influx_db):
     part.write_batch([_readings(50)])
     part.close()
     assert _values(influxdb.url, influx_db) == [float(i) for i in range(50)]
+
+
+def _spy_inner(part: Pipelined) -> list[int]:
+    """Records the size of each hand-over to the real inner partition (which still writes)."""
+    calls: list[int] = []
+    write = part.inner.write_batch
+
+    def recording(items):
+        calls.append(sum(len(i) for i in items))
+        write(items)
+
+    part.inner.write_batch = recording
+    return calls
+
+
+@pytest.mark.services
+def test_small_batches_fill_one_request_before_the_writer_writes(influxdb, influx_db):
+    """At low rates the source's batches are a few readings each, some milliseconds apart (the
+    loop paces them so). The writer waits until ``batch_size`` records are queued (the interval
+    here is far longer than the test), then writes them in one request; each batch is
+    acknowledged only after that write. (Without the wait: one request per batch.)"""
+    cfg = InfluxService(url=influxdb.url, database=influx_db, batch_size=100, flush_interval_s=600)
+    part = InfluxSink(cfg, pipeline=True).build("influxdb", 0, 1)
+    calls = _spy_inner(part)
+    acked: list[int] = []
+    for i in range(10):
+        part.write_batch([Acked(_readings(10, 10 * i), lambda i=i: acked.append(i))])
+        time.sleep(0.02)  # the pace of a source at 500 readings/s, not a wait for an outcome
+    _until(lambda: len(acked) == 10)
+    assert calls == [100] and acked == list(range(10))
+    assert len(_values(influxdb.url, influx_db)) == 100
+    part.close()
+
+
+@pytest.mark.services
+def test_the_flush_interval_bounds_the_wait_and_flush_does_not_wait(influxdb, influx_db):
+    """Fewer records than ``batch_size``: written ``flush_interval_s`` after the oldest arrived,
+    never before it; ``flush`` (and ``close``) write what is queued at once."""
+    cfg = InfluxService(url=influxdb.url, database=influx_db, batch_size=1000, flush_interval_s=0.3)
+    part = InfluxSink(cfg, pipeline=True).build("influxdb", 0, 1)
+    calls = _spy_inner(part)
+    acked: list[float] = []
+    started = time.monotonic()
+    part.write_batch([Acked(_readings(5), lambda: acked.append(time.monotonic()))])
+    _until(lambda: acked)
+    assert calls == [5] and acked[0] - started >= 0.3
+    part.close()
+    cfg = InfluxService(url=influxdb.url, database=influx_db, batch_size=1000, flush_interval_s=600)
+    part = InfluxSink(cfg, pipeline=True).build("influxdb", 0, 1)
+    acked.clear()
+    part.write_batch([Acked(_readings(5, 5), lambda: acked.append(time.monotonic()))])
+    started = time.monotonic()
+    part.flush()
+    assert len(acked) == 1 and acked[0] - started < 60  # not the 600 s interval
+    part.write_batch([Acked(_readings(5, 10), lambda: acked.append(time.monotonic()))])
+    part.close()
+    assert len(acked) == 2
+    assert _values(influxdb.url, influx_db) == [float(i) for i in range(15)]
