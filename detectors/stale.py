@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import math
 from typing import ClassVar
 
@@ -143,6 +144,11 @@ class StaleTracker(Settings):
     reported once, and can be reported again only after it has been seen again. Keys are kept
     until :meth:`forget` is called (e.g. for a decommissioned sensor).
 
+    ``check`` costs what falls due, not the number of series: a heap holds each series' deadline
+    as it was when pushed, and ``seen`` moves nothing (the flow checks once per batch, and a scan
+    of every series per batch cost 2 ms a batch at 10,000 series). A deadline taken from the heap
+    whose series has been seen since goes back with its new deadline.
+
     Parameters
     ----------
     factor
@@ -161,7 +167,17 @@ class StaleTracker(Settings):
 
     def __init__(self, factor: float = 3.0) -> None:
         self.factor = check_positive("factor", factor)
-        self._series: dict[str, list] = {}  # key -> [t_last, interval_s, reported]
+        # key -> [t_last, interval_s, reported, deadline of its entry in the heap]
+        self._series: dict[str, list] = {}
+        self._due: list[tuple[float, str]] = []  # (deadline, key), the earliest first
+
+    def _arm(self, key: str, entry: list) -> None:
+        """Push the deadline of ``entry`` (``t_last + factor x interval``, a little early so
+        that the exact test in ``check`` decides, whatever the rounding)."""
+        due = entry[0] + self.factor * entry[1]
+        due -= 1e-9 * (due if due > 1.0 else (-due if due < -1.0 else 1.0))  # max(1, |due|)
+        entry[3] = due
+        heapq.heappush(self._due, (due, key))
 
     def seen(self, key: str, t: float, interval_s: float) -> None:
         """Record a reading of series ``key`` at time ``t``, expected every ``interval_s``."""
@@ -171,21 +187,41 @@ class StaleTracker(Settings):
             return
         entry = self._series.get(key)
         if entry is None:
-            self._series[key] = [float(t), float(interval_s), False]
-        else:
-            if t > entry[0]:
-                entry[0] = float(t)
+            entry = self._series[key] = [float(t), float(interval_s), False, 0.0]
+            self._arm(key, entry)
+            return
+        if t > entry[0]:
+            entry[0] = float(t)
+        if entry[1] != interval_s:
             entry[1] = float(interval_s)
+            if entry[0] + self.factor * entry[1] < entry[3]:  # due earlier than its heap entry
+                self._arm(key, entry)
+        if entry[2]:  # reported: its heap entry is gone, watch it again
             entry[2] = False
+            self._arm(key, entry)
 
     def check(self, now: float) -> list[tuple[str, float]]:
         """``(key, seconds since last seen)`` for each newly stale series, sorted by key."""
         factor = self.factor
+        due, series = self._due, self._series
         stale = []
-        for key, entry in self._series.items():
-            if not entry[2] and now - entry[0] > factor * entry[1]:
+        later: dict[str, list] = {}  # seen since pushed (or not quite due): back, new deadline
+        while due and due[0][0] <= now:
+            at, key = heapq.heappop(due)
+            entry = series.get(key)
+            if entry is None or entry[2] or entry[3] != at:
+                continue  # forgotten, reported, or superseded by an earlier deadline
+            if now - entry[0] > factor * entry[1]:
                 entry[2] = True
                 stale.append((key, now - entry[0]))
+            else:
+                later[key] = entry
+        push = heapq.heappush
+        for key, entry in later.items():  # as _arm
+            at = entry[0] + factor * entry[1]
+            at -= 1e-9 * (at if at > 1.0 else (-at if at < -1.0 else 1.0))
+            entry[3] = at
+            push(due, (at, key))
         stale.sort()
         return stale
 
@@ -203,5 +239,8 @@ class StaleTracker(Settings):
     @classmethod
     def from_state(cls, params: dict, state: tuple) -> StaleTracker:
         tracker = cls(**params)
-        tracker._series = {k: [float(t), float(i), bool(r)] for k, t, i, r in state}
+        tracker._series = {k: [float(t), float(i), bool(r), 0.0] for k, t, i, r in state}
+        for key, entry in tracker._series.items():
+            if not entry[2]:
+                tracker._arm(key, entry)
         return tracker

@@ -248,3 +248,39 @@ def test_latest_times_is_the_newest_time_per_series_in_first_seen_order():
         expected = _newest_record_by_record(batch)
         got = latest_times(batch)
         assert list(got.items()) == list(expected.items()), trial
+
+
+def _quorum_reference(latest: dict[str, float], quorum: int) -> float | None:
+    """The clock's definition: the quorum-th newest of every series' time (at most half of
+    the series seen, at least the newest), by a sort of all of them."""
+    k = min(quorum, max(1, (len(latest) + 1) // 2))
+    return sorted(latest.values(), reverse=True)[k - 1] if len(latest) >= k else None
+
+
+def test_the_clocks_are_the_quorum_newest_of_every_series_time(config):
+    """The clocks are kept from each batch's changes (not by sorting every series' time per
+    batch); after every batch, and across snapshots and restores, each equals its definition,
+    and the watermarks follow them (never backwards)."""
+    rng = random.Random(7)
+    live = Liveness(config, partitions=2)
+    keys = sorted(live.intervals)
+    latest: dict[str, float] = {}
+    for i in range(400):
+        batch = {
+            k: T0.timestamp() + rng.choice([i, i - 50, i + 3600, 0.0]) for k in rng.sample(keys, 5)
+        }
+        before = (live.watermark, list(live.watermarks))
+        live.process(batch)
+        for k, t in batch.items():
+            latest[k] = max(latest.get(k, t), t)
+        clock = _quorum_reference(latest, live.quorum)
+        assert live._quorum_time(live.top, len(latest)) == clock
+        assert live.watermark == max(before[0], clock or 0.0)
+        for p in range(2):
+            mine = {k: t for k, t in latest.items() if live.part_of[k] == p}
+            clock = _quorum_reference(mine, live.quorum)
+            assert live._quorum_time(live.part_top[p], len(mine)) == clock
+            if any(live.part_of[k] == p for k in batch):
+                assert live.watermarks[p] == max(before[1][p], clock or 0.0)
+        if i % 100 == 99:
+            live = Liveness(config, state=live.to_state(), partitions=2)
