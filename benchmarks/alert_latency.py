@@ -143,7 +143,6 @@ def bench_config(
             "influxdb": {
                 "url": influx_url or "http://127.0.0.1:9",
                 "database": "bench",
-                "flush_interval_s": 0.05,
             },
             "alertmanager": {
                 "url": am_url,

@@ -275,9 +275,9 @@ class InfluxService(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     username: str | None = None
     password: Secret | None = None
     token: Secret | None = None
-    # Lines per /write request. The writer thread waits for this many records, at most
-    # flush_interval_s after the oldest arrived, before it writes (fewer, larger requests at low
-    # rates; twinwatch.flows.sinks.pipeline). Alerts do not wait for it: they have their own sink.
+    # Lines per /write request. The writer thread waits for 500 records (or batch_size if
+    # smaller), at most flush_interval_s after the oldest arrived, before it writes: fewer
+    # requests at low rates (twinwatch.flows.sinks.influx). Alerts have their own sink.
     batch_size: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 5000
     flush_interval_s: PositiveFloat = 1.0
     # Records the flow hands to the sink's writer thread before its worker waits (the writes

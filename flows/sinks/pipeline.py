@@ -92,12 +92,16 @@ class Pipelined(StatelessSinkPartition[Any]):
                 self._cond.wait()
                 self._blocked -= 1
             self._raise()
-            if not self._queue:
+            first = not self._queue
+            if first:
                 self._oldest = time.monotonic()
             self._queue.append((items, n))
             self._queued += n
             self._gauge.set(self._queued)
-            self._cond.notify_all()
+            # wake the writer only when it has something to do: a wake per batch while it
+            # waits for more handed the GIL back and forth (alert p99 3x under load)
+            if first or self._queued - n < self.batch_records <= self._queued:
+                self._cond.notify_all()
 
     def flush(self) -> None:
         """Wait until every queued batch was handed to the inner partition (tests, close)."""
