@@ -175,7 +175,7 @@ class StaleTracker(Settings):
         """Push the deadline of ``entry`` (``t_last + factor x interval``, a little early so
         that the exact test in ``check`` decides, whatever the rounding)."""
         due = entry[0] + self.factor * entry[1]
-        due -= 1e-9 * (due if due > 1.0 else (-due if due < -1.0 else 1.0))  # max(1, |due|)
+        due -= 1e-9 * max(1.0, abs(due))
         entry[3] = due
         heapq.heappush(self._due, (due, key))
 
@@ -216,12 +216,8 @@ class StaleTracker(Settings):
                 stale.append((key, now - entry[0]))
             else:
                 later[key] = entry
-        push = heapq.heappush
-        for key, entry in later.items():  # as _arm
-            at = entry[0] + factor * entry[1]
-            at -= 1e-9 * (at if at > 1.0 else (-at if at < -1.0 else 1.0))
-            entry[3] = at
-            push(due, (at, key))
+        for key, entry in later.items():
+            self._arm(key, entry)
         stale.sort()
         return stale
 

@@ -1,7 +1,7 @@
 """A sink partition whose writes run on a thread of their own, behind a bounded queue.
 
     part = Pipelined(inner, max_records=50_000, name="influxdb")   # wraps any sink partition
-    part = Pipelined(inner, batch_records=5000, flush_interval_s=1.0)  # and fills its requests
+    part = Pipelined(inner, batch_records=500, flush_interval_s=1.0)  # and fills its requests
 
 The flow's worker thread only queues a batch and goes on computing; the writer thread hands
 what it finds queued, up to ``max_records`` records at once, to ``inner.write_batch`` in one call

@@ -152,8 +152,7 @@ class Liveness:
         self.trackers = [StaleTracker(factor) for _ in range(parts)]
         self.latest: dict[str, float] = {}  # series -> newest time seen
         self.part_latest: list[dict[str, float]] = [{} for _ in range(parts)]
-        # the quorum newest (time, series) of the stream and of each partition
-        self.top: list[tuple[float, str]] = []
+        # the quorum newest (time, series) of each partition (the stream's are among them)
         self.part_top: list[list[tuple[float, str]]] = [[] for _ in range(parts)]
         self.watermark = 0.0  # the stream's clock
         self.watermarks = [0.0] * parts  # each partition's clock
@@ -177,7 +176,6 @@ class Liveness:
                 self.part_latest[p] = {key: t for key, t, _, _ in mine}
                 self.latest.update(self.part_latest[p])
                 self.part_top[p] = self._newest([], self.part_latest[p])
-            self.top = sorted(chain.from_iterable(self.part_top), reverse=True)[: self.quorum]
             self.stale = {
                 k: AlertState.from_state(v) for k, v in stale.items() if k in self.intervals
             }
@@ -256,9 +254,8 @@ class Liveness:
             q = self._quorum_time(self.part_top[p], len(part_latest[p]))
             if q is not None and q > self.watermarks[p]:
                 self.watermarks[p] = q
-        if changed:  # the stream's newest are among its partitions' newest
-            self.top = sorted(chain.from_iterable(self.part_top), reverse=True)[: self.quorum]
-        q = self._quorum_time(self.top, len(newest))
+        # the stream's newest are among its partitions' newest
+        q = self._quorum_time(sorted(chain.from_iterable(self.part_top), reverse=True), len(newest))
         if q is not None and q > self.watermark:  # never backwards
             self.watermark = q
         for p, tracker in enumerate(self.trackers):
