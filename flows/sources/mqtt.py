@@ -65,7 +65,9 @@ from twinwatch.schema import series_key
 __all__ = ["MqttSource", "partition_topics"]
 log = logging.getLogger(__name__)
 
-_POLL = timedelta(milliseconds=20)
+# how soon an idle partition looks again: the floor of alert latency. 10 ms against 20: alert
+# p90 21-38 ms against 42-52 at 9,000 readings/s, for ~3 % of a core more at 1,000/s
+_POLL = timedelta(milliseconds=10)
 _LOCAL: dict[str, _MqttPartition] = {}  # this process' partitions, for the process-wide gauges
 
 
