@@ -49,6 +49,7 @@ from twinwatch.alerting.notifiers import AlertmanagerNotifier
 from twinwatch.app import services
 from twinwatch.config import parse_config
 from twinwatch.flows.dataflow import build_flow
+from twinwatch.flows.graceful import freeze_startup
 from twinwatch.flows.sinks.alertmanager import AlertmanagerSink
 from twinwatch.flows.sources.mqtt import MqttSource
 from twinwatch.mqtt import connect, make_client
@@ -301,6 +302,7 @@ def main() -> int:
             dead_letter_sink=Discard(),
             influx_sink=Discard() if influx is None else None,  # None: the configured InfluxDB
         )
+        freeze_startup()  # as twinwatch run does (graceful.run, which needs the main thread)
         runner = threading.Thread(target=run_main, args=(flow,), daemon=True)
         runner.start()
 
