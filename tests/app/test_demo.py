@@ -38,21 +38,24 @@ def test_the_span_ends_now_with_incidents_at_their_time_of_day():
     now = datetime(2026, 11, 20, 5, 10, 12, tzinfo=UTC)  # 14:10 KST
     end = parse_end(None, now)
     assert end == now.replace(second=0)  # the default: now, to the minute
-    start, shifted, early = demo_span(config, end)
+    start, shifted, left_out = demo_span(config, end)
     assert end - start == timedelta(hours=24)  # duration_h, ending at the end
     by_kind = {i.kind: i.at_h for i in config.simulation.incidents}
-    assert len(shifted.simulation.incidents) + early == len(by_kind)
+    assert len(shifted.simulation.incidents) + left_out == len(by_kind)
     for inc in shifted.simulation.incidents:
         t = (start + timedelta(hours=inc.at_h)).astimezone(KST)
-        assert WARMUP_H <= inc.at_h < 24
+        assert inc.at_h >= WARMUP_H and inc.at_h + inc.duration_h <= 24
         assert t.hour + t.minute / 60 == pytest.approx(by_kind[inc.kind] % 24)  # its time of day
-    # 14:10 KST: the 14:30 sensor_offline would start 20 minutes into the span: left out
-    assert early == 1 and "sensor_offline" not in {i.kind for i in shifted.simulation.incidents}
+    # 14:10 KST: the 14:30 sensor_offline would start 20 minutes into the span, and the 13:30
+    # turbidity_spike (1 h) would be cut short by the span's end 40 minutes in: both left out
+    kinds = {i.kind for i in shifted.simulation.incidents}
+    assert left_out == 2 and not {"sensor_offline", "turbidity_spike"} & kinds
     labels = simulator.incident_labels(shifted, start)
     assert all(start <= datetime.fromisoformat(lb["start"]) < end for lb in labels)
+    assert all(datetime.fromisoformat(lb["end"]) <= end for lb in labels)
     # the same seed and end give the same day
     again = demo_span(config, parse_end("2026-11-20T14:10:00+09:00", now))
-    assert again == (start, shifted, early)
+    assert again == (start, shifted, left_out)
     with pytest.raises(ConfigError, match="no UTC offset"):
         parse_end("2026-11-20T14:10:00", now)
 
