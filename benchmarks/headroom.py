@@ -30,7 +30,9 @@ from benchmarks.scale import Publisher, bench_services, bench_topics, cpu_s
 REQUEST = 500  # readings per write, as the flow's writer fills them
 
 
-def consumer(port: int, url: str, templates: list[str], ready: Any, stop: Any, out: Any) -> None:
+def consumer(
+    port: int, url: str, templates: list[tuple[str, str]], ready: Any, stop: Any, out: Any
+) -> None:
     import httpx
 
     from twinwatch.config import MqttService
@@ -48,11 +50,11 @@ def consumer(port: int, url: str, templates: list[str], ready: Any, stop: Any, o
             sub.read(lambda t, p, m: mids.append(m or 0))
             if len(mids) < REQUEST:
                 continue
-            body = []
+            body: list[str] = []
             for i in range(len(mids)):
                 ts += 1
-                body.append(templates[(2 * i) % len(templates)] + f" {ts}")
-                body.append(templates[(2 * i + 1) % len(templates)] + f" {ts}")
+                reading, score = templates[i % len(templates)]
+                body += (f"{reading} {ts}", f"{score} {ts}")
             params = {"db": "headroom", "precision": "ms"}
             r = client.post(f"{url}/write", params=params, content="\n".join(body).encode())
             r.raise_for_status()
@@ -70,9 +72,13 @@ def main() -> None:
     ap.add_argument("--series", type=int, default=1000)
     ap.add_argument("--window-s", type=float, default=20)
     args = ap.parse_args()
-    # the flow's lines for one reading per series, without their timestamps
-    lines = flow_lines(args.series, args.series)
-    templates = [line.rsplit(" ", 1)[0] for line in lines]
+    # the flow's two lines for one reading per series, without their timestamps (flow_lines
+    # gives them grouped by measurement: the readings', then the scores')
+    bare = [line.rsplit(" ", 1)[0] for line in flow_lines(args.series, args.series)]
+    readings = [line for line in bare if line.startswith("reading,")]
+    scores = [line for line in bare if line.startswith("anomaly_score,")]
+    assert len(readings) == len(scores) == args.series
+    templates = list(zip(readings, scores))
     base = Path(tempfile.mkdtemp(prefix="twinwatch-headroom-"))
     influx, broker = bench_services(base)
     ctx = multiprocessing.get_context("spawn")
