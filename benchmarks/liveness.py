@@ -3,7 +3,7 @@
     python -m benchmarks.liveness [--series 1000,10000,50000] [--batch 10] [--calls 2000]
 
 The flow calls ``Liveness.process`` once per batch with the newest time of each series in it.
-At low rates the batches are small (a few readings every 20 ms per source partition), so a cost
+At low rates the batches are small (a few readings every 10 ms per source partition), so a cost
 per batch that grows with the number of series the city has (a sort of every series' time for
 the stream's clock, a scan of every series for silence) is paid hundreds of times a second.
 This city has ``--series`` strain sensors (``benchmarks.flow_vs_loop``'s); every series is seen

@@ -118,7 +118,7 @@ def freeze_startup() -> None:
     """Keep what exists now (modules, config, plan, the built flow), which lives as long as the
     process, out of the garbage collector's full passes.
 
-    Those walk every tracked object: 75-90 ms with 1,100 sensors, a tail of alert latency; 2 ms
+    Those walk every tracked object: 75-91 ms with 1,100 sensors, a tail of alert latency; 2 ms
     once frozen (``benchmarks.alert_latency``, docs/alerting.md). Once per process: frozen
     objects that later die in a reference cycle are not reclaimed, so a process that runs flows
     again (tests, the demo) must not keep adding to them.
