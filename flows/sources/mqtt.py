@@ -38,7 +38,8 @@ broker becomes unreachable and one when it is back; the source never raises for 
 Backpressure: a partition holds at most ``max_queued`` messages that the flow has not
 acknowledged; beyond that its thread stops reading, so the backlog stays on the broker
 (``twinwatch_source_paused`` is 1). ``idle_timeout_s`` ends the stream after that long
-without a message (the demo, tests); ``None`` runs forever.
+without a message while reading (the demo, tests; a paused partition is not idle); ``None`` runs
+forever.
 """
 
 from __future__ import annotations
@@ -251,6 +252,7 @@ class _MqttPartition(StatefulSourcePartition):
             self.paused = room <= 0
             if self.paused:  # not reading on purpose: the broker's silence is not a dead link
                 sub.last_in = time.monotonic()  # (our PINGREQs keep the session alive)
+                self.last_message = sub.last_in  # nor idleness: the backlog waits there
             readable = [wake] if self.paused else [sock, wake]
             writable = [sock] if sub.out else []
             timeout = 0.0 if more and not self.paused else 0.5

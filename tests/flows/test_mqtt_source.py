@@ -291,3 +291,39 @@ def test_a_session_missing_from_the_broker_says_messages_were_lost(mosquitto, ca
         _close(parts)
     lines = [r.getMessage() for r in caplog.records if "no session for" in r.getMessage()]
     assert len(lines) == 2 and "were lost" in lines[0]
+
+
+def test_a_paused_partition_is_not_idle_while_the_broker_holds_its_backlog(mosquitto):
+    """Backpressure is not the end of the stream: a partition that stops reading because the
+    flow holds ``max_queued`` unacknowledged messages (a slow sink) hears nothing from the broker
+    on purpose, so its idle timeout must not end a bounded run while its backlog waits there.
+    (It did: the kill test of tests/e2e/test_scale.py lost the restarted cluster's backlog.)"""
+    config = _config(mosquitto, f"paused-{uuid.uuid4().hex[:6]}", FLOW__PARTITIONS="1")
+    topics = sorted(partition_topics(config))[:6]
+    idle = 0.5
+    (part,) = _build(MqttSource(config, batch_size=2, idle_timeout_s=idle, max_queued=2))
+    try:
+        _ready([part])
+        _publish(config, topics)
+        deadline = time.monotonic() + 20
+        held = []
+        while not held:  # the first batch, not acknowledged: the sink is slow
+            assert time.monotonic() < deadline
+            held = part.next_batch()
+            time.sleep(0.01)
+        assert part.paused
+        quiet_until = time.monotonic() + 3 * idle  # paused: the broker is silent on purpose
+        while time.monotonic() < quiet_until:
+            assert part.next_batch() == []  # raises StopIteration if taken for idle
+            time.sleep(0.05)
+        got = [topic for topic, _ in held[0]]
+        held[0].ack()  # durable at last: the partition reads on
+        with pytest.raises(StopIteration):  # idle once the backlog is in and nothing more comes
+            while time.monotonic() < deadline:
+                for batch in part.next_batch():
+                    got += [topic for topic, _ in batch]
+                    batch.ack()
+                time.sleep(0.01)
+        assert sorted(got) == topics
+    finally:
+        part.close()
